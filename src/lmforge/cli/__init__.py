@@ -1,0 +1,1 @@
+"""Command-line shell: parse -> load config -> pipeline. No logic lives here."""

@@ -1,0 +1,51 @@
+"""`lmforge` entry point. Each subcommand is a module in this package with ``register(subparsers)``;
+its handler returns an exit code. A :class:`UserError` anywhere becomes a clear message and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from lmforge import __version__
+from lmforge.errors import UserError
+
+# One entry per subcommand module (lmforge.cli.<module>).
+COMMANDS = ["validate", "train", "data", "quickstart", "methods", "eval", "export"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lmforge", description="Fine-tune pretrained language models on your own data, from one YAML file."
+    )
+    parser.add_argument("--version", action="version", version=f"lmforge {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"lmforge.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted: the run folder is resumable with --resume", file=sys.stderr)
+        return 130
+    except FileNotFoundError as exc:
+        if os.environ.get("LMFORGE_DEBUG"):
+            raise
+        print(f"error: {exc.filename}: file not found", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

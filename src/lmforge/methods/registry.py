@@ -1,0 +1,71 @@
+"""Method registry. Torch-free: specs and config classes only; implementations load lazily.
+
+A method declares WHAT is trainable. Each lives in ``methods/<name>/`` with
+``config.py`` (pydantic params, torch-free), ``method.py`` (the implementation) and an
+``__init__.py`` that calls :func:`register_method`. Adding one = that folder + one import line in
+``methods/__init__.py``; the CLI, schema checks, ``lmforge methods`` and the contract tests pick
+it up from here.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict
+
+from lmforge.config.hints import did_you_mean
+from lmforge.errors import UserError
+
+if TYPE_CHECKING:
+    from lmforge.methods.base import Method
+
+
+class MethodParams(BaseModel):
+    """Base for every method's parameters: strict and frozen like the rest of the config."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    params: type[MethodParams]
+    factory: str  # "module.path:ClassName", imported only when the method is built
+    trains: str  # one line: what becomes trainable
+    mergeable: bool  # can be folded into the base weights for a plain transformers export
+    quantized_base: bool = False  # needs / loads a quantized base model
+    objectives: tuple[str, ...] | None = None  # None = every objective
+    guidance: str = ""  # one line of advice from our own measurements
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+METHODS: dict[str, MethodSpec] = {}
+
+
+def register_method(spec: MethodSpec) -> MethodSpec:
+    if spec.name in METHODS:
+        raise ValueError(f"method '{spec.name}' registered twice")
+    METHODS[spec.name] = spec
+    return spec
+
+
+def get_method_spec(name: str) -> MethodSpec:
+    import lmforge.methods  # noqa: F401  (registers the built-in methods)
+
+    if name not in METHODS:
+        raise UserError(
+            f"unknown method '{name}'{did_you_mean(name, METHODS)}",
+            where="method.name",
+            hint=f"available: {', '.join(sorted(METHODS))}",
+        )
+    return METHODS[name]
+
+
+def build_method(name: str, params: MethodParams) -> "Method":
+    """Import the implementation of ``name`` and construct it with validated ``params``."""
+    spec = get_method_spec(name)
+    module, _, attr = spec.factory.partition(":")
+    cls = getattr(importlib.import_module(module), attr)
+    return cls(spec, params)

@@ -1,0 +1,57 @@
+"""The objective protocol: encode examples, collate batches, compute a token-weighted loss.
+
+Loss contract (the one place gradient-accumulation correctness comes from): ``loss`` returns the
+SUM of per-unit losses (units = label tokens for language modelling, examples for
+classification) and the number of units. The training loop divides by the total number of
+units in the whole accumulation window, so batch 8 x accum 1 == batch 1 x accum 8.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from lmforge.config.schema import DataConfig
+from lmforge.model.task import TaskInfo
+from lmforge.objectives.registry import ObjectiveParams, ObjectiveSpec
+
+
+@dataclass
+class LossOutput:
+    total: torch.Tensor  # scalar: sum of per-unit losses in this micro-batch
+    count: int  # number of units summed (label tokens or examples)
+    logs: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class EvalOutput:
+    """What one evaluation batch yields; ``evaluate/`` turns a list of these into metrics."""
+
+    loss_total: float
+    count: int
+    predictions: list[Any] = field(default_factory=list)  # e.g. predicted label ids
+    references: list[Any] = field(default_factory=list)  # e.g. gold label ids
+    scores: list[Any] = field(default_factory=list)  # e.g. class probabilities
+
+
+class Objective(Protocol):
+    spec: ObjectiveSpec
+    params: ObjectiveParams
+
+    def task_info(self, labels: list[str] | None, model_config: Any | None = None) -> TaskInfo:
+        """Which head to load; ``labels`` is the classification label set (else None)."""
+
+    def encode(self, records: list[dict], tokenizer: Any, data: DataConfig) -> list[dict]:
+        """Canonical records (see ``lmforge.data``) -> per-example token features."""
+
+    def collate(self, features: list[dict], tokenizer: Any) -> dict[str, torch.Tensor]:
+        """Features -> one padded (or packed) batch of tensors."""
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> LossOutput:
+        """Token-weighted loss sum and unit count for one micro-batch."""
+
+    def eval_step(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> EvalOutput:
+        """Loss sum / count plus predictions and references for metrics (no grad)."""

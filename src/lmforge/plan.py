@@ -1,0 +1,90 @@
+"""Resolve a config's open choices (method, objective) and check cross-axis rules. Torch-free.
+
+This is what ``lmforge validate`` runs: it imports the registries (specs and config classes
+only), never an implementation, so it needs no torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from lmforge.config.load import format_validation_error
+from lmforge.config.schema import RunConfig
+from lmforge.errors import UserError
+from lmforge.methods.registry import MethodParams, MethodSpec, get_method_spec
+from lmforge.objectives.registry import ObjectiveParams, ObjectiveSpec, get_objective_spec
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """The config plus its resolved choices; derived values live here, never in the config."""
+
+    config: RunConfig
+    method: MethodSpec
+    method_params: MethodParams
+    objective: ObjectiveSpec
+    objective_params: ObjectiveParams
+
+    @property
+    def best_metric(self) -> str:
+        return self.config.eval.metric or self.objective.default_metric
+
+    @property
+    def metric_mode(self) -> str:
+        metric = self.best_metric
+        if metric == self.objective.default_metric:
+            return self.objective.metric_mode
+        return "min" if metric.endswith(("loss", "perplexity", "error")) else "max"
+
+    @property
+    def export_merged(self) -> bool:
+        merged = self.config.export.merged
+        return self.method.mergeable if merged is None else merged
+
+
+def plan_run(config: RunConfig, source: str = "<config>") -> RunPlan:
+    """Validate the method / objective parameters and every cross-axis rule."""
+    method = get_method_spec(config.method.name)
+    method_params = _params(method.params, config.method.params, "method", source)
+    objective = get_objective_spec(config.objective_name)
+    objective_params = _params(
+        objective.params, config.objective.params if config.objective else {}, "objective", source
+    )
+    where = source
+    if config.data.format not in objective.formats:
+        raise UserError(
+            f"objective '{objective.name}' does not train on data.format '{config.data.format}'",
+            where=f"{where}: data.format",
+            hint=f"use one of: {', '.join(objective.formats)}",
+        )
+    if method.objectives is not None and objective.name not in method.objectives:
+        raise UserError(
+            f"method '{method.name}' does not support objective '{objective.name}'",
+            where=f"{where}: method.name",
+            hint=f"it supports: {', '.join(method.objectives)}",
+        )
+    if config.export.merged and not method.mergeable:
+        raise UserError(
+            f"method '{method.name}' cannot be merged into the base weights",
+            where=f"{where}: export.merged",
+            hint="set export.merged: false (the trained add-on is exported on its own)",
+        )
+    if config.data.packing and not objective.can_pack:
+        raise UserError(
+            f"objective '{objective.name}' cannot train on packed rows",
+            where=f"{where}: data.packing",
+            hint="set data.packing: false",
+        )
+    if config.data.labels is not None and config.data.format != "classification":
+        raise UserError("labels are only used by classification data", where=f"{where}: data.labels")
+    return RunPlan(config, method, method_params, objective, objective_params)
+
+
+def _params(cls, raw: dict, section: str, source: str):
+    try:
+        return cls.model_validate(raw)
+    except ValidationError as exc:
+        text = format_validation_error(exc, cls).replace("\n  ", f"\n  {section}.")
+        raise UserError(text, where=source) from None
