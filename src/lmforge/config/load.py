@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import typing
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,12 @@ def format_validation_error(exc: ValidationError, root: type[BaseModel]) -> str:
             lines.append(f"{field}: required field is missing")
         elif err["type"] == "value_error":
             msg = str(err.get("msg", "")).removeprefix("Value error, ")
-            lines.append(f"{field + ': ' if loc else ''}{msg}")
+            # A validator may name a sub-path itself ("columns.x: ..."): join it onto the field path.
+            sub = re.match(r"^([\w.]+): ", msg)
+            if loc and sub:
+                lines.append(f"{field}.{msg}")
+            else:
+                lines.append(f"{field + ': ' if loc else ''}{msg}")
         else:
             got = err.get("input")
             shown = "" if isinstance(got, dict) else f" (got {got!r})"

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from lmforge.config.prepare import PrepareConfig
+
 # Canonical fields of each data format; ``data.columns`` maps them to the user's column names.
 FORMAT_FIELDS: dict[str, tuple[str, ...]] = {
     "text": ("text",),
@@ -27,9 +29,9 @@ class Section(BaseModel):
 
 
 class RunSection(Section):
-    name: str = "run"
+    name: str = Field(default="run", description="Run name; the run folder is runs/<name> unless output_dir is set.")
     output_dir: str | None = Field(default=None, description="Run folder; default runs/<name>.")
-    seed: int = 42
+    seed: int = Field(default=42, description="Seeds data order, splits, initialisation and dropout.")
 
     @property
     def dir(self) -> str:
@@ -38,10 +40,12 @@ class RunSection(Section):
 
 class ModelConfig(Section):
     name: str = Field(description="Built-in name, local HF folder, hub id, or a .gguf file.")
-    revision: str | None = None
+    revision: str | None = Field(default=None, description="Hub revision (branch, tag or commit) for hub ids.")
     gguf_file: str | None = Field(default=None, description="GGUF file inside a folder/hub repo.")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    trust_remote_code: bool = False
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        default="auto", description="Weight dtype at load; auto = float32 on CPU, bfloat16 on a bf16 GPU."
+    )
+    trust_remote_code: bool = Field(default=False, description="Run model code shipped with a hub repo (off unless you trust it).")
     overrides: dict[str, int | float | bool | str] = Field(
         default_factory=dict,
         description="Model-config fields to override at load time, e.g. num_hidden_layers: 2.",
@@ -50,8 +54,8 @@ class ModelConfig(Section):
 
 class SourceConfig(Section):
     path: str = Field(description="File, folder, datasets.save_to_disk folder, or hub dataset id.")
-    split: str | None = None
-    limit: int | None = Field(default=None, ge=1)
+    split: str | None = Field(default=None, description="Split of a DatasetDict / hub dataset (e.g. train).")
+    limit: int | None = Field(default=None, ge=1, description="Keep only the first N examples.")
 
 
 def _as_source(value: Any) -> Any:
@@ -59,16 +63,23 @@ def _as_source(value: Any) -> Any:
 
 
 class DataConfig(Section):
-    format: Literal["text", "instruction", "chat", "classification", "preference"]
-    train: SourceConfig
-    eval: SourceConfig | None = None
-    eval_fraction: float = Field(default=0.1, gt=0.0, lt=0.9)
-    columns: dict[str, str] = Field(default_factory=dict)
-    max_length: int = Field(default=512, ge=8)
-    train_on: Literal["completion", "all"] = "completion"
-    system_prompt: str | None = None
-    labels: list[str] | None = None
-    packing: bool = False
+    format: Literal["text", "instruction", "chat", "classification", "preference"] = Field(
+        description="Example format (see Data formats)."
+    )
+    train: SourceConfig = Field(description="Training data: a path string or {path, split, limit}.")
+    eval: SourceConfig | None = Field(default=None, description="Held-out data; default: eval_fraction of train.")
+    eval_fraction: float = Field(default=0.1, gt=0.0, lt=0.9, description="Share of train held out when eval is not given.")
+    columns: dict[str, str] = Field(default_factory=dict, description="Canonical field -> your column name.")
+    max_length: int = Field(default=512, ge=8, description="Tokens per example (text is chunked to it; others truncated).")
+    train_on: Literal["completion", "all"] = Field(
+        default="completion", description="Loss on assistant/completion tokens only, or on every token."
+    )
+    system_prompt: str | None = Field(default=None, description="System message added to instruction examples.")
+    labels: list[str] | None = Field(default=None, description="Classification label set (order = class ids); default: sorted labels seen.")
+    packing: bool = Field(default=False, description="Pack several examples per row without padding (causal LM).")
+    prepare: PrepareConfig | None = Field(
+        default=None, description="Clean, deduplicate, redact, label-check and split (docs/data-prepare.md)."
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -111,28 +122,30 @@ class ChoiceConfig(BaseModel):
 
 class EarlyStopping(Section):
     metric: str | None = Field(default=None, description="Default: eval.metric.")
-    patience: int = Field(default=3, ge=1)
-    min_delta: float = 0.0
+    patience: int = Field(default=3, ge=1, description="Evaluations without improvement before stopping.")
+    min_delta: float = Field(default=0.0, description="Smallest change that counts as an improvement.")
 
 
 class TrainConfig(Section):
-    epochs: float = Field(default=1.0, gt=0)
-    max_steps: int | None = Field(default=None, ge=1)
-    batch_size: int = Field(default=8, ge=1)
-    grad_accum: int = Field(default=1, ge=1)
-    lr: float = Field(default=2e-4, gt=0)
-    weight_decay: float = Field(default=0.0, ge=0)
-    warmup_ratio: float = Field(default=0.05, ge=0, lt=1)
-    scheduler: Literal["cosine", "linear", "constant"] = "cosine"
-    max_grad_norm: float | None = Field(default=1.0, gt=0)
-    precision: Literal["auto", "fp32", "bf16"] = "auto"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    epochs: float = Field(default=1.0, gt=0, description="Passes over the training data (fractions allowed).")
+    max_steps: int | None = Field(default=None, ge=1, description="Optimizer steps; overrides epochs when set.")
+    batch_size: int = Field(default=8, ge=1, description="Examples per micro-batch.")
+    grad_accum: int = Field(default=1, ge=1, description="Micro-batches per optimizer step (token-weighted).")
+    lr: float = Field(default=2e-4, gt=0, description="Peak learning rate (AdamW).")
+    weight_decay: float = Field(default=0.0, ge=0, description="AdamW weight decay (not on biases and norms).")
+    warmup_ratio: float = Field(default=0.05, ge=0, lt=1, description="Share of steps with linear warmup.")
+    scheduler: Literal["cosine", "linear", "constant"] = Field(default="cosine", description="Decay after warmup.")
+    max_grad_norm: float | None = Field(default=1.0, gt=0, description="Gradient clipping norm; null = off.")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        default="auto", description="bf16 autocast (AMX CPUs, bf16 GPUs) or fp32; auto picks bf16 when supported."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto = cuda when available.")
     eval_every: int | None = Field(default=None, ge=1, description="Steps; default once per epoch.")
     save_every: int | None = Field(default=None, ge=1, description="Steps; default = eval_every.")
-    log_every: int = Field(default=10, ge=1)
-    early_stopping: EarlyStopping | None = None
-    threads: int | None = Field(default=None, ge=1)
-    tensorboard: bool = True
+    log_every: int = Field(default=10, ge=1, description="Steps between log lines / metrics.jsonl entries.")
+    early_stopping: EarlyStopping | None = Field(default=None, description="Stop when eval.metric stops improving.")
+    threads: int | None = Field(default=None, ge=1, description="CPU threads for torch; default: torch's choice.")
+    tensorboard: bool = Field(default=True, description="Write TensorBoard events to <run>/tensorboard.")
 
 
 class EvalConfig(Section):
@@ -140,16 +153,16 @@ class EvalConfig(Section):
     metric: str | None = Field(
         default=None, description="Metric that picks the best checkpoint; default per objective."
     )
-    max_examples: int | None = Field(default=None, ge=1)
-    batch_size: int | None = Field(default=None, ge=1)
+    max_examples: int | None = Field(default=None, ge=1, description="Evaluate on the first N held-out examples.")
+    batch_size: int | None = Field(default=None, ge=1, description="Default: train.batch_size.")
     generations: int = Field(default=3, ge=0, description="Held-out prompts shown before -> after.")
-    max_new_tokens: int = Field(default=64, ge=1)
+    max_new_tokens: int = Field(default=64, ge=1, description="Tokens per sample generation.")
 
 
 class ExportConfig(Section):
-    adapter: bool = True
+    adapter: bool = Field(default=True, description="Save the trained add-on (PEFT adapter folder) for non-full methods.")
     merged: bool | None = Field(default=None, description="Merged full model; default: when the method can merge.")
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(default="float32", description="dtype of the merged model.")
     dir: str | None = Field(default=None, description="Default: <run dir>/export.")
 
 

@@ -38,6 +38,7 @@ class MethodSpec:
     quantized_base: bool = False  # needs / loads a quantized base model
     objectives: tuple[str, ...] | None = None  # None = every objective
     guidance: str = ""  # one line of advice from our own measurements
+    can_pack: bool = True  # False: cannot train on packed rows (e.g. virtual tokens before each row)
     extras: dict[str, Any] = field(default_factory=dict)
 
 

@@ -50,6 +50,10 @@ class Objective(Protocol):
     def collate(self, features: list[dict], tokenizer: Any) -> dict[str, torch.Tensor]:
         """Features -> one padded (or packed) batch of tensors."""
 
+    def count(self, batch: dict[str, torch.Tensor]) -> int:
+        """Units ``loss(model, batch)`` will sum over, known before any forward (the training
+        loop divides every micro-batch loss by the count of the whole accumulation window)."""
+
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> LossOutput:
         """Token-weighted loss sum and unit count for one micro-batch."""
 

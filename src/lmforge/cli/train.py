@@ -1,0 +1,21 @@
+"""`lmforge train CONFIG [KEY=VALUE ...] [--resume]`."""
+
+from __future__ import annotations
+
+from lmforge.cli.args import add_config_args
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="fine-tune: evaluate the base, train, evaluate again, export")
+    add_config_args(p)
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from lmforge.config import load_config
+    from lmforge.pipeline import run_train
+
+    config = load_config(args.config, args.overrides)
+    run_train(config, source=args.config, resume=args.resume)
+    return 0

@@ -1,0 +1,122 @@
+"""Config of the data-prepare step (``data.prepare``): one strict, frozen section per rule.
+
+Torch-free. Defaults are safe for most users: normalise, drop empty/junk examples, remove exact
+and near duplicates (also across splits), redact personal data with typed placeholders, fix
+obvious label typos, split 80/10/10. Augmentation is off unless asked for.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+PII_TYPES: tuple[str, ...] = (
+    "EMAIL",
+    "PHONE",
+    "CARD",
+    "IBAN",
+    "IP_ADDRESS",
+    "NATIONAL_ID",
+    "URL_CREDENTIALS",
+    "SECRET",
+)
+
+
+class PrepareSection(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class NormaliseConfig(PrepareSection):
+    enabled: bool = Field(default=True, description="Run the normalisation step.")
+    unicode: Literal["NFC", "NFKC", "none"] = Field(
+        default="NFC", description="Unicode normal form; NFKC also folds ligatures and full-width forms."
+    )
+    whitespace: bool = Field(default=True, description="Collapse runs of spaces/tabs; trim lines.")
+    control_chars: bool = Field(default=True, description="Remove control and zero-width characters.")
+    mojibake: bool = Field(default=True, description="Repair UTF-8 text decoded as latin-1/cp1252.")
+    html: bool = Field(default=True, description="Unescape entities; <br>/<p> become newlines; drop tags.")
+    fields: list[str] | None = Field(
+        default=None, description="Canonical fields to normalise; default all text fields."
+    )
+
+
+class FilterConfig(PrepareSection):
+    enabled: bool = Field(default=True, description="Run the quality filters.")
+    min_length: int = Field(default=1, ge=0, description="Tokens (with a tokenizer) or words.")
+    max_length: int | None = Field(default=None, ge=1, description="Tokens (with a tokenizer) or words.")
+    max_repeated_lines: float = Field(
+        default=0.3, gt=0, le=1, description="Max share of lines that repeat an earlier line."
+    )
+    max_repeated_ngrams: float = Field(
+        default=0.3, gt=0, le=1, description="Max share of word n-grams that repeat an earlier one."
+    )
+    ngram: int = Field(default=3, ge=1, description="Word n-gram size of the repetition check.")
+    min_words_for_repetition: int = Field(
+        default=50, ge=1, description="Shorter texts skip the n-gram check (\"love love love\" is a real review)."
+    )
+
+
+class DedupConfig(PrepareSection):
+    exact: bool = Field(default=True, description="Drop exact duplicates (case and spacing ignored).")
+    near: bool = Field(default=True, description="Drop near duplicates (MinHash + LSH).")
+    threshold: float = Field(default=0.8, gt=0, lt=1, description="Estimated Jaccard similarity.")
+    num_perm: int = Field(default=128, ge=16, le=1024, description="MinHash signature length.")
+    shingle: int = Field(default=5, ge=1, description="Character n-gram size.")
+    across_splits: bool = Field(
+        default=True, description="A validation/test example found in train is a leak: drop the train copy."
+    )
+
+
+class PiiConfig(PrepareSection):
+    enabled: bool = Field(default=True, description="Detect personal data and secrets.")
+    action: Literal["placeholder", "pseudonym", "drop", "report"] = Field(
+        default="placeholder",
+        description="<EMAIL>-style placeholder, consistent pseudonym, drop the example, or only report.",
+    )
+    types: list[Literal[PII_TYPES]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: list(PII_TYPES), description="Types to detect; default all."
+    )
+
+
+class LabelConfig(PrepareSection):
+    policy: Literal["fix", "drop", "fail"] = Field(
+        default="fix", description="Label problems: fix what is certain (drop the rest), drop, or fail."
+    )
+    known: list[str] | None = Field(default=None, description="Allowed labels; default: data.labels or inferred.")
+    typo_cutoff: float = Field(default=0.8, gt=0, le=1, description="difflib ratio to call a label a typo.")
+    rare_share: float = Field(
+        default=0.02, ge=0, lt=1, description="Inferred labels rarer than this share may be typos."
+    )
+
+
+class SplitConfig(PrepareSection):
+    validation: float = Field(default=0.1, ge=0, lt=1, description="Share held out for validation.")
+    test: float = Field(default=0.1, ge=0, lt=1, description="Share held out for test.")
+    stratify: bool = Field(default=True, description="Keep label shares per split (classification).")
+    group_by: str | None = Field(default=None, description="Record field; one group never spans splits.")
+
+    @model_validator(mode="after")
+    def _ratios(self) -> "SplitConfig":
+        if self.validation + self.test >= 1:
+            raise ValueError("split.validation + split.test must be below 1")
+        return self
+
+
+class AugmentConfig(PrepareSection):
+    oversample: bool = Field(default=False, description="Repeat minority-class train examples to balance.")
+    eda: bool = Field(default=False, description="Synonym replacement, random swap and deletion.")
+    copies: int = Field(default=1, ge=1, le=16, description="EDA copies per train example.")
+    rate: float = Field(default=0.1, gt=0, le=0.5, description="Share of words each operation touches.")
+    min_words: int = Field(default=6, ge=1, description="Shorter texts are left unchanged.")
+
+
+class PrepareConfig(PrepareSection):
+    normalise: NormaliseConfig = Field(default_factory=NormaliseConfig, description="Text normalisation.")
+    filter: FilterConfig = Field(default_factory=FilterConfig, description="Quality filters.")
+    dedup: DedupConfig = Field(default_factory=DedupConfig, description="Duplicate and leak removal.")
+    pii: PiiConfig = Field(default_factory=PiiConfig, description="Personal data and secrets.")
+    labels: LabelConfig = Field(default_factory=LabelConfig, description="Label checks (classification).")
+    split: SplitConfig = Field(default_factory=SplitConfig, description="Train/validation/test split.")
+    augment: AugmentConfig = Field(default_factory=AugmentConfig, description="Train-set augmentation (off).")
+    examples_per_rule: int = Field(default=3, ge=0, le=20, description="Examples kept in the manifest.")

@@ -1,0 +1,133 @@
+"""Canonical records -> token ids and labels.
+
+Causal LM features are ``{"input_ids": list[int], "labels": list[int]}`` (labels -100 = not
+trained; the model shifts labels itself). Classification features are ``{"input_ids",
+"label": int, optional "token_type_ids"}``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from lmforge.config.schema import DataConfig
+from lmforge.data.chat import encode_chat
+from lmforge.data.messages import to_messages
+from lmforge.errors import UserError
+
+log = logging.getLogger(__name__)
+
+MIN_BLOCK = 16  # a trailing text block shorter than this is dropped
+
+
+class Encoded(list):
+    """A list of features, plus what encoding dropped or cut.
+
+    ``dropped``: examples (or the trailing text remainder) removed because no trained token was
+    left within ``max_length``; ``truncated``: examples cut to ``max_length``.
+    """
+
+    def __init__(self, features=(), *, dropped: int = 0, truncated: int = 0):
+        super().__init__(features)
+        self.dropped = dropped
+        self.truncated = truncated
+
+
+def encode_causal(records: list[dict], tokenizer, data_cfg: DataConfig) -> Encoded:
+    """Causal LM features for ``text``, ``instruction`` and ``chat`` records.
+
+    text: every document is tokenized, an eos appended, all concatenated and cut into
+    ``max_length`` blocks (all tokens trained; a final remainder under 16 tokens is dropped).
+    instruction / chat: one example per record, rendered with the chat template, labels per
+    ``data_cfg.train_on``, truncated to ``max_length``; examples with no trained token left are
+    dropped (counted in ``.dropped`` and logged).
+    """
+    if data_cfg.format == "text":
+        out = _encode_text(records, tokenizer, data_cfg.max_length)
+    elif data_cfg.format in ("chat", "instruction"):
+        out = _encode_chats(records, tokenizer, data_cfg)
+    else:
+        raise UserError(
+            f"data.format '{data_cfg.format}' is not trained as a causal language model",
+            where="data.format",
+            hint="use text, instruction or chat data with the causal_lm objective",
+        )
+    if out.dropped:
+        log.warning(
+            "dropped %d of %d examples: no trained token within data.max_length=%d",
+            out.dropped, len(records), data_cfg.max_length,
+        )
+    if not out:
+        raise UserError(
+            f"no example left after tokenizing {len(records)} records",
+            where="data.max_length",
+            hint="raise data.max_length, or check that the records hold text",
+        )
+    return out
+
+
+def _encode_text(records: list[dict], tokenizer, max_length: int) -> Encoded:
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    stream: list[int] = []
+    for start in range(0, len(records), 512):
+        texts = [r["text"] for r in records[start : start + 512]]
+        for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]:
+            stream.extend(ids)
+            stream.extend(eos)
+    blocks = [stream[i : i + max_length] for i in range(0, len(stream), max_length)]
+    dropped = 0
+    if blocks and len(blocks[-1]) < MIN_BLOCK:
+        blocks.pop()
+        dropped = 1
+    return Encoded(({"input_ids": b, "labels": list(b)} for b in blocks), dropped=dropped)
+
+
+def _encode_chats(records: list[dict], tokenizer, data_cfg: DataConfig) -> Encoded:
+    out, dropped, truncated = [], 0, 0
+    for record in records:
+        try:
+            enc = encode_chat(to_messages(record), tokenizer, data_cfg.train_on)
+        except UserError as exc:
+            message = str(exc).split("\n  hint:")[0]
+            raise UserError(message, where=record.get("_where"), hint=exc.hint) from None
+        ids, labels = enc.input_ids, enc.labels
+        if len(ids) > data_cfg.max_length:
+            ids, labels = ids[: data_cfg.max_length], labels[: data_cfg.max_length]
+            truncated += 1
+        if all(label == -100 for label in labels):
+            dropped += 1
+            continue
+        out.append({"input_ids": ids, "labels": labels})
+    return Encoded(out, dropped=dropped, truncated=truncated)
+
+
+def label_set(records: list[dict], data_cfg: DataConfig) -> list[str]:
+    """The class names: ``data.labels`` if given, else the sorted unique labels of ``records``."""
+    if data_cfg.labels is not None:
+        return list(data_cfg.labels)
+    return sorted({r["label"] for r in records if "label" in r})  # preference records (reward models) have none
+
+
+def encode_classification(records: list[dict], tokenizer, data_cfg: DataConfig, labels: list[str]) -> list[dict]:
+    """Classification features: ``tokenizer(text, text_pair)`` truncated to ``max_length``, label index.
+
+    A record whose label is not in ``labels`` raises UserError (e.g. an eval label unseen in train).
+    """
+    index = {name: i for i, name in enumerate(labels)}
+    out = []
+    for record in records:
+        if record["label"] not in index:
+            from lmforge.config.hints import did_you_mean
+
+            raise UserError(
+                f"label '{record['label']}' is not one of the known labels{did_you_mean(record['label'], labels)}",
+                where=record.get("_where"),
+                hint=f"known labels: {', '.join(labels)} (set data.labels to list every class)",
+            )
+        enc = tokenizer(
+            record["text"], record.get("text_pair"), truncation=True, max_length=data_cfg.max_length
+        )
+        feature = {"input_ids": list(enc["input_ids"]), "label": index[record["label"]]}
+        if "token_type_ids" in enc:
+            feature["token_type_ids"] = list(enc["token_type_ids"])
+        out.append(feature)
+    return out

@@ -1,0 +1,89 @@
+"""Format conversions: instruction <-> chat, ShareGPT <-> OpenAI messages, CSV -> classification.
+
+Pure functions on dicts (plus one CSV reader). Provenance keys (``_where``, ``_source``) are
+carried over. Conversions that would lose information raise UserError naming the record.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from lmforge.data.prepare.fields import where
+from lmforge.errors import UserError
+
+_SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant", "system": "system"}
+_OPENAI_ROLES = {"user": "human", "assistant": "gpt", "system": "system"}
+
+
+def _meta(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k.startswith("_")}
+
+
+def instruction_to_chat(record: dict) -> dict:
+    """``{instruction, input, output, system}`` -> ``{messages}``; input is appended to the instruction after a blank line."""
+    user = record["instruction"] + (f"\n\n{record['input']}" if record.get("input") else "")
+    messages = [{"role": "system", "content": record["system"]}] if record.get("system") else []
+    messages += [{"role": "user", "content": user}, {"role": "assistant", "content": record["output"]}]
+    return {"messages": messages, **_meta(record)}
+
+
+def chat_to_instruction(record: dict) -> dict:
+    """Single-turn ``{messages}`` (optional system, one user, one assistant) -> instruction record."""
+    messages = record["messages"]
+    system = messages[0]["content"] if messages and messages[0]["role"] == "system" else None
+    turns = messages[1:] if system is not None else messages
+    if [m["role"] for m in turns] != ["user", "assistant"]:
+        raise UserError(
+            "only single-turn chats (user, assistant) convert to instruction records",
+            where=where(record),
+            hint="keep the data in chat format for multi-turn conversations",
+        )
+    return {"instruction": turns[0]["content"], "input": "", "output": turns[1]["content"], "system": system, **_meta(record)}
+
+
+def sharegpt_to_openai(record: dict) -> dict:
+    """``{"conversations": [{"from", "value"}]}`` -> ``{"messages": [{"role", "content"}]}``."""
+    messages = []
+    for turn in record.get("conversations", []):
+        role = _SHAREGPT_ROLES.get(str(turn.get("from", "")).lower())
+        if role is None or not isinstance(turn.get("value"), str):
+            raise UserError(
+                f"ShareGPT turn with unknown speaker '{turn.get('from')}' or no text value",
+                where=where(record),
+                hint=f"speakers must be one of {', '.join(sorted(_SHAREGPT_ROLES))}",
+            )
+        messages.append({"role": role, "content": turn["value"]})
+    return {"messages": messages, **_meta(record)}
+
+
+def openai_to_sharegpt(record: dict) -> dict:
+    """``{"messages": [{"role", "content"}]}`` -> ``{"conversations": [{"from", "value"}]}``."""
+    turns = []
+    for m in record["messages"]:
+        if m["role"] not in _OPENAI_ROLES:
+            raise UserError(f"role '{m['role']}' has no ShareGPT speaker", where=where(record))
+        turns.append({"from": _OPENAI_ROLES[m["role"]], "value": m["content"]})
+    return {"conversations": turns, **_meta(record)}
+
+
+def csv_to_classification(path: Path, text_column: str, label_column: str, pair_column: str | None = None) -> list[dict]:
+    """Rows of a CSV file -> classification records ``{text, text_pair, label, _where}``."""
+    path = Path(path)
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        header = reader.fieldnames or []
+        for column in (text_column, label_column, pair_column):
+            if column is not None and column not in header:
+                raise UserError(f"no column '{column}'", where=f"{path}:1", hint=f"columns are {', '.join(header)}")
+        records = []
+        for row in reader:
+            records.append(
+                {
+                    "text": row[text_column],
+                    "text_pair": row[pair_column] if pair_column else None,
+                    "label": row[label_column].strip(),
+                    "_where": f"{path}:{reader.line_num}",
+                }
+            )
+    return records

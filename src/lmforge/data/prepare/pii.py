@@ -1,0 +1,181 @@
+"""Personal-data and secret detection with checksums, and redaction.
+
+:func:`detect` returns non-overlapping :class:`Span` s (type, start, end, value) for the types in
+``config.prepare.PII_TYPES``. Patterns are validated where a checksum or a grammar exists (Luhn
+for cards, ISO 13616 mod-97 for IBANs, ``ipaddress`` for IPs, SSN area/group/serial rules, a
+length and separator check for phones, an entropy and character-class check for secrets), so
+dates, version strings, order numbers and placeholders are not flagged. Where two spans overlap,
+the one found by the earlier, more specific detector wins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import math
+import re
+from dataclasses import dataclass
+from typing import Callable, Iterable, Iterator
+
+_URL_CRED = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://([^\s:/@]+:[^\s@/]+)@[^\s/]+")
+_PREFIX_SECRET = re.compile(
+    r"(?<![\w-])(?:sk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}|sk_(?:live|test)_[A-Za-z0-9]{16,}"
+    r"|rk_live_[A-Za-z0-9]{16,}|(?:AKIA|ASIA)[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{30,}"
+    r"|github_pat_[A-Za-z0-9_]{22,}|glpat-[A-Za-z0-9_-]{20,}|xox[abposr]-[A-Za-z0-9-]{10,}"
+    r"|AIza[0-9A-Za-z_-]{35}|hf_[A-Za-z0-9]{30,})(?![\w-])"
+)
+_KEY_VALUE_SECRET = re.compile(
+    r"(?i)(?:\b|(?<=_))(?:api[_-]?key|apikey|secret(?:[_-]?key)?|access[_-]?key(?:[_-]?id)?|auth[_-]?token"
+    r"|token|password|passwd|pwd|client[_-]?secret)\b[\"']?\s*[:=]\s*[\"']?([^\s\"',;]{8,})"
+)
+_EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}\b")
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
+_CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
+_SSN = re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])")
+_UK_NINO = re.compile(r"\b(?!BG|GB|NK|KN|TN|NT|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b")
+_IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\w)")
+_IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?:%\w+)?(?![\w:])")
+_PHONE = re.compile(
+    r"(?<![\w+])(?<!\d[ .-])(?:\+\d{8,15}(?!\d)|(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{1,5}(?:[ .-]\d{2,4}){0,4}[ .-]\d{2,8})(?![\w])(?![ .-]\d)"
+)
+_DATE_LIKE = re.compile(r"^(?:\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4})$")
+_SSN_SHAPE = re.compile(r"^\d{3}-\d{2}-\d{4}$")
+_THOUSANDS = re.compile(r"^\d{1,3}(?:[ .,]\d{3})+$")
+_PLACEHOLDER_WORDS = ("your", "xxx", "example", "changeme", "placeholder", "redacted", "dummy", "<", "***")
+
+
+@dataclass(frozen=True)
+class Span:
+    type: str
+    start: int
+    end: int
+    value: str
+
+
+def luhn_ok(digits: str) -> bool:
+    """Luhn checksum of a digit string."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2 == 1:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def iban_ok(iban: str) -> bool:
+    """ISO 13616 check: move the first 4 characters to the end, letters -> 10..35, mod 97 == 1."""
+    s = iban.replace(" ", "").upper()
+    if not 15 <= len(s) <= 34:
+        return False
+    moved = s[4:] + s[:4]
+    return int("".join(str(int(c, 36)) for c in moved)) % 97 == 1
+
+
+def entropy(text: str) -> float:
+    """Shannon entropy in bits per character."""
+    counts = {c: text.count(c) for c in set(text)}
+    return -sum(n / len(text) * math.log2(n / len(text)) for n in counts.values())
+
+
+def _secret_value_ok(value: str) -> bool:
+    low = value.lower()
+    if any(word in low for word in _PLACEHOLDER_WORDS) or low in ("none", "null", "true", "false"):
+        return False
+    classes = sum(bool(re.search(p, value)) for p in (r"[a-z]", r"[A-Z]", r"\d", r"[^A-Za-z0-9]"))
+    return classes >= 2 and re.search(r"\d", value) is not None and entropy(value) >= 2.5
+
+
+def _phone_ok(value: str) -> bool:
+    digits = re.sub(r"\D", "", value)
+    if not 9 <= len(digits) <= 15 or _DATE_LIKE.match(value) or _THOUSANDS.match(value):
+        return False
+    groups = re.split(r"[ .-]+", value.replace("(", "").replace(")", ""))
+    if len(groups[-1]) < 3 and len(groups) < 4:  # "2023-0415-77": lot numbers, not phones
+        return False
+    if _SSN_SHAPE.match(value):
+        return False
+    if "." in value and not value.startswith("+"):
+        parts = value.split(".")
+        if len(parts) == 4 and all(p.isdigit() for p in parts):  # an IPv4 address
+            return False
+    return True
+
+
+def _ipv4_ok(value: str) -> bool:
+    return all(int(p) <= 255 and (p == "0" or not p.startswith("0")) for p in value.split("."))
+
+
+def _ipv6_ok(value: str) -> bool:
+    groups = [g for g in value.split("%")[0].split(":") if g]
+    if len(groups) < 3 or not any(re.search(r"[a-fA-F]", g) or len(g) == 4 for g in groups):
+        return False
+    try:
+        ipaddress.IPv6Address(value.split("%")[0])
+    except ValueError:
+        return False
+    return True
+
+
+def _card_ok(value: str) -> bool:
+    digits = re.sub(r"\D", "", value)
+    return 13 <= len(digits) <= 19 and len(set(digits)) > 1 and luhn_ok(digits)
+
+
+def _ssn_ok(value: str) -> bool:
+    return value not in ("123-45-6789", "078-05-1120")  # documented example numbers
+
+
+# (type, pattern, capture group holding the value, validator); order = priority on overlap.
+_DETECTORS: list[tuple[str, re.Pattern, int, Callable[[str], bool]]] = [
+    ("URL_CREDENTIALS", _URL_CRED, 1, lambda v: True),
+    ("SECRET", _PREFIX_SECRET, 0, lambda v: True),
+    ("SECRET", _KEY_VALUE_SECRET, 1, _secret_value_ok),
+    ("EMAIL", _EMAIL, 0, lambda v: True),
+    ("IBAN", _IBAN, 0, iban_ok),
+    ("CARD", _CARD, 0, _card_ok),
+    ("NATIONAL_ID", _SSN, 0, _ssn_ok),
+    ("NATIONAL_ID", _UK_NINO, 0, lambda v: True),
+    ("IP_ADDRESS", _IPV4, 0, _ipv4_ok),
+    ("IP_ADDRESS", _IPV6, 0, _ipv6_ok),
+    ("PHONE", _PHONE, 0, _phone_ok),
+]
+
+
+def _candidates(text: str, types: Iterable[str]) -> Iterator[Span]:
+    wanted = set(types)
+    for kind, pattern, group, valid in _DETECTORS:
+        if kind not in wanted:
+            continue
+        for match in pattern.finditer(text):
+            value = match.group(group)
+            if value and valid(value):
+                yield Span(kind, match.start(group), match.end(group), value)
+
+
+def detect(text: str, types: Iterable[str]) -> list[Span]:
+    """Non-overlapping spans of personal data / secrets in ``text``, sorted by start."""
+    taken: list[Span] = []
+    for span in _candidates(text, types):
+        if all(span.end <= t.start or span.start >= t.end for t in taken):
+            taken.append(span)
+    return sorted(taken, key=lambda s: s.start)
+
+
+def pseudonym(span: Span, salt: str) -> str:
+    """A consistent replacement: the same value and salt always give the same pseudonym."""
+    tag = hashlib.sha256(f"{salt}:{span.type}:{span.value}".encode()).hexdigest()[:8]
+    if span.type == "EMAIL":
+        return f"person-{tag}@example.invalid"
+    return f"<{span.type}_{tag}>"
+
+
+def redact(text: str, spans: list[Span], mode: str = "placeholder", salt: str = "") -> str:
+    """Replace each span with ``<TYPE>`` (mode "placeholder") or :func:`pseudonym` ("pseudonym")."""
+    out, last = [], 0
+    for span in spans:
+        out.append(text[last : span.start])
+        out.append(f"<{span.type}>" if mode == "placeholder" else pseudonym(span, salt))
+        last = span.end
+    out.append(text[last:])
+    return "".join(out)

@@ -1,0 +1,314 @@
+"""Read a data source (file, folder, ``datasets.save_to_disk`` folder, or hub dataset id) into raw rows.
+
+A raw row is ``(row, where)``: ``row`` is a dict of the user's column names to values, ``where``
+says where it came from (``file:line`` for JSONL / CSV / text, ``file:row N`` for JSON lists,
+Parquet and datasets). Rows are mapped to canonical records by :mod:`lmforge.data.records`.
+
+Supported files: ``.jsonl`` / ``.ndjson``, ``.json`` (a list of objects, or an object with exactly
+one list field), ``.csv``, ``.parquet``, and plain text ``.txt`` / ``.md`` (format ``text`` only:
+one record per file in a folder, one record per blank-line-separated paragraph for a single file).
+Every problem a user can fix is a :class:`UserError` naming the file and line or row.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from lmforge.config.schema import SourceConfig
+from lmforge.errors import UserError
+
+Row = tuple[dict[str, Any], str]
+
+TEXT_SUFFIXES = (".txt", ".md")
+TABLE_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".parquet")
+SUPPORTED = TABLE_SUFFIXES + TEXT_SUFFIXES
+REENCODE_HINT = "re-encode the file as UTF-8, e.g. `iconv -f latin1 -t utf-8 IN > OUT`"
+
+
+@dataclass
+class SourceRows:
+    """The rows read from one source, in order, plus every data file that was read."""
+
+    rows: list[Row] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+
+
+def read_source(source: SourceConfig, *, text_format: bool, text_column: str = "text") -> SourceRows:
+    """Read ``source`` into rows (at most ``source.limit``), stopping as soon as the limit is reached.
+
+    ``text_format``: plain-text files are accepted (data.format ``text``); their content goes
+    into ``text_column``. Raises UserError for anything the user can fix.
+    """
+    out = SourceRows()
+    for row in _iter_source(source, out.files, text_format, text_column):
+        out.rows.append(row)
+        if source.limit is not None and len(out.rows) >= source.limit:
+            break
+    return out
+
+
+def _iter_source(source: SourceConfig, files: list[Path], text_format: bool, text_column: str) -> Iterator[Row]:
+    path = source_path(source.path)
+    if path.is_dir() and _is_saved_dataset(path):
+        yield from _iter_saved_dataset(path, source.split, files)
+    elif path.is_dir():
+        found = list_data_files(path, text_format)
+        for file in found:
+            files.append(file)
+            yield from _iter_file(file, text_format, text_column, whole_file_text=True)
+    elif path.is_file():
+        files.append(path)
+        yield from _iter_file(path, text_format, text_column, whole_file_text=False)
+    elif _looks_local(source.path):
+        raise UserError(
+            "no such file or folder",
+            where=source.path,
+            hint="check the path (relative paths start at the current folder)",
+        )
+    else:
+        yield from _iter_hub(source, files)
+
+
+def source_path(raw: str) -> Path:
+    """A source path as a local path; ``asset:NAME`` names an offline dataset (see data/assets.py)."""
+    if raw.startswith("asset:"):
+        from lmforge.data.assets import asset_path
+
+        return asset_path(raw.removeprefix("asset:"))
+    return Path(raw).expanduser()
+
+
+def list_data_files(folder: Path, text_format: bool) -> list[Path]:
+    """Every supported data file under ``folder`` (recursive, sorted; hidden entries skipped).
+
+    Plain-text files count only when ``text_format``. Raises UserError if none is found.
+    """
+    wanted = SUPPORTED if text_format else TABLE_SUFFIXES
+    found = sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in wanted
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+    if not found:
+        raise UserError(
+            "folder holds no data files",
+            where=str(folder),
+            hint=f"supported files: {', '.join(wanted)}",
+        )
+    return found
+
+
+def _looks_local(raw: str) -> bool:
+    """A path that cannot be a hub dataset id: absolute, ./ ~ prefixed, or with a data file suffix."""
+    return (
+        raw.startswith((".", "/", "~", "\\"))
+        or Path(raw).suffix.lower() in SUPPORTED
+        or raw.count("/") > 1
+    )
+
+
+def _iter_file(path: Path, text_format: bool, text_column: str, whole_file_text: bool) -> Iterator[Row]:
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        yield from _iter_jsonl(path)
+    elif suffix == ".json":
+        yield from _iter_json(path)
+    elif suffix == ".csv":
+        yield from _iter_csv(path)
+    elif suffix == ".parquet":
+        yield from _iter_parquet(path)
+    elif suffix in TEXT_SUFFIXES:
+        if not text_format:
+            raise UserError(
+                "plain-text files hold no columns; they are read only with data.format: text",
+                where=str(path),
+                hint="use JSONL, JSON, CSV or Parquet for this format",
+            )
+        yield from _iter_text(path, text_column, whole_file_text)
+    else:
+        raise UserError(
+            f"unsupported file type '{path.suffix or path.name}'",
+            where=str(path),
+            hint=f"supported: {', '.join(SUPPORTED)}",
+        )
+
+
+def read_text(path: Path) -> str:
+    """The whole file decoded as UTF-8 (a leading BOM is dropped); UserError with the byte offset if not."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UserError(
+            f"not valid UTF-8 (byte offset {exc.start}: {exc.reason})", where=str(path), hint=REENCODE_HINT
+        ) from None
+
+
+def _iter_jsonl(path: Path) -> Iterator[Row]:
+    offset = 0
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            where = f"{path}:{number}"
+            try:
+                line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                raise UserError(
+                    f"not valid UTF-8 (byte offset {offset + exc.start}: {exc.reason})",
+                    where=where,
+                    hint=REENCODE_HINT,
+                ) from None
+            offset += len(raw)
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UserError(
+                    f"malformed JSON: {exc.msg} (column {exc.colno})",
+                    where=where,
+                    hint="each line of a .jsonl file must be one complete JSON object",
+                ) from None
+            if not isinstance(value, dict):
+                raise UserError(f"expected a JSON object, got {type(value).__name__}", where=where)
+            yield value, where
+
+
+def _iter_json(path: Path) -> Iterator[Row]:
+    text = read_text(path)
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UserError(f"malformed JSON: {exc.msg} (column {exc.colno})", where=f"{path}:{exc.lineno}") from None
+    if isinstance(value, dict):
+        lists = [k for k, v in value.items() if isinstance(v, list)]
+        if len(lists) != 1:
+            raise UserError(
+                f"a JSON object must hold exactly one list of records (found {len(lists)}: {', '.join(lists)})",
+                where=str(path),
+                hint="use a top-level list of objects, or JSON Lines (.jsonl)",
+            )
+        value = value[lists[0]]
+    if not isinstance(value, list):
+        raise UserError("expected a list of JSON objects", where=str(path))
+    for index, item in enumerate(value, start=1):
+        where = f"{path}:row {index}"
+        if not isinstance(item, dict):
+            raise UserError(f"expected a JSON object, got {type(item).__name__}", where=where)
+        yield item, where
+
+
+def _iter_csv(path: Path) -> Iterator[Row]:
+    reader = csv.reader(io.StringIO(read_text(path), newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    except csv.Error as exc:
+        raise UserError(f"malformed CSV: {exc}", where=f"{path}:1") from None
+    header = [h.strip() for h in header]
+    start = reader.line_num + 1
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise UserError(f"malformed CSV: {exc}", where=f"{path}:{start}") from None
+        where = f"{path}:{start}"
+        start = reader.line_num + 1
+        if not any(v.strip() for v in values):
+            continue
+        if len(values) > len(header):
+            raise UserError(f"{len(values)} values but the header names {len(header)} columns", where=where)
+        yield {h: (values[i] if i < len(values) else None) for i, h in enumerate(header)}, where
+
+
+def _iter_parquet(path: Path) -> Iterator[Row]:
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise UserError(f"cannot read Parquet file: {exc}", where=str(path)) from None
+    for index, row in enumerate(table.to_pylist(), start=1):
+        yield row, f"{path}:row {index}"
+
+
+def _iter_text(path: Path, column: str, whole_file: bool) -> Iterator[Row]:
+    text = read_text(path).replace("\r\n", "\n")
+    if whole_file:
+        if text.strip():
+            yield {column: text.strip("\n")}, f"{path}:1"
+        return
+    # One record per paragraph: blocks separated by one or more blank lines.
+    line = 1
+    for block in re.split(r"(\n[ \t]*\n)", text):
+        if block.strip() and not re.fullmatch(r"\n[ \t]*\n", block):
+            lead = len(block) - len(block.lstrip("\n"))
+            yield {column: block.strip("\n")}, f"{path}:{line + lead}"
+        line += block.count("\n")
+
+
+def _is_saved_dataset(path: Path) -> bool:
+    return (path / "dataset_dict.json").is_file() or (
+        (path / "state.json").is_file() and (path / "dataset_info.json").is_file()
+    )
+
+
+def _iter_saved_dataset(path: Path, split: str | None, files: list[Path]) -> Iterator[Row]:
+    import datasets
+
+    try:
+        loaded = datasets.load_from_disk(str(path))
+    except Exception as exc:  # a damaged or foreign folder
+        raise UserError(f"cannot read this datasets.save_to_disk folder: {exc}", where=str(path)) from None
+    dataset = _pick_split(loaded, split, str(path))
+    files.extend(Path(f["filename"]) for f in dataset.cache_files)
+    yield from _iter_dataset(dataset, str(path))
+
+
+def _pick_split(loaded: Any, split: str | None, where: str) -> Any:
+    """A Dataset from a Dataset or DatasetDict; DatasetDict needs ``split`` (default 'train')."""
+    if not hasattr(loaded, "keys"):
+        return loaded
+    names = list(loaded.keys())
+    chosen = split or ("train" if "train" in names else None)
+    if chosen not in names:
+        from lmforge.config.hints import did_you_mean
+
+        raise UserError(
+            f"split '{split}' not found{did_you_mean(split or '', names)}" if split else "which split?",
+            where=where,
+            hint=f"set the source's split to one of: {', '.join(names)}",
+        )
+    return loaded[chosen]
+
+
+def _iter_dataset(dataset: Any, name: str) -> Iterator[Row]:
+    for index, row in enumerate(dataset, start=1):
+        yield dict(row), f"{name}:row {index}"
+
+
+def _iter_hub(source: SourceConfig, files: list[Path]) -> Iterator[Row]:
+    import datasets
+
+    try:
+        loaded = datasets.load_dataset(source.path, split=source.split)
+    except Exception as exc:  # offline, unknown id, gated: all read the same to the user
+        raise UserError(
+            "neither a local file/folder nor reachable on the hub"
+            f" ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})",
+            where=source.path,
+            hint="check the path; hub datasets need network access (HF_HUB_OFFLINE unset)",
+        ) from None
+    dataset = _pick_split(loaded, source.split, source.path)
+    files.extend(Path(f["filename"]) for f in getattr(dataset, "cache_files", []) or [])
+    yield from _iter_dataset(dataset, source.path)

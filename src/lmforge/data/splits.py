@@ -1,0 +1,77 @@
+"""Train / eval splits: read the sources, map rows to records, and hold out an eval set.
+
+The eval set comes from ``data.eval`` when given, else a deterministic seeded split of the train
+source by ``data.eval_fraction`` (stratified by label for classification; at least one eval
+example and at least one train example).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+from lmforge.config.schema import DataConfig, SourceConfig
+from lmforge.data.records import to_records
+from lmforge.data.sources import read_source
+from lmforge.errors import UserError
+
+
+@dataclass(frozen=True)
+class Splits:
+    """Canonical records for training and evaluation, and every data file read (for hashes)."""
+
+    train: list[dict]
+    eval: list[dict]
+    files: list[Path]
+
+
+def load_splits(data_cfg: DataConfig, seed: int) -> Splits:
+    """Read ``data.train`` (and ``data.eval``) and return the splits; UserError on bad data."""
+    train, files = _load(data_cfg.train, data_cfg, "data.train")
+    if data_cfg.eval is not None:
+        eval_records, eval_files = _load(data_cfg.eval, data_cfg, "data.eval")
+        files = files + [f for f in eval_files if f not in files]
+        return Splits(train, eval_records, files)
+    if len(train) < 2:
+        raise UserError(
+            f"only {len(train)} record: cannot hold out an eval set",
+            where=data_cfg.train.path,
+            hint="add records, or give a separate data.eval source",
+        )
+    key = (lambda r: r["label"]) if data_cfg.format == "classification" else None
+    train_idx, eval_idx = split_indices(train, data_cfg.eval_fraction, seed, key)
+    return Splits([train[i] for i in train_idx], [train[i] for i in eval_idx], files)
+
+
+def _load(source: SourceConfig, data_cfg: DataConfig, field: str) -> tuple[list[dict], list[Path]]:
+    read = read_source(source, text_format=data_cfg.format == "text", text_column=data_cfg.column("text"))
+    if not read.rows:
+        raise UserError("the dataset is empty", where=source.path, hint=f"{field} must hold at least one record")
+    return to_records(read.rows, data_cfg), read.files
+
+
+def split_indices(records: list, fraction: float, seed: int, key=None) -> tuple[list[int], list[int]]:
+    """Deterministic (``seed``) split of ``range(len(records))`` into sorted train / eval indices.
+
+    Eval size is ``round(n * fraction)`` clamped to [1, n - 1]. With ``key`` (e.g. the label),
+    each group contributes in proportion to its size (largest-remainder rounding).
+    """
+    n = len(records)
+    n_eval = min(n - 1, max(1, round(n * fraction)))
+    rng = random.Random(seed)
+    groups: dict[object, list[int]] = defaultdict(list)
+    for i, record in enumerate(records):
+        groups[key(record) if key else None].append(i)
+    names = sorted(groups, key=str)
+    for name in names:
+        rng.shuffle(groups[name])
+    quotas = {name: n_eval * len(groups[name]) / n for name in names}
+    take = {name: int(quotas[name]) for name in names}
+    by_remainder = sorted(names, key=lambda g: (-(quotas[g] - take[g]), str(g)))
+    for name in by_remainder[: n_eval - sum(take.values())]:
+        take[name] += 1
+    eval_idx = sorted(i for name in names for i in groups[name][: take[name]])
+    chosen = set(eval_idx)
+    return [i for i in range(n) if i not in chosen], eval_idx

@@ -1,0 +1,221 @@
+"""Parity checks: an exported model, reloaded through its own loader, must behave like the run's model.
+
+Every export format (GGUF, ONNX, ...) reloads what it wrote and calls :func:`check_parity`:
+
+- logits: the exported model's logits on a few held-out prompts (the same token ids) are within
+  ``atol + rtol * max|reference logits|`` of the reference model's (the model as evaluated);
+- greedy generations (causal LMs): the same tokens for ``max_new_tokens`` steps, stopping on eos
+  and the chat template's end-of-turn token. A divergence counts as a failure unless it happens
+  at a step where the reference's own top choice beats the exported one by less than the logit
+  bound (a near tie that the format's rounding may legitimately flip); those are reported as "tie";
+- tokenizer: vocabulary, bos/eos/pad/unk, end-of-turn token, chat template and the token ids of
+  every rendered prompt are identical.
+
+The result is written as JSON (``parity.json`` next to the export) and a failed check raises
+:class:`ParityError` (CLI exit status 1), never just a warning.
+
+Tolerances per format live in :data:`TOLERANCES`; docs/export.md says how they were chosen.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+
+from lmforge.atomic import atomic_write_text
+from lmforge.evaluate.generate import stop_token_ids, template_end_of_turn
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Allowed max |logit difference| = ``atol + rtol * max|reference logits|``."""
+
+    atol: float
+    rtol: float
+
+    def bound(self, scale: float) -> float:
+        return self.atol + self.rtol * scale
+
+
+# Keys: merged dtypes (float32/bfloat16/float16), GGUF outtypes (f32/f16/q8_0), ONNX (onnx).
+# Measured on SmolLM2 (2 of 30 layers, real weights) and the tiny test models, then given ~4-10x
+# headroom: fp32 differs only by kernel order; 16-bit formats round every weight (f16 ~5e-4
+# relative, bf16 ~4e-3); q8_0 rounds each block of 32 weights to 8 bits (~4e-3 relative per
+# weight, accumulating over layers).
+TOLERANCES: dict[str, Tolerance] = {
+    "float32": Tolerance(atol=1e-4, rtol=1e-4),
+    "f32": Tolerance(atol=1e-4, rtol=1e-4),
+    "onnx": Tolerance(atol=1e-4, rtol=1e-4),
+    "float16": Tolerance(atol=5e-2, rtol=1e-2),
+    "f16": Tolerance(atol=5e-2, rtol=1e-2),
+    "bfloat16": Tolerance(atol=2e-1, rtol=4e-2),
+    "q8_0": Tolerance(atol=2e-1, rtol=6e-2),
+}
+
+
+class ParityError(Exception):
+    """The exported model does not reproduce the run's model; ``result`` holds the details.
+
+    Not a user-input problem: the CLI prints the message and exits with status 1.
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, result: "ParityResult"):
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass
+class ParityResult:
+    """Outcome of one parity check (JSON-serialisable with :meth:`to_dict`)."""
+
+    format: str
+    passed: bool
+    max_abs_logit_diff: float
+    logit_bound: float
+    tolerance: dict[str, float]
+    greedy_equal: bool
+    tokenizer: dict[str, bool]
+    generations: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_parity(reference_model: Any, reference_tokenizer: Any, load_exported: Callable[[], tuple[Any, Any]],
+                 prompts: Sequence[str | list[dict]], *, atol: float, rtol: float, max_new_tokens: int = 16,
+                 fmt: str = "", report_path: str | Path | None = None) -> ParityResult:
+    """Compare an exported model with the reference; write the result; raise on failure.
+
+    reference_model: the model as evaluated (a transformers model, eval mode, on CPU).
+    load_exported: returns ``(model, tokenizer)`` reloaded from the export through its own loader;
+    the model is called as ``model(input_ids=..., attention_mask=..., [token_type_ids=...])`` and
+    returns an object with ``.logits`` ([1, seq, vocab] for causal LMs, [1, labels] for classifiers).
+    prompts: plain strings, or message lists rendered with the chat template (generation prompt added).
+    Greedy generations are compared when ``reference_model.can_generate()``.
+    report_path: where the JSON result goes (e.g. ``<export folder>/parity.json``); None: not written.
+    Returns the :class:`ParityResult` when it passed; raises :class:`ParityError` otherwise.
+    """
+    if not prompts:
+        raise ValueError("check_parity needs at least one prompt")
+    tolerance = Tolerance(atol=atol, rtol=rtol)
+    exported_model, exported_tokenizer = load_exported()
+    failures: list[str] = []
+    texts = [_render(reference_tokenizer, p) for p in prompts]
+    tok_checks = compare_tokenizers(reference_tokenizer, exported_tokenizer, prompts)
+    failures += [f"tokenizer: {name} differs" for name, ok in tok_checks.items() if not ok]
+    diff, scale = 0.0, 0.0
+    for text in texts:
+        inputs = _encode(reference_tokenizer, text)
+        ref, exp = _logits(reference_model, inputs), _logits(exported_model, inputs)
+        if ref.shape != exp.shape:
+            failures.append(f"logits shape {tuple(exp.shape)} != reference {tuple(ref.shape)}")
+            diff = float("inf")
+            continue
+        diff = max(diff, float((ref - exp).abs().max()))
+        scale = max(scale, float(ref.abs().max()))
+    bound = tolerance.bound(scale)
+    if not diff <= bound:
+        failures.append(f"max |logit diff| {diff:.3g} exceeds the {fmt or 'format'} bound {bound:.3g}")
+    generations: list[dict[str, Any]] = []
+    if _can_generate(reference_model):
+        stops = stop_token_ids(reference_tokenizer)
+        generations = [_compare_greedy(reference_model, exported_model, reference_tokenizer, text, stops,
+                                       max_new_tokens, bound) for text in texts]
+        failures += [f"greedy generation diverged on prompt {i}" for i, g in enumerate(generations)
+                     if g["status"] == "diverged"]
+    result = ParityResult(format=fmt, passed=not failures, max_abs_logit_diff=diff, logit_bound=bound,
+                          tolerance={"atol": atol, "rtol": rtol}, tokenizer=tok_checks,
+                          greedy_equal=all(g["status"] != "diverged" for g in generations),
+                          generations=generations, failures=failures)
+    if report_path is not None:
+        atomic_write_text(report_path, json.dumps(result.to_dict(), indent=2, default=str) + "\n")
+    if failures:
+        raise ParityError(f"{fmt or 'export'} parity check failed: " + "; ".join(failures), result)
+    return result
+
+
+def compare_tokenizers(reference: Any, exported: Any, prompts: Sequence[str | list[dict]]) -> dict[str, bool]:
+    """Name -> identical? for vocab, special tokens, end-of-turn, chat template and prompt ids."""
+    checks = {"vocab": reference.get_vocab() == exported.get_vocab()}
+    for name in ("bos", "eos", "pad", "unk"):
+        checks[f"{name}_token"] = (_special(reference, name) == _special(exported, name))
+    checks["chat_template"] = (getattr(reference, "chat_template", None) or None) == (
+        getattr(exported, "chat_template", None) or None)
+    checks["end_of_turn"] = (template_end_of_turn(reference) == template_end_of_turn(exported)
+                             and stop_token_ids(reference) == stop_token_ids(exported))
+    same_ids = True
+    for prompt in prompts:
+        try:
+            exp_ids = _encode(exported, _render(exported, prompt))["input_ids"]
+        except Exception:  # a template or tokenizer that cannot even render the prompt
+            same_ids = False
+            continue
+        same_ids &= torch.equal(_encode(reference, _render(reference, prompt))["input_ids"], exp_ids)
+    checks["prompt_ids"] = bool(same_ids)
+    return checks
+
+
+def _special(tokenizer: Any, name: str) -> tuple[Any, Any]:
+    return getattr(tokenizer, f"{name}_token", None), getattr(tokenizer, f"{name}_token_id", None)
+
+
+def _render(tokenizer: Any, prompt: str | list[dict]) -> str:
+    if isinstance(prompt, str):
+        return prompt
+    return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+
+
+def _encode(tokenizer: Any, text: str) -> dict[str, torch.Tensor]:
+    """Token ids of ``text`` as the model takes them (only the tokenizer's model input names)."""
+    names = set(getattr(tokenizer, "model_input_names", None) or ["input_ids", "attention_mask"])
+    enc = tokenizer(text, return_tensors="pt", add_special_tokens=True)
+    return {k: v for k, v in enc.items() if k in names | {"input_ids", "attention_mask"}}
+
+
+@torch.no_grad()
+def _logits(model: Any, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    return model(**inputs).logits.detach().float()
+
+
+def _can_generate(model: Any) -> bool:
+    can = getattr(model, "can_generate", None)
+    return bool(can()) if callable(can) else False
+
+
+def _compare_greedy(reference: Any, exported: Any, tokenizer: Any, text: str, stops: list[int],
+                    max_new_tokens: int, bound: float) -> dict[str, Any]:
+    """Greedy-decode with both models (full recompute, no cache); classify equal / tie / diverged."""
+    prompt = _encode(tokenizer, text)["input_ids"]
+    ref_ids, ref_steps = _greedy(reference, prompt, stops, max_new_tokens)
+    exp_ids, _ = _greedy(exported, prompt, stops, max_new_tokens)
+    status = "equal"
+    if ref_ids != exp_ids:
+        at = next((i for i, (a, b) in enumerate(zip(ref_ids, exp_ids)) if a != b), min(len(ref_ids), len(exp_ids)))
+        status = "diverged"
+        if at < len(ref_ids) and at < len(exp_ids):
+            step = ref_steps[at]
+            status = "tie" if float(step[ref_ids[at]] - step[exp_ids[at]]) <= bound else "diverged"
+    return {"prompt": text, "status": status, "reference_ids": ref_ids, "exported_ids": exp_ids,
+            "reference": tokenizer.decode(ref_ids), "exported": tokenizer.decode(exp_ids)}
+
+
+@torch.no_grad()
+def _greedy(model: Any, prompt: torch.Tensor, stops: list[int], max_new_tokens: int) -> tuple[list[int], list]:
+    """New token ids (at most ``max_new_tokens``, ending at the first stop id) and each step's logits."""
+    ids, new, steps = prompt, [], []
+    for _ in range(max_new_tokens):
+        logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, -1].float()
+        token = int(logits.argmax())
+        new.append(token)
+        steps.append(logits)
+        if token in stops:
+            break
+        ids = torch.cat([ids, torch.tensor([[token]], dtype=ids.dtype)], dim=1)
+    return new, steps

@@ -1,0 +1,13 @@
+from lmforge.methods.ia3.config import Ia3Params
+from lmforge.methods.registry import MethodSpec, register_method
+
+register_method(
+    MethodSpec(
+        name="ia3",
+        params=Ia3Params,
+        factory="lmforge.methods.ia3.method:Ia3Method",
+        trains="per-channel scaling vectors on attention keys/values and the MLP input (+ the task head)",
+        mergeable=True,
+        guidance="Fewer trained numbers than LoRA and merges for export; usually a bit below LoRA in quality.",
+    )
+)

@@ -1,0 +1,14 @@
+from lmforge.methods.p_tuning.config import PTuningParams
+from lmforge.methods.registry import MethodSpec, register_method
+
+register_method(
+    MethodSpec(
+        name="p_tuning",
+        params=PTuningParams,
+        factory="lmforge.methods.p_tuning.method:PTuningMethod",
+        trains="a small prompt encoder (MLP/LSTM) that produces num_virtual_tokens input embeddings (+ the task head)",
+        mergeable=False,
+        can_pack=False,
+        guidance="Prompt tuning with a reparameterised prompt: steadier training than plain prompt tuning; cannot be merged.",
+    )
+)

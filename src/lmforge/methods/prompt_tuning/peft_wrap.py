@@ -1,0 +1,78 @@
+"""A method that is one peft config: shared by prompt_tuning, prefix_tuning, p_tuning and ia3.
+
+Each of those folders supplies only ``peft_config(params, task, model)``; this class does the
+rest through peft's public API. Saved folders are plain peft adapter folders
+(``peft.PeftModel.from_pretrained(base, dir)`` loads them without lmforge). For classification,
+peft's SEQ_CLS task type also trains and saves the new head (``modules_to_save``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from torch import nn
+
+from lmforge.errors import UserError
+from lmforge.methods.registry import MethodParams, MethodSpec
+from lmforge.model.task import TaskInfo
+
+TASK_TYPES = {"causal_lm": "CAUSAL_LM", "sequence_classification": "SEQ_CLS"}
+
+ConfigBuilder = Callable[[Any, TaskInfo, nn.Module], Any]
+
+
+class PeftWrapMethod:
+    """``apply`` = ``get_peft_model(model, build_config(params, task, model))``; merge only when
+    ``spec.mergeable`` (peft ``merge_and_unload``)."""
+
+    build_config: ConfigBuilder  # set by each subclass: (params, task, model) -> peft config
+
+    def __init__(self, spec: MethodSpec, params: MethodParams):
+        self.spec = spec
+        self.params = params
+
+    def load_kwargs(self) -> dict[str, Any]:
+        return {}
+
+    def apply(self, model: nn.Module, task: TaskInfo) -> nn.Module:
+        """Wrap ``model`` in a trainable ``PeftModel``; UserError when peft cannot adapt it."""
+        from peft import get_peft_model
+
+        config = type(self).build_config(self.params, task, model)
+        try:
+            return get_peft_model(model, config)
+        except (ValueError, TypeError, AttributeError, NotImplementedError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserError(
+                f"method '{self.spec.name}' cannot be applied to this model: {first}",
+                where="method.name",
+                hint="check the method parameters for this architecture, or use method lora",
+            ) from exc
+
+    def save(self, model: nn.Module, out_dir: Path) -> None:
+        """peft ``save_pretrained``: adapter_config.json + adapter_model.safetensors."""
+        model.save_pretrained(str(out_dir))
+
+    def load(self, base: nn.Module, in_dir: Path, task: TaskInfo) -> nn.Module:
+        """Load the saved folder over a freshly loaded ``base`` for inference (not trainable)."""
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(base, str(in_dir), is_trainable=False).eval()
+
+    def merge(self, model: nn.Module) -> nn.Module:
+        """Fold the trained weights into the base (mergeable methods only)."""
+        if not self.spec.mergeable:
+            raise UserError(f"method '{self.spec.name}' cannot be merged into the base weights",
+                            where="export.merged", hint="set export.merged: false and use the exported adapter folder")
+        return model.merge_and_unload()
+
+
+def task_type(task: TaskInfo) -> str:
+    """peft's task type for ``task.head``."""
+    return TASK_TYPES[task.head]
+
+
+def model_path(model: nn.Module) -> str:
+    """The folder ``model`` was loaded from (for peft options that load its tokenizer)."""
+    return str(getattr(model, "name_or_path", "") or getattr(model.config, "_name_or_path", ""))

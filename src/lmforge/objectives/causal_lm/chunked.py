@@ -1,0 +1,117 @@
+"""Causal-LM loss computed only where it counts, in chunks (issue 3, "loss only where it counts").
+
+A plain ``model(**batch).logits`` materialises a ``tokens x vocab`` tensor (plus its fp32 copy and
+the softmax saved for backward): for SmolLM2 (vocab 49152) that is ~200 KB per token, more than
+the rest of the activations together. Here the decoder body runs alone, hidden states are kept
+only at positions whose shifted label is trained, and the output projection + cross-entropy run
+over ``chunk_size`` of those positions at a time under ``torch.utils.checkpoint``, so at most one
+chunk of logits exists at any moment in forward and in backward (the chunk's logits are
+recomputed in backward: one extra ``chunk x hidden x vocab`` matmul per chunk). Prompt, padding
+and packing-boundary positions never touch the vocabulary projection.
+
+Models whose logits cannot be reproduced from ``get_output_embeddings()`` alone (logit soft-
+capping or scaling in the config, PEFT prompt-learning wrappers that prepend virtual tokens, no
+separable decoder) fall back to the full-logits path with the same contract. So do models wrapped
+in ``DistributedDataParallel`` (the wrapper has no ``get_decoder``; its forward must run for the
+gradient all-reduce to be prepared, so calling the body directly would be wrong there).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+IGNORE = -100
+# Config attributes of architectures that transform logits after the output projection.
+_LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "logit_softcapping")
+
+
+def chunked_causal_lm_loss(
+    model: nn.Module, batch: dict[str, torch.Tensor], chunk_size: int = 1024
+) -> tuple[torch.Tensor, int]:
+    """Sum of next-token cross-entropy over labelled positions, and their count.
+
+    Args:
+        model: a ``*ForCausalLM`` transformers model, or a PEFT wrapper around one.
+        batch: ``input_ids`` (B, T), ``labels`` (B, T) un-shifted with -100 = not trained, and
+            optionally ``attention_mask`` / ``position_ids`` (packed batches: position_ids and
+            no attention_mask, see ``lmforge.data.packing``). Other keys are passed to the body.
+        chunk_size: labelled positions projected to the vocabulary at once.
+
+    Returns:
+        ``(loss_sum, count)``: fp32 scalar tensor (differentiable) = sum over positions t with
+        ``labels[:, t+1] != -100`` of CE(logits[:, t], labels[:, t+1]); ``count`` = number of
+        such positions. Divide by the count of the whole accumulation window for the mean.
+        The model runs with ``use_cache=False`` (required for packed-sequence isolation).
+    """
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    labels = batch["labels"]
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    parts = find_body_and_head(model)
+    if parts is None:
+        logits = model(**inputs, use_cache=False).logits
+        # prompt-learning wrappers prepend virtual-token positions: keep the real ones
+        return full_causal_lm_loss(logits[:, -labels.shape[1] :], labels)
+    body, head = parts
+    hidden = body(**inputs, use_cache=False).last_hidden_state  # (B, T, H)
+    targets = labels[:, 1:]
+    keep = targets != IGNORE
+    count = int(keep.sum())
+    selected = hidden[:, :-1][keep]  # (N, H): only positions that predict a trained token
+    if count == 0:
+        return hidden.sum() * 0.0, 0  # keeps the graph connected (DDP) with a zero loss
+    wanted = targets[keep]
+    total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+    chunk_loss = functools.partial(_chunk_cross_entropy, head)
+    for start in range(0, count, chunk_size):
+        h, t = selected[start : start + chunk_size], wanted[start : start + chunk_size]
+        if torch.is_grad_enabled() and h.requires_grad:
+            total = total + checkpoint(chunk_loss, h, t, use_reentrant=False)
+        else:
+            total = total + chunk_loss(h, t)
+    return total, count
+
+
+def _chunk_cross_entropy(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Sum of fp32 cross-entropy of ``head(hidden)`` (N, V) against ``targets`` (N,)."""
+    return F.cross_entropy(head(hidden).float(), targets, reduction="sum")
+
+
+def full_causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """Reference path: (sum of fp32 CE of ``logits[:, :-1]`` vs ``labels[:, 1:]``, count)."""
+    targets = labels[:, 1:].reshape(-1)
+    flat = logits[:, :-1].reshape(-1, logits.shape[-1]).float()
+    count = int((targets != IGNORE).sum())
+    loss = F.cross_entropy(flat, targets, ignore_index=IGNORE, reduction="sum")
+    return loss, count
+
+
+def find_body_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
+    """(decoder body returning ``last_hidden_state``, output projection) of a causal LM, or None.
+
+    Unwraps a PEFT model (``get_base_model()``; the LoRA layers live inside the base modules, so
+    the body and head found there include them). None when the split would change the math:
+    prompt-learning PEFT methods, logit soft-capping/scaling, or no separable decoder.
+    """
+    base = model
+    if hasattr(model, "peft_config") and hasattr(model, "get_base_model"):
+        active = getattr(model, "active_peft_config", None)
+        if active is None or getattr(active, "is_prompt_learning", False):
+            return None
+        base = model.get_base_model()
+    if not hasattr(base, "get_output_embeddings") or not hasattr(base, "get_decoder"):
+        return None
+    config = getattr(base, "config", None)
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    if any(getattr(text_config, name, None) not in (None, 1, 1.0) for name in _LOGIT_TRANSFORMS):
+        return None
+    head = base.get_output_embeddings()
+    body = base.get_decoder()
+    if head is None or body is None or body is base:
+        return None
+    return body, head

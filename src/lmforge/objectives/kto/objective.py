@@ -1,0 +1,103 @@
+"""KTO (Ethayarajh et al. 2024): unpaired desirable / undesirable completions, unit = one example.
+
+r = log pi(y|x) - log ref(y|x) (summed over completion tokens); z = max(0, mean r over the
+micro-batch), detached (the paper's reference point, estimated from the batch itself rather
+than from mismatched prompt/answer pairs: cheaper, and identical in expectation for a policy
+that does not special-case the prompt). Losses:
+desirable w_d * (1 - sigmoid(beta (r - z))), undesirable w_u * (1 - sigmoid(beta (z - r))).
+Features from :func:`lmforge.data.preference.encode_unpaired`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from lmforge.config.schema import DataConfig
+from lmforge.model.task import TaskInfo
+from lmforge.objectives.base import EvalOutput, LossOutput
+from lmforge.objectives.dpo.logprobs import sequence_logps
+from lmforge.objectives.dpo.objective import pad_token_id
+from lmforge.objectives.dpo.reference import Reference
+from lmforge.objectives.registry import ObjectiveParams, ObjectiveSpec
+
+
+def kto_losses(policy: torch.Tensor, reference: torch.Tensor, desirable: torch.Tensor, *, beta: float,
+               desirable_weight: float = 1.0, undesirable_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(losses, rewards), both (B,), from (B,) summed log-probs and a (B,) bool ``desirable`` mask.
+
+    rewards = beta * (policy - reference), detached.
+    """
+    ratio = policy - reference
+    z = ratio.detach().mean().clamp(min=0)
+    good = desirable_weight * (1 - torch.sigmoid(beta * (ratio - z)))
+    bad = undesirable_weight * (1 - torch.sigmoid(beta * (z - ratio)))
+    return torch.where(desirable, good, bad), (beta * ratio).detach()
+
+
+class KTOObjective:
+    """KTO against the reference policy (adapter-disabled PEFT model or frozen copy)."""
+
+    def __init__(self, spec: ObjectiveSpec, params: ObjectiveParams):
+        self.spec = spec
+        self.params = params
+        self.reference = Reference(cache=params.precompute_reference)
+
+    def task_info(self, labels: list[str] | None = None, model_config: Any | None = None) -> TaskInfo:
+        return TaskInfo(head="causal_lm")
+
+    def bind(self, model: nn.Module, tokenizer: Any = None) -> None:
+        """Fix the reference policy before training (a frozen copy for non-PEFT models)."""
+        self.reference.bind(model)
+
+    def encode(self, records: list[dict], tokenizer: Any, data: DataConfig) -> list[dict]:
+        from lmforge.data.preference import encode_unpaired
+
+        return encode_unpaired(records, tokenizer, data)
+
+    def collate(self, features: list[dict], tokenizer: Any) -> dict[str, torch.Tensor]:
+        from lmforge.data.preference import collate_unpaired
+
+        return collate_unpaired(features, pad_token_id(tokenizer))
+
+    def count(self, batch: dict[str, torch.Tensor]) -> int:
+        """Examples in the batch."""
+        return int(batch["uid"].shape[0])
+
+    def _losses(self, model: nn.Module, batch: dict[str, torch.Tensor]):
+        policy, _ = sequence_logps(model, batch["input_ids"], batch.get("attention_mask"), batch["labels"])
+        keys = [(u, 2) for u in batch["uid"].tolist()]
+        reference = self.reference.sequence_logps(model, batch, keys)
+        p = self.params
+        losses, rewards = kto_losses(policy, reference, batch["desirable"], beta=p.beta,
+                                     desirable_weight=p.desirable_weight, undesirable_weight=p.undesirable_weight)
+        return losses, rewards, policy
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> LossOutput:
+        """Sum of per-example KTO losses and the number of examples."""
+        losses, rewards, _ = self._losses(model, batch)
+        return LossOutput(total=losses.sum(), count=losses.shape[0])
+
+    @torch.no_grad()
+    def eval_step(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> EvalOutput:
+        """Loss sum / examples; ``scores`` = per example [reward, desirable (1/0), policy log-prob]."""
+        losses, rewards, policy = self._losses(model, batch)
+        flags = batch["desirable"].float()
+        rows = torch.stack([rewards, flags, policy.detach()], dim=1).tolist()
+        return EvalOutput(loss_total=float(losses.sum()), count=losses.shape[0], scores=rows)
+
+    def eval_metrics(self, outputs: list[EvalOutput]) -> dict[str, float]:
+        """reward_accuracy (good answers with reward > 0, bad ones < 0), mean reward of good / bad
+        answers and their difference (reward_margin)."""
+        rows = [row for o in outputs for row in o.scores]
+        if not rows:
+            return {}
+        good = [r for r, flag, _ in rows if flag > 0.5]
+        bad = [r for r, flag, _ in rows if flag <= 0.5]
+        right = sum(1 for r in good if r > 0) + sum(1 for r in bad if r < 0)
+        mean_good = sum(good) / len(good) if good else 0.0
+        mean_bad = sum(bad) / len(bad) if bad else 0.0
+        return {"reward_accuracy": right / len(rows), "reward_desirable": mean_good,
+                "reward_undesirable": mean_bad, "reward_margin": mean_good - mean_bad}

@@ -1,0 +1,309 @@
+"""Glue: config -> data -> model -> method/objective -> train -> evaluate -> export.
+
+Short and readable top to bottom; every stage does its own work. Heavy imports happen inside the
+functions so `lmforge validate` (which only needs :mod:`lmforge.plan`) stays torch-free.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from lmforge.atomic import atomic_write_text
+from lmforge.config import RunConfig, save_resolved
+from lmforge.errors import UserError
+from lmforge.plan import RunPlan, plan_run
+
+log = logging.getLogger("lmforge")
+
+
+@dataclass
+class Session:
+    """Everything a run has loaded, built once and shared by train / eval / export."""
+
+    plan: RunPlan
+    run_dir: Path
+    tokenizer: Any
+    objective: Any
+    method: Any
+    task: Any
+    model: Any
+    splits: Any
+    train_features: list
+    eval_features: list
+    collate: Callable
+
+    @property
+    def config(self) -> RunConfig:
+        return self.plan.config
+
+    def evaluate(self, model=None) -> dict:
+        from lmforge.evaluate import evaluate
+
+        cfg = self.config
+        batch_size = cfg.eval.batch_size or cfg.train.batch_size
+        return evaluate(self.objective, model or self.model, self.eval_features, self.collate, batch_size)
+
+    def generations(self, model=None) -> list[dict]:
+        """Greedy answers on the first held-out prompts (chat / instruction data only)."""
+        cfg = self.config
+        if cfg.eval.generations == 0 or cfg.data.format not in ("chat", "instruction"):
+            return []
+        from lmforge.evaluate import sample_generations
+
+        return sample_generations(
+            model or self.model, self.tokenizer, self.splits.eval, cfg.data, cfg.eval.generations, cfg.eval.max_new_tokens
+        )
+
+
+def open_session(config: RunConfig, *, source: str = "<config>", say: Callable[[str], None] = print) -> Session:
+    """Load data, tokenizer and model, apply the method, encode features."""
+    plan = plan_run(config, source)
+    from lmforge.data import label_set, load_splits
+    from lmforge.methods import build_method
+    from lmforge.model import load_model, load_tokenizer
+    from lmforge.objectives import build_objective
+
+    splits = load_splits(config.data, config.run.seed)
+    say(f"data: {len(splits.train)} train / {len(splits.eval)} held-out examples ({config.data.format})")
+    tokenizer = load_tokenizer(config.model)
+    objective = build_objective(plan.objective.name, plan.objective_params)
+    labels = label_set(splits.train + splits.eval, config.data) if plan.objective.head == "sequence_classification" else None
+    task = objective.task_info(labels)
+    method = build_method(plan.method.name, plan.method_params)
+    say(f"model: loading {config.model.name} ...")
+    base = load_model(config.model, task, **method.load_kwargs())
+    model = method.apply(base, task)
+    train_features = objective.encode(splits.train, tokenizer, config.data)
+    eval_records = splits.eval[: config.eval.max_examples] if config.eval.max_examples else splits.eval
+    eval_features = objective.encode(eval_records, tokenizer, config.data)
+    if not train_features:
+        raise UserError("no training example is left after encoding", where="data.train",
+                        hint="check data.max_length and that examples have a completion to train on")
+    return Session(
+        plan=plan,
+        run_dir=Path(config.run.dir),
+        tokenizer=tokenizer,
+        objective=objective,
+        method=method,
+        task=task,
+        model=model,
+        splits=splits,
+        train_features=train_features,
+        eval_features=eval_features,
+        collate=lambda feats: objective.collate(feats, tokenizer),
+    )
+
+
+def run_train(config: RunConfig, *, source: str = "<config>", resume: bool = False,
+              say: Callable[[str], None] = print) -> dict:
+    """Train a run end to end and return its report dict (also written to the run folder)."""
+    from lmforge.methods.base import count_parameters
+
+    run_dir = Path(config.run.dir)
+    _check_run_dir(run_dir, resume)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_resolved(config, run_dir)
+    s = open_session(config, source=source, say=say)
+    trainable, total = count_parameters(s.model)
+    say(f"method: {s.plan.method.name} trains {trainable:,} of {total:,} parameters ({100 * trainable / max(total, 1):.2f}%)")
+
+    before = _cached(run_dir / "before.json", lambda: {"metrics": s.evaluate(), "samples": s.generations()},
+                     enabled=config.eval.before)
+    if before:
+        say("before: " + _brief(before["metrics"]))
+
+    from lmforge.train import train
+    from lmforge.train.checkpoint import load_trainable
+
+    result = train(
+        s.model, s.objective, s.train_features,
+        train_cfg=config.train, run_dir=run_dir, collate=s.collate, evaluate_fn=s.evaluate,
+        seed=config.run.seed, best_metric=s.plan.best_metric, metric_mode=s.plan.metric_mode, resume=resume,
+    )
+    best_dir = run_dir / "checkpoints" / "best"
+    if best_dir.exists():
+        load_trainable(s.model, best_dir)
+    after = {"metrics": s.evaluate(), "samples": s.generations()}
+    report = _report(s, before, after, result, trainable, total)
+    from lmforge.evaluate import format_comparison, write_report
+
+    write_report(run_dir, report)
+    say(format_comparison(before["metrics"] if before else {}, after["metrics"]))
+    for sample in report["samples"]:
+        say(f"\nprompt:    {sample['prompt'][-300:]}\nbefore:    {sample.get('before', '')[:300]}\nafter:     {sample['after'][:300]}")
+    export_dir = export_session(s, report)
+    say(f"\nrun folder: {run_dir}\nexported:   {export_dir}")
+    return report
+
+
+def export_session(s: Session, report: dict) -> Path:
+    """Write the adapter / merged model / model card into the export folder."""
+    from lmforge.export import export_adapter, export_merged, file_sha256, write_model_card
+
+    cfg = s.config
+    out = Path(cfg.export.dir or s.run_dir / "export")
+    out.mkdir(parents=True, exist_ok=True)
+    written = {}
+    if cfg.export.adapter and s.plan.method.name != "full":
+        export_adapter(s.method, s.model, out / "adapter")
+        written["adapter"] = str(out / "adapter")
+    if s.plan.export_merged:
+        export_merged(s.method, s.model, s.tokenizer, out / "merged", cfg.export.dtype)
+        written["merged"] = str(out / "merged")
+    card = {
+        "base_model": cfg.model.name,
+        "method": {"name": s.plan.method.name, **s.plan.method_params.model_dump(mode="json")},
+        "objective": s.plan.objective.name,
+        "data_files": [{"path": str(p), "sha256": file_sha256(p)} for p in s.splits.files],
+        "config": cfg.model_dump(mode="json"),
+        "metrics": {"before": report.get("before") or {}, "after": report["after"]},
+        "exports": written,
+    }
+    write_model_card(out, card)
+    return out
+
+
+def _report(s: Session, before: dict | None, after: dict, result, trainable: int, total: int) -> dict:
+    cfg = s.config
+    samples = []
+    before_samples = (before or {}).get("samples") or []
+    for i, sample in enumerate(after["samples"]):
+        row = {"prompt": sample["prompt"], "reference": sample["reference"], "after": sample["output"]}
+        if i < len(before_samples):
+            row["before"] = before_samples[i]["output"]
+        samples.append(row)
+    return {
+        "model": cfg.model.name,
+        "method": s.plan.method.name,
+        "objective": s.plan.objective.name,
+        "data": {"format": cfg.data.format, "train_examples": len(s.splits.train), "eval_examples": len(s.splits.eval)},
+        "parameters": {"trainable": trainable, "total": total},
+        "before": (before or {}).get("metrics"),
+        "after": after["metrics"],
+        "samples": samples,
+        "train": {
+            "steps": result.steps,
+            "best_step": result.best_step,
+            "best_metric": s.plan.best_metric,
+            "stopped_early": result.stopped_early,
+        },
+    }
+
+
+def _check_run_dir(run_dir: Path, resume: bool) -> None:
+    has_ckpt = (run_dir / "checkpoints" / "last").exists()
+    if has_ckpt and not resume:
+        raise UserError(
+            "this run folder already holds checkpoints",
+            where=str(run_dir),
+            hint="continue it with --resume, or pick another run.name / run.output_dir",
+        )
+
+
+def _cached(path: Path, compute: Callable[[], dict], *, enabled: bool) -> dict | None:
+    """Compute once per run folder (so --resume does not re-measure the base model)."""
+    if not enabled:
+        return None
+    if path.exists():
+        return json.loads(path.read_text())
+    value = compute()
+    atomic_write_text(path, json.dumps(value, indent=1))
+    return value
+
+
+def _brief(metrics: dict) -> str:
+    keys = [k for k, v in metrics.items() if isinstance(v, (int, float))][:5]
+    return ", ".join(f"{k} {metrics[k]:.4g}" for k in keys)
+
+
+def restore_session(run_dir: str | Path, overrides: list[str] | tuple[str, ...] = (), *, trained: bool = True,
+                    say: Callable[[str], None] = print) -> Session:
+    """Rebuild a finished run from its folder: saved config, base model, method, best trained weights."""
+    from lmforge.config import load_config
+
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise UserError("not a run folder (no config.yaml inside)", where=str(run_dir),
+                        hint="pass the folder a `lmforge train` run wrote, e.g. runs/quickstart")
+    config = load_config(cfg_path, list(overrides) + [f"run.output_dir={run_dir}"])
+    s = open_session(config, source=str(cfg_path), say=say)
+    if trained:
+        from lmforge.train.checkpoint import load_trainable
+
+        ckpt = next((run_dir / "checkpoints" / n for n in ("best", "last") if (run_dir / "checkpoints" / n).exists()), None)
+        if ckpt is None:
+            raise UserError("the run has no checkpoint yet", where=str(run_dir), hint="train it first (lmforge train)")
+        load_trainable(s.model, ckpt)
+    return s
+
+
+def run_eval(target: str, overrides: list[str] | tuple[str, ...] = (), *, base: bool = False,
+             say: Callable[[str], None] = print) -> dict:
+    """Evaluate a run folder's trained model (or, with ``base``, its base) or a config's base model."""
+    from lmforge.config import load_config
+
+    path = Path(target)
+    if path.is_dir():
+        s = restore_session(path, overrides, trained=not base, say=say)
+    else:
+        s = open_session(load_config(path, overrides), source=str(path), say=say)
+    metrics = s.evaluate()
+    samples = s.generations()
+    for sample in samples:
+        say(f"\nprompt: {sample['prompt'][-300:]}\noutput: {sample['output'][:300]}")
+    return metrics
+
+
+def run_export(run_dir: str, overrides: list[str] | tuple[str, ...] = (), *, say: Callable[[str], None] = print) -> Path:
+    s = restore_session(run_dir, overrides, say=say)
+    results = Path(run_dir) / "results.json"
+    report = json.loads(results.read_text()) if results.exists() else {"after": s.evaluate()}
+    return export_session(s, report)
+
+
+def describe_methods(model_name: str | None = None, num_labels: int | None = None) -> str:
+    """A table of every registered method: what it trains, capabilities, guidance (+ trainable counts)."""
+    from lmforge.methods import METHODS
+
+    counts: dict[str, str] = {}
+    if model_name:
+        counts = _trainable_counts(model_name, num_labels)
+    lines = []
+    for name, spec in sorted(METHODS.items()):
+        caps = ["mergeable" if spec.mergeable else "not mergeable (exported on its own)"]
+        if spec.quantized_base:
+            caps.append("quantized base")
+        caps.append("objectives: " + (", ".join(spec.objectives) if spec.objectives else "all"))
+        lines.append(f"{name}\n  trains:   {spec.trains}\n  can:      {'; '.join(caps)}")
+        if name in counts:
+            lines.append(f"  params:   {counts[name]}")
+        if spec.guidance:
+            lines.append(f"  guidance: {spec.guidance}")
+    return "\n".join(lines)
+
+
+def _trainable_counts(model_name: str, num_labels: int | None) -> dict[str, str]:
+    from lmforge.config import ModelConfig
+    from lmforge.methods import METHODS, build_method
+    from lmforge.methods.base import count_parameters
+    from lmforge.model import load_model
+    from lmforge.model.task import TaskInfo
+
+    task = (TaskInfo("sequence_classification", num_labels, tuple(f"label_{i}" for i in range(num_labels)))
+            if num_labels else TaskInfo("causal_lm"))
+    out = {}
+    for name, spec in sorted(METHODS.items()):
+        try:
+            method = build_method(name, spec.params())
+            model = method.apply(load_model(ModelConfig(name=model_name), task, **method.load_kwargs()), task)
+        except UserError as exc:
+            out[name] = f"n/a ({str(exc).splitlines()[0]})"
+            continue
+        trainable, total = count_parameters(model)
+        out[name] = f"{trainable:,} trainable of {total:,} ({100 * trainable / max(total, 1):.2f}%)"
+    return out

@@ -1,0 +1,110 @@
+"""Generate the README's config reference from the schema and the registries (docs stay true).
+
+`python -m lmforge.reference` prints it; a test checks the README holds exactly this text.
+"""
+
+from __future__ import annotations
+
+import typing
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic_core import PydanticUndefined
+
+from lmforge.config.schema import ChoiceConfig, RunConfig
+
+
+def _type_name(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    if origin is typing.Literal:
+        return " \\| ".join(repr(a).replace("'", "") for a in typing.get_args(annotation))
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return " \\| ".join(_type_name(a) for a in typing.get_args(annotation))
+    if origin is list:
+        return f"list[{', '.join(_type_name(a) for a in typing.get_args(annotation))}]"
+    if origin is dict:
+        return "mapping"
+    if annotation is type(None):
+        return "null"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _default(field) -> str:
+    if field.default is PydanticUndefined and field.default_factory is None:
+        return "**required**"
+    value = field.default_factory() if field.default_factory else field.default
+    if isinstance(value, BaseModel):
+        return "(section)"
+    return f"`{value!r}`" if value not in (None, {}, []) else f"`{value}`" if value is not None else "`null`"
+
+
+def section_table(model: type[BaseModel], prefix: str) -> list[str]:
+    rows = [f"| `{prefix}.{name}` | {_type_name(f.annotation)} | {_default(f)} | {f.description or ''} |"
+            for name, f in model.model_fields.items() if not _is_section(f.annotation)]
+    for name, f in model.model_fields.items():
+        sub = _is_section(f.annotation)
+        if sub:
+            rows += section_table(sub, f"{prefix}.{name}")
+    return rows
+
+
+def _is_section(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if len(args) == 1 and isinstance(args[0], type) and issubclass(args[0], BaseModel):
+        return args[0]
+    return None
+
+
+def config_reference() -> str:
+    from lmforge.methods import METHODS
+    from lmforge.objectives import OBJECTIVES
+
+    out = []
+    for name, field in RunConfig.model_fields.items():
+        model = _is_section(field.annotation)
+        if model is None or model is ChoiceConfig:
+            continue
+        out += [f"### `{name}`", "", "| key | type | default | meaning |", "| --- | --- | --- | --- |"]
+        out += section_table(model, name) + [""]
+    for title, registry in (("method", METHODS), ("objective", OBJECTIVES)):
+        out += [f"### `{title}`", "", f"`{title}.name` picks one; the other keys are that {title}'s own parameters.",
+                "", "| name | key | type | default | meaning |", "| --- | --- | --- | --- | --- |"]
+        for reg_name, spec in sorted(registry.items()):
+            fields = spec.params.model_fields
+            if not fields:
+                out.append(f"| `{reg_name}` | (none) | | | |")
+            for key, f in fields.items():
+                out.append(f"| `{reg_name}` | `{key}` | {_type_name(f.annotation)} | {_default(f)} | {f.description or ''} |")
+        out.append("")
+    return "\n".join(out).rstrip() + "\n"
+
+
+START = "<!-- config-reference:start (generated: python -m lmforge.reference --write README.md) -->"
+END = "<!-- config-reference:end -->"
+
+
+def readme_section(readme_text: str) -> str:
+    """The generated block currently in the README (between the markers)."""
+    start = readme_text.index(START) + len(START)
+    return readme_text[start: readme_text.index(END)].strip("\n") + "\n"
+
+
+def write_readme(path: str) -> None:
+    from pathlib import Path
+
+    from lmforge.atomic import atomic_write_text
+
+    text = Path(path).read_text()
+    head, tail = text[: text.index(START) + len(START)], text[text.index(END):]
+    atomic_write_text(path, f"{head}\n{config_reference()}{tail}")
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:2] == ["--write"]:
+        write_readme(sys.argv[2])
+    else:
+        print(config_reference(), end="")

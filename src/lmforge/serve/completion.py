@@ -1,0 +1,173 @@
+"""Chat and text completions: prompt rendering, limits, non-streaming and SSE streaming answers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from typing import AsyncIterator
+
+from starlette.responses import JSONResponse, StreamingResponse
+
+from lmforge.serve.apierror import APIError
+from lmforge.serve.engine import GenJob
+from lmforge.serve.protocol import ChatRequest, Sampling
+
+
+def chat_prompt_ids(tokenizer, req: ChatRequest) -> list[int]:
+    """Messages -> token ids through the tokenizer's chat template (generation prompt appended)."""
+    if not tokenizer.chat_template:
+        raise APIError(400, "this model has no chat template; use /v1/completions", "no_chat_template")
+    msgs = [{"role": m.role, "content": m.text()} for m in req.messages]
+    try:
+        text = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    except Exception as exc:  # template errors (e.g. role order) are the client's
+        raise APIError(400, f"chat template rejected the messages: {exc}", "invalid_messages") from None
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def plan_tokens(state, req: Sampling, prompt_ids: list[int]) -> int:
+    """Check prompt/max_tokens limits (400) and return the number of tokens to generate."""
+    lim = state.cfg.limits
+    if len(prompt_ids) > lim.max_prompt_tokens:
+        raise APIError(400, f"prompt is {len(prompt_ids)} tokens; the limit is {lim.max_prompt_tokens}",
+                       "context_length_exceeded", "messages")
+    wanted = req.wanted_tokens(min(256, lim.max_tokens))
+    if wanted > lim.max_tokens:
+        raise APIError(400, f"max_tokens {wanted} is above the limit {lim.max_tokens}",
+                       "max_tokens_too_large", "max_tokens")
+    room = state.max_positions - len(prompt_ids) if state.max_positions else wanted
+    if room < 1:
+        raise APIError(400, "prompt fills the model's context window", "context_length_exceeded")
+    return min(wanted, room)
+
+
+def start_job(state, req: Sampling, prompt_ids: list[int], max_tokens: int) -> tuple[GenJob, asyncio.Queue]:
+    """Submit a job to the engine; events arrive on the returned queue."""
+    loop, events = asyncio.get_running_loop(), asyncio.Queue()
+
+    def emit(kind, payload):
+        loop.call_soon_threadsafe(events.put_nowait, (kind, payload))
+
+    job = GenJob(model=req.model, prompt_ids=prompt_ids, max_tokens=max_tokens, temperature=req.temperature,
+                 top_p=req.top_p, stops=req.stop_list(), emit=emit, seed=req.seed)
+    state.engine.submit(job)
+    return job, events
+
+
+async def collect(job: GenJob, events: asyncio.Queue, deadline: float) -> dict:
+    """Wait for the job's "done" payload; 504 past ``deadline`` (monotonic), 503 if it failed."""
+    while True:
+        try:
+            kind, payload = await asyncio.wait_for(events.get(), max(0.001, deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            job.cancelled = True
+            raise APIError(504, "request timed out", "timeout") from None
+        if kind == "done":
+            return payload
+        if kind == "error":
+            raise APIError(503, payload, "generation_failed")
+
+
+def usage(done: list[dict]) -> dict:
+    p = sum(d["prompt_tokens"] for d in done)
+    c = sum(d["completion_tokens"] for d in done)
+    return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
+
+
+def account(state, done: list[dict], seconds: float) -> None:
+    u = usage(done)
+    state.metrics.prompt_tokens.inc(u["prompt_tokens"])
+    state.metrics.generated.inc(u["completion_tokens"])
+    if seconds > 0 and u["completion_tokens"]:
+        state.metrics.tokens_per_s.observe(u["completion_tokens"] / seconds)
+
+
+async def answer(state, req: Sampling, prompts: list[list[int]], chat: bool):
+    """Run one job per prompt and build the OpenAI response (JSON, or SSE when req.stream)."""
+    limits = [plan_tokens(state, req, ids) for ids in prompts]
+    if req.stream:
+        if len(prompts) != 1:
+            raise APIError(400, "streaming supports a single prompt", "invalid_request", "prompt")
+        return stream(state, req, prompts[0], limits[0], chat)
+    state.slots.acquire()
+    try:
+        start = time.monotonic()
+        deadline = start + state.cfg.limits.request_timeout_s
+        jobs = [start_job(state, req, ids, n) for ids, n in zip(prompts, limits)]
+        try:
+            done = [await collect(job, ev, deadline) for job, ev in jobs]
+        except BaseException:
+            for job, _ in jobs:  # a timeout or failure ends the whole request
+                job.cancelled = True
+            raise
+    finally:
+        state.slots.release()
+    account(state, done, time.monotonic() - start)
+    rid, created = uuid.uuid4().hex[:24], int(time.time())
+    if chat:
+        choices = [{"index": 0, "message": {"role": "assistant", "content": done[0]["text"]},
+                    "finish_reason": done[0]["finish_reason"], "logprobs": None}]
+        body = {"id": f"chatcmpl-{rid}", "object": "chat.completion", "created": created, "model": req.model,
+                "choices": choices, "usage": usage(done)}
+    else:
+        choices = [{"index": i, "text": d["text"], "finish_reason": d["finish_reason"], "logprobs": None}
+                   for i, d in enumerate(done)]
+        body = {"id": f"cmpl-{rid}", "object": "text_completion", "created": created, "model": req.model,
+                "choices": choices, "usage": usage(done)}
+    state.log.write(event="completion", model=req.model, prompt_tokens=body["usage"]["prompt_tokens"],
+                    completion_tokens=body["usage"]["completion_tokens"],
+                    output=state.log.text(" | ".join(d["text"] for d in done)))
+    return JSONResponse(body)
+
+
+def stream(state, req: Sampling, prompt_ids: list[int], max_tokens: int, chat: bool) -> StreamingResponse:
+    """SSE in the OpenAI chunk format, ending with ``data: [DONE]``; the slot is held until the end."""
+    state.slots.acquire()
+    job, events = start_job(state, req, prompt_ids, max_tokens)
+    return StreamingResponse(sse_events(state, req, job, events, chat), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _chunk(base: dict, chat: bool, delta: dict | None, text: str, finish: str | None) -> str:
+    choice = {"index": 0, "finish_reason": finish, "logprobs": None}
+    choice.update({"delta": delta or {}} if chat else {"text": text})
+    return f"data: {json.dumps({**base, 'choices': [choice]})}\n\n"
+
+
+async def sse_events(state, req: Sampling, job: GenJob, events: asyncio.Queue, chat: bool) -> AsyncIterator[str]:
+    start = time.monotonic()
+    deadline = start + state.cfg.limits.request_timeout_s
+    rid, created = uuid.uuid4().hex[:24], int(time.time())
+    base = {"id": f"{'chatcmpl' if chat else 'cmpl'}-{rid}",
+            "object": "chat.completion.chunk" if chat else "text_completion",
+            "created": created, "model": req.model}
+    try:
+        if chat:
+            yield _chunk(base, chat, {"role": "assistant", "content": ""}, "", None)
+        while True:
+            try:
+                kind, payload = await asyncio.wait_for(events.get(), max(0.001, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                err = APIError(504, "request timed out", "timeout")
+                yield f"data: {json.dumps(err.body())}\n\n"
+                break
+            if kind == "delta":
+                yield _chunk(base, chat, {"content": payload}, payload, None)
+            elif kind == "error":
+                yield f"data: {json.dumps(APIError(503, payload, 'generation_failed').body())}\n\n"
+                break
+            else:
+                yield _chunk(base, chat, {}, "", payload["finish_reason"])
+                account(state, [payload], time.monotonic() - start)
+                if (req.stream_options or {}).get("include_usage"):
+                    yield f"data: {json.dumps({**base, 'choices': [], 'usage': usage([payload])})}\n\n"
+                state.log.write(event="stream_done", model=req.model, output=state.log.text(payload["text"]),
+                                prompt_tokens=payload["prompt_tokens"],
+                                completion_tokens=payload["completion_tokens"])
+                break
+        yield "data: [DONE]\n\n"
+    finally:
+        job.cancelled = True  # no-op when finished; stops decoding when the client went away
+        state.slots.release()

@@ -1,0 +1,139 @@
+"""Checkpoints under ``<run>/checkpoints/{last,best}``: written atomically, resumable exactly.
+
+A checkpoint folder holds:
+  model.safetensors      trainable parameters only (by ``named_parameters`` name)
+  optimizer.safetensors  optimizer state tensors, keyed "<param index>.<name>"
+  optimizer.json         optimizer param groups + non-tensor state values
+  scheduler.json         LR scheduler state
+  rng.safetensors        torch CPU (+ CUDA) RNG states; rng.json: python / numpy RNG states
+  state.json             ``LoopState`` (step, epoch, position, best so far, early stopping, history)
+Folders appear whole or not at all (``lmforge.atomic.atomic_dir``); a crash inside the final
+swap leaves ``.last.old``, which ``find_resume_dir`` accepts.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from lmforge.atomic import atomic_dir
+from lmforge.train.state import LoopState
+
+LAST, BEST = "last", "best"
+
+
+def checkpoint_dir(run_dir: str | Path, which: str) -> Path:
+    return Path(run_dir) / "checkpoints" / which
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Detached CPU copies of the parameters that require grad, by name."""
+    return {n: p.detach().to("cpu").contiguous().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def save_checkpoint(folder: Path, model: nn.Module, state: LoopState, optimizer=None, scheduler=None) -> Path:
+    """Write a checkpoint folder atomically; optimizer/scheduler/RNG only when ``optimizer`` given."""
+    with atomic_dir(folder) as tmp:
+        save_file(trainable_state(model), str(tmp / "model.safetensors"))
+        if optimizer is not None:
+            _save_optimizer(tmp, optimizer)
+            (tmp / "scheduler.json").write_text(json.dumps(scheduler.state_dict() if scheduler else {}))
+            _save_rng(tmp)
+        (tmp / "state.json").write_text(json.dumps(state.to_dict(), indent=1))
+    return folder
+
+
+def load_trainable(model: nn.Module, checkpoint: str | Path) -> nn.Module:
+    """Copy the saved trainable parameters of ``checkpoint`` into ``model`` (in place).
+
+    Raises ValueError when a saved name is not a parameter of ``model`` or a shape differs.
+    """
+    tensors = load_file(str(Path(checkpoint) / "model.safetensors"))
+    params = dict(model.named_parameters())
+    missing = [n for n in tensors if n not in params]
+    if missing:
+        raise ValueError(f"checkpoint {checkpoint} has parameters the model lacks: {missing[:5]}")
+    with torch.no_grad():
+        for name, value in tensors.items():
+            if params[name].shape != value.shape:
+                raise ValueError(f"{name}: shape {tuple(value.shape)} in checkpoint, {tuple(params[name].shape)} in model")
+            params[name].copy_(value)
+    return model
+
+
+def find_resume_dir(run_dir: str | Path) -> Path | None:
+    """The last complete checkpoint of ``run_dir`` (``last``, else a crash-left ``.last.old``)."""
+    last = checkpoint_dir(run_dir, LAST)
+    for candidate in (last, last.with_name(f".{LAST}.old")):
+        if (candidate / "state.json").is_file() and (candidate / "optimizer.json").is_file():
+            return candidate
+    return None
+
+
+def load_checkpoint(folder: Path, model: nn.Module, optimizer, scheduler) -> LoopState:
+    """Restore weights, optimizer, scheduler and RNG states in place; return the loop state."""
+    load_trainable(model, folder)
+    _load_optimizer(folder, optimizer)
+    scheduler.load_state_dict(json.loads((folder / "scheduler.json").read_text()))
+    _load_rng(folder)
+    return LoopState.from_dict(json.loads((folder / "state.json").read_text()))
+
+
+def _save_optimizer(folder: Path, optimizer: torch.optim.Optimizer) -> None:
+    full = optimizer.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for index, entry in full["state"].items():
+        for key, value in entry.items():
+            if torch.is_tensor(value):
+                tensors[f"{index}.{key}"] = value.detach().to("cpu").contiguous().clone()
+            else:
+                scalars.setdefault(str(index), {})[key] = value
+    save_file(tensors, str(folder / "optimizer.safetensors"))
+    meta = {"param_groups": full["param_groups"], "scalars": scalars, "indices": [str(i) for i in full["state"]]}
+    (folder / "optimizer.json").write_text(json.dumps(meta))
+
+
+def _load_optimizer(folder: Path, optimizer: torch.optim.Optimizer) -> None:
+    meta = json.loads((folder / "optimizer.json").read_text())
+    tensors = load_file(str(folder / "optimizer.safetensors"))
+    state: dict[int, dict[str, Any]] = {int(i): dict(meta["scalars"].get(i, {})) for i in meta["indices"]}
+    for name, value in tensors.items():
+        index, _, key = name.partition(".")
+        state[int(index)][key] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def _save_rng(folder: Path) -> None:
+    version, internal, gauss = random.getstate()
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    python_numpy = {
+        "python": [version, list(internal), gauss],
+        "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+    }
+    (folder / "rng.json").write_text(json.dumps(python_numpy))
+    tensors = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"cuda.{i}"] = s
+    save_file(tensors, str(folder / "rng.safetensors"))
+
+
+def _load_rng(folder: Path) -> None:
+    saved = json.loads((folder / "rng.json").read_text())
+    version, internal, gauss = saved["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = saved["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    tensors = load_file(str(folder / "rng.safetensors"))
+    torch.set_rng_state(tensors["torch"])
+    cuda = [tensors[k] for k in sorted((k for k in tensors if k.startswith("cuda.")), key=lambda k: int(k[5:]))]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)

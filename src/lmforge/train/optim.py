@@ -1,0 +1,67 @@
+"""AdamW over trainable parameters and the warmup + decay learning-rate schedule."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import LambdaLR
+
+from lmforge.config.schema import TrainConfig
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Trainable parameters split into a decayed group and a no-decay group.
+
+    No decay on biases, norm weights and any other 1-d parameter (gains, scalars). Empty groups
+    are dropped. Parameter order follows ``model.named_parameters()`` (stable for checkpoints).
+    """
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        lowered = name.lower()
+        if param.ndim < 2 or lowered.endswith("bias") or "norm" in lowered:
+            no_decay.append(param)
+        else:
+            decay.append(param)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return [g for g in groups if g["params"]]
+
+
+def build_optimizer(model: nn.Module, train_cfg: TrainConfig) -> torch.optim.AdamW:
+    """AdamW (lr = train_cfg.lr) over trainable params; fused on CUDA, foreach elsewhere."""
+    groups = param_groups(model, train_cfg.weight_decay)
+    if not groups:
+        raise ValueError("the model has no trainable parameters (check the method)")
+    on_cuda = all(p.is_cuda for g in groups for p in g["params"])
+    if on_cuda:
+        return torch.optim.AdamW(groups, lr=train_cfg.lr, fused=True)
+    return torch.optim.AdamW(groups, lr=train_cfg.lr, foreach=True)
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int, kind: str) -> float:
+    """Multiplier of the peak lr for the optimizer step number ``step`` (0-based).
+
+    Linear warmup from 1/(warmup+1) to 1 over ``warmup_steps``, then "cosine" or "linear" decay
+    reaching 0 after ``total_steps``, or "constant".
+    """
+    if step < warmup_steps:
+        return (step + 1) / (warmup_steps + 1)
+    if kind == "constant":
+        return 1.0
+    span = max(1, total_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / span)
+    if kind == "linear":
+        return 1.0 - progress
+    if kind == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+    raise ValueError(f"unknown scheduler '{kind}'")
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, train_cfg: TrainConfig, total_steps: int) -> LambdaLR:
+    """LambdaLR with ``warmup_ratio * total_steps`` warmup steps then ``train_cfg.scheduler``."""
+    warmup = int(math.ceil(train_cfg.warmup_ratio * total_steps))
+    kind = train_cfg.scheduler
+    return LambdaLR(optimizer, lambda step: lr_factor(step, total_steps, warmup, kind))

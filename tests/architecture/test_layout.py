@@ -1,0 +1,70 @@
+"""The package tree is the pipeline: imports point upstream only; config stays torch-free."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[2] / "src" / "lmforge"
+ROOT = SRC.parents[1]
+ORDER = ["config", "data", "model", "methods", "objectives", "train", "evaluate", "export", "serve"]
+# methods and objectives are independent axes at the same depth: neither imports the other.
+RANK = {"config": 0, "data": 1, "model": 2, "methods": 3, "objectives": 3, "train": 4, "evaluate": 5, "export": 6, "serve": 7}
+# Torch-free modules every stage may use.
+SHARED = {"errors", "atomic", "__init__"}
+
+
+def _stage(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == "lmforge" else None
+
+
+def _imports(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text())
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append(node.module)
+    return found
+
+
+def test_imports_point_upstream():
+    bad = []
+    for path in SRC.rglob("*.py"):
+        rel = path.relative_to(SRC).parts
+        stage = rel[0] if len(rel) > 1 else None
+        if stage not in RANK:
+            continue
+        for module in _imports(path):
+            target = _stage(module)
+            if target is None or target in SHARED or target not in RANK or target == stage:
+                continue
+            if RANK[target] > RANK[stage] or (RANK[target] == RANK[stage]):
+                bad.append(f"{path.relative_to(SRC)} imports {module}")
+    assert not bad, "imports against the pipeline direction:\n" + "\n".join(bad)
+
+
+def test_validate_imports_no_torch(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("model: {name: x}\ndata: {format: chat, train: a.jsonl}\n")
+    code = (
+        "import sys; from lmforge.cli.main import main; rc = main(['validate', %r]); "
+        "assert 'torch' not in sys.modules, 'validate imported torch'; sys.exit(rc)" % str(cfg)
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.yaml")) + [SRC / "quickstart.yaml"], ids=lambda p: p.name)
+def test_example_configs_validate(path):
+    from lmforge.config import load_config
+    from lmforge.plan import plan_run
+
+    plan = plan_run(load_config(path), source=str(path))
+    assert plan.method.name and plan.objective.name

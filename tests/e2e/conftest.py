@@ -1,0 +1,52 @@
+"""Fixtures for running the real CLI on tiny models and tiny data files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+QA = [
+    ("what is the capital of france?", "paris."),
+    ("what is a bond?", "a loan to a company."),
+    ("what is a stock?", "a share of a company."),
+    ("is the interest rate good?", "yes, it is good."),
+    ("what is credit?", "money you borrow."),
+    ("how do i buy a fund?", "buy it with a bank."),
+]
+
+
+@pytest.fixture
+def qa_file(tmp_path) -> Path:
+    path = tmp_path / "qa.jsonl"
+    rows = [{"question": q, "answer": a} for q, a in QA * 4]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture
+def reviews_file(tmp_path) -> Path:
+    path = tmp_path / "reviews.csv"
+    lines = ["review,score"]
+    for i in range(24):
+        lines.append("great food i love it,great" if i % 2 else "bad taste i hate it,other")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    return path
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYTHONUNBUFFERED="1")
+    return subprocess.run(
+        [sys.executable, "-m", "lmforge.cli.main", *args],
+        capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout,
+    )

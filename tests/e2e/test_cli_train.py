@@ -1,0 +1,93 @@
+"""The real CLI end to end on a tiny Llama: train -> report -> export that plain peft/transformers load."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from tests.e2e.conftest import run_cli, write_config
+
+
+def lora_config(tmp_path, model_dir, data, extra=""):
+    return write_config(tmp_path, f"""
+run: {{name: tiny, output_dir: {tmp_path / 'run'}}}
+model: {{name: {model_dir}}}
+data:
+  format: instruction
+  train: {data}
+  columns: {{instruction: question, output: answer}}
+  eval_fraction: 0.25
+  max_length: 64
+method: {{name: lora, r: 4, alpha: 8, dropout: 0.0}}
+train: {{max_steps: 6, batch_size: 4, lr: 0.01, eval_every: 3, log_every: 2, precision: fp32}}
+eval: {{generations: 2, max_new_tokens: 8}}
+{extra}
+""")
+
+
+def test_train_reports_before_after_and_exports_loadable_models(tmp_path, tiny_llama_dir, qa_file):
+    cfg = lora_config(tmp_path, tiny_llama_dir, qa_file)
+    proc = run_cli("train", str(cfg))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = tmp_path / "run"
+    results = json.loads((run / "results.json").read_text())
+    assert results["after"]["eval_loss"] < results["before"]["eval_loss"]
+    assert "perplexity" in results["after"]
+    assert len(results["samples"]) == 2 and "before" in results["samples"][0]
+    assert (run / "config.yaml").exists() and (run / "report.md").exists()
+    events = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any("loss" in e for e in events)
+
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    merged = AutoModelForCausalLM.from_pretrained(run / "export" / "merged")
+    tok = AutoTokenizer.from_pretrained(run / "export" / "merged")
+    assert tok.chat_template
+    adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_llama_dir), run / "export" / "adapter")
+    ids = torch.tensor([tok("what is a bond?")["input_ids"]])
+    with torch.no_grad():
+        torch.testing.assert_close(merged(ids).logits, adapted(ids).logits, atol=1e-4, rtol=1e-4)
+    card = (run / "export" / "README.md").read_text()
+    assert "sha256" in card.lower() and str(tiny_llama_dir) in card
+
+
+def test_existing_run_needs_resume_and_resume_finishes(tmp_path, tiny_llama_dir, qa_file):
+    cfg = lora_config(tmp_path, tiny_llama_dir, qa_file)
+    assert run_cli("train", str(cfg)).returncode == 0
+    again = run_cli("train", str(cfg))
+    assert again.returncode == 2 and "--resume" in again.stderr
+    resumed = run_cli("train", str(cfg), "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+
+def test_classification_run(tmp_path, tiny_bert_dir, reviews_file):
+    cfg = write_config(tmp_path, f"""
+run: {{output_dir: {tmp_path / 'cls'}}}
+model: {{name: {tiny_bert_dir}}}
+data: {{format: classification, train: {reviews_file}, columns: {{text: review, label: score}}, eval_fraction: 0.25, max_length: 16}}
+method: {{name: full}}
+train: {{epochs: 3, batch_size: 4, lr: 0.001, precision: fp32}}
+""")
+    proc = run_cli("train", str(cfg))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "cls" / "results.json").read_text())
+    after = results["after"]
+    assert after["accuracy"] >= results["before"]["accuracy"]
+    assert {"precision_macro", "recall_macro", "f1_macro"} <= set(after)
+    from transformers import AutoConfig
+
+    cfg = AutoConfig.from_pretrained(tmp_path / "cls" / "export" / "merged")
+    assert set(cfg.id2label.values()) == {"great", "other"}
+
+
+@pytest.mark.parametrize(
+    "extra, field",
+    [("train: {batchsize: 2}", "did you mean 'batch_size'"), ("export: {merged: true}\nmethod: {name: nope}", "unknown method")],
+)
+def test_config_errors_exit_2(tmp_path, tiny_llama_dir, qa_file, extra, field):
+    cfg = write_config(tmp_path, f"model: {{name: {tiny_llama_dir}}}\ndata: {{format: instruction, train: {qa_file}}}\n{extra}\n")
+    proc = run_cli("validate", str(cfg))
+    assert proc.returncode == 2 and field in proc.stderr and "Traceback" not in proc.stderr

@@ -1,0 +1,96 @@
+"""Rows -> canonical records per format: column mapping, chat style detection, validation errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from lmforge.config.schema import DataConfig
+from lmforge.data.records import to_records
+from lmforge.errors import UserError
+
+
+def cfg(format, **kw):
+    return DataConfig(format=format, train="unused.jsonl", **kw)
+
+
+def one(row, format, **kw):
+    return to_records([(row, "f.jsonl:7")], cfg(format, **kw))[0]
+
+
+def test_text_and_column_mapping():
+    assert one({"body": "hello"}, "text", columns={"text": "body"}) == {"text": "hello", "_where": "f.jsonl:7"}
+
+
+def test_missing_column_names_line_field_did_you_mean_and_hint():
+    with pytest.raises(UserError) as err:
+        one({"instruction": "q", "outptu": "a"}, "instruction")
+    e = err.value
+    assert e.where == "f.jsonl:7"
+    assert "missing column 'output'" in str(e) and "did you mean 'outptu'" in str(e)
+    assert "data.columns.output" in e.hint
+
+
+def test_instruction_input_optional_and_system_from_config():
+    rec = one({"instruction": "q", "output": "a"}, "instruction", system_prompt="be brief")
+    assert rec["input"] == "" and rec["system"] == "be brief"
+    rec = one({"instruction": "q", "input": "ctx", "output": "a", "sys": "own"}, "instruction", columns={"system": "sys"})
+    assert rec["input"] == "ctx" and rec["system"] == "own"
+    assert one({"instruction": "q", "output": "a"}, "instruction")["system"] is None
+
+
+def test_explicitly_mapped_optional_column_must_exist():
+    with pytest.raises(UserError, match="missing column 'ctx'"):
+        one({"instruction": "q", "output": "a"}, "instruction", columns={"input": "ctx"})
+
+
+def test_openai_chat():
+    row = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    assert one(row, "chat")["messages"] == row["messages"]
+
+
+def test_sharegpt_chat_is_detected_and_roles_mapped():
+    row = {
+        "conversations": [
+            {"from": "system", "value": "s"},
+            {"from": "human", "value": "hi"},
+            {"from": "gpt", "value": "hello"},
+        ]
+    }
+    assert one(row, "chat")["messages"] == [
+        {"role": "system", "content": "s"},
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+    ]
+
+
+def test_chat_system_prompt_is_added_when_missing():
+    row = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
+    assert one(row, "chat", system_prompt="sys")["messages"][0] == {"role": "system", "content": "sys"}
+
+
+def test_chat_unknown_role_and_last_turn():
+    bad = {"messages": [{"role": "usr", "content": "hi"}, {"role": "assistant", "content": "yo"}]}
+    with pytest.raises(UserError, match="unknown role 'usr'; did you mean 'user'") as err:
+        one(bad, "chat")
+    assert err.value.where == "f.jsonl:7"
+    with pytest.raises(UserError, match="last message must be from the assistant"):
+        one({"messages": [{"role": "user", "content": "hi"}]}, "chat")
+
+
+def test_classification_label_stringified_stripped_and_checked():
+    assert one({"text": "t", "label": 1}, "classification")["label"] == "1"
+    rec = one({"text": "t", "label": " pos ", "text_pair": "p"}, "classification")
+    assert rec == {"text": "t", "text_pair": "p", "label": "pos", "_where": "f.jsonl:7"}
+    with pytest.raises(UserError) as err:
+        one({"text": "t", "label": "postive"}, "classification", labels=["positive", "negative"])
+    assert "label 'postive'" in str(err.value) and "did you mean 'positive'" in str(err.value)
+    assert err.value.where == "f.jsonl:7"
+
+
+def test_preference_fields_must_be_non_empty_strings():
+    rec = one({"prompt": "p", "chosen": "c", "rejected": "r"}, "preference")
+    assert (rec["prompt"], rec["chosen"], rec["rejected"]) == ("p", "c", "r")
+    with pytest.raises(UserError, match="'rejected' is empty"):
+        one({"prompt": "p", "chosen": "c", "rejected": "  "}, "preference")
+    with pytest.raises(UserError, match="must be a string"):
+        one({"prompt": "p", "chosen": ["c"], "rejected": "r"}, "preference")

@@ -1,0 +1,121 @@
+"""evaluate(): batching, token weighting, eval mode and no-grad, perplexity and classification metrics."""
+
+from __future__ import annotations
+
+import json
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lmforge.errors import UserError
+from lmforge.evaluate import evaluate
+from lmforge.objectives.base import EvalOutput
+
+
+class TokenLoss:
+    """A tiny causal objective: summed next-token CE over all non-pad tokens; records what it saw."""
+
+    def __init__(self, metrics=("eval_loss", "perplexity")):
+        self.spec = SimpleNamespace(metrics=metrics)
+        self.seen = []
+
+    def eval_step(self, model, batch):
+        self.seen.append((model.training, torch.is_grad_enabled(), batch["input_ids"].device.type))
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        labels = batch["labels"][:, 1:]
+        total = F.cross_entropy(logits[:, :-1].flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum")
+        return EvalOutput(loss_total=float(total), count=int((labels != -100).sum()))
+
+
+def collate(features):
+    width = max(len(f) for f in features)
+    ids = torch.tensor([f + [0] * (width - len(f)) for f in features])
+    mask = torch.tensor([[1] * len(f) + [0] * (width - len(f)) for f in features])
+    return {"input_ids": ids, "attention_mask": mask, "labels": ids.masked_fill(mask == 0, -100)}
+
+
+FEATURES = [[5, 6, 7, 8], [9, 10], [11, 12, 13, 14, 15, 16], [17, 18, 19]]
+
+
+@pytest.fixture(scope="module")
+def llama(tiny_llama_dir):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32)
+
+
+def _reference_loss(model, features):
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for f in features:
+            ids = torch.tensor([f])
+            logits = model(input_ids=ids).logits[0, :-1]
+            total += float(F.cross_entropy(logits, ids[0, 1:], reduction="sum"))
+            count += len(f) - 1
+    return total / count
+
+
+def test_eval_loss_is_token_weighted_and_batch_size_free(llama):
+    expected = _reference_loss(llama, FEATURES)
+    for batch_size in (1, 3, 4):
+        m = evaluate(TokenLoss(), llama, FEATURES, collate, batch_size)
+        assert m["eval_loss"] == pytest.approx(expected, rel=1e-5)
+        assert m["perplexity"] == pytest.approx(math.exp(expected), rel=1e-5)
+        assert m["eval_examples"] == 4
+    json.dumps(m)
+
+
+def test_runs_in_eval_mode_without_grad_and_restores_mode(llama):
+    objective = TokenLoss()
+    llama.train()
+    evaluate(objective, llama, FEATURES, collate, 2)
+    assert objective.seen == [(False, False, "cpu")] * 2
+    assert llama.training
+    llama.eval()
+    evaluate(objective, llama, FEATURES, collate, 2)
+    assert not llama.training
+
+
+def test_perplexity_only_when_the_objective_reports_it(llama):
+    m = evaluate(TokenLoss(metrics=("eval_loss",)), llama, FEATURES, collate, 4)
+    assert "perplexity" not in m and "eval_loss" in m
+
+
+def test_no_features_is_a_user_error(llama):
+    with pytest.raises(UserError, match="no held-out examples"):
+        evaluate(TokenLoss(), llama, [], collate, 4)
+
+
+class Classify:
+    spec = SimpleNamespace(metrics=("eval_loss", "accuracy", "f1_macro"))
+
+    def eval_step(self, model, batch):
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        labels = batch["labels"]
+        return EvalOutput(float(F.cross_entropy(logits, labels, reduction="sum")), int(labels.shape[0]),
+                          predictions=logits.argmax(-1).tolist(), references=labels.tolist())
+
+
+def test_classification_metrics_use_id2label(tiny_bert_dir):
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(
+        tiny_bert_dir, num_labels=2, id2label={0: "great", 1: "other"}, label2id={"great": 0, "other": 1})
+    feats = [([2, 10, 11, 3], 0), ([2, 12, 3], 1), ([2, 13, 14, 15, 3], 1)]
+
+    def collate_cls(batch):
+        width = max(len(ids) for ids, _ in batch)
+        ids = torch.tensor([i + [0] * (width - len(i)) for i, _ in batch])
+        return {"input_ids": ids, "attention_mask": (ids != 0).long(), "labels": torch.tensor([y for _, y in batch])}
+
+    m = evaluate(Classify(), model, feats, collate_cls, 2)
+    with torch.no_grad():
+        preds = [int(model(**{k: v for k, v in collate_cls([f]).items() if k != "labels"}).logits.argmax()) for f in feats]
+    gold = [0, 1, 1]
+    assert m["accuracy"] == pytest.approx(sum(p == g for p, g in zip(preds, gold)) / 3)
+    assert set(m["per_class"]) == {"great", "other"} and m["labels"] == ["great", "other"]
+    assert sum(map(sum, m["confusion_matrix"])) == 3 and "perplexity" not in m
+    json.dumps(m)

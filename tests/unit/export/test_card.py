@@ -1,0 +1,73 @@
+"""Model card: provenance (base, method, data hashes), resolved config, metrics, usage snippet."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+
+import yaml
+
+from lmforge.export import file_sha256, write_model_card
+
+
+def _card(tmp_path, exports):
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"question": "what is a bond?", "answer": "a loan"}\n')
+    return {
+        "base_model": "/models/tiny-llama",
+        "method": {"name": "lora", "r": 4, "alpha": 8.0},
+        "objective": "causal_lm",
+        "data_files": [{"path": str(data), "sha256": file_sha256(data)}],
+        "config": {"model": {"name": "/models/tiny-llama"}, "method": {"name": "lora", "r": 4}, "train": {"lr": 0.01}},
+        "metrics": {"before": {"eval_loss": 4.0, "perplexity": 54.6}, "after": {"eval_loss": 2.5, "perplexity": 12.18}},
+        "exports": exports,
+    }
+
+
+def test_file_sha256_matches_hashlib(tmp_path):
+    path = tmp_path / "blob.bin"
+    payload = bytes(range(256)) * 9000  # > 1 MiB chunk
+    path.write_bytes(payload)
+    assert file_sha256(path) == hashlib.sha256(payload).hexdigest()
+
+
+def test_card_has_provenance_metrics_config_and_usage(tmp_path):
+    card = _card(tmp_path, {"adapter": str(tmp_path / "adapter"), "merged": str(tmp_path / "merged")})
+    path = write_model_card(tmp_path, card)
+    text = path.read_text()
+    assert path == tmp_path / "README.md"
+    front = yaml.safe_load(text.split("---")[1])
+    assert front["base_model"] == "/models/tiny-llama" and front["library_name"] == "peft"
+    assert card["data_files"][0]["sha256"] in text and "sha256" in text
+    assert "- **method**: lora (r=4, alpha=8.0)" in text
+    assert "| eval_loss | 4.0000 | 2.5000 |" in text and "| perplexity | 54.6000 | 12.1800 |" in text
+    config = yaml.safe_load(re.search(r"```yaml\n(.*?)```", text, re.S).group(1))
+    assert config == card["config"]
+    assert f"AutoModelForCausalLM.from_pretrained({str(tmp_path / 'merged')!r})" in text
+    assert f"PeftModel.from_pretrained(base, {str(tmp_path / 'adapter')!r})" in text
+
+
+def test_usage_snippet_runs_on_the_written_folders(tmp_path, tiny_llama_dir):
+    card = _card(tmp_path, {"merged": str(tiny_llama_dir)})
+    text = write_model_card(tmp_path, card).read_text()
+    snippet = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    scope: dict = {}
+    exec(snippet, scope)  # the card's own usage code loads the model
+    assert type(scope["model"]).__name__ == "LlamaForCausalLM" and scope["tokenizer"].chat_template
+
+
+def test_classifier_card_uses_sequence_classification(tmp_path):
+    merged = tmp_path / "merged"
+    merged.mkdir()
+    (merged / "config.json").write_text(json.dumps({"architectures": ["BertForSequenceClassification"]}))
+    text = write_model_card(tmp_path, _card(tmp_path, {"merged": str(merged)})).read_text()
+    assert "AutoModelForSequenceClassification.from_pretrained" in text and "apply_chat_template" not in text
+    assert yaml.safe_load(text.split("---")[1])["library_name"] == "transformers"
+
+
+def test_card_without_before_or_exports(tmp_path):
+    card = _card(tmp_path, {})
+    card["metrics"] = {"before": None, "after": {"accuracy": 0.75}}
+    text = write_model_card(tmp_path, card).read_text()
+    assert "| accuracy | - | 0.7500 |" in text and "## Usage" not in text

@@ -1,0 +1,63 @@
+"""What run_server accepts: run folders (export/merged or export/adapter), model folders, adapter folders."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from lmforge.config.serve import ServeConfig
+from lmforge.errors import UserError
+from lmforge.serve.apierror import APIError
+from lmforge.serve.store import jail_path, resolve_target
+from lmforge.serve.textstream import TextTracker
+
+
+def test_run_folder_prefers_merged(tiny_llama_dir, tmp_path):
+    shutil.copytree(tiny_llama_dir, tmp_path / "run" / "export" / "merged")
+    t = resolve_target(tmp_path / "run", ServeConfig())
+    assert t.base == (tmp_path / "run" / "export" / "merged").resolve() and t.name == "run" and not t.adapters
+
+
+def test_run_folder_with_adapter_serves_it_over_its_base(models_dir, tmp_path):
+    shutil.copytree(models_dir / "alpha", tmp_path / "myrun" / "export" / "adapter")
+    t = resolve_target(tmp_path / "myrun", ServeConfig())
+    assert set(t.adapters) == {"myrun"} and (t.base / "config.json").is_file() and t.name == "base"
+
+
+def test_adapter_folder_and_bad_targets(models_dir, tmp_path):
+    t = resolve_target(models_dir / "alpha", ServeConfig(model_name="b"))
+    assert t.name == "b" and "alpha" in t.adapters and t.models_dir == models_dir.resolve()
+    with pytest.raises(UserError, match="not a model folder"):
+        resolve_target(tmp_path, ServeConfig())
+    (tmp_path / "run" / "export").mkdir(parents=True)
+    with pytest.raises(UserError, match="lmforge export"):
+        resolve_target(tmp_path / "run", ServeConfig())
+
+
+def test_configured_adapter_paths_are_jailed(tiny_llama_dir, models_dir):
+    with pytest.raises(APIError) as err:
+        resolve_target(tiny_llama_dir, ServeConfig(models_dir=str(models_dir), adapters={"x": "../../etc"}))
+    assert err.value.status == 403
+    assert jail_path(models_dir, "alpha") == (models_dir / "alpha").resolve()
+
+
+def test_api_keys_from_env(monkeypatch):
+    monkeypatch.setenv("LMF_KEYS", "a, b")
+    assert ServeConfig(api_keys=["k"], api_key_env="LMF_KEYS").resolved_api_keys() == ["k", "a", "b"]
+
+
+def test_text_tracker_holds_back_stop_prefixes(tiny_tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
+    ids = tok("the bank loan is good", add_special_tokens=False)["input_ids"]
+    tr = TextTracker(tok, ["loan is"])
+    out, hit = [], False
+    for i in ids:
+        delta, hit = tr.add(i)
+        out.append(delta)
+        if hit:
+            break
+    assert hit and "".join(out).strip() == "the bank" and "loan" not in "".join(out)

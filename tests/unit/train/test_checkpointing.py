@@ -1,0 +1,68 @@
+"""Activation checkpointing of selected layers leaves the gradients unchanged."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lmforge.train.checkpointing import (
+    checkpointable_layers,
+    disable_activation_checkpointing,
+    enable_activation_checkpointing,
+)
+
+
+def _grads(model, batch):
+    model.zero_grad()
+    model(**batch, use_cache=False).loss.backward()
+    return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+def _saved_tensors(model, batch) -> int:
+    """Number of tensors autograd keeps for backward in one forward."""
+    count = [0]
+
+    def pack(t):
+        count[0] += 1
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(**batch, use_cache=False)
+    return count[0]
+
+
+@pytest.mark.parametrize("layers, expected", [("all", [0, 1]), (2, [0]), ([-1], [1])])
+def test_checkpointing_keeps_grads(tiny_llama_dir, layers, expected):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32).train()
+    ids = torch.randint(4, model.config.vocab_size, (2, 9), generator=torch.Generator().manual_seed(0))
+    batch = {"input_ids": ids, "labels": ids}
+    reference = _grads(model, batch)
+    reference_saved = _saved_tensors(model, batch)
+    assert enable_activation_checkpointing(model, layers) == expected
+    assert [b.gradient_checkpointing for b in checkpointable_layers(model)] == [i in expected for i in range(2)]
+    got = _grads(model, batch)
+    # fewer tensors kept for backward: really checkpointed, more so with more layers
+    assert _saved_tensors(model, batch) < reference_saved - 20 * len(expected) + 1
+    assert got.keys() == reference.keys()
+    for name in reference:
+        torch.testing.assert_close(got[name], reference[name], atol=1e-6, rtol=1e-5)
+    disable_activation_checkpointing(model)
+    assert not any(b.gradient_checkpointing for b in checkpointable_layers(model))
+
+
+def test_checkpointing_through_peft_and_bad_spec(tiny_llama_dir):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32)
+    model = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"])).train()
+    assert enable_activation_checkpointing(model, [0]) == [0]
+    ids = torch.randint(4, 50, (1, 6))
+    model(input_ids=ids, labels=ids, use_cache=False).loss.backward()
+    assert any(p.grad is not None for n, p in model.named_parameters() if "lora_" in n)
+    with pytest.raises(ValueError):
+        enable_activation_checkpointing(model, [5])
+    with pytest.raises(ValueError):
+        enable_activation_checkpointing(model, 0)

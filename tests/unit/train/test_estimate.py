@@ -1,0 +1,89 @@
+"""The memory/time estimator returns sane, monotone numbers and useful suggestions."""
+
+from __future__ import annotations
+
+import pytest
+
+from lmforge.train.estimate import ModelShape, estimate, model_shape, suggest
+
+SMOL = {  # SmolLM2-135M's config fields
+    "hidden_size": 576, "num_hidden_layers": 30, "intermediate_size": 1536, "vocab_size": 49152,
+    "num_attention_heads": 9, "num_key_value_heads": 3, "head_dim": 64, "tie_word_embeddings": True,
+    "model_type": "llama",
+}
+LENGTHS = [64, 100, 128, 200, 256, 300, 380, 512] * 8
+
+
+def _est(**kw):
+    args = {"trainable_params": None, "precision": "fp32", "batch_size": 4, "seq_lengths": LENGTHS}
+    args.update(kw)
+    return estimate(SMOL, **args)
+
+
+def test_param_count_matches_smollm2():
+    shape = model_shape(SMOL)
+    assert abs(shape.total_params - 134_515_008) / 134_515_008 < 0.001
+
+
+def test_transformers_config_is_accepted(tiny_llama_dir):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    cfg = AutoConfig.from_pretrained(tiny_llama_dir)
+    n = sum(p.numel() for p in AutoModelForCausalLM.from_config(cfg).parameters())
+    assert model_shape(cfg).total_params == n
+
+
+def test_full_estimate_is_sane():
+    e = _est()
+    b = e.breakdown
+    assert b["weights"] == pytest.approx(134.5e6 * 4, rel=0.01)
+    assert b["optimizer"] == pytest.approx(2 * b["weights"], rel=0.01)
+    assert max(b.values()) < e.peak_bytes < sum(b.values())
+    assert 1e9 < e.peak_bytes < 12e9 and 0 < e.time_per_step_s < 600
+    assert e.tokens_per_step == pytest.approx(4 * sum(LENGTHS) / len(LENGTHS))
+
+
+def test_monotone_in_every_lever():
+    base = _est()
+    assert _est(seq_lengths=[n * 2 for n in LENGTHS]).peak_bytes > base.peak_bytes
+    assert _est(batch_size=8).peak_bytes > base.peak_bytes
+    assert _est(precision="bf16").breakdown["activations"] < base.breakdown["activations"]
+    assert _est(precision="bf16").time_per_step_s < base.time_per_step_s
+    ckpt = _est(activation_checkpointing=True)
+    assert ckpt.breakdown["activations"] < base.breakdown["activations"] / 3
+    assert ckpt.time_per_step_s > base.time_per_step_s
+    assert _est(chunked_loss=True, chunk_size=256).breakdown["logits"] < base.breakdown["logits"]
+    lora = _est(trainable_params=4_000_000)
+    assert lora.peak_bytes < base.peak_bytes and lora.time_per_step_s < base.time_per_step_s
+    assert _est(trainable_params=4_000_000, frozen_bits=4).peak_bytes < lora.peak_bytes
+    packed = _est(packing=True, batch_size=1, max_length=1024)
+    assert packed.time_per_step_s / packed.tokens_per_step < base.time_per_step_s / base.tokens_per_step
+    two = _est(n_processes=2)
+    assert two.peak_bytes == pytest.approx(2 * base.peak_bytes)
+    assert two.tokens_per_step == pytest.approx(2 * base.tokens_per_step)
+
+
+def test_bad_inputs_raise():
+    with pytest.raises(ValueError):
+        _est(seq_lengths=[])
+    with pytest.raises(ValueError):
+        _est(precision="int3")
+
+
+def test_suggest_returns_changes_that_fit():
+    big = _est(batch_size=16, seq_lengths=[1024] * 64)
+    assert suggest(big, big.peak_bytes * 2) == []
+    budget = big.peak_bytes * 0.6
+    tips = suggest(big, budget)
+    assert tips and all(t.estimate.peak_bytes <= budget for t in tips)
+    times = [t.estimate.time_per_step_s for t in tips]
+    assert times == sorted(times)
+    tight = suggest(big, 1.6e9)  # only a combination of levers fits
+    assert len(tight) == 1 and "+" in tight[0].change and tight[0].estimate.peak_bytes <= 1.6e9
+    assert suggest(big, 1e6) == []
+
+
+def test_model_shape_direct():
+    s = ModelShape(hidden=8, layers=1, intermediate=16, vocab=10, heads=2, kv_heads=2, head_dim=4)
+    assert s.layer_params == 8 * 8 * 4 + 3 * 8 * 16 + 16
+    assert estimate(s, seq_lengths=[4]).peak_bytes > 0
