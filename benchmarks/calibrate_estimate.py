@@ -19,18 +19,22 @@ import subprocess
 import sys
 
 CONFIGS = {
-    # name: (method, precision, batch, seq_len, packing-free chunked loss, checkpointing)
+    # name: (method, precision, batch, seq_len, chunked loss, activation checkpointing)
+    # bf16 configs need a CPU with AMX/AVX512-BF16 (elsewhere bf16 matmuls are emulated, very slow)
     "full-fp32": ("full", "fp32", 4, 128, False, False),
     "full-fp32-chunked": ("full", "fp32", 4, 128, True, False),
     "full-fp32-ckpt": ("full", "fp32", 4, 128, False, True),
     "lora-fp32": ("lora", "fp32", 4, 256, False, False),
     "lora-bf16": ("lora", "bf16", 4, 256, False, False),
+    "lora-fp32-chunked": ("lora", "fp32", 4, 256, True, False),
     "lora-bf16-chunked": ("lora", "bf16", 8, 256, True, False),
 }
+CHUNK = 256  # chunk size of the chunked configs (smaller than their token count, so it matters)
 
 CHILD = r"""
 import json, resource, sys, time
 import torch
+CHUNK = %d
 torch.set_num_threads(1)
 import transformers, peft  # framework overhead counted in the baseline
 from transformers import AutoConfig, AutoModelForCausalLM
@@ -61,7 +65,7 @@ for step in range(2):
     t0 = time.perf_counter()
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
         if chunked:
-            s, c = chunked_causal_lm_loss(model, batch_)
+            s, c = chunked_causal_lm_loss(model, batch_, chunk_size=CHUNK)
         else:
             s, c = full_causal_lm_loss(model(input_ids=ids, use_cache=False).logits, ids)
     (s / c).backward()
@@ -82,7 +86,7 @@ def run_one(model_dir: str, layers: int, name: str) -> dict:
 
     method, precision, batch, seq, chunked, ckpt = CONFIGS[name]
     args = json.dumps([model_dir, layers, method, precision, batch, seq, chunked, ckpt])
-    out = subprocess.run([sys.executable, "-c", CHILD, args], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", CHILD % CHUNK, args], capture_output=True, text=True, check=True)
     measured = json.loads(out.stdout.strip().splitlines()[-1])
     cfg = AutoConfig.from_pretrained(model_dir, num_hidden_layers=layers)
     est = estimate(
@@ -93,6 +97,7 @@ def run_one(model_dir: str, layers: int, name: str) -> dict:
         seq_lengths=[seq] * batch,
         activation_checkpointing=ckpt,
         chunked_loss=chunked,
+        chunk_size=CHUNK,
         frozen_bits=16 if (method == "lora" and precision == "bf16") else 32,
     )
     return {

@@ -67,7 +67,10 @@ def open_session(config: RunConfig, *, source: str = "<config>", say: Callable[[
     from lmforge.model import load_model, load_tokenizer
     from lmforge.objectives import build_objective
 
-    splits = load_splits(config.data, config.run.seed)
+    if config.data.prepare is not None:
+        splits = prepare_splits(config, say=say)
+    else:
+        splits = load_splits(config.data, config.run.seed)
     say(f"data: {len(splits.train)} train / {len(splits.eval)} held-out examples ({config.data.format})")
     tokenizer = load_tokenizer(config.model)
     objective = build_objective(plan.objective.name, plan.objective_params)
@@ -136,7 +139,8 @@ def run_train(config: RunConfig, *, source: str = "<config>", resume: bool = Fal
     for sample in report["samples"]:
         say(f"\nprompt:    {sample['prompt'][-300:]}\nbefore:    {sample.get('before', '')[:300]}\nafter:     {sample['after'][:300]}")
     export_dir = export_session(s, report)
-    say(f"\nrun folder: {run_dir}\nexported:   {export_dir}")
+    save_drift_baseline(s)
+    say(f"\nrun folder: {run_dir}\nexported:   {export_dir}\nserve it:   lmforge serve {run_dir}")
     return report
 
 
@@ -306,4 +310,72 @@ def _trainable_counts(model_name: str, num_labels: int | None) -> dict[str, str]
             continue
         trainable, total = count_parameters(model)
         out[name] = f"{trainable:,} trainable of {total:,} ({100 * trainable / max(total, 1):.2f}%)"
+    return out
+
+
+def load_serve_config(path: str | None, overrides: list[str]):
+    """Server settings from an optional YAML file plus KEY=VALUE overrides, validated strictly."""
+    import yaml
+    from pydantic import ValidationError
+
+    from lmforge.config.load import apply_overrides, format_validation_error
+    from lmforge.config.serve import ServeConfig
+
+    raw: dict = {}
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise UserError("server config not found", where=str(p))
+        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    try:
+        return ServeConfig.model_validate(apply_overrides(raw, overrides))
+    except ValidationError as exc:
+        raise UserError(format_validation_error(exc, ServeConfig), where=path or "command line") from None
+
+
+def save_drift_baseline(s: Session, limit: int = 128) -> Path:
+    """Statistics of the training inputs that `lmforge monitor` compares served traffic with."""
+    from lmforge.data import prompt_messages
+    from lmforge.serve.drift import compute_baseline, save_baseline
+
+    records = s.splits.train[:limit]
+    fmt = s.config.data.format
+    if fmt in ("chat", "instruction"):
+        texts = [prompt_messages(r, s.config.data) for r in records]
+    else:
+        texts = [r["text"][:2000] for r in records]
+    model = s.model
+    baseline = compute_baseline(model, s.tokenizer, texts)
+    return save_baseline(s.run_dir / "monitor" / "baseline.json", baseline)
+
+
+def prepare_splits(config: RunConfig, *, out_dir: str | Path | None = None, say: Callable[[str], None] = print):
+    """Run the data-preparation rules (data.prepare) and return the prepared train / validation splits.
+
+    Outputs, manifest and report go to ``out_dir`` (default <run dir>/data). Test examples stay in
+    test.jsonl there, untouched by training.
+    """
+    from lmforge.config.prepare import PrepareConfig
+    from lmforge.data import Splits
+    from lmforge.data.prepare import run_prepare as prepare
+    from lmforge.data.splits import load_records
+
+    train, eval_records, files = load_records(config.data)
+    out = Path(out_dir or Path(config.run.dir) / "data")
+    result = prepare(train, config.data.format, config.data.prepare or PrepareConfig(), out,
+                     inputs=files, seed=config.run.seed, eval_records=eval_records)
+    say(f"prepare: {len(train) + len(eval_records or [])} records -> train {len(result.train)}, "
+        f"validation {len(result.validation)}, test {len(result.test)}; report {result.report_path}")
+    if not result.validation:
+        raise UserError("data preparation left no validation example", where="data.prepare.split",
+                        hint="raise the validation ratio or give data.eval")
+    return Splits(result.train, result.validation, files)
+
+
+def run_prepare(config: RunConfig, *, source: str = "<config>", out_dir: str | None = None,
+                say: Callable[[str], None] = print) -> Path:
+    """`lmforge data prepare`: clean, deduplicate, redact, label-check and split; returns the output folder."""
+    plan_run(config, source)
+    out = Path(out_dir or Path(config.run.dir) / "data")
+    prepare_splits(config, out_dir=out, say=say)
     return out

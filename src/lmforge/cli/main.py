@@ -12,7 +12,7 @@ from lmforge import __version__
 from lmforge.errors import UserError
 
 # One entry per subcommand module (lmforge.cli.<module>).
-COMMANDS = ["validate", "train", "data", "quickstart", "methods", "eval", "export"]
+COMMANDS = ["validate", "train", "data", "quickstart", "methods", "eval", "export", "serve", "monitor"]
 
 
 def build_parser() -> argparse.ArgumentParser:

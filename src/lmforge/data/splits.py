@@ -45,6 +45,15 @@ def load_splits(data_cfg: DataConfig, seed: int) -> Splits:
     return Splits([train[i] for i in train_idx], [train[i] for i in eval_idx], files)
 
 
+def load_records(data_cfg: DataConfig) -> tuple[list[dict], list[dict] | None, list[Path]]:
+    """All records of ``data.train`` and (if given) ``data.eval``, unsplit, plus the files read."""
+    train, files = _load(data_cfg.train, data_cfg, "data.train")
+    if data_cfg.eval is None:
+        return train, None, files
+    eval_records, eval_files = _load(data_cfg.eval, data_cfg, "data.eval")
+    return train, eval_records, files + [f for f in eval_files if f not in files]
+
+
 def _load(source: SourceConfig, data_cfg: DataConfig, field: str) -> tuple[list[dict], list[Path]]:
     read = read_source(source, text_format=data_cfg.format == "text", text_column=data_cfg.column("text"))
     if not read.rows:

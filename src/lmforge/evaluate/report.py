@@ -23,7 +23,7 @@ def write_report(run_dir: str | Path, report: Mapping[str, Any]) -> Path:
     so it stays strict JSON.
     """
     run_dir = Path(run_dir)
-    atomic_write_text(run_dir / "results.json", json.dumps(_finite(dict(report)), indent=2, allow_nan=False) + "\n")
+    atomic_write_text(run_dir / "results.json", json.dumps(_finite(dict(report)), indent=2, allow_nan=False, default=str) + "\n")
     return atomic_write_text(run_dir / "report.md", render_report(report))
 
 

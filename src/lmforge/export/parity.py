@@ -120,6 +120,11 @@ def check_parity(reference_model: Any, reference_tokenizer: Any, load_exported: 
             continue
         diff = max(diff, float((ref - exp).abs().max()))
         scale = max(scale, float(ref.abs().max()))
+    if not _can_generate(reference_model) and len(texts) > 1 and reference_tokenizer.pad_token is not None:
+        # a padded batch of all prompts: dynamic batch/sequence axes and masking must hold too
+        inputs = _encode(reference_tokenizer, texts)
+        ref, exp = _logits(reference_model, inputs), _logits(exported_model, inputs)
+        diff = max(diff, float((ref - exp).abs().max()) if ref.shape == exp.shape else float("inf"))
     bound = tolerance.bound(scale)
     if not diff <= bound:
         failures.append(f"max |logit diff| {diff:.3g} exceeds the {fmt or 'format'} bound {bound:.3g}")
@@ -172,10 +177,10 @@ def _render(tokenizer: Any, prompt: str | list[dict]) -> str:
     return tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
 
 
-def _encode(tokenizer: Any, text: str) -> dict[str, torch.Tensor]:
-    """Token ids of ``text`` as the model takes them (only the tokenizer's model input names)."""
+def _encode(tokenizer: Any, text: str | list[str]) -> dict[str, torch.Tensor]:
+    """Token ids of ``text`` (a list: one padded batch) as the model takes them (its input names only)."""
     names = set(getattr(tokenizer, "model_input_names", None) or ["input_ids", "attention_mask"])
-    enc = tokenizer(text, return_tensors="pt", add_special_tokens=True)
+    enc = tokenizer(text, return_tensors="pt", add_special_tokens=True, padding=isinstance(text, list))
     return {k: v for k, v in enc.items() if k in names | {"input_ids", "attention_mask"}}
 
 

@@ -35,7 +35,7 @@ ACT_FROZEN = 0.86  # frozen base (LoRA family): no inputs saved for frozen weigh
 BACKWARD_TRANSIENT = 1.0  # extra layer-activations' worth of gradient buffers alive in backward
 OPT_TEMP_COPIES = 2.0  # trainable-sized fp32 temporaries of foreach AdamW during the step
 LOGIT_COPIES = 3.5  # fp32 tokens x vocab tensors alive at the loss peak (logits, log-softmax, grad)
-FRAMEWORK_BYTES = 420e6  # RSS of a process with torch + transformers + peft imported
+FRAMEWORK_BYTES = 460e6  # RSS of a process with torch + transformers + peft imported, first step run
 LOAD_COPY_FRACTION = 0.25  # share of the weights' bytes left in RSS by loading (page cache, copies)
 DEFAULT_PEAK_GFLOPS = {"fp32": 400.0, "bf16": 2600.0, "fp16": 400.0}
 DEFAULT_UTILIZATION = 0.3  # achieved / peak matmul rate of a training step (HF reaches ~0.15)
@@ -210,14 +210,16 @@ def estimate_inputs(x: EstimateInputs) -> Estimate:
     }
     # Two phases peak separately: the start of backward (activations + logits alive, optimizer
     # state from the previous step, the output-projection grad already allocated) and the
-    # optimizer step (all grads + state + the foreach AdamW temporaries).
-    # autocast keeps a low-precision copy of every fp32 (trainable) weight for the whole step
+    # optimizer step (all grads + state + the foreach AdamW temporaries). Autocast keeps a
+    # low-precision copy of every fp32 (trainable) weight for the whole forward/backward.
     cast_cache = x.trainable_params * BYTES[x.precision] if x.precision != "fp32" else 0.0
     head_grad = s.vocab * s.hidden * 4.0 if full else 0.0  # output-projection grad, early in backward
     backward_peak = activations + breakdown["logits"] + head_grad + cast_cache
     step_peak = breakdown["grads"] * (1 + OPT_TEMP_COPIES)
     breakdown["step_temporaries"] = breakdown["grads"] * OPT_TEMP_COPIES
-    fixed = weights + breakdown["optimizer"] + breakdown["framework"]
+    if x.n_processes > 1:  # DDP gradient buckets: one more copy of the trainable grads
+        breakdown["ddp_buckets"] = breakdown["grads"]
+    fixed = weights + breakdown["optimizer"] + breakdown["framework"] + breakdown.get("ddp_buckets", 0.0)
     peak = (fixed + max(backward_peak, step_peak)) * x.n_processes
     flops = _step_flops(x, computed_tokens, max_len) * x.grad_accumulation * x.n_processes
     rate = (x.peak_gflops or DEFAULT_PEAK_GFLOPS[x.precision]) * 1e9 * x.utilization

@@ -32,6 +32,13 @@ def test_write_report_writes_both_files_that_parse(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.md", "results.json"]  # no temp files left
 
 
+def test_empty_reply_is_shown_as_empty(tmp_path):
+    report = _report()
+    report["samples"][0]["after"] = ""
+    md = write_report(tmp_path, report).read_text()
+    assert "**after**\n\n*(empty)*" in md
+
+
 def test_non_finite_values_become_null_in_results(tmp_path):
     report = _report()
     report["before"]["perplexity"] = math.inf

@@ -59,7 +59,7 @@ def test_monotone_in_every_lever():
     packed = _est(packing=True, batch_size=1, max_length=1024)
     assert packed.time_per_step_s / packed.tokens_per_step < base.time_per_step_s / base.tokens_per_step
     two = _est(n_processes=2)
-    assert two.peak_bytes == pytest.approx(2 * base.peak_bytes)
+    assert two.peak_bytes > 2 * base.peak_bytes and "ddp_buckets" in two.breakdown
     assert two.tokens_per_step == pytest.approx(2 * base.tokens_per_step)
 
 

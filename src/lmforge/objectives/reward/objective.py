@@ -40,6 +40,9 @@ class RewardObjective:
     def task_info(self, labels: list[str] | None = None, model_config: Any | None = None) -> TaskInfo:
         return TaskInfo(head="sequence_classification", num_labels=1, labels=("reward",))
 
+    def bind(self, model: nn.Module, tokenizer: Any = None) -> None:
+        """Nothing to fix before training (no reference model); present for a uniform hook."""
+
     def encode(self, records: list[dict], tokenizer: Any, data: DataConfig) -> list[dict]:
         from lmforge.data.preference import encode_pairs
 

@@ -1,0 +1,63 @@
+"""`lmforge data prepare` and the prepare stage inside `lmforge train`, through the real CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from tests.e2e.conftest import run_cli, write_config
+
+
+def _reviews(tmp_path):
+    path = tmp_path / "reviews.jsonl"
+    rows = []
+    for i in range(40):
+        good = i % 2 == 0
+        text = f"review number {i}: {'great food, i love it' if good else 'bad taste, i hate it'}<br />mail me at user{i}@example.com"
+        rows.append({"review": text, "score": "great" if good else "other"})
+    rows.append(dict(rows[0]))  # an exact duplicate
+    rows.append({"review": "Great  taste, would buy again", "score": "Great "})  # label typo (case, space)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_data_prepare_cleans_redacts_and_is_deterministic(tmp_path, tiny_bert_dir):
+    data = _reviews(tmp_path)
+    digest = hashlib.sha256(data.read_bytes()).hexdigest()
+    cfg = write_config(tmp_path, f"""
+model: {{name: {tiny_bert_dir}}}
+data:
+  format: classification
+  train: {data}
+  columns: {{text: review, label: score}}
+  prepare: {{}}
+""")
+    outs = []
+    for name in ("a", "b"):
+        proc = run_cli("data", "prepare", str(cfg), "--out", str(tmp_path / name))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        outs.append({f: (tmp_path / name / f).read_bytes() for f in ("train.jsonl", "validation.jsonl", "test.jsonl")})
+    assert outs[0] == outs[1]  # same input + config -> byte-identical output
+    assert hashlib.sha256(data.read_bytes()).hexdigest() == digest  # the user's file is untouched
+    text = b"".join(outs[0].values()).decode()
+    assert "@example.com" not in text and "<EMAIL>" in text
+    assert "<br />" not in text
+    labels = {json.loads(line)["label"] for line in text.splitlines()}
+    assert labels == {"great", "other"}
+    manifest = json.loads((tmp_path / "a" / "manifest.json").read_text())
+    assert manifest["inputs"][0]["sha256"] == digest
+
+
+def test_train_runs_prepare_first(tmp_path, tiny_bert_dir):
+    data = _reviews(tmp_path)
+    cfg = write_config(tmp_path, f"""
+run: {{output_dir: {tmp_path / 'run'}}}
+model: {{name: {tiny_bert_dir}}}
+data: {{format: classification, train: {data}, columns: {{text: review, label: score}}, prepare: {{}}, max_length: 24}}
+method: {{name: freeze}}
+train: {{max_steps: 2, batch_size: 4, precision: fp32}}
+""")
+    proc = run_cli("train", str(cfg))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "run" / "data" / "manifest.json").exists()
+    assert "prepare:" in proc.stdout
