@@ -28,7 +28,7 @@ CONFIGS = ["hf_default", "hf_best", "lmforge"]
 LABELS = {
     "hf_default": "HF Trainer + PEFT, defaults (fp32, padded)",
     "hf_best": "HF Trainer + PEFT, bf16 + padding-free",
-    "lmforge": "lmforge (bf16, packed, chunked loss)",
+    "lmforge": "lmforge (auto precision, packed, chunked loss)",
 }
 
 
@@ -115,7 +115,7 @@ def run_hf(args, best: bool) -> dict:
     targs = TrainingArguments(
         output_dir=tempfile.mkdtemp(), per_device_train_batch_size=args.batch, max_steps=args.steps,
         learning_rate=1e-4, lr_scheduler_type="constant", logging_steps=1, save_strategy="no", report_to=[],
-        bf16=best, use_cpu=True, seed=args.seed, dataloader_num_workers=0, max_grad_norm=1.0,
+        bf16=best and _bf16_ok(), use_cpu=True, seed=args.seed, dataloader_num_workers=0, max_grad_norm=1.0,
         warmup_steps=0, weight_decay=0.0, disable_tqdm=True, remove_unused_columns=False,
     )
     trainer = Trainer(model=model, args=targs, train_dataset=_ListDataset(examples), data_collator=collator,
@@ -125,36 +125,43 @@ def run_hf(args, best: bool) -> dict:
 
 
 def run_lmforge(args) -> dict:
-    """lmforge's own loop on the same model and examples: bf16 autocast, padding-free packing, chunked loss."""
+    """lmforge's own loop on the same model and examples: bf16 autocast where the CPU has it,
+    padding-free packing of each micro-batch into one row, chunked loss on labelled positions."""
     import torch
 
     from lmforge.config.schema import TrainConfig
     from lmforge.objectives import build_objective, get_objective_spec
     from lmforge.train import train
+    from lmforge.train.callbacks import Callback
 
     torch.set_num_threads(args.threads)
     model = build_model(args.model, args.method, args.seed)
     examples = build_examples(model.config.vocab_size, args.steps * args.batch, args.seed)
-    spec = get_objective_spec("causal_lm")
-    objective = build_objective("causal_lm", spec.params())
+    # One packed row per example; a micro-batch of rows is concatenated into a single (1, total)
+    # row with restarting position ids (data/packing.py) -- the same math as HF's flattening.
+    rows = [{"input_ids": e["input_ids"], "labels": [-100] + e["labels"][1:], "lengths": [len(e["input_ids"])]}
+            for e in examples]
+    objective = build_objective("causal_lm", get_objective_spec("causal_lm").params())
     times, losses = [], []
 
-    class Timer:
-        def on_step_begin(self, state):
-            self.t0 = time.perf_counter()
-
-        def on_step_end(self, state, logs):
-            times.append(time.perf_counter() - self.t0)
-            losses.append(float(logs["loss"]))
-
-    from lmforge.data.packing import collate_packed
+    class Timer(Callback):
+        def on_step(self, state, logs):
+            times.append(logs["seconds"])
+            losses.append(logs["loss_sum"] / max(logs["units"], 1))
 
     cfg = TrainConfig(max_steps=args.steps, batch_size=args.batch, lr=1e-4, warmup_ratio=0.0, scheduler="constant",
-                      precision="bf16", log_every=1, tensorboard=False, eval_every=10_000, save_every=10_000)
-    run_dir = Path(tempfile.mkdtemp())
-    train(model, objective, examples, train_cfg=cfg, run_dir=run_dir, collate=collate_packed, evaluate_fn=None,
-          seed=args.seed, best_metric="loss", metric_mode="min", resume=False, callbacks=[Timer()], shuffle=False)
+                      precision="auto", log_every=1, tensorboard=False, eval_every=10_000, save_every=10_000)
+    train(model, objective, rows, train_cfg=cfg, run_dir=Path(tempfile.mkdtemp()),
+          collate=lambda feats: objective.collate(feats, None), evaluate_fn=None, seed=args.seed,
+          best_metric="loss", metric_mode="min", callbacks=[Timer()])
     return _summary(args, model, examples, times, losses)
+
+
+def _bf16_ok() -> bool:
+    """HF's best configuration uses bf16 autocast where the CPU runs it natively (AMX / AVX512-BF16)."""
+    from lmforge.train.runtime import cpu_supports_bf16
+
+    return cpu_supports_bf16()
 
 
 class _ListDataset:

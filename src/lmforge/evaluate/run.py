@@ -14,7 +14,7 @@ from lmforge.objectives.base import EvalOutput
 
 
 def evaluate(objective: Any, model: nn.Module, features: list[dict], collate: Callable[[list[dict]], dict],
-             batch_size: int) -> dict:
+             batch_size: int, *, per_example: bool = False) -> dict:
     """Evaluate ``model`` on ``features`` with ``objective.eval_step``; return JSON-serialisable metrics.
 
     features: encoded examples (``objective.encode`` output), cut into batches of ``batch_size``
@@ -25,6 +25,13 @@ def evaluate(objective: Any, model: nn.Module, features: list[dict], collate: Ca
     example-weighted), ``perplexity`` when ``objective.spec.metrics`` lists it, the
     classification metrics of :func:`classification_metrics` when the objective yields
     predictions (label names from ``model.config.id2label``), and ``eval_examples``.
+
+    With ``per_example`` every feature is evaluated on its own (a batch of one, so no padding and
+    no objective change is needed; slower than batching) and the result gains
+    ``"per_example": {"loss": [mean loss per unit of each example], "count": [units],
+    "correct": [1.0 / 0.0 per example, only when the objective yields predictions]}``, in feature
+    order: what bootstrap intervals and paired before -> after tests resample. An example with no
+    scored unit gets loss ``None``. The aggregate metrics are the same as without it.
     """
     if not features:
         raise UserError("there are no held-out examples to evaluate", where="data.eval",
@@ -33,11 +40,26 @@ def evaluate(objective: Any, model: nn.Module, features: list[dict], collate: Ca
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     outputs = []
     device = model_device(model)
+    step = 1 if per_example else batch_size
     with eval_mode(model), torch.no_grad():
-        for start in range(0, len(features), batch_size):
-            batch = collate(features[start:start + batch_size])
+        for start in range(0, len(features), step):
+            batch = collate(features[start:start + step])
             outputs.append(objective.eval_step(model, _to_device(batch, device)))
-    return summarize(outputs, objective, model, len(features))
+    metrics = summarize(outputs, objective, model, len(features))
+    if per_example:
+        metrics["per_example"] = per_example_values(outputs)
+    return metrics
+
+
+def per_example_values(outputs: list[EvalOutput]) -> dict[str, list]:
+    """``{"loss", "count"[, "correct"]}`` lists from one-example ``EvalOutput``s (see :func:`evaluate`)."""
+    values: dict[str, list] = {
+        "loss": [float(o.loss_total) / o.count if o.count else None for o in outputs],
+        "count": [int(o.count) for o in outputs],
+    }
+    if outputs and all(o.predictions for o in outputs):
+        values["correct"] = [float(o.predictions[0] == o.references[0]) for o in outputs]
+    return values
 
 
 def summarize(outputs: list[EvalOutput], objective: Any, model: nn.Module, examples: int) -> dict:

@@ -5,3 +5,4 @@ from lmforge.export.card import file_sha256, render_model_card, write_model_card
 from lmforge.export.merged import export_merged
 
 __all__ = ["export_adapter", "export_merged", "file_sha256", "render_model_card", "write_model_card"]
+from lmforge.export.parity import TOLERANCES, ParityError, ParityResult, check_parity, verify_merged  # noqa: E402,F401

@@ -9,6 +9,10 @@ A checkpoint folder holds:
   state.json             ``LoopState`` (step, epoch, position, best so far, early stopping, history)
 Folders appear whole or not at all (``lmforge.atomic.atomic_dir``); a crash inside the final
 swap leaves ``.last.old``, which ``find_resume_dir`` accepts.
+
+Checkpoints do not depend on the number of processes: tensors are stored whole (FSDP shards are
+gathered first, on every rank, and re-sharded on load) and the data position is global, so a run
+saved by N processes resumes on M.
 """
 
 from __future__ import annotations
@@ -34,16 +38,44 @@ def checkpoint_dir(run_dir: str | Path, which: str) -> Path:
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """Detached CPU copies of the parameters that require grad, by name."""
-    return {n: p.detach().to("cpu").contiguous().clone() for n, p in model.named_parameters() if p.requires_grad}
+    """Detached whole CPU copies of the parameters that require grad, by name.
+
+    FSDP-sharded (DTensor) parameters are gathered: a collective every process must call.
+    """
+    return {n: _whole(p) for n, p in model.named_parameters() if p.requires_grad}
 
 
-def save_checkpoint(folder: Path, model: nn.Module, state: LoopState, optimizer=None, scheduler=None) -> Path:
-    """Write a checkpoint folder atomically; optimizer/scheduler/RNG only when ``optimizer`` given."""
+def _whole(tensor: torch.Tensor) -> torch.Tensor:
+    """A contiguous CPU copy of ``tensor``; DTensor shards are gathered into the full tensor."""
+    tensor = tensor.detach()
+    if hasattr(tensor, "full_tensor"):
+        tensor = tensor.full_tensor()
+    return tensor.to("cpu").contiguous().clone()
+
+
+def _like(value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``value`` (a whole tensor) laid out like ``target``: re-sharded when it is a DTensor."""
+    if hasattr(target, "device_mesh"):
+        from torch.distributed.tensor import distribute_tensor
+
+        return distribute_tensor(value.to(target.dtype), target.device_mesh, target.placements)
+    return value
+
+
+def save_checkpoint(folder: Path, model: nn.Module, state: LoopState, optimizer=None, scheduler=None,
+                    write: bool = True) -> Path:
+    """Write a checkpoint folder atomically; optimizer/scheduler/RNG only when ``optimizer`` given.
+
+    ``write=False`` (ranks other than 0): take part in gathering sharded tensors, write nothing.
+    """
+    weights = trainable_state(model)
+    moments = _optimizer_tensors(optimizer) if optimizer is not None else None
+    if not write:
+        return folder
     with atomic_dir(folder) as tmp:
-        save_file(trainable_state(model), str(tmp / "model.safetensors"))
+        save_file(weights, str(tmp / "model.safetensors"))
         if optimizer is not None:
-            _save_optimizer(tmp, optimizer)
+            _save_optimizer(tmp, optimizer, moments)
             (tmp / "scheduler.json").write_text(json.dumps(scheduler.state_dict() if scheduler else {}))
             _save_rng(tmp)
         (tmp / "state.json").write_text(json.dumps(state.to_dict(), indent=1))
@@ -64,7 +96,7 @@ def load_trainable(model: nn.Module, checkpoint: str | Path) -> nn.Module:
         for name, value in tensors.items():
             if params[name].shape != value.shape:
                 raise ValueError(f"{name}: shape {tuple(value.shape)} in checkpoint, {tuple(params[name].shape)} in model")
-            params[name].copy_(value)
+            params[name].copy_(_like(value, params[name]))
     return model
 
 
@@ -86,15 +118,19 @@ def load_checkpoint(folder: Path, model: nn.Module, optimizer, scheduler) -> Loo
     return LoopState.from_dict(json.loads((folder / "state.json").read_text()))
 
 
-def _save_optimizer(folder: Path, optimizer: torch.optim.Optimizer) -> None:
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """Whole CPU copies of the optimizer's tensor state, keyed "<param index>.<name>" (collective
+    under FSDP: every process calls it)."""
+    return {f"{index}.{key}": _whole(value) for index, entry in optimizer.state_dict()["state"].items()
+            for key, value in entry.items() if torch.is_tensor(value)}
+
+
+def _save_optimizer(folder: Path, optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
     full = optimizer.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict[str, Any]] = {}
     for index, entry in full["state"].items():
         for key, value in entry.items():
-            if torch.is_tensor(value):
-                tensors[f"{index}.{key}"] = value.detach().to("cpu").contiguous().clone()
-            else:
+            if not torch.is_tensor(value):
                 scalars.setdefault(str(index), {})[key] = value
     save_file(tensors, str(folder / "optimizer.safetensors"))
     meta = {"param_groups": full["param_groups"], "scalars": scalars, "indices": [str(i) for i in full["state"]]}
@@ -105,9 +141,11 @@ def _load_optimizer(folder: Path, optimizer: torch.optim.Optimizer) -> None:
     meta = json.loads((folder / "optimizer.json").read_text())
     tensors = load_file(str(folder / "optimizer.safetensors"))
     state: dict[int, dict[str, Any]] = {int(i): dict(meta["scalars"].get(i, {})) for i in meta["indices"]}
+    params = [p for group in optimizer.param_groups for p in group["params"]]
     for name, value in tensors.items():
         index, _, key = name.partition(".")
-        state[int(index)][key] = value
+        param = params[int(index)]
+        state[int(index)][key] = _like(value, param) if value.shape == param.shape else value
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 

@@ -46,22 +46,28 @@ def train(
     ``<run_dir>/checkpoints/best``, and ``checkpoints/last`` every ``save_every`` steps and at the
     end. ``resume=True`` continues from ``checkpoints/last`` to the same final weights as an
     uninterrupted run. ``callbacks`` are added to the progress bar / metrics.jsonl / TensorBoard.
+
+    ``train_features`` is any sequence (``len`` + ``[i]``), e.g. memory-mapped
+    :class:`lmforge.data.shards.TokenShards`. Under a launcher (``WORLD_SIZE`` > 1) every process
+    calls ``train`` alike: the global window (``batch_size x grad_accum`` examples) is split over
+    processes with the same math as one process; rank 0 writes checkpoints and metrics.
     """
     runtime = build_runtime(train_cfg, seed)
-    runtime.prepare(model)
+    wrapped = runtime.prepare(model)
     plan = plan_steps(len(train_features), train_cfg)
     optimizer = build_optimizer(model, train_cfg)
     scheduler = build_scheduler(optimizer, train_cfg, plan.total_steps)
     state = _start_state(run_dir, resume, model, optimizer, scheduler)
-    hooks = default_callbacks(run_dir, train_cfg.tensorboard) + list(callbacks or [])
+    hooks = runtime.callbacks(default_callbacks(run_dir, train_cfg.tensorboard), callbacks or [])
     _emit(hooks, "on_begin", plan, state)
     pending = _LogWindow()
     model.train()
     while state.step < plan.total_steps and not state.stopped_early:
         window = next_window(plan, state, train_cfg.batch_size, train_cfg.grad_accum, seed)
-        batches = [runtime.to_device(collate([train_features[i] for i in idx])) for idx in window]
+        batches = [(runtime.to_device(collate([train_features[i] for i in idx])), weight)
+                   for idx, weight in runtime.shard(window)]
         with StepTimer() as timer:
-            logs = _optimizer_step(model, objective, batches, optimizer, scheduler, runtime, train_cfg)
+            logs = _optimizer_step(wrapped, objective, batches, optimizer, scheduler, runtime, train_cfg)
         state.step += 1
         logs["seconds"] = timer.seconds
         pending.add(logs)
@@ -70,38 +76,49 @@ def train(
         if state.step % plan.log_every == 0 or done:
             _emit(hooks, "on_log", pending.flush(state, plan))
         if evaluate_fn is not None and (state.step % plan.eval_every == 0 or done):
-            _evaluate(model, evaluate_fn, state, hooks, run_dir, best_metric, metric_mode, train_cfg)
+            _evaluate(model, evaluate_fn, state, hooks, run_dir, best_metric, metric_mode, train_cfg, runtime)
         if state.step % plan.save_every == 0 or done or state.stopped_early:
-            save_checkpoint(checkpoint_dir(run_dir, LAST), model, state, optimizer, scheduler)
+            save_checkpoint(checkpoint_dir(run_dir, LAST), model, state, optimizer, scheduler, write=runtime.is_main)
+            runtime.wait()  # no rank runs ahead of a half-written checkpoint
     _emit(hooks, "on_end", state)
     return TrainResult(state.step, state.best_step, state.best_metrics, state.history, state.stopped_early)
 
 
 def _optimizer_step(model, objective, batches, optimizer, scheduler, runtime: Runtime, train_cfg: TrainConfig) -> dict:
-    """One accumulation window: token-weighted backward, clip, step, schedule, zero_grad."""
-    total = sum(objective.count(b) for b in batches)  # units of the WHOLE window
+    """One accumulation window: token-weighted backward, clip, step, schedule, zero_grad.
+
+    ``batches``: this process's ``(batch, weight)`` per micro-batch (weight 0.0 = placeholder
+    that only keeps the processes in step). Units, loss and tokens are summed over processes.
+    """
+    (total,) = runtime.global_sum([sum(objective.count(b) * w for b, w in batches)])  # WHOLE window
+    scale = runtime.grad_scale() / max(total, 1)
     loss_sum = 0.0
-    for batch in batches:
-        with runtime.autocast():
-            out = objective.loss(model, batch)
-        if total > 0:
-            (out.total / total).backward()
-        loss_sum += float(out.total.detach())
+    for i, (batch, weight) in enumerate(batches):
+        with runtime.sync(model, last=i == len(batches) - 1):
+            with runtime.autocast():
+                out = objective.loss(model, batch)
+            if total > 0:  # global: every process takes the same branch
+                (out.total * (weight * scale)).backward()
+        loss_sum += float(out.total.detach()) * weight
     params = [p for group in optimizer.param_groups for p in group["params"]]
     max_norm = train_cfg.max_grad_norm or float("inf")  # inf: measure only (clip factor 1.0)
-    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+    grad_norm = runtime.clip_grad_norm(params, max_norm)
     lr = optimizer.param_groups[0]["lr"]
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    tokens = sum(int(b["attention_mask"].sum()) if "attention_mask" in b else b["input_ids"].numel() for b in batches)
-    return {"loss_sum": loss_sum, "units": total, "lr": lr, "grad_norm": grad_norm, "tokens": tokens,
+    tokens = sum(weight * (int(b["attention_mask"].sum()) if "attention_mask" in b else b["input_ids"].numel())
+                 for b, weight in batches)
+    loss_sum, tokens = runtime.global_sum([loss_sum, tokens])
+    total = int(total)
+    return {"loss_sum": loss_sum, "units": total, "lr": lr, "grad_norm": grad_norm, "tokens": int(tokens),
             "loss": loss_sum / max(total, 1)}
 
 
-def _evaluate(model, evaluate_fn, state: LoopState, hooks, run_dir, best_metric, metric_mode, train_cfg) -> None:
+def _evaluate(model, evaluate_fn, state: LoopState, hooks, run_dir, best_metric, metric_mode, train_cfg,
+              runtime: Runtime) -> None:
     """Run ``evaluate_fn``; update history, the best checkpoint and early stopping in ``state``."""
-    metrics = {k: v for k, v in dict(evaluate_fn(model)).items() if isinstance(v, (int, float, str, bool))}
+    metrics = {k: v for k, v in runtime.evaluate(evaluate_fn, model).items() if isinstance(v, (int, float, str, bool))}
     model.train()
     if best_metric not in metrics:
         raise UserError(
@@ -113,7 +130,8 @@ def _evaluate(model, evaluate_fn, state: LoopState, hooks, run_dir, best_metric,
     value = float(metrics[best_metric])
     if improved(value, state.best_value, metric_mode):
         state.best_value, state.best_step, state.best_metrics = value, state.step, dict(metrics)
-        save_checkpoint(checkpoint_dir(run_dir, BEST), model, state)
+        save_checkpoint(checkpoint_dir(run_dir, BEST), model, state, write=runtime.is_main)
+        runtime.wait()
     stopping = train_cfg.early_stopping
     if stopping is None:
         return

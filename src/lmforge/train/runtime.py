@@ -1,8 +1,9 @@
 """The runtime: device, precision, seeding and threads behind one narrow object.
 
-The training loop calls only :class:`Runtime` (``prepare``, ``autocast``, ``to_device``); no
-device or precision branch lives in the loop. Models keep fp32 master weights; bf16 runs the
-forward under ``torch.autocast``.
+The training loop calls only :class:`Runtime` (``prepare``, ``autocast``, ``to_device``, and for
+several processes ``shard``, ``global_sum``, ``sync``, ``wait``, ``evaluate``); no device,
+precision or distribution branch lives in the loop. Models keep fp32 master weights; bf16 runs
+the forward under ``torch.autocast``. Distribution details: :mod:`lmforge.train.distributed`.
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ import contextlib
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ContextManager
+from typing import Any, Callable, ContextManager
 
 import numpy as np
 import torch
 from torch import nn
 
 from lmforge.config.schema import TrainConfig
+from lmforge.train import distributed
+from lmforge.train.distributed import ProcessInfo
 
 
 @dataclass(frozen=True)
@@ -26,14 +29,77 @@ class Runtime:
 
     device: the torch device batches and the model live on.
     precision: "bf16" (autocast to bfloat16) or "fp32".
+    process: rank / world size (one process by default).
+    strategy: "ddp" or "fsdp" (used when ``process.world_size > 1``).
     """
 
     device: torch.device
     precision: str
+    process: ProcessInfo = ProcessInfo()
+    strategy: str = "ddp"
+
+    @property
+    def is_main(self) -> bool:
+        """True on the process that writes checkpoints, metrics, progress and reports (rank 0)."""
+        return self.process.is_main
+
+    @property
+    def world_size(self) -> int:
+        return self.process.world_size
 
     def prepare(self, model: nn.Module) -> nn.Module:
-        """Move ``model`` to the device (in place) and return it."""
-        return model.to(self.device)
+        """Move ``model`` to the device (in place); return the module to run the forward through.
+
+        One process: ``model`` itself. Several: the DDP wrapper (``model`` keeps the same
+        parameters) or ``model`` converted in place by FSDP ``fully_shard``.
+        """
+        model.to(self.device)
+        if self.world_size == 1:
+            return model
+        return distributed.wrap_model(model, self.device, self.strategy)
+
+    def shard(self, window: list[list[int]]) -> list[tuple[list[int], float]]:
+        """This process's ``(indices, weight)`` per micro-batch of the global ``window``."""
+        return distributed.shard_window(window, self.process.rank, self.world_size)
+
+    def global_sum(self, values: list[float]) -> list[float]:
+        """Element-wise sum over processes (identity for one process)."""
+        return distributed.all_reduce_sum(values, self.device)
+
+    def grad_scale(self) -> float:
+        """Factor on each backward so gradients AVERAGED over processes equal the global sum."""
+        return float(self.world_size)
+
+    def sync(self, wrapped: nn.Module, last: bool) -> ContextManager:
+        """Context for one micro-batch's forward+backward: gradient all-reduce only when ``last``."""
+        if self.world_size == 1:
+            return contextlib.nullcontext()
+        if self.strategy == "fsdp":
+            wrapped.module.set_requires_gradient_sync(last)
+            return contextlib.nullcontext()
+        return contextlib.nullcontext() if last else wrapped.no_sync()
+
+    def clip_grad_norm(self, params: list[torch.Tensor], max_norm: float) -> float:
+        """Clip the (global) gradient norm of ``params`` to ``max_norm``; return the norm before."""
+        norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        if hasattr(norm, "full_tensor"):  # FSDP: a DTensor over the shards
+            norm = norm.full_tensor()
+        return float(norm)
+
+    def wait(self) -> None:
+        """Block until every process gets here (after rank 0's file writes); no-op for one."""
+        distributed.barrier()
+
+    def evaluate(self, evaluate_fn: Callable[[nn.Module], dict], model: nn.Module) -> dict:
+        """``evaluate_fn(model)`` on rank 0 (DDP) or on every rank (FSDP needs all shards for a
+        forward); every process returns rank 0's metrics, so all take the same decisions."""
+        runs_here = self.is_main or self.strategy == "fsdp"
+        metrics = dict(evaluate_fn(model)) if runs_here else None
+        return distributed.broadcast_object(metrics)
+
+    def callbacks(self, writers: list, user: list) -> list:
+        """Writers (progress bar, metrics.jsonl, TensorBoard) on rank 0 only; ``user`` everywhere."""
+        return (list(writers) if self.is_main else []) + list(user)
 
     def autocast(self) -> ContextManager:
         """``torch.autocast`` to bfloat16 under bf16, else a null context."""
@@ -47,14 +113,23 @@ class Runtime:
 
 
 def build_runtime(train_cfg: TrainConfig, seed: int) -> Runtime:
-    """Resolve device / precision, set threads, seed every RNG; deterministic kernels on CPU."""
+    """Resolve device / precision, set threads, seed every RNG; deterministic kernels on CPU.
+
+    Under a launcher (``WORLD_SIZE`` > 1) it also joins the process group; CUDA processes use
+    ``cuda:<LOCAL_RANK>``. Every rank seeds the same ``seed`` (identical initial weights).
+    """
+    process = distributed.process_info()
     device = choose_device(train_cfg.device)
+    if device.type == "cuda" and process.world_size > 1:
+        device = torch.device("cuda", process.local_rank)
     if train_cfg.threads is not None:
         torch.set_num_threads(train_cfg.threads)
     seed_everything(seed)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
-    return Runtime(device=device, precision=choose_precision(train_cfg.precision, device))
+    distributed.init_process_group(process, device, train_cfg.distributed)
+    return Runtime(device=device, precision=choose_precision(train_cfg.precision, device), process=process,
+                   strategy=train_cfg.distributed.strategy)
 
 
 def choose_device(requested: str) -> torch.device:

@@ -6,7 +6,7 @@ import json
 import math
 
 from lmforge.evaluate.metrics import classification_metrics
-from lmforge.evaluate.report import format_comparison, write_report
+from lmforge.evaluate.report import comparison_rows, format_comparison, noise_tests, read_history, write_report
 
 
 def _report():
@@ -29,7 +29,7 @@ def test_write_report_writes_both_files_that_parse(tmp_path):
     md = path.read_text()
     assert "| eval_loss | 4.0000 | 2.5000 | -1.5 (better) |" in md
     assert "what is a bond?" in md and "a loan ```x```" in md and "best_step 3" in md
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.md", "results.json"]  # no temp files left
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "report.md", "results.json"]  # no temp files left
 
 
 def test_empty_reply_is_shown_as_empty(tmp_path):
@@ -72,3 +72,86 @@ def test_format_comparison_without_before_shows_dashes():
     assert "(better)" not in text
     worse = format_comparison({"f1_macro": 0.8}, {"f1_macro": 0.6})
     assert "(worse)" in worse
+
+
+def _per_example(losses, counts, correct=None):
+    out = {"loss": losses, "count": counts}
+    if correct is not None:
+        out["correct"] = correct
+    return out
+
+
+def test_paired_tests_say_beyond_noise_or_within_noise(tmp_path):
+    counts = [5] * 40
+    before = {"eval_loss": 4.0, "accuracy": 0.5,
+              "per_example": _per_example([4.0 + 0.01 * (i % 7) for i in range(40)], counts, [i % 2 for i in range(40)])}
+    after = {"eval_loss": 2.0, "accuracy": 0.5,
+             "per_example": _per_example([2.0 + 0.01 * (i % 5) for i in range(40)], counts, [(i + 1) % 2 for i in range(40)])}
+    rows = {r[0]: r for r in comparison_rows(before, after)}
+    assert rows["eval_loss"][3].endswith("(better, beyond noise)")
+    assert rows["accuracy"][3] == "0 (within noise)"
+    tests = noise_tests(before, after)
+    assert tests["eval_loss"]["before"]["low"] <= 4.0 + 0.01 * 3 <= tests["eval_loss"]["before"]["high"]
+    assert not tests["eval_loss"]["within_noise"] and tests["accuracy"]["within_noise"]
+    report = {"model": "m", "before": before, "after": after, "samples": []}
+    md = write_report(tmp_path, report).read_text()
+    assert "eval_loss:" in md and "change beyond noise" in md and "accuracy:" in md and "change within noise" in md
+    page = (tmp_path / "report.html").read_text()
+    assert "before vs after" not in page and "after vs before on eval_loss" in page and "(significant)" in page
+
+
+def test_no_paired_test_without_matching_per_example_values():
+    before = {"eval_loss": 3.0, "per_example": _per_example([3.0, 3.0], [2, 2])}
+    assert noise_tests(before, {"eval_loss": 2.0}) == {}
+    assert noise_tests(before, {"eval_loss": 2.0, "per_example": _per_example([2.0], [2])}) == {}
+
+
+def test_html_report_has_curves_bars_confusion_lengths_and_samples(tmp_path):
+    events = [{"step": 2, "event": "train", "loss": 3.0, "lr": 0.1}, {"step": 4, "event": "train", "loss": 2.5},
+              {"step": 4, "event": "eval", "eval_loss": 2.6, "accuracy": 0.5, "perplexity": 13.5, "eval_examples": 3},
+              "{torn"]
+    (tmp_path / "metrics.jsonl").write_text("\n".join(e if isinstance(e, str) else json.dumps(e) for e in events))
+    assert read_history(tmp_path / "metrics.jsonl") == [
+        {"step": 2, "loss": 3.0}, {"step": 4, "loss": 2.5}, {"step": 4, "eval_loss": 2.6, "eval_accuracy": 0.5}]
+    after = classification_metrics([0, 1, 1], [0, 1, 0], ["great", "other"])
+    after["per_example"] = _per_example([0.1, 0.2, 0.3], [1, 1, 1], [1.0, 1.0, 0.0])
+    report = {"model": "m", "before": None, "after": after,
+              "samples": [{"prompt": "q <x>", "reference": "r", "before": "b", "after": "a"}]}
+    write_report(tmp_path, report)
+    page = (tmp_path / "report.html").read_text()
+    for alt in ("metric bars", "training curves", "confusion", "length histogram"):
+        assert f'alt="{alt}"' in page
+    assert "q &lt;x&gt;" in page and "http://" not in page
+
+
+def test_forgetting_and_judge_sections(tmp_path):
+    text = {"kind": "text", "general_loss": 2.0, "per_example": {"loss": [2.0 + 0.01 * i for i in range(30)]}}
+    worse = {"kind": "text", "general_loss": 3.0, "per_example": {"loss": [3.0 + 0.01 * i for i in range(30)]}}
+    report = {**_report(), "forgetting": {"source": "asset:wiki", "before": text, "after": worse},
+              "judge": {"model": "grader", "mean": 4.0, "scale": 5, "prompt": "Rate {answer}", "systems": {"after": 4.0}}}
+    md = write_report(tmp_path, report).read_text()
+    assert "## Forgetting" in md and "lost general ability" in md and "Rate {answer}" in md
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["forgetting"]["change"]["verdict"] == "lost"
+    page = (tmp_path / "report.html").read_text()
+    assert "general_loss" in page and "Rate {answer}" in page and "grader" in page
+
+
+def test_run_report_html_renders_in_headless_chromium(tmp_path):
+    import re
+    import subprocess
+
+    from tests.unit.evaluate.test_html import _chromium, _chromium_args
+
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"step": 1, "event": "train", "loss": 3.0}) + "\n"
+                                            + json.dumps({"step": 2, "event": "train", "loss": 2.0}) + "\n")
+    report = _report()
+    report["before"]["per_example"] = _per_example([4.0, 4.1, 3.9, 4.0], [3, 3, 3, 3])
+    report["after"]["per_example"] = _per_example([2.5, 2.4, 2.6, 2.5], [3, 3, 3, 3])
+    write_report(tmp_path, report)
+    args = _chromium_args(_chromium(), tmp_path / "profile")
+    dom = subprocess.run(args + ["--dump-dom", (tmp_path / "report.html").as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert len(re.findall(r"<img[^>]+src=\"data:image/png;base64,", dom.stdout)) == 3  # bars, curves, lengths
+    assert "what is a bond?" in dom.stdout and "after vs before on eval_loss" in dom.stdout

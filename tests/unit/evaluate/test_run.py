@@ -119,3 +119,31 @@ def test_classification_metrics_use_id2label(tiny_bert_dir):
     assert set(m["per_class"]) == {"great", "other"} and m["labels"] == ["great", "other"]
     assert sum(map(sum, m["confusion_matrix"])) == 3 and "perplexity" not in m
     json.dumps(m)
+
+
+def test_per_example_losses_and_counts_match_each_feature(llama):
+    batched = evaluate(TokenLoss(), llama, FEATURES, collate, 4)
+    m = evaluate(TokenLoss(), llama, FEATURES, collate, 4, per_example=True)
+    assert "per_example" not in batched
+    per = m["per_example"]
+    assert per["count"] == [len(f) - 1 for f in FEATURES] and "correct" not in per
+    for loss, feature in zip(per["loss"], FEATURES):
+        assert loss == pytest.approx(_reference_loss(llama, [feature]), rel=1e-5)
+    weighted = sum(l * c for l, c in zip(per["loss"], per["count"])) / sum(per["count"])
+    assert m["eval_loss"] == pytest.approx(weighted, rel=1e-6) == pytest.approx(batched["eval_loss"], rel=1e-5)
+    json.dumps(m)
+
+
+def test_per_example_correct_for_classifiers(tiny_bert_dir):
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=2)
+    feats = [([2, 10, 11, 3], 0), ([2, 12, 3], 1), ([2, 13, 14, 15, 3], 1)]
+
+    def collate_cls(batch):
+        ids = torch.tensor([i + [0] * (max(len(x) for x, _ in batch) - len(i)) for i, _ in batch])
+        return {"input_ids": ids, "attention_mask": (ids != 0).long(), "labels": torch.tensor([y for _, y in batch])}
+
+    m = evaluate(Classify(), model, feats, collate_cls, 2, per_example=True)
+    assert len(m["per_example"]["correct"]) == 3 and set(m["per_example"]["correct"]) <= {0.0, 1.0}
+    assert sum(m["per_example"]["correct"]) / 3 == pytest.approx(m["accuracy"])

@@ -9,9 +9,9 @@ from pydantic import ValidationError
 from lmforge.config.schema import RunConfig
 from lmforge.errors import UserError
 from lmforge.methods import METHODS, build_method
+from lmforge.model.load import load_tokenizer
 from lmforge.plan import plan_run
 from tests.contracts.cases import fresh_base, logits, make_batch, model_config, task_for
-from lmforge.model.load import load_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +122,16 @@ def test_virtual_token_methods_with_packing_fail_at_validate(name):
 def test_mergeable_or_packable_methods_validate(name):
     plan = plan_run(_config(name, data={"format": "text", "packing": True}))
     assert plan.export_merged is METHODS[name].mergeable
+
+
+@pytest.mark.parametrize("name", ["prompt_tuning", "prefix_tuning", "p_tuning", "adapter"])
+def test_generation_runs_through_unmergeable_methods(dirs, name):
+    """Unmergeable methods are served as trained: generate() must work on the applied model."""
+    head = "causal_lm"
+    batch = make_batch(head, dirs)
+    params = {} if name == "adapter" else {"num_virtual_tokens": 3}
+    model = _method(name, **params).apply(fresh_base(head, dirs), task_for(head)).eval()
+    out = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], max_new_tokens=3,
+                         do_sample=False)
+    assert out.shape == (batch["input_ids"].shape[0], batch["input_ids"].shape[1] + 3)
+    assert torch.equal(out[:, : batch["input_ids"].shape[1]], batch["input_ids"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -72,7 +73,7 @@ def test_merge_exports_a_dequantized_full_precision_model(dirs, tmp_path, caplog
             if "lora_B" in name:
                 param.fill_(0.05)
     expected = logits(model, batch)
-    with caplog.at_level(logging.INFO, logger="lmforge"):
+    with caplog.at_level(logging.WARNING, logger="lmforge"):
         merged = method.merge(model)
     assert "dequantized" in caplog.text
     assert not {"Linear4bit", "Linear8bitLt"} & _layer_types(merged)
@@ -80,6 +81,7 @@ def test_merge_exports_a_dequantized_full_precision_model(dirs, tmp_path, caplog
     assert getattr(merged.config, "quantization_config", None) is None
     torch.testing.assert_close(logits(merged, batch), expected, rtol=0, atol=1e-5)
     merged.save_pretrained(tmp_path)
+    assert "quantization_config" not in json.loads((tmp_path / "config.json").read_text())
     plain = AutoModelForCausalLM.from_pretrained(tmp_path, dtype=torch.float32)
     torch.testing.assert_close(logits(plain, batch), expected, rtol=0, atol=1e-5)
 
@@ -88,3 +90,8 @@ def test_model_without_linear_layers_is_a_user_error():
     model = torch.nn.Sequential(torch.nn.Embedding(8, 4))
     with pytest.raises(UserError, match="no linear layer"):
         _qlora().apply(model, task_for("causal_lm"))
+
+
+def test_unquantized_base_is_a_programming_error(dirs):
+    with pytest.raises(RuntimeError, match="load_kwargs"):
+        _qlora().apply(fresh_base("causal_lm", dirs), task_for("causal_lm"))

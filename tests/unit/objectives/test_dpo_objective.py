@@ -60,7 +60,8 @@ def test_dpo_short_training_run_improves_train_pairs(tiny_llama_dir, tmp_path, m
     before = evaluate(obj, net, features, collate, batch_size=4)
     assert before["eval_loss"] == pytest.approx(math.log(2), abs=1e-5)
     cfg = TrainConfig(max_steps=12, batch_size=2, lr=5e-3 if method_name == "lora" else 2e-3, warmup_ratio=0.0,
-                      scheduler="constant", precision="fp32", device="cpu", tensorboard=False, log_every=4)
+                      scheduler="constant", precision="fp32", device="cpu", tensorboard=False, log_every=4,
+                      eval_every=12)
     result = train(net, obj, features, train_cfg=cfg, run_dir=tmp_path, collate=collate,
                    evaluate_fn=lambda m: evaluate(obj, m, features, collate, 4), seed=0,
                    best_metric="eval_loss", metric_mode="min")

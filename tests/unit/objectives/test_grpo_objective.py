@@ -124,3 +124,18 @@ def test_grpo_with_reward_model(tiny_llama_dir):
     obj.bind(net, tok)
     out = obj.loss(net, obj.collate(obj.encode(PROMPTS, tok, INSTRUCTIONS), tok))
     assert torch.isfinite(out.total) and out.count == 4
+
+
+def test_encode_prompts_renders_generation_prompt_and_system(tiny_llama_dir):
+    from lmforge.data.preference import encode_prompts
+
+    tok = tokenizer(tiny_llama_dir)
+    cfg = DataConfig(format="instruction", train="x.jsonl", max_length=64, system_prompt="answer with one name")
+    (feature,) = encode_prompts(PROMPTS[:1], tok, cfg)
+    text = tok.decode(feature["prompt_ids"])
+    assert text.startswith("<|im_start|> system answer with one <unk> <|im_end|>")
+    assert text.endswith("<|im_start|> assistant")  # sampling continues as the assistant
+    assert feature["prompt"] == PROMPTS[0]["instruction"] and feature["reference"] == "paris"
+    short = DataConfig(format="instruction", train="x.jsonl", max_length=8)
+    (cut,) = encode_prompts(PROMPTS[:1], tok, short)
+    assert cut["prompt_ids"] == encode_prompts(PROMPTS[:1], tok, DataConfig(format="instruction", train="x.jsonl"))[0]["prompt_ids"][-8:]

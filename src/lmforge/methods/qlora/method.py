@@ -1,7 +1,8 @@
-"""QLoRA: LoRA (through peft) over a base whose linear layers bitsandbytes quantized at load time.
+"""QLoRA: LoRA (through peft) over a base whose linear layers were quantized at load time.
 
 - ``load_kwargs`` hands ``from_pretrained`` a ``BitsAndBytesConfig`` (4-bit NF4/FP4 with optional
-  double quantization, or 8-bit); the output / task heads stay in full precision.
+  double quantization, or 8-bit) or, with ``backend: torchao``, a ``TorchAoConfig`` (int8 /
+  int4 weight-only, see ``torchao_base``); the output / task heads stay in full precision.
 - ``apply`` / ``load`` first apply :func:`lmforge.compat.bnb.keep_4bit_weights_trainable` (a CPU
   bug in bitsandbytes breaks gradients after an eval pass otherwise), then inject LoRA.
 - ``save`` writes a plain peft adapter folder (load it over the same quantized base).
@@ -23,6 +24,7 @@ from lmforge.compat.bnb import keep_4bit_weights_trainable
 from lmforge.errors import UserError
 from lmforge.methods.lora.method import lora_config
 from lmforge.methods.qlora.config import QloraParams
+from lmforge.methods.qlora.torchao_base import dequantize_torchao_linears, is_torchao_linear, torchao_quantization_config
 from lmforge.methods.registry import MethodSpec
 from lmforge.model.task import TaskInfo
 
@@ -41,9 +43,11 @@ def compute_dtype(name: str) -> torch.dtype:
 
 
 def quantization_config(params: QloraParams) -> Any:
-    """The ``transformers.BitsAndBytesConfig`` for ``params``."""
+    """The ``transformers.BitsAndBytesConfig`` (or ``TorchAoConfig``) for ``params``."""
     from transformers import BitsAndBytesConfig
 
+    if params.backend == "torchao":
+        return torchao_quantization_config(params.bits, params.group_size, SKIP_MODULES)
     if params.bits == 8:
         return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=SKIP_MODULES)
     return BitsAndBytesConfig(
@@ -56,23 +60,23 @@ def quantization_config(params: QloraParams) -> Any:
 
 
 def quantized_linears(model: nn.Module) -> list[str]:
-    """Names of the bitsandbytes 4-bit / 8-bit linear layers inside ``model``."""
+    """Names of the quantized linear layers (bitsandbytes 4/8-bit, torchao) inside ``model``."""
     import bitsandbytes as bnb
 
     kinds = (bnb.nn.Linear4bit, bnb.nn.Linear8bitLt)
-    return [name for name, module in model.named_modules() if isinstance(module, kinds)]
+    return [name for name, module in model.named_modules() if isinstance(module, kinds) or is_torchao_linear(module)]
 
 
 class QloraMethod:
-    """LoRA over a bitsandbytes-quantized base; merges into a dequantized full-precision model."""
+    """LoRA over a quantized base (bitsandbytes / torchao); merges into a dequantized full-precision model."""
 
     def __init__(self, spec: MethodSpec, params: QloraParams):
         self.spec = spec
         self.params = params
 
     def load_kwargs(self) -> dict[str, Any]:
-        """``quantization_config`` for ``from_pretrained`` and the matching non-quantized dtype."""
-        return {"quantization_config": quantization_config(self.params), "dtype": compute_dtype(self.params.compute_dtype)}
+        """``quantization_config`` for ``from_pretrained`` (non-quantized layers keep model.dtype)."""
+        return {"quantization_config": quantization_config(self.params)}
 
     def apply(self, model: nn.Module, task: TaskInfo) -> nn.Module:
         """Prepare the quantized ``model`` and wrap it in a trainable ``PeftModel`` (LoRA only trains)."""
@@ -93,6 +97,8 @@ class QloraMethod:
         from peft import prepare_model_for_kbit_training
 
         if not quantized_linears(model):
+            if any(isinstance(m, nn.Linear) for m in model.modules()):
+                raise RuntimeError("qlora needs the base loaded with method.load_kwargs() (its quantization_config)")
             raise UserError(
                 "method 'qlora' found no linear layer to quantize in this model",
                 where="method.name",
@@ -125,11 +131,14 @@ class QloraMethod:
         base = model.unload()
         dtype = compute_dtype(self.params.compute_dtype)
         count = len(quantized_linears(base))
-        base = base.dequantize(dtype=dtype)  # transformers' public API: bnb layers -> nn.Linear
+        if self.params.backend == "torchao":
+            dequantize_torchao_linears(base, dtype)
+        else:
+            base = base.dequantize(dtype=dtype)  # transformers' public API: bnb layers -> nn.Linear
         plain = get_peft_model(base, config)
         set_peft_model_state_dict(plain, weights)
         merged = plain.merge_and_unload()
-        log.info("qlora: dequantized %d %d-bit layers to %s and merged LoRA there; the exported model is %s, "
-                 "not %d-bit", count, self.params.bits, dtype, dtype, self.params.bits)
+        log.warning("qlora: dequantized %d %d-bit layers to %s and merged LoRA there; the exported model is %s, "
+                    "not %d-bit", count, self.params.bits, dtype, dtype, self.params.bits)
         return merged.eval()
 

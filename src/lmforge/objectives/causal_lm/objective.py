@@ -51,13 +51,13 @@ class CausalLMObjective:
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> LossOutput:
         """Sum of CE over trained tokens (fp32 scalar, differentiable) and their number."""
-        total, count = chunked_causal_lm_loss(model, batch)
+        total, count = chunked_causal_lm_loss(model, batch, chunk_size=self.params.chunk_size)
         return LossOutput(total=total, count=count)
 
     @torch.no_grad()
     def eval_step(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> EvalOutput:
         """Loss sum and token count of ``batch`` without gradients (perplexity = exp(sum / count))."""
-        total, count = chunked_causal_lm_loss(model, batch)
+        total, count = chunked_causal_lm_loss(model, batch, chunk_size=self.params.chunk_size)
         return EvalOutput(loss_total=float(total), count=count)
 
 

@@ -165,10 +165,16 @@ class GRPOObjective:
         return {"reward_mean": sum(r[0] for r in rows) / len(rows)} if rows else {}
 
 
+END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>")  # chat templates' end-of-turn tokens
+
+
 def stop_ids(tokenizer: Any, model: nn.Module) -> list[int]:
-    """Token ids that end a completion: the tokenizer's eos and the model's generation eos ids."""
+    """Token ids that end a completion: eos (tokenizer, model generation config) and known
+    end-of-turn tokens present in the vocabulary (a chat answer ends with them, not always eos)."""
     ids = []
     for value in (getattr(tokenizer, "eos_token_id", None),
                   getattr(getattr(model, "generation_config", None), "eos_token_id", None)):
         ids.extend(value if isinstance(value, (list, tuple)) else [value])
+    vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
+    ids.extend(vocab[token] for token in END_OF_TURN if token in vocab)
     return sorted({int(i) for i in ids if i is not None})

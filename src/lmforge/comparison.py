@@ -1,0 +1,121 @@
+"""Glue for `lmforge compare`: prompting vs RAG vs fine-tuning on a run's own held-out set.
+
+Like :mod:`lmforge.pipeline`, short and readable top to bottom: find the trained run, rebuild it
+(:func:`lmforge.pipeline.restore_session`: saved config, data splits, trained weights), load the
+plain base model next to it, run :func:`lmforge.evaluate.compare.run_compare`, optionally grade
+every answer with an LLM judge, and write compare.html / compare.md / compare.json into the run
+folder. Heavy imports happen inside the functions.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from lmforge.errors import UserError
+
+GENERATIVE_FORMATS = ("chat", "instruction")
+
+
+def run_comparison(config_path: str, overrides: Sequence[str] = (), *, run_dir: str | None = None,
+                   retrievers: Sequence[str] = ("bm25", "dense"), few_shot: int = 3, top_k: int = 3,
+                   max_examples: int | None = None, judge: Any = None,
+                   say: Callable[[str], None] = print) -> dict:
+    """Compare base zero-/few-shot, base + RAG, fine-tuned and fine-tuned + RAG; return the report.
+
+    config_path / overrides: the run config (its run folder is the default ``run_dir``).
+    run_dir: a finished `lmforge train` folder (checkpoints inside). The held-out and training
+    examples come from that run's saved config (plus ``overrides``), so every system answers the
+    examples the fine-tuned model never saw. max_examples: first N held-out examples (default
+    eval.max_examples, else all). judge: an optional ``lmforge.evaluate.judge.Judge``.
+    Writes compare.html / .md / .json into the run folder. Raises UserError for data that is not
+    chat / instruction, or a run folder without a trained checkpoint.
+    """
+    from lmforge.config import load_config
+
+    config = load_config(config_path, list(overrides))
+    _check_format(config.data.format, "data.format")
+    folder = Path(run_dir) if run_dir else Path(config.run.dir)
+    if not (folder / "config.yaml").is_file() or not (folder / "checkpoints").is_dir():
+        raise UserError("no trained run to compare", where=str(folder),
+                        hint=f"train it first (lmforge train {config_path}) or pass --run RUN_FOLDER")
+    report = compare_run(folder, overrides, retrievers=retrievers, few_shot=few_shot, top_k=top_k,
+                         max_examples=max_examples, judge=judge, say=say)
+    from lmforge.evaluate.compare import write_compare_report
+
+    paths = write_compare_report(folder, report)
+    say(format_compare_table(report))
+    say(f"\n{report['recommendation']}\n\nreport: {paths['html']}")
+    return report
+
+
+def compare_run(run_dir: Path, overrides: Sequence[str] = (), *, retrievers: Sequence[str] = ("bm25", "dense"),
+                few_shot: int = 3, top_k: int = 3, max_examples: int | None = None, judge: Any = None,
+                say: Callable[[str], None] = print) -> dict:
+    """The compare report dict for a trained run folder (see :func:`run_comparison`); writes nothing."""
+    from lmforge.evaluate.compare import run_compare
+    from lmforge.evaluate.generate import generate_reply
+    from lmforge.model import load_model
+    from lmforge.pipeline import restore_session
+
+    s = restore_session(run_dir, overrides, trained=True, say=say)
+    _check_format(s.config.data.format, f"{run_dir}/config.yaml: data.format")
+    limit = max_examples or s.config.eval.max_examples
+    eval_records = s.splits.eval[:limit] if limit else s.splits.eval
+    if not eval_records:
+        raise UserError("the run has no held-out example to compare on", where="data.eval",
+                        hint="give data.eval a file or raise data.eval_fraction")
+    say(f"compare: {len(eval_records)} held-out examples, retrieval over {len(s.splits.train)} training examples")
+    base = load_model(s.config.model, s.task, tokenizer=s.tokenizer).eval()
+    s.model.eval()
+    report = run_compare(
+        base, s.tokenizer, eval_records, generate_fn=generate_reply, train_records=s.splits.train,
+        tuned_model=s.model, retrievers=tuple(retrievers), few_shot=few_shot, top_k=top_k,
+        max_new_tokens=s.config.eval.max_new_tokens, seed=s.config.run.seed,
+    )
+    report["config"] = {"run": str(run_dir), "model": s.config.model.name, "method": s.plan.method.name,
+                        "held_out_examples": len(eval_records), "few_shot": few_shot, "top_k": top_k,
+                        "retrievers": list(retrievers)}
+    if judge is not None:
+        add_judge(report, judge, eval_records)
+    return report
+
+
+def add_judge(report: dict, judge: Any, eval_records: Sequence[dict]) -> None:
+    """Grade every system's answers with ``judge``; adds ``report["judge"]`` and a judge column to the table."""
+    from lmforge.data import prompt_messages, reference_text
+    from lmforge.evaluate.judge import judge_outputs
+
+    outputs = report["per_example"]
+    samples = []
+    for i, record in enumerate(eval_records):
+        users = [m["content"] for m in prompt_messages(record) if m["role"] == "user"]
+        samples.append({"prompt": users[-1] if users else "", "reference": reference_text(record),
+                        **{name: run["outputs"][i] for name, run in outputs.items()}})
+    graded = judge_outputs(judge, samples, list(outputs))
+    report["judge"] = graded
+    for row in report["table"]:
+        row[f"judge score (1-{judge.scale})"] = graded["systems"].get(row["system"])
+    report["notes"] = list(report.get("notes", [])) + [f"judge {judge.model} prompt: {judge.prompt}"]
+
+
+def format_compare_table(report: dict) -> str:
+    """A plain-text table: system | token_f1 [interval] | exact_match | latency | prompt tokens."""
+    metric = "token_f1"
+    costs = {row["system"]: row for row in report.get("table", [])}
+    rows = [("system", f"{metric} [95% interval]", "exact_match", "latency_s", "prompt_tokens")]
+    for name, scores in report["systems"].items():
+        cell, em, cost = scores.get(metric, {}), scores.get("exact_match", {}), costs.get(name, {})
+        rows.append((name, f"{cell.get('value', 0):.3f} [{cell.get('low', 0):.3f}, {cell.get('high', 0):.3f}]",
+                     f"{em.get('value', 0):.3f}", f"{cost.get('latency_s', 0):.3f}", f"{cost.get('prompt_tokens', 0):.1f}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _check_format(fmt: str, where: str) -> None:
+    if fmt not in GENERATIVE_FORMATS:
+        raise UserError(f"compare needs question/answer data (chat or instruction), not '{fmt}'", where=where,
+                        hint="prompting vs RAG vs fine-tuning is measured on generated answers; "
+                             "use `lmforge eval` for classification / text / preference runs")

@@ -1,0 +1,67 @@
+"""`lmforge compare` end to end on the tiny Llama: train a few steps with the CLI, then compare."""
+
+from __future__ import annotations
+
+import json
+
+from tests.e2e.conftest import run_cli, write_config
+
+
+def _config(tmp_path, model_dir, data):
+    return write_config(tmp_path, f"""
+run: {{name: tiny, output_dir: {tmp_path / 'run'}}}
+model: {{name: {model_dir}}}
+data:
+  format: instruction
+  train: {data}
+  columns: {{instruction: question, output: answer}}
+  eval_fraction: 0.25
+  max_length: 64
+method: {{name: lora, r: 4, alpha: 8, dropout: 0.0}}
+train: {{max_steps: 4, batch_size: 4, lr: 0.01, log_every: 2, precision: fp32}}
+eval: {{generations: 1, max_new_tokens: 6, max_examples: 4}}
+""")
+
+
+def test_compare_after_training_writes_reports_and_recommends(tmp_path, tiny_llama_dir, qa_file):
+    cfg = _config(tmp_path, tiny_llama_dir, qa_file)
+    trained = run_cli("train", str(cfg))
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    proc = run_cli("compare", str(cfg), "--retrievers", "bm25", "--few-shot", "2", "--top-k", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = tmp_path / "run"
+    report = json.loads((run / "compare.json").read_text())
+    assert set(report["systems"]) == {"base zero-shot", "base 2-shot", "base + bm25 RAG", "fine-tuned",
+                                      "fine-tuned + bm25 RAG"}
+    for scores in report["systems"].values():
+        cell = scores["token_f1"]
+        assert cell["low"] <= cell["value"] <= cell["high"] and cell["n"] == 4
+    rag = next(r for r in report["table"] if r["system"] == "base + bm25 RAG")
+    zero = next(r for r in report["table"] if r["system"] == "base zero-shot")
+    assert rag["prompt_tokens"] > zero["prompt_tokens"]  # retrieved passages are in the prompt
+    assert report["recommendation"] and report["recommendation"] in proc.stdout
+    assert "fine-tuned + bm25 RAG" in proc.stdout and "token_f1" in proc.stdout
+    page = (run / "compare.html").read_text()
+    assert "data:image/png;base64," in page and "fine-tuned" in page
+    assert (run / "compare.md").read_text().startswith("# lmforge compare")
+    # training wrote the run's HTML report too
+    assert 'alt="training curves"' in (run / "report.html").read_text()
+
+
+def test_compare_without_a_trained_run_is_a_user_error(tmp_path, tiny_llama_dir, qa_file):
+    cfg = _config(tmp_path, tiny_llama_dir, qa_file)
+    proc = run_cli("compare", str(cfg))
+    assert proc.returncode == 2
+    assert "no trained run" in proc.stderr and "lmforge train" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_compare_on_classification_data_is_a_user_error(tmp_path, tiny_bert_dir, reviews_file):
+    cfg = write_config(tmp_path, f"""
+run: {{output_dir: {tmp_path / 'cls'}}}
+model: {{name: {tiny_bert_dir}}}
+data: {{format: classification, train: {reviews_file}, columns: {{text: review, label: score}}}}
+method: {{name: full}}
+""")
+    proc = run_cli("compare", str(cfg))
+    assert proc.returncode == 2
+    assert "chat or instruction" in proc.stderr and "Traceback" not in proc.stderr
