@@ -40,12 +40,13 @@ class Session:
     def config(self) -> RunConfig:
         return self.plan.config
 
-    def evaluate(self, model=None) -> dict:
+    def evaluate(self, model=None, per_example: bool = False) -> dict:
         from lmforge.evaluate import evaluate
 
         cfg = self.config
         batch_size = cfg.eval.batch_size or cfg.train.batch_size
-        return evaluate(self.objective, model or self.model, self.eval_features, self.collate, batch_size)
+        return evaluate(self.objective, model or self.model, self.eval_features, self.collate, batch_size,
+                        per_example=per_example)
 
     def generations(self, model=None) -> list[dict]:
         """Greedy answers on the first held-out prompts (chat / instruction data only)."""
@@ -114,45 +115,86 @@ def open_session(config: RunConfig, *, source: str = "<config>", say: Callable[[
 
 def run_train(config: RunConfig, *, source: str = "<config>", resume: bool = False,
               say: Callable[[str], None] = print) -> dict:
-    """Train a run end to end and return its report dict (also written to the run folder)."""
-    from lmforge.methods.base import count_parameters
+    """Train a run end to end and return its report dict (also written to the run folder).
 
+    Under a multi-process launcher every process trains; only the main process writes files,
+    measures before / after and exports.
+    """
+    from lmforge.methods.base import count_parameters
+    from lmforge.train import train
+    from lmforge.train.launch import is_main_process
+
+    main = is_main_process()
     run_dir = Path(config.run.dir)
-    _check_run_dir(run_dir, resume)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    save_resolved(config, run_dir)
-    s = open_session(config, source=source, say=say)
+    if main:
+        _check_run_dir(run_dir, resume)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_resolved(config, run_dir)
+    s = open_session(config, source=source, say=say if main else (lambda _m: None))
     trainable, total = count_parameters(s.model)
     say(f"method: {s.plan.method.name} trains {trainable:,} of {total:,} parameters ({100 * trainable / max(total, 1):.2f}%)")
-
-    before = _cached(run_dir / "before.json", lambda: {"metrics": s.evaluate(), "samples": s.generations()},
-                     enabled=config.eval.before)
-    if before:
-        say("before: " + _brief(before["metrics"]))
-
-    from lmforge.train import train
-    from lmforge.train.checkpoint import load_trainable
-
+    before = _measure_before(s) if main else None
     result = train(
         s.model, s.objective, s.train_features,
         train_cfg=config.train, run_dir=run_dir, collate=s.collate, evaluate_fn=s.evaluate,
         seed=config.run.seed, best_metric=s.plan.best_metric, metric_mode=s.plan.metric_mode, resume=resume,
     )
-    best_dir = run_dir / "checkpoints" / "best"
-    if best_dir.exists():
-        load_trainable(s.model, best_dir)
-    after = {"metrics": s.evaluate(), "samples": s.generations()}
-    report = _report(s, before, after, result, trainable, total)
+    if not main:
+        return {}
+    _restore_best(s)
+    after = {"metrics": s.evaluate(per_example=True), "samples": s.generations()}
+    report = _report(s, before and before["eval"], after, result, trainable, total)
+    if before and before["forgetting"] is not None:
+        from lmforge.evaluate.forgetting import measure_forgetting
+
+        report["forgetting"] = {"source": config.eval.forgetting, "before": before["forgetting"],
+                                "after": measure_forgetting(s.model, s.tokenizer, before["forget_set"],
+                                                            max_new_tokens=config.eval.max_new_tokens)}
     from lmforge.evaluate import format_comparison, write_report
 
     write_report(run_dir, report)
-    say(format_comparison(before["metrics"] if before else {}, after["metrics"]))
+    say(format_comparison(before["eval"]["metrics"] if before and before["eval"] else {}, after["metrics"]))
     for sample in report["samples"]:
         say(f"\nprompt:    {sample['prompt'][-300:]}\nbefore:    {sample.get('before', '')[:300]}\nafter:     {sample['after'][:300]}")
     export_dir = export_session(s, report)
     save_drift_baseline(s)
     say(f"\nrun folder: {run_dir}\nexported:   {export_dir}\nserve it:   lmforge serve {run_dir}")
     return report
+
+
+def _measure_before(s: Session) -> dict:
+    """Base-model metrics, generations and (optionally) the general-domain forgetting set, cached per run."""
+    config = s.config
+    evaluated = _cached(s.run_dir / "before.json",
+                        lambda: {"metrics": s.evaluate(per_example=True), "samples": s.generations()},
+                        enabled=config.eval.before)
+    if evaluated:
+        print("before: " + _brief(evaluated["metrics"]))
+    forget_set = forgetting = None
+    if config.eval.forgetting:
+        from lmforge.evaluate.forgetting import load_forgetting_set, measure_forgetting
+
+        forget_set = load_forgetting_set(config.eval.forgetting)
+        forgetting = _cached(s.run_dir / "forgetting_before.json", lambda: measure_forgetting(
+            s.model, s.tokenizer, forget_set, max_new_tokens=config.eval.max_new_tokens), enabled=True)
+    return {"eval": evaluated, "forgetting": forgetting, "forget_set": forget_set}
+
+
+def _restore_best(s: Session) -> None:
+    """Load the best checkpoint's trained weights into an ordinary (unsharded) model."""
+    from lmforge.train.checkpoint import load_trainable
+    from lmforge.train.distributed import process_info
+
+    if s.config.train.distributed.strategy == "fsdp" and process_info().world_size > 1:
+        # FSDP leaves the trained model sharded across processes: rebuild a whole one to load into.
+        from lmforge.model import load_model
+
+        s.model = s.method.apply(load_model(s.config.model, s.task, **s.method.load_kwargs()), s.task)
+    for name in ("best", "last"):
+        folder = s.run_dir / "checkpoints" / name
+        if folder.exists():
+            load_trainable(s.model, folder)
+            return
 
 
 def export_session(s: Session, report: dict) -> Path:
@@ -184,7 +226,8 @@ def export_session(s: Session, report: dict) -> Path:
         "objective": s.plan.objective.name,
         "data_files": [{"path": str(p), "sha256": file_sha256(p)} for p in s.splits.files],
         "config": cfg.model_dump(mode="json"),
-        "metrics": {"before": report.get("before") or {}, "after": report["after"]},
+        "metrics": {side: {k: v for k, v in (report.get(side) or {}).items() if k != "per_example"}
+                    for side in ("before", "after")},
         "exports": written,
         "parity": {k: {"passed": v["passed"], "max_abs_logit_diff": v["max_abs_logit_diff"]} for k, v in parity.items()},
     }

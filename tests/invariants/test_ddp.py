@@ -107,6 +107,16 @@ def test_checkpoint_of_two_processes_resumes_in_one(tiny_llama_dir, tmp_path, tw
     torch.testing.assert_close(torch.tensor(losses), torch.tensor(train_losses(two_process_run)), **TOL)
 
 
+def test_two_processes_train_from_memory_mapped_shards_like_one_from_a_list(tiny_llama_dir, tmp_path,
+                                                                            one_process_run):
+    from lmforge.data.shards import write_token_shards
+
+    one, _ = one_process_run
+    folder = write_token_shards(iter(tiny_features(CFG["n_features"])), tmp_path / "tokens", shard_tokens=64)
+    fork_workers(2, tiny_llama_dir, tmp_path / "run", {**CFG, "shards": str(folder)})
+    assert_close_params(one, load_file(str(tmp_path / "run" / "final.safetensors")))
+
+
 def test_fsdp_equals_one_process_and_resumes_from_its_own_checkpoint(tiny_llama_dir, tmp_path, one_process_run):
     """FSDP (fully_shard, gloo): sharded checkpoints are gathered whole and re-sharded on resume;
     evaluation inside the loop runs on every rank (a sharded forward needs them all)."""

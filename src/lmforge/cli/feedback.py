@@ -68,7 +68,11 @@ def load_target(args):
 
         s = restore_session(target)
         prompts = read_prompts(Path(args.prompts), args.field) if args.prompts else [
-            prompt_messages(r, s.config.data)[-1]["content"] for r in s.splits.eval if "messages" in r or "instruction" in r]
+            r["prompt"] if "prompt" in r else prompt_messages(r, s.config.data)[-1]["content"]
+            for r in s.splits.eval if "prompt" in r or "messages" in r or "instruction" in r]
+        if not prompts:
+            raise UserError("the run's held-out data holds no prompts", where=str(target),
+                            hint="pass --prompts FILE (.txt, one prompt per line, or .jsonl)")
         return s.model, s.tokenizer, prompts, str(target)
     if not args.prompts:
         raise UserError("--prompts is needed when TARGET is a model rather than a run folder", where="--prompts")

@@ -12,7 +12,7 @@ from lmforge import __version__
 from lmforge.errors import UserError
 
 # One entry per subcommand module (lmforge.cli.<module>).
-COMMANDS = ["validate", "train", "data", "quickstart", "methods", "estimate", "eval", "export", "serve", "monitor"]
+COMMANDS = ["validate", "train", "data", "quickstart", "methods", "estimate", "eval", "export", "compare", "serve", "monitor"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,10 +9,16 @@ def register(sub) -> None:
     p = sub.add_parser("train", help="fine-tune: evaluate the base, train, evaluate again, export")
     add_config_args(p)
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--nproc", type=int, default=1, metavar="N",
+                   help="train with N processes on this machine (torchrun; DDP or FSDP per train.distributed)")
     p.set_defaults(handler=run)
 
 
 def run(args) -> int:
+    if args.nproc > 1:
+        from lmforge.train.launch import launch
+
+        return launch(["train", args.config, *args.overrides, *(["--resume"] if args.resume else [])], args.nproc)
     from lmforge.config import load_config
     from lmforge.pipeline import run_train
 

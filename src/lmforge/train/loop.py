@@ -91,14 +91,14 @@ def _optimizer_step(model, objective, batches, optimizer, scheduler, runtime: Ru
     that only keeps the processes in step). Units, loss and tokens are summed over processes.
     """
     (total,) = runtime.global_sum([sum(objective.count(b) * w for b, w in batches)])  # WHOLE window
-    scale = runtime.grad_scale() / max(total, 1)
+    scale = runtime.grad_scale()  # 1.0 for one process; undoes DDP/FSDP's averaging otherwise
     loss_sum = 0.0
     for i, (batch, weight) in enumerate(batches):
         with runtime.sync(model, last=i == len(batches) - 1):
             with runtime.autocast():
                 out = objective.loss(model, batch)
             if total > 0:  # global: every process takes the same branch
-                (out.total * (weight * scale)).backward()
+                (out.total * (weight * scale) / total).backward()
         loss_sum += float(out.total.detach()) * weight
     params = [p for group in optimizer.param_groups for p in group["params"]]
     max_norm = train_cfg.max_grad_norm or float("inf")  # inf: measure only (clip factor 1.0)

@@ -66,4 +66,5 @@ def test_pair_metrics_and_summary():
     assert metrics["reward_accuracy"] == pytest.approx(1 / 3)
     assert metrics["reward_margin"] == pytest.approx(0.0)
     summary = summarize_pairs([[1.0, 0.0, -3.0, -5.0], [0.0, 2.0, -1.0, -1.0]])
-    assert summary == {"reward_accuracy": 0.5, "reward_margin": -0.5, "logps_chosen": -2.0, "logps_rejected": -3.0}
+    assert summary == {"reward_accuracy": 0.5, "reward_margin": -0.5, "logps_chosen": -2.0, "logps_rejected": -3.0,
+                       "logps_accuracy": 0.5}

@@ -3,7 +3,7 @@
 from lmforge.objectives.dpo.config import DPOParams, ORPOParams, SimPOParams
 from lmforge.objectives.registry import ObjectiveSpec, register_objective
 
-PAIR_METRICS = ("eval_loss", "reward_accuracy", "reward_margin", "logps_chosen", "logps_rejected")
+PAIR_METRICS = ("eval_loss", "reward_accuracy", "reward_margin", "logps_chosen", "logps_rejected", "logps_accuracy")
 
 for _name, _params, _cls, _summary in (
     ("dpo", DPOParams, "DPOObjective", "Direct preference optimisation (sigmoid / IPO / hinge) against the base model as reference."),

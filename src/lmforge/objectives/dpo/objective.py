@@ -98,7 +98,9 @@ class PairObjective:
 
     def eval_metrics(self, outputs: list[EvalOutput]) -> dict[str, float]:
         """reward_accuracy (share of pairs with chosen reward > rejected), reward_margin (mean
-        chosen - rejected reward), logps_chosen / logps_rejected (mean summed completion log-probs)."""
+        chosen - rejected reward), logps_chosen / logps_rejected (mean summed completion log-probs),
+        logps_accuracy (share of pairs where the policy itself gives the chosen answer the higher
+        log-prob: meaningful at step 0 too, where every implicit DPO reward is 0)."""
         return summarize_pairs([row for o in outputs for row in o.scores])
 
 
@@ -112,6 +114,7 @@ def summarize_pairs(rows: list[list[float]]) -> dict[str, float]:
         "reward_margin": sum(r[0] - r[1] for r in rows) / n,
         "logps_chosen": sum(r[2] for r in rows) / n,
         "logps_rejected": sum(r[3] for r in rows) / n,
+        "logps_accuracy": sum(1 for r in rows if r[2] > r[3]) / n,
     }
 
 
