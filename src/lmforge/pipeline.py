@@ -81,6 +81,8 @@ def open_session(config: RunConfig, *, source: str = "<config>", say: Callable[[
     say(f"model: loading {config.model.name} ...")
     base = load_model(config.model, task, **method.load_kwargs())
     model = method.apply(base, task)
+    if hasattr(objective, "bind"):  # preference objectives snapshot their reference model here
+        objective.bind(model, tokenizer)
     if config.train.memory.activation_checkpointing:
         from lmforge.train.checkpointing import enable_activation_checkpointing
 
@@ -342,20 +344,49 @@ def restore_session(run_dir: str | Path, overrides: list[str] | tuple[str, ...] 
 
 
 def run_eval(target: str, overrides: list[str] | tuple[str, ...] = (), *, base: bool = False,
+             data: str | None = None, generate: int = 0, out_dir: str | None = None,
              say: Callable[[str], None] = print) -> dict:
-    """Evaluate a run folder's trained model (or, with ``base``, its base) or a config's base model."""
-    from lmforge.config import load_config
+    """Evaluate a run folder's trained model (or, with ``base``, its base) or a config's base model.
 
+    ``data`` replaces the held-out set; ``generate`` N scores greedy answers on the first N held-out
+    chat / instruction examples (exact match, token F1, ROUGE, BLEU with bootstrap intervals).
+    Writes report.md / report.html / results.json into ``out_dir`` (default <run dir>/eval).
+    """
+    from lmforge.config import load_config
+    from lmforge.evaluate import write_report
+
+    overrides = list(overrides) + ([f"data.eval={data}"] if data else [])
     path = Path(target)
     if path.is_dir():
         s = restore_session(path, overrides, trained=not base, say=say)
     else:
         s = open_session(load_config(path, overrides), source=str(path), say=say)
-    metrics = s.evaluate()
+    s.model.eval()
+    metrics = s.evaluate(per_example=True)
     samples = s.generations()
+    report = {"model": s.config.model.name + (" (base)" if base else ""), "method": s.plan.method.name,
+              "objective": s.plan.objective.name, "after": metrics,
+              "samples": [{"prompt": x["prompt"], "reference": x["reference"], "after": x["output"]} for x in samples]}
+    if generate and s.config.data.format in ("chat", "instruction"):
+        report["generation"] = _generation_scores(s, generate)
+        metrics = {**metrics, **{k: v["value"] for k, v in report["generation"].items()}}
+    out = Path(out_dir) if out_dir else (path if path.is_dir() else s.run_dir) / ("eval-base" if base else "eval")
+    write_report(out, report)
     for sample in samples:
         say(f"\nprompt: {sample['prompt'][-300:]}\noutput: {sample['output'][:300]}")
+    for name, v in (report.get("generation") or {}).items():
+        say(f"{name:<12} {v['value']:.4f}  [{v['low']:.4f}, {v['high']:.4f}]")
+    say(f"report: {out / 'report.html'}")
     return metrics
+
+
+def _generation_scores(s: Session, n: int) -> dict:
+    """Greedy answers on the first ``n`` held-out examples, scored against their references."""
+    from lmforge.evaluate import sample_generations
+    from lmforge.evaluate.textmetrics import generation_intervals
+
+    rows = sample_generations(s.model, s.tokenizer, s.splits.eval, s.config.data, n, s.config.eval.max_new_tokens)
+    return generation_intervals([r["output"] for r in rows], [r["reference"] for r in rows], seed=s.config.run.seed)
 
 
 def run_export(run_dir: str, overrides: list[str] | tuple[str, ...] = (), *, say: Callable[[str], None] = print) -> Path:
@@ -438,7 +469,7 @@ def save_drift_baseline(s: Session, limit: int = 128) -> Path:
     if fmt in ("chat", "instruction"):
         texts = [prompt_messages(r, s.config.data) for r in records]
     else:
-        texts = [r["text"][:2000] for r in records]
+        texts = [(r.get("text") or r.get("prompt") or "")[:2000] for r in records]
     model = s.model
     baseline = compute_baseline(model, s.tokenizer, texts)
     return save_baseline(s.run_dir / "monitor" / "baseline.json", baseline)

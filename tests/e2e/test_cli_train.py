@@ -95,3 +95,17 @@ def test_config_errors_exit_2(tmp_path, tiny_llama_dir, qa_file, extra, field):
     cfg = write_config(tmp_path, f"model: {{name: {tiny_llama_dir}}}\ndata: {{format: instruction, train: {qa_file}}}\n{extra}\n")
     proc = run_cli("validate", str(cfg))
     assert proc.returncode == 2 and field in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_eval_of_a_run_on_new_data_writes_a_report(tmp_path, tiny_llama_dir, qa_file):
+    cfg = lora_config(tmp_path, tiny_llama_dir, qa_file)
+    assert run_cli("train", str(cfg)).returncode == 0
+    proc = run_cli("eval", str(tmp_path / "run"), "--data", str(qa_file), "--generate", "3", "eval.max_new_tokens=6")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "run" / "eval"
+    results = json.loads((out / "results.json").read_text())
+    assert results["after"]["eval_examples"] == 24
+    assert {"exact_match", "token_f1", "rougeL", "bleu"} <= set(results["generation"])
+    assert "<img" in (out / "report.html").read_text()
+    missing = run_cli("eval", str(tmp_path / "nope"))
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr

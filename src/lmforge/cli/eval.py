@@ -1,22 +1,27 @@
-"""`lmforge eval RUN_OR_CONFIG`: evaluate a finished run (or a config's base model) on its held-out data."""
+"""`lmforge eval RUN_OR_CONFIG [--data FILE]`: evaluate a finished run (or a config's base model) on held-out data."""
 
 from __future__ import annotations
 
 
 def register(sub) -> None:
-    p = sub.add_parser("eval", help="evaluate a run's exported model (or a config's base model) on held-out data")
+    p = sub.add_parser("eval", help="evaluate a run's trained model (or a config's base model) on held-out data")
     p.add_argument("target", help="a run folder (runs/NAME) or a run config YAML")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. data.eval=path/to/test.jsonl")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="e.g. eval.max_examples=200")
+    p.add_argument("--data", default=None, help="held-out data file / folder / asset:NAME (default: the run's held-out split)")
     p.add_argument("--base", action="store_true", help="evaluate the base model, without the trained weights")
+    p.add_argument("--generate", type=int, default=0, metavar="N",
+                   help="also score greedy answers on N held-out chat/instruction examples (EM, F1, ROUGE, BLEU)")
+    p.add_argument("--out", default=None, help="report folder (default <run>/eval)")
     p.set_defaults(handler=run)
 
 
 def run(args) -> int:
     from lmforge.pipeline import run_eval
 
-    metrics = run_eval(args.target, args.overrides, base=args.base)
-    width = max(len(k) for k in metrics) if metrics else 0
-    for key, value in metrics.items():
-        if isinstance(value, (int, float)):
-            print(f"{key:<{width}}  {value:.4f}")
+    metrics = run_eval(args.target, args.overrides, base=args.base, data=args.data, generate=args.generate,
+                       out_dir=args.out)
+    numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+    width = max((len(k) for k in numbers), default=0)
+    for key, value in numbers.items():
+        print(f"{key:<{width}}  {value:.4f}")
     return 0

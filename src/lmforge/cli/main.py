@@ -12,7 +12,7 @@ from lmforge import __version__
 from lmforge.errors import UserError
 
 # One entry per subcommand module (lmforge.cli.<module>).
-COMMANDS = ["validate", "train", "data", "quickstart", "methods", "estimate", "eval", "export", "compare", "serve", "monitor"]
+COMMANDS = ["validate", "train", "data", "quickstart", "methods", "estimate", "eval", "export", "compare", "feedback", "serve", "monitor"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +28,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # KEY=VALUE overrides may also come after options (`eval RUN --data f train.x=1`).
+    late = [a for a in extra if "=" in a and not a.startswith("-")]
+    if extra != late or (late and not hasattr(args, "overrides")):
+        parser.parse_args(argv)  # reports the unrecognised arguments and exits 2
+    if late:
+        args.overrides = list(args.overrides) + late
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
