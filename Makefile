@@ -6,10 +6,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test install browser clean
 
-$(STAMP): pyproject.toml requirements-assets.txt
+$(STAMP): pyproject.toml requirements.lock requirements-assets.txt
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -c requirements.lock -e '.[dev]'
 	$(BIN)/pip install -q --no-deps -r requirements-assets.txt
 	touch $(STAMP)
 

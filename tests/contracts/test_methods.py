@@ -17,10 +17,16 @@ from tests.contracts.cases import CONTRACT_PARAMS, fresh_base, logits, make_batc
 
 
 def _cases():
+    """Every method x every model head its supported objectives need (the contract depends on the
+    head only; each objective's own loss runs with every method in tests/invariants/test_preference.py
+    and the objective tests)."""
     for method, spec in sorted(METHODS.items()):
+        heads = {}
         for objective, ospec in sorted(OBJECTIVES.items()):
             if spec.objectives is None or objective in spec.objectives:
-                yield pytest.param(method, ospec.head, id=f"{method}-{objective}")
+                heads.setdefault(ospec.head, objective)
+        for head, objective in sorted(heads.items()):
+            yield pytest.param(method, head, id=f"{method}-{head}")
 
 
 @pytest.fixture(scope="module")
