@@ -260,12 +260,12 @@ def report(args, configs, rounds, peak) -> str:
            for n in configs}
     lines = [f"\n{args.model}, {args.method}, batch {args.batch}, {args.steps} steps, {args.rounds} rounds, "
              f"{args.threads} threads (medians)", "",
-             "| configuration | real tokens/s | peak RSS (GB) | GFLOP/s | % of bf16 matmul peak |",
+             "| configuration | real tokens/s | peak RSS (GB) | GFLOP/s | % of matmul peak |",
              "| --- | --- | --- | --- | --- |"]
     for n in configs:
         m = med[n]
         lines.append(f"| {LABELS[n]} | {m['tokens_per_s']:.0f} | {m['peak_rss_gb']:.2f} | {m['gflops']:.0f} | "
-                     f"{100 * m['gflops'] / peak['bf16']:.0f}% |")
+                     f"{100 * m['gflops'] / max(peak['fp32'], peak['bf16']):.0f}% |")
     if "lmforge" in configs and "hf_best" in configs:
         ratios = [r["lmforge"]["tokens_per_s"] / r["hf_best"]["tokens_per_s"] for r in rounds]
         lines.append(f"\nlmforge / HF best tokens/s per round: {', '.join(f'{x:.2f}x' for x in ratios)} "

@@ -45,8 +45,12 @@ class Session:
 
         cfg = self.config
         batch_size = cfg.eval.batch_size or cfg.train.batch_size
-        return evaluate(self.objective, model or self.model, self.eval_features, self.collate, batch_size,
-                        per_example=per_example)
+        metrics = evaluate(self.objective, model or self.model, self.eval_features, self.collate, batch_size,
+                           per_example=per_example)
+        if cfg.eval.generate_metrics and cfg.data.format in ("chat", "instruction"):
+            scores = _generation_scores(self, cfg.eval.generate_metrics, model)
+            metrics.update({name: v["value"] for name, v in scores.items()})
+        return metrics
 
     def generations(self, model=None) -> list[dict]:
         """Greedy answers on the first held-out prompts (chat / instruction data only)."""
@@ -265,7 +269,8 @@ def _parity_prompts(s: Session) -> list:
     records = s.splits.eval[: s.config.export.parity_prompts]
     if s.config.data.format in ("chat", "instruction"):
         return [prompt_messages(r, s.config.data) for r in records]
-    return [r.get("text") or r.get("prompt") or "" for r in records]
+    # Parity decodes greedily with full recomputation: a document's opening is enough of a prompt.
+    return [(r.get("text") or r.get("prompt") or "")[:400] for r in records]
 
 
 def _report(s: Session, before: dict | None, after: dict, result, trainable: int, total: int) -> dict:
@@ -380,12 +385,13 @@ def run_eval(target: str, overrides: list[str] | tuple[str, ...] = (), *, base: 
     return metrics
 
 
-def _generation_scores(s: Session, n: int) -> dict:
+def _generation_scores(s: Session, n: int, model=None) -> dict:
     """Greedy answers on the first ``n`` held-out examples, scored against their references."""
     from lmforge.evaluate import sample_generations
     from lmforge.evaluate.textmetrics import generation_intervals
 
-    rows = sample_generations(s.model, s.tokenizer, s.splits.eval, s.config.data, n, s.config.eval.max_new_tokens)
+    rows = sample_generations(model or s.model, s.tokenizer, s.splits.eval, s.config.data, n,
+                              s.config.eval.max_new_tokens)
     return generation_intervals([r["output"] for r in rows], [r["reference"] for r in rows], seed=s.config.run.seed)
 
 
@@ -459,7 +465,7 @@ def load_serve_config(path: str | None, overrides: list[str]):
         raise UserError(format_validation_error(exc, ServeConfig), where=path or "command line") from None
 
 
-def save_drift_baseline(s: Session, limit: int = 128) -> Path:
+def save_drift_baseline(s: Session, limit: int = 48) -> Path:
     """Statistics of the training inputs that `lmforge monitor` compares served traffic with."""
     from lmforge.data import prompt_messages
     from lmforge.serve.drift import compute_baseline, save_baseline

@@ -28,7 +28,7 @@ eval: {{generations: 2, max_new_tokens: 8}}
 
 
 def test_train_reports_before_after_and_exports_loadable_models(tmp_path, tiny_llama_dir, qa_file):
-    cfg = lora_config(tmp_path, tiny_llama_dir, qa_file)
+    cfg = lora_config(tmp_path, tiny_llama_dir, qa_file, "eval: {generations: 2, max_new_tokens: 8, generate_metrics: 3}")
     proc = run_cli("train", str(cfg))
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = tmp_path / "run"
@@ -39,6 +39,8 @@ def test_train_reports_before_after_and_exports_loadable_models(tmp_path, tiny_l
     assert (run / "config.yaml").exists() and (run / "report.md").exists()
     events = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert any("loss" in e for e in events)
+    evals = [e for e in events if "eval_loss" in e]  # task metrics at every evaluation, not only loss
+    assert len(evals) >= 2 and all("token_f1" in e and "rougeL" in e for e in evals)
 
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -177,6 +177,11 @@ class EvalConfig(Section):
     batch_size: int | None = Field(default=None, ge=1, description="Default: train.batch_size.")
     generations: int = Field(default=3, ge=0, description="Held-out prompts shown before -> after.")
     max_new_tokens: int = Field(default=64, ge=1, description="Tokens per sample generation.")
+    generate_metrics: int = Field(
+        default=0, ge=0,
+        description="At every evaluation, score greedy answers on this many held-out chat/instruction examples "
+        "(exact_match, token_f1, rouge1/2/L, bleu; usable as eval.metric).",
+    )
     forgetting: str | None = Field(
         default=None,
         description="General-domain set scored before and after training to show forgetting: asset:wiki "

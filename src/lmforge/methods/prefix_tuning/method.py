@@ -7,7 +7,7 @@ from typing import Any
 from torch import nn
 
 from lmforge.methods.prefix_tuning.config import PrefixTuningParams
-from lmforge.methods.prompt_tuning.peft_wrap import PeftWrapMethod, task_type
+from lmforge.methods.peft_wrap import PeftWrapMethod, task_type
 from lmforge.model.task import TaskInfo
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from torch import nn
 
 from lmforge.methods.prompt_tuning.config import PromptTuningParams
-from lmforge.methods.prompt_tuning.peft_wrap import PeftWrapMethod, model_path, task_type
+from lmforge.methods.peft_wrap import PeftWrapMethod, model_path, task_type
 from lmforge.model.task import TaskInfo
 
 INITS = {"vocab": "SAMPLE_VOCAB", "random": "RANDOM", "text": "TEXT"}

@@ -1,6 +1,6 @@
-"""A method that is one peft config: shared by prompt_tuning, prefix_tuning, p_tuning and ia3.
+"""A method that is one peft config: shared by lora, prompt_tuning, prefix_tuning, p_tuning and ia3.
 
-Each of those folders supplies only ``peft_config(params, task, model)``; this class does the
+Each of those folders supplies only ``build_config(params, task, model)``; this class does the
 rest through peft's public API. Saved folders are plain peft adapter folders
 (``peft.PeftModel.from_pretrained(base, dir)`` loads them without lmforge). For classification,
 peft's SEQ_CLS task type also trains and saves the new head (``modules_to_save``).
@@ -27,6 +27,8 @@ class PeftWrapMethod:
     ``spec.mergeable`` (peft ``merge_and_unload``)."""
 
     build_config: ConfigBuilder  # set by each subclass: (params, task, model) -> peft config
+    error_where = "method.name"  # the field a user changes when peft cannot adapt the model
+    error_hint = "check the method parameters for this architecture, or use method lora"
 
     def __init__(self, spec: MethodSpec, params: MethodParams):
         self.spec = spec
@@ -46,8 +48,8 @@ class PeftWrapMethod:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UserError(
                 f"method '{self.spec.name}' cannot be applied to this model: {first}",
-                where="method.name",
-                hint="check the method parameters for this architecture, or use method lora",
+                where=self.error_where,
+                hint=self.error_hint,
             ) from exc
 
     def save(self, model: nn.Module, out_dir: Path) -> None:
