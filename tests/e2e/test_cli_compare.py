@@ -4,23 +4,13 @@ from __future__ import annotations
 
 import json
 
-from tests.e2e.conftest import run_cli, write_config
+from tests.e2e.conftest import lora_config, run_cli, write_config
 
 
 def _config(tmp_path, model_dir, data):
-    return write_config(tmp_path, f"""
-run: {{name: tiny, output_dir: {tmp_path / 'run'}}}
-model: {{name: {model_dir}}}
-data:
-  format: instruction
-  train: {data}
-  columns: {{instruction: question, output: answer}}
-  eval_fraction: 0.25
-  max_length: 64
-method: {{name: lora, r: 4, alpha: 8, dropout: 0.0}}
-train: {{max_steps: 4, batch_size: 4, lr: 0.01, log_every: 2, precision: fp32}}
-eval: {{generations: 1, max_new_tokens: 6, max_examples: 4}}
-""")
+    return lora_config(tmp_path, model_dir, data,
+                       train="{max_steps: 4, batch_size: 4, lr: 0.01, log_every: 2, precision: fp32}",
+                       evaluate="{generations: 1, max_new_tokens: 6, max_examples: 4}")
 
 
 def test_compare_after_training_writes_reports_and_recommends(tmp_path, tiny_llama_dir, qa_file):

@@ -6,8 +6,7 @@ import json
 
 import pytest
 
-from tests.e2e.conftest import run_cli
-from tests.e2e.test_cli_train import lora_config
+from tests.e2e.conftest import lora_config, run_cli
 
 
 @pytest.mark.slow

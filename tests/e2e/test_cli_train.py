@@ -7,28 +7,11 @@ import json
 import pytest
 import torch
 
-from tests.e2e.conftest import run_cli, write_config
-
-
-def lora_config(tmp_path, model_dir, data, extra=""):
-    return write_config(tmp_path, f"""
-run: {{name: tiny, output_dir: {tmp_path / 'run'}}}
-model: {{name: {model_dir}}}
-data:
-  format: instruction
-  train: {data}
-  columns: {{instruction: question, output: answer}}
-  eval_fraction: 0.25
-  max_length: 64
-method: {{name: lora, r: 4, alpha: 8, dropout: 0.0}}
-train: {{max_steps: 6, batch_size: 4, lr: 0.01, eval_every: 3, log_every: 2, precision: fp32}}
-eval: {{generations: 2, max_new_tokens: 8}}
-{extra}
-""")
+from tests.e2e.conftest import lora_config, run_cli, write_config
 
 
 def test_train_reports_before_after_and_exports_loadable_models(tmp_path, tiny_llama_dir, qa_file):
-    cfg = lora_config(tmp_path, tiny_llama_dir, qa_file, "eval: {generations: 2, max_new_tokens: 8, generate_metrics: 3}")
+    cfg = lora_config(tmp_path, tiny_llama_dir, qa_file, evaluate="{generations: 2, max_new_tokens: 8, generate_metrics: 3}")
     proc = run_cli("train", str(cfg))
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = tmp_path / "run"
