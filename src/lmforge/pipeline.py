@@ -55,12 +55,13 @@ class Session:
     def generations(self, model=None) -> list[dict]:
         """Greedy answers on the first held-out prompts (chat / instruction data only)."""
         cfg = self.config
-        if cfg.eval.generations == 0 or cfg.data.format not in ("chat", "instruction"):
+        n = max(cfg.eval.generations, cfg.eval.judge.examples if cfg.eval.judge else 0)
+        if n == 0 or cfg.data.format not in ("chat", "instruction"):
             return []
         from lmforge.evaluate import sample_generations
 
         return sample_generations(
-            model or self.model, self.tokenizer, self.splits.eval, cfg.data, cfg.eval.generations, cfg.eval.max_new_tokens
+            model or self.model, self.tokenizer, self.splits.eval, cfg.data, n, cfg.eval.max_new_tokens
         )
 
 
@@ -150,6 +151,7 @@ def run_train(config: RunConfig, *, source: str = "<config>", resume: bool = Fal
     _restore_best(s)
     after = {"metrics": s.evaluate(per_example=True), "samples": s.generations()}
     report = _report(s, before and before["eval"], after, result, trainable, total)
+    _judge_samples(s, report, ["before", "after"], say)
     if before and before["forgetting"] is not None:
         from lmforge.evaluate.forgetting import measure_forgetting
 
@@ -372,6 +374,7 @@ def run_eval(target: str, overrides: list[str] | tuple[str, ...] = (), *, base: 
     report = {"model": s.config.model.name + (" (base)" if base else ""), "method": s.plan.method.name,
               "objective": s.plan.objective.name, "after": metrics,
               "samples": [{"prompt": x["prompt"], "reference": x["reference"], "after": x["output"]} for x in samples]}
+    _judge_samples(s, report, ["after"], say)
     if generate and s.config.data.format in ("chat", "instruction"):
         report["generation"] = _generation_scores(s, generate)
         metrics = {**metrics, **{k: v["value"] for k, v in report["generation"].items()}}
@@ -383,6 +386,23 @@ def run_eval(target: str, overrides: list[str] | tuple[str, ...] = (), *, base: 
         say(f"{name:<12} {v['value']:.4f}  [{v['low']:.4f}, {v['high']:.4f}]")
     say(f"report: {out / 'report.html'}")
     return metrics
+
+
+def _judge_samples(s: Session, report: dict, systems: list[str], say: Callable[[str], None]) -> None:
+    """Grade the report's sample answers with ``eval.judge`` (when set) into ``report["judge"]``;
+    the report then shows only the first ``eval.generations`` samples."""
+    cfg = s.config.eval.judge
+    if cfg is None or not report.get("samples"):
+        return
+    from lmforge.evaluate.judge import DEFAULT_PROMPT, Judge, judge_outputs
+
+    judge = Judge(base_url=cfg.url, model=cfg.model, api_key_env=cfg.api_key_env,
+                  prompt=cfg.prompt or DEFAULT_PROMPT, scale=cfg.scale)
+    say(f"judge: {cfg.model} at {cfg.url} grades {len(report['samples'])} answers per system ...")
+    report["judge"] = judge_outputs(judge, report["samples"], systems)
+    say("judge: " + ", ".join(f"{k} {v:.2f}" if v is not None else f"{k} -" for k, v in report["judge"]["systems"].items())
+        + f" (1..{cfg.scale})")
+    report["samples"] = report["samples"][: s.config.eval.generations]
 
 
 def _generation_scores(s: Session, n: int, model=None) -> dict:

@@ -12,13 +12,25 @@ def register(sub) -> None:
     p.add_argument("--generate", type=int, default=0, metavar="N",
                    help="also score greedy answers on N held-out chat/instruction examples (EM, F1, ROUGE, BLEU)")
     p.add_argument("--out", default=None, help="report folder (default <run>/eval)")
+    p.add_argument("--judge-url", default=None,
+                   help="grade answers with an LLM judge at this OpenAI-compatible URL (ends in /v1; sets eval.judge)")
+    p.add_argument("--judge-model", default=None, help="model name the judge endpoint serves")
+    p.add_argument("--judge-key-env", default=None, help="environment variable holding the judge API key")
     p.set_defaults(handler=run)
 
 
 def run(args) -> int:
+    from lmforge.errors import UserError
     from lmforge.pipeline import run_eval
 
-    metrics = run_eval(args.target, args.overrides, base=args.base, data=args.data, generate=args.generate,
+    overrides = list(args.overrides)
+    if args.judge_url or args.judge_model:
+        if not (args.judge_url and args.judge_model):
+            raise UserError("the judge needs both --judge-url and --judge-model", where="--judge-url")
+        overrides += [f"eval.judge.url={args.judge_url}", f"eval.judge.model={args.judge_model}"]
+        if args.judge_key_env:
+            overrides.append(f"eval.judge.api_key_env={args.judge_key_env}")
+    metrics = run_eval(args.target, overrides, base=args.base, data=args.data, generate=args.generate,
                        out_dir=args.out)
     numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
     width = max((len(k) for k in numbers), default=0)

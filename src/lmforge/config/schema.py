@@ -168,6 +168,19 @@ class TrainConfig(Section):
     )
 
 
+class JudgeConfig(Section):
+    """LLM-as-judge: an OpenAI-compatible endpoint grades answers against the references (1..scale)."""
+
+    url: str = Field(description="API base URL ending in /v1, e.g. http://127.0.0.1:8000/v1 (lmforge serve works).")
+    model: str = Field(description="Model name the judge endpoint serves.")
+    api_key_env: str = Field(default="OPENAI_API_KEY", description="Environment variable holding the judge's API key.")
+    prompt: str | None = Field(
+        default=None, description="Judge prompt with {question} {reference} {answer} {scale}; default: built-in grader prompt."
+    )
+    scale: int = Field(default=5, ge=2, le=100, description="Grades run from 1 to scale.")
+    examples: int = Field(default=20, ge=1, description="Held-out examples answered (greedy) and graded, before and after.")
+
+
 class EvalConfig(Section):
     before: bool = Field(default=True, description="Evaluate the base model first (before -> after).")
     metric: str | None = Field(
@@ -181,6 +194,9 @@ class EvalConfig(Section):
         default=0, ge=0,
         description="At every evaluation, score greedy answers on this many held-out chat/instruction examples "
         "(exact_match, token_f1, rouge1/2/L, bleu; usable as eval.metric).",
+    )
+    judge: JudgeConfig | None = Field(
+        default=None, description="Grade before/after answers with an LLM judge (chat / instruction data); prompt kept in the report."
     )
     forgetting: str | None = Field(
         default=None,

@@ -2,48 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 
 from lmforge.errors import UserError
 from lmforge.evaluate.judge import DEFAULT_PROMPT, Judge, judge_outputs, parse_score, render_prompt
-
-
-class _Stub:
-    """A /v1/chat/completions server that grades 5 when the answer contains the reference, else 2."""
-
-    def __init__(self, status: int = 200, reply: str | None = None):
-        self.requests: list[dict] = []
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 (http.server's name)
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                stub.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
-                prompt = body["messages"][0]["content"]
-                reference = prompt.split("Reference answer:\n")[1].split("\n")[0]
-                answer = prompt.split("Assistant's answer:\n")[1].split("\n")[0]
-                text = reply if reply is not None else f"Score: {5 if reference in answer else 2}"
-                data = json.dumps({"choices": [{"message": {"role": "assistant", "content": text}}]}).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+from tests.fixtures.judge_stub import JudgeStub as _Stub
 
 
 @pytest.fixture
