@@ -26,8 +26,9 @@ def evaluate(objective: Any, model: nn.Module, features: list[dict], collate: Ca
     classification metrics of :func:`classification_metrics` when the objective yields
     predictions (label names from ``model.config.id2label``), and ``eval_examples``.
 
-    With ``per_example`` every feature is evaluated on its own (a batch of one, so no padding and
-    no objective change is needed; slower than batching) and the result gains
+    With ``per_example`` the result gains per-example values, taken from batched forwards when the
+    objective splits each batch into ``EvalOutput.rows`` (causal LM, classification), else from
+    evaluating every feature on its own (a batch of one): the result gains
     ``"per_example": {"loss": [mean loss per unit of each example], "count": [units],
     "correct": [1.0 / 0.0 per example, only when the objective yields predictions]}``, in feature
     order: what bootstrap intervals and paired before -> after tests resample. An example with no
@@ -38,27 +39,39 @@ def evaluate(objective: Any, model: nn.Module, features: list[dict], collate: Ca
                         hint="give data.eval a file, raise data.eval_fraction, or raise eval.max_examples")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    outputs = []
-    device = model_device(model)
-    step = 1 if per_example else batch_size
-    with eval_mode(model), torch.no_grad():
-        for start in range(0, len(features), step):
-            batch = collate(features[start:start + step])
-            outputs.append(objective.eval_step(model, _to_device(batch, device)))
+    outputs, sizes = _run(objective, model, features, collate, batch_size)
+    if per_example and any(len(o.rows) != n for o, n in zip(outputs, sizes)):
+        outputs, sizes = _run(objective, model, features, collate, 1)  # no per-row split: one by one
     metrics = summarize(outputs, objective, model, len(features))
     if per_example:
         metrics["per_example"] = per_example_values(outputs)
     return metrics
 
 
+def _run(objective: Any, model: nn.Module, features: list[dict], collate: Callable[[list[dict]], dict],
+         step: int) -> tuple[list[EvalOutput], list[int]]:
+    """``objective.eval_step`` over consecutive batches of ``step`` features; outputs and batch sizes."""
+    outputs, sizes = [], []
+    device = model_device(model)
+    with eval_mode(model), torch.no_grad():
+        for start in range(0, len(features), step):
+            chunk = features[start:start + step]
+            outputs.append(objective.eval_step(model, _to_device(collate(chunk), device)))
+            sizes.append(len(chunk))
+    return outputs, sizes
+
+
 def per_example_values(outputs: list[EvalOutput]) -> dict[str, list]:
-    """``{"loss", "count"[, "correct"]}`` lists from one-example ``EvalOutput``s (see :func:`evaluate`)."""
+    """``{"loss", "count"[, "correct"]}`` lists in feature order (see :func:`evaluate`), from each
+    output's ``rows`` or, for one-example outputs without rows, from the output itself."""
+    rows = [r for o in outputs for r in (o.rows or [(o.loss_total, o.count)])]
     values: dict[str, list] = {
-        "loss": [float(o.loss_total) / o.count if o.count else None for o in outputs],
-        "count": [int(o.count) for o in outputs],
+        "loss": [float(total) / count if count else None for total, count in rows],
+        "count": [int(count) for _total, count in rows],
     }
     if outputs and all(o.predictions for o in outputs):
-        values["correct"] = [float(o.predictions[0] == o.references[0]) for o in outputs]
+        pairs = [(p, r) for o in outputs for p, r in zip(o.predictions, o.references)]
+        values["correct"] = [float(p == r) for p, r in pairs]
     return values
 
 

@@ -35,6 +35,9 @@ class EvalOutput:
     predictions: list[Any] = field(default_factory=list)  # e.g. predicted label ids
     references: list[Any] = field(default_factory=list)  # e.g. gold label ids
     scores: list[Any] = field(default_factory=list)  # e.g. class probabilities
+    # Optional per-example split of loss_total / count, one (loss_total, count) per batch row, in
+    # order: lets evaluation report per-example values from batched forwards.
+    rows: list[tuple[float, int]] = field(default_factory=list)
 
 
 class Objective(Protocol):

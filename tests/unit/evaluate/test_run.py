@@ -147,3 +147,20 @@ def test_per_example_correct_for_classifiers(tiny_bert_dir):
     m = evaluate(Classify(), model, feats, collate_cls, 2, per_example=True)
     assert len(m["per_example"]["correct"]) == 3 and set(m["per_example"]["correct"]) <= {0.0, 1.0}
     assert sum(m["per_example"]["correct"]) / 3 == pytest.approx(m["accuracy"])
+
+
+def test_batched_per_example_values_equal_one_by_one_for_the_causal_lm_objective(llama):
+    from lmforge.objectives import build_objective
+    from lmforge.objectives.registry import get_objective_spec
+
+    objective = build_objective("causal_lm", get_objective_spec("causal_lm").params())
+    calls = []
+    objective.eval_step = (lambda step: lambda model, batch: calls.append(len(batch["input_ids"])) or step(model, batch))(
+        objective.eval_step)
+    m = evaluate(objective, llama, FEATURES, collate, 4, per_example=True)
+    assert calls == [4]  # one batched forward, not one per example
+    per = m["per_example"]
+    assert per["count"] == [len(f) - 1 for f in FEATURES]
+    for loss, feature in zip(per["loss"], FEATURES):
+        assert loss == pytest.approx(_reference_loss(llama, [feature]), rel=1e-5)
+    assert m["eval_loss"] == pytest.approx(_reference_loss(llama, FEATURES), rel=1e-5)

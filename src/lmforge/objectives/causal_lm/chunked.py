@@ -77,6 +77,38 @@ def chunked_causal_lm_loss(
     return total, count
 
 
+@torch.no_grad()
+def causal_lm_row_losses(
+    model: nn.Module, batch: dict[str, torch.Tensor], chunk_size: int = 1024
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row version of :func:`chunked_causal_lm_loss` for evaluation (no gradients).
+
+    Returns ``(totals, counts)``, both shape (B,): row b's sum of next-token cross-entropy over its
+    labelled positions (fp32) and their number. ``totals.sum()`` / ``counts.sum()`` equal the
+    ``(loss_sum, count)`` of :func:`chunked_causal_lm_loss` on the same batch. Rows of a packed
+    batch are packed rows, not examples.
+    """
+    labels = batch["labels"]
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    targets = labels[:, 1:]
+    keep = targets != IGNORE
+    rows = torch.arange(labels.shape[0], device=labels.device).unsqueeze(1).expand_as(targets)[keep]
+    counts = keep.sum(dim=1)
+    parts = find_body_and_head(model)
+    if parts is None:
+        logits = model(**inputs, use_cache=False).logits[:, -labels.shape[1]:]
+        losses = F.cross_entropy(logits[:, :-1][keep].float(), targets[keep], reduction="none")
+    else:
+        body, head = parts
+        hidden = body(**inputs, use_cache=False).last_hidden_state[:, :-1][keep]
+        wanted = targets[keep]
+        losses = torch.cat([F.cross_entropy(head(hidden[i:i + chunk_size]).float(), wanted[i:i + chunk_size],
+                                            reduction="none") for i in range(0, hidden.shape[0], chunk_size)]
+                           or [hidden.new_zeros(0, dtype=torch.float32)])
+    totals = torch.zeros(labels.shape[0], dtype=torch.float32, device=labels.device).index_add_(0, rows, losses.float())
+    return totals, counts
+
+
 def _chunk_cross_entropy(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Sum of fp32 cross-entropy of ``head(hidden)`` (N, V) against ``targets`` (N,)."""
     return F.cross_entropy(head(hidden).float(), targets, reduction="sum")

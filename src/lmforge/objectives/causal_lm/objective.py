@@ -15,7 +15,7 @@ from torch import nn
 from lmforge.config.schema import DataConfig
 from lmforge.model.task import TaskInfo
 from lmforge.objectives.base import EvalOutput, LossOutput
-from lmforge.objectives.causal_lm.chunked import IGNORE, chunked_causal_lm_loss
+from lmforge.objectives.causal_lm.chunked import IGNORE, causal_lm_row_losses, chunked_causal_lm_loss
 from lmforge.objectives.registry import ObjectiveParams, ObjectiveSpec
 
 
@@ -56,9 +56,11 @@ class CausalLMObjective:
 
     @torch.no_grad()
     def eval_step(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> EvalOutput:
-        """Loss sum and token count of ``batch`` without gradients (perplexity = exp(sum / count))."""
-        total, count = chunked_causal_lm_loss(model, batch, chunk_size=self.params.chunk_size)
-        return EvalOutput(loss_total=float(total), count=count)
+        """Loss sum and token count of ``batch`` without gradients (perplexity = exp(sum / count)),
+        with the per-row split in ``rows``."""
+        totals, counts = causal_lm_row_losses(model, batch, chunk_size=self.params.chunk_size)
+        return EvalOutput(loss_total=float(totals.sum()), count=int(counts.sum()),
+                          rows=[(float(t), int(c)) for t, c in zip(totals.tolist(), counts.tolist())])
 
 
 def _pad_id(tokenizer: Any) -> int:

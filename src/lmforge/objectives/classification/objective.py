@@ -66,10 +66,11 @@ class ClassificationObjective:
         """Unsmoothed CE sum, argmax predictions, gold references and softmax probabilities."""
         logits = self._logits(model, batch)
         labels = batch["labels"]
-        total = F.cross_entropy(logits, labels, reduction="sum")
+        losses = F.cross_entropy(logits, labels, reduction="none")
         return EvalOutput(
-            loss_total=float(total),
+            loss_total=float(losses.sum()),
             count=int(labels.shape[0]),
+            rows=[(float(x), 1) for x in losses.tolist()],
             predictions=logits.argmax(dim=-1).tolist(),
             references=labels.tolist(),
             scores=torch.softmax(logits, dim=-1).tolist(),
