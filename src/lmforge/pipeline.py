@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -35,6 +35,8 @@ class Session:
     train_features: list
     eval_features: list
     collate: Callable
+    tasks: list = field(default_factory=list)  # multi-task runs: lmforge.data.tasks.TaskData per task
+    task_labels: list | None = None  # multi-task classification: each task's label names
 
     @property
     def config(self) -> RunConfig:
@@ -45,8 +47,15 @@ class Session:
 
         cfg = self.config
         batch_size = cfg.eval.batch_size or cfg.train.batch_size
-        metrics = evaluate(self.objective, model or self.model, self.eval_features, self.collate, batch_size,
-                           per_example=per_example)
+        if self.tasks:  # overall + task/<name>/<metric>
+            from lmforge.evaluate.tasks import evaluate_tasks
+
+            names = [(t.name, self.task_labels[i] if self.task_labels else None) for i, t in enumerate(self.tasks)]
+            metrics = evaluate_tasks(self.objective, model or self.model, self.eval_features, self.collate,
+                                     batch_size, names, per_example=per_example)
+        else:
+            metrics = evaluate(self.objective, model or self.model, self.eval_features, self.collate, batch_size,
+                               per_example=per_example)
         if cfg.eval.generate_metrics and cfg.data.format in ("chat", "instruction"):
             scores = _generation_scores(self, cfg.eval.generate_metrics, model)
             metrics.update({name: v["value"] for name, v in scores.items()})
@@ -73,15 +82,25 @@ def open_session(config: RunConfig, *, source: str = "<config>", say: Callable[[
     from lmforge.model import load_model, load_tokenizer
     from lmforge.objectives import build_objective
 
-    if config.data.prepare is not None:
+    tasks = []
+    if config.data.tasks:
+        from lmforge.data.tasks import load_tasks, merge_splits
+
+        tasks = load_tasks(config.data, config.run.seed)
+        splits = merge_splits(tasks)
+    elif config.data.prepare is not None:
         splits = prepare_splits(config, say=say)
     else:
         splits = load_splits(config.data, config.run.seed)
     say(f"data: {len(splits.train)} train / {len(splits.eval)} held-out examples ({config.data.format})")
+    for t in tasks:
+        say(f"  task {t.name}: {len(t.splits.train)} train / {len(t.splits.eval)} held-out ({t.data.format}, weight {t.weight:g})")
     tokenizer = load_tokenizer(config.model)
     objective = build_objective(plan.objective.name, plan.objective_params)
-    labels = label_set(splits.train + splits.eval, config.data) if plan.objective.head == "sequence_classification" else None
-    task = objective.task_info(labels)
+    classify = plan.objective.head == "sequence_classification"
+    task_labels = [label_set(t.splits.train + t.splits.eval, t.data) for t in tasks] if classify and tasks else None
+    labels = label_set(splits.train + splits.eval, config.data) if classify and not tasks else None
+    task = objective.task_info(labels) if not task_labels else _multihead_task(tasks, task_labels)
     method = build_method(plan.method.name, plan.method_params)
     say(f"model: loading {config.model.name} ...")
     base = load_model(config.model, task, **method.load_kwargs())
@@ -93,15 +112,19 @@ def open_session(config: RunConfig, *, source: str = "<config>", say: Callable[[
 
         ac = config.train.memory.activation_checkpointing
         enable_activation_checkpointing(model, "all" if ac is True else int(ac))
-    train_features = objective.encode(splits.train, tokenizer, config.data)
-    if config.data.packing:
+    if tasks:
+        train_features, eval_features = _encode_tasks(tasks, task_labels, objective, tokenizer, config, say)
+    else:
+        train_features = (_sharded_features(config, splits.train, objective, tokenizer, say) if config.train.memory.shards
+                          else objective.encode(splits.train, tokenizer, config.data))
+        eval_records = splits.eval[: config.eval.max_examples] if config.eval.max_examples else splits.eval
+        eval_features = objective.encode(eval_records, tokenizer, config.data)
+    if config.data.packing and isinstance(train_features, list):  # shards are packed as they are written
         from lmforge.data.packing import pack_features
 
         n_examples = len(train_features)
         train_features = pack_features(list(train_features), config.data.max_length)
         say(f"packing: {n_examples} examples -> {len(train_features)} rows of up to {config.data.max_length} tokens")
-    eval_records = splits.eval[: config.eval.max_examples] if config.eval.max_examples else splits.eval
-    eval_features = objective.encode(eval_records, tokenizer, config.data)
     if not train_features:
         raise UserError("no training example is left after encoding", where="data.train",
                         hint="check data.max_length and that examples have a completion to train on")
@@ -116,8 +139,69 @@ def open_session(config: RunConfig, *, source: str = "<config>", say: Callable[[
         splits=splits,
         train_features=train_features,
         eval_features=eval_features,
-        collate=lambda feats: objective.collate(feats, tokenizer),
+        collate=_collate(objective, tokenizer, routed=bool(task_labels)),
+        tasks=tasks,
+        task_labels=task_labels,
     )
+
+
+def _multihead_task(tasks: list, task_labels: list[list[str]]):
+    """TaskInfo for several classification heads on one encoder (one per task)."""
+    from lmforge.model.task import TaskInfo
+
+    return TaskInfo("sequence_classification", max(len(labels) for labels in task_labels), None,
+                    tuple((t.name, tuple(labels)) for t, labels in zip(tasks, task_labels)))
+
+
+def _sharded_features(config: RunConfig, records: list, objective, tokenizer, say: Callable[[str], None]):
+    """Training features memory-mapped from ``train.memory.shards`` (tokenized and packed once, block by
+    block; reused while data, tokenizer and settings are unchanged). Only the main process writes."""
+    from lmforge.data.shards import encode_to_shards
+    from lmforge.train.launch import is_main_process
+
+    where = config.train.memory.shards
+    folder = Path(config.run.dir) / "shards" if where == "auto" else Path(where)
+    key = {"data": config.data.model_dump(mode="json"), "model": config.model.model_dump(mode="json"),
+           "objective": config.objective_name, "objective_params": config.objective and config.objective.params,
+           "vocab": len(tokenizer)}
+    pack = config.data.max_length if config.data.packing else None
+    try:
+        shards = encode_to_shards(records, lambda part: objective.encode(part, tokenizer, config.data), folder, key=key,
+                                  pack_length=pack, write=is_main_process())
+    except ValueError as exc:
+        raise UserError(f"cannot use train.memory.shards: {exc}", where="train.memory.shards",
+                        hint="point it at a new folder or one lmforge wrote shards into") from exc
+    say(f"shards: {len(shards)} {'packed rows' if pack else 'examples'} ({shards.meta['tokens']} tokens) "
+        f"memory-mapped from {folder}")
+    return shards
+
+
+def _encode_tasks(tasks: list, task_labels: list | None, objective, tokenizer, config: RunConfig,
+                  say: Callable[[str], None]) -> tuple[list, list]:
+    """Each task encoded with its own data section, tagged with its index; train features mixed by data.mixing."""
+    from lmforge.data.tasks import mix_features, tag_task, task_counts
+
+    per_task, eval_features = [], []
+    for i, t in enumerate(tasks):
+        extra = {"labels": task_labels[i]} if task_labels else {}
+        per_task.append(tag_task(objective.encode(t.splits.train, tokenizer, t.data, **extra), i))
+        records = t.splits.eval[: config.eval.max_examples] if config.eval.max_examples else t.splits.eval
+        eval_features += tag_task(objective.encode(records, tokenizer, t.data, **extra), i)
+    train = mix_features(per_task, [t.weight for t in tasks], config.data.mixing, seed=config.run.seed,
+                         temperature=config.data.temperature)
+    counts = task_counts(train, len(tasks))
+    say(f"mixing ({config.data.mixing}): " + ", ".join(f"{t.name} {n}" for t, n in zip(tasks, counts))
+        + " training examples per epoch")
+    return train, eval_features
+
+
+def _collate(objective, tokenizer, *, routed: bool) -> Callable:
+    """The objective's collate; ``routed`` adds each row's task index (several classification heads)."""
+    if not routed:
+        return lambda feats: objective.collate(feats, tokenizer)
+    from lmforge.data.tasks import add_task_ids
+
+    return lambda feats: add_task_ids(objective.collate(feats, tokenizer), feats)
 
 
 def run_train(config: RunConfig, *, source: str = "<config>", resume: bool = False,
@@ -141,15 +225,25 @@ def run_train(config: RunConfig, *, source: str = "<config>", resume: bool = Fal
     trainable, total = count_parameters(s.model)
     say(f"method: {s.plan.method.name} trains {trainable:,} of {total:,} parameters ({100 * trainable / max(total, 1):.2f}%)")
     before = _measure_before(s) if main else None
+    last_eval: dict = {}
+
+    def evaluate_fn(model) -> dict:
+        last_eval["metrics"] = s.evaluate(model, per_example=True)  # the loop keeps only the scalars
+        return last_eval["metrics"]
+
     result = train(
         s.model, s.objective, s.train_features,
-        train_cfg=config.train, run_dir=run_dir, collate=s.collate, evaluate_fn=s.evaluate,
+        train_cfg=config.train, run_dir=run_dir, collate=s.collate, evaluate_fn=evaluate_fn,
         seed=config.run.seed, best_metric=s.plan.best_metric, metric_mode=s.plan.metric_mode, resume=resume,
     )
     if not main:
         return {}
-    _restore_best(s)
-    after = {"metrics": s.evaluate(per_example=True), "samples": s.generations()}
+    _restore_best(s, reload=result.base_rounded)
+    evals = [r for r in result.history if r.get("event") == "eval"]
+    final_is_best = bool(evals) and evals[-1]["step"] == result.steps == result.best_step
+    # The loop's last evaluation already measured the best weights: reuse it instead of a second pass.
+    metrics = last_eval["metrics"] if final_is_best and "metrics" in last_eval else s.evaluate(per_example=True)
+    after = {"metrics": metrics, "samples": s.generations()}
     report = _report(s, before and before["eval"], after, result, trainable, total)
     _judge_samples(s, report, ["before", "after"], say)
     if before and before["forgetting"] is not None:
@@ -166,7 +260,9 @@ def run_train(config: RunConfig, *, source: str = "<config>", resume: bool = Fal
         say(f"\nprompt:    {sample['prompt'][-300:]}\nbefore:    {sample.get('before', '')[:300]}\nafter:     {sample['after'][:300]}")
     export_dir = export_session(s, report)
     save_drift_baseline(s)
-    say(f"\nrun folder: {run_dir}\nexported:   {export_dir}\nserve it:   lmforge serve {run_dir}")
+    use = (f"load it:    lmforge.model.multihead.load_multihead('{export_dir / 'multitask'}')" if s.task_labels
+           else f"serve it:   lmforge serve {run_dir}")
+    say(f"\nrun folder: {run_dir}\nexported:   {export_dir}\n{use}")
     return report
 
 
@@ -188,13 +284,16 @@ def _measure_before(s: Session) -> dict:
     return {"eval": evaluated, "forgetting": forgetting, "forget_set": forget_set}
 
 
-def _restore_best(s: Session) -> None:
-    """Load the best checkpoint's trained weights into an ordinary (unsharded) model."""
+def _restore_best(s: Session, reload: bool = False) -> None:
+    """Load the best checkpoint's trained weights into an ordinary (unsharded) model; ``reload``:
+    into a freshly loaded base (training stored the frozen weights rounded to bf16)."""
     from lmforge.train.checkpoint import load_trainable
     from lmforge.train.distributed import process_info
 
-    if s.config.train.distributed.strategy == "fsdp" and process_info().world_size > 1:
-        # FSDP leaves the trained model sharded across processes: rebuild a whole one to load into.
+    if reload or (s.config.train.distributed.strategy == "fsdp" and process_info().world_size > 1):
+        # FSDP leaves the trained model sharded across processes, a bf16 base leaves it rounded:
+        # rebuild a whole one with the original weights to load into.
+        s.model = None
         from lmforge.model import load_model
 
         s.model = s.method.apply(load_model(s.config.model, s.task, **s.method.load_kwargs()), s.task)
@@ -218,7 +317,9 @@ def export_session(s: Session, report: dict) -> Path:
     if cfg.export.adapter and s.plan.method.name != "full":
         export_adapter(s.method, s.model, out / "adapter")
         written["adapter"] = str(out / "adapter")
-    if s.plan.export_merged:
+    if s.task_labels:  # several classification heads: no plain transformers class holds them
+        written["multitask"], parity["multitask"] = _export_multitask(s, out / "multitask")
+    elif s.plan.export_merged:
         export_merged(s.method, s.model, s.tokenizer, out / "merged", cfg.export.dtype)
         written["merged"] = str(out / "merged")
         parity["merged"] = verify_merged(s.model, s.tokenizer, out / "merged", prompts, dtype=cfg.export.dtype,
@@ -241,6 +342,29 @@ def export_session(s: Session, report: dict) -> Path:
     }
     write_model_card(out, card)
     return out
+
+
+def _export_multitask(s: Session, folder: Path) -> tuple[str, dict]:
+    """The merged encoder + per-task heads (lmforge.model.multihead), reloaded and compared on held-out rows."""
+    import copy
+
+    import torch
+
+    from lmforge.evaluate.run import model_device
+    from lmforge.model.multihead import load_multihead, save_multihead
+
+    save_multihead(s.method.merge(copy.deepcopy(s.model)), s.tokenizer, folder)
+    device = model_device(s.model)
+    batch = {k: v.to(device) for k, v in s.collate(s.eval_features[: s.config.export.parity_prompts]).items()
+             if k != "labels"}
+    reloaded = load_multihead(folder).to(device)
+    with torch.no_grad():
+        want, got = s.model(**batch).logits.float(), reloaded(**batch).logits.float()
+    used = want > torch.finfo(torch.float32).min / 2  # padded label slots of other tasks are not compared
+    diff = float((want - got)[used].abs().max())
+    result = {"passed": diff <= 1e-3, "max_abs_logit_diff": diff, "rows": int(batch["input_ids"].shape[0])}
+    atomic_write_text(folder / "parity.json", json.dumps(result, indent=1))
+    return str(folder), result
 
 
 def _export_format(s: Session, fmt: str, out: Path, prompts: list) -> tuple[str, dict]:
@@ -288,7 +412,8 @@ def _report(s: Session, before: dict | None, after: dict, result, trainable: int
         "model": cfg.model.name,
         "method": s.plan.method.name,
         "objective": s.plan.objective.name,
-        "data": {"format": cfg.data.format, "train_examples": len(s.splits.train), "eval_examples": len(s.splits.eval)},
+        "data": {"format": cfg.data.format, "train_examples": len(s.splits.train), "eval_examples": len(s.splits.eval),
+                 **_task_summary(s)},
         "parameters": {"trainable": trainable, "total": total},
         "before": (before or {}).get("metrics"),
         "after": after["metrics"],
@@ -300,6 +425,18 @@ def _report(s: Session, before: dict | None, after: dict, result, trainable: int
             "stopped_early": result.stopped_early,
         },
     }
+
+
+def _task_summary(s: Session) -> dict:
+    """Multi-task runs: the mixing and each task's size and weight (report "data" section)."""
+    if not s.tasks:
+        return {}
+    from lmforge.data.tasks import task_counts
+
+    mixed = task_counts(s.train_features, len(s.tasks)) if not s.config.data.packing else [None] * len(s.tasks)
+    return {"mixing": s.config.data.mixing, "tasks": {
+        t.name: f"{t.data.format}, {len(t.splits.train)} train / {len(t.splits.eval)} held-out, weight {t.weight:g}"
+                + (f", {n} per epoch" if n is not None else "") for t, n in zip(s.tasks, mixed)}}
 
 
 def _check_run_dir(run_dir: Path, resume: bool) -> None:
@@ -545,13 +682,14 @@ def run_estimate(config: RunConfig, *, source: str = "<config>", budget_gb: floa
     lengths = [len(f["input_ids"]) for f in s.train_features]
     runtime = build_runtime(config.train, config.run.seed)
     params = s.plan.method_params
-    frozen_bits = int(getattr(params, "bits", 32)) if s.plan.method.quantized_base else 32
+    frozen_bits = int(getattr(params, "bits", 32)) if s.plan.method.quantized_base else runtime.base_dtype.itemsize * 8
     full = s.plan.method.name == "full"
     est = estimate(
         s.model.config, None if full else trainable, precision=runtime.precision, batch_size=config.train.batch_size,
         seq_lengths=lengths, packing=config.data.packing,
         activation_checkpointing=bool(config.train.memory.activation_checkpointing),
         frozen_bits=frozen_bits, max_length=config.data.max_length, grad_accumulation=config.train.grad_accum,
+        optimizer=config.train.optimizer,
     )
     say(f"{config.model.name} / {s.plan.method.name} / {runtime.precision} / batch {config.train.batch_size} x "
         f"accum {config.train.grad_accum} / {len(lengths)} {'packed rows' if config.data.packing else 'examples'} "
