@@ -7,6 +7,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 
 from lmforge import __version__
 from lmforge.errors import UserError
@@ -38,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
+    # peft asks models for a property transformers 5 deprecated; the warning is not the user's to act on.
+    warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.* is deprecated", category=FutureWarning)
     try:
         return int(args.handler(args) or 0)
     except UserError as exc:
