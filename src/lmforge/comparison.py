@@ -71,7 +71,7 @@ def compare_run(run_dir: Path, overrides: Sequence[str] = (), *, retrievers: Seq
     report = run_compare(
         base, s.tokenizer, eval_records, generate_fn=generate_reply, train_records=s.splits.train,
         tuned_model=s.model, retrievers=tuple(retrievers), few_shot=few_shot, top_k=top_k,
-        max_new_tokens=s.config.eval.max_new_tokens, seed=s.config.run.seed,
+        max_new_tokens=s.config.eval.max_new_tokens, seed=s.config.run.seed, say=say,
     )
     report["config"] = {"run": str(run_dir), "model": s.config.model.name, "method": s.plan.method.name,
                         "held_out_examples": len(eval_records), "few_shot": few_shot, "top_k": top_k,

@@ -168,6 +168,7 @@ def run_compare(
     confidence: float = 0.95,
     n_resamples: int = 1000,
     seed: int = 0,
+    say: Callable[[str], None] = lambda _line: None,
 ) -> dict:
     """Run every system on ``eval_records`` (chat or instruction records) and return a report dict.
 
@@ -193,12 +194,13 @@ def run_compare(
     shots = rng.sample(list(train_records), min(few_shot, len(train_records)))
     tuned = load_tuned(tuned_model, tuned_tokenizer or tokenizer) if tuned_model is not None else None
     plan = _systems((base_model, tokenizer), tuned, index, shots)
-    runs = {
-        s["name"]: _run_system(
+    runs = {}
+    for s in plan:
+        say(f"compare: {s['name']}: answering {len(examples)} questions ...")
+        runs[s["name"]] = _run_system(
             s, examples, index, generate_fn=generate_fn, top_k=top_k, max_new_tokens=max_new_tokens, documents=docs
         )
-        for s in plan
-    }
+        say(f"compare: {s['name']}: done, {sum(runs[s['name']]['latency_s']):.0f} s")
     references = [ex["reference"] for ex in examples]
     for run in runs.values():
         run["scores"] = per_example_scores(run["outputs"], references)

@@ -8,7 +8,7 @@ from lmforge.config.schema import DataConfig
 from lmforge.errors import UserError
 from lmforge.objectives.grpo.config import GRPOParams
 from lmforge.objectives.grpo.objective import clipped_objective, completion_mask, group_advantages
-from lmforge.objectives.grpo.rewards import contains_answer, exact_match, load_reward_function
+from lmforge.objectives.grpo.rewards import contains_answer, exact_match, load_reward_function, short_answer
 from tests.unit.objectives.preference_cases import model, objective, tokenizer
 
 PROMPTS = [
@@ -43,6 +43,9 @@ def test_builtin_rewards():
     assert exact_match("q", "The Paris.", "paris") == 1.0
     assert exact_match("q", "paris france", "paris") == 0.0
     assert contains_answer("q", "it is Paris, France", "paris") == 1.0
+    assert short_answer("q", "Paris.", "paris") == 2.0
+    assert short_answer("q", "the capital city of france is paris", "paris") == 1.0
+    assert short_answer("q", "Lyon", "paris") == 1.0 and short_answer("q", "", "paris") == 0.0
 
 
 def test_reward_function_from_file_and_module(tmp_path):

@@ -43,6 +43,16 @@ def brevity(prompt: str, completion: str, reference: str) -> float:
     return contains_answer(prompt, completion, reference) - 0.01 * max(0, words - 10)
 
 
+def short_answer(prompt: str, completion: str, reference: str) -> float:
+    """A format check plus correctness: 1.0 when the answer is 1-5 words, plus contains_answer (0..2).
+
+    Dense enough for a small model: its sampled answers vary in length within a group, so the
+    group-normalised advantages are non-zero even when no sample contains the reference yet.
+    """
+    words = len(completion.split())
+    return float(1 <= words <= 5) + contains_answer(prompt, completion, reference)
+
+
 def load_reward_function(ref: str) -> RewardFn:
     """``"module:function"`` or ``"path/to/file.py:function"`` -> the callable (UserError if missing)."""
     target, _, name = ref.rpartition(":")
