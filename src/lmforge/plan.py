@@ -41,7 +41,12 @@ class RunPlan:
     @property
     def export_merged(self) -> bool:
         merged = self.config.export.merged
-        return self.method.mergeable if merged is None else merged
+        return method_mergeable(self.method, self.method_params) if merged is None else merged
+
+
+def method_mergeable(spec: MethodSpec, params: MethodParams) -> bool:
+    """The spec's capability, narrowed by the method's own settings (a params ``mergeable`` property)."""
+    return spec.mergeable and bool(getattr(params, "mergeable", True))
 
 
 def plan_run(config: RunConfig, source: str = "<config>") -> RunPlan:
@@ -59,13 +64,14 @@ def plan_run(config: RunConfig, source: str = "<config>") -> RunPlan:
             where=f"{where}: data.format",
             hint=f"use one of: {', '.join(objective.formats)}",
         )
+    _check_tasks(config, objective, objective_params, where)
     if method.objectives is not None and objective.name not in method.objectives:
         raise UserError(
             f"method '{method.name}' does not support objective '{objective.name}'",
             where=f"{where}: method.name",
             hint=f"it supports: {', '.join(method.objectives)}",
         )
-    if config.export.merged and not method.mergeable:
+    if config.export.merged and not method_mergeable(method, method_params):
         raise UserError(
             f"method '{method.name}' cannot be merged into the base weights",
             where=f"{where}: export.merged",
@@ -84,9 +90,29 @@ def plan_run(config: RunConfig, source: str = "<config>") -> RunPlan:
             where=f"{where}: data.packing",
             hint="set data.packing: false",
         )
+    check_run = getattr(method_params, "check_run", None)
+    if check_run is not None:  # rules that depend on the method's own settings (its config.py says which)
+        check_run(config, objective, where)
     if config.data.labels is not None and config.data.format != "classification":
         raise UserError("labels are only used by classification data", where=f"{where}: data.labels")
     return RunPlan(config, method, method_params, objective, objective_params)
+
+
+def _check_tasks(config: RunConfig, objective: ObjectiveSpec, objective_params, where: str) -> None:
+    """Multi-task rules the objective decides: every task's format, and no label smoothing across
+    several classification heads (their label sets differ, so smoothing over padded classes is undefined)."""
+    for i, section in enumerate(config.data.task_sections()):
+        if section.format not in objective.formats:
+            raise UserError(f"objective '{objective.name}' does not train on format '{section.format}'",
+                            where=f"{where}: data.tasks.{i}.format", hint=f"use one of: {', '.join(objective.formats)}")
+    multihead = bool(config.data.tasks) and objective.head == "sequence_classification"
+    if multihead and getattr(objective_params, "label_smoothing", 0):
+        raise UserError("label smoothing is not supported with several classification tasks",
+                        where=f"{where}: objective.label_smoothing", hint="remove objective.label_smoothing")
+    if multihead and (config.export.merged or config.export.formats):
+        raise UserError("a multi-task classifier (one head per task) is exported as export/multitask, not as a "
+                        "merged transformers model or GGUF / ONNX", where=f"{where}: export",
+                        hint="remove export.merged and export.formats")
 
 
 def _params(cls, raw: dict, section: str, source: str):

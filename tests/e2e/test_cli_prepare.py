@@ -61,3 +61,20 @@ train: {{max_steps: 2, batch_size: 4, precision: fp32}}
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "run" / "data" / "manifest.json").exists()
     assert "prepare:" in proc.stdout
+
+
+def test_data_prepare_paraphrases_train_examples_with_the_named_model(tmp_path, tiny_llama_dir, qa_file):
+    cfg = write_config(tmp_path, f"""
+model: {{name: {tiny_llama_dir}}}
+data:
+  format: instruction
+  train: {qa_file}
+  columns: {{instruction: question, output: answer}}
+  prepare: {{dedup: {{exact: false, near: false}}, augment: {{paraphrase: {{model: {tiny_llama_dir}, max_new_tokens: 8, min_words: 1, max_length_ratio: 50}}}}}}
+""")
+    proc = run_cli("data", "prepare", str(cfg), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "to paraphrase" in proc.stdout
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    text = json.dumps(manifest)
+    assert "paraphrase" in text  # the rule and its counts are recorded in the audit trail

@@ -29,8 +29,15 @@ def preview(args) -> int:
 
     config = load_config(args.config, args.overrides)
     plan_run(config, source=args.config)
-    splits = load_splits(config.data, config.run.seed)
     tokenizer = load_tokenizer(config.model)
+    if config.data.tasks:  # multi-task: each task rendered with its own format, columns and system prompt
+        from lmforge.data.tasks import load_tasks
+
+        for task in load_tasks(config.data, config.run.seed):
+            print(f"=== task {task.name} ({task.data.format}, weight {task.weight:g}) ===")
+            print(render_preview(task.splits.train, tokenizer, task.data, n=args.n, color=sys.stdout.isatty()))
+        return 0
+    splits = load_splits(config.data, config.run.seed)
     print(render_preview(splits.train, tokenizer, config.data, n=args.n, color=sys.stdout.isatty()))
     return 0
 

@@ -18,7 +18,8 @@ def run(args) -> int:
     config = load_config(args.config, args.overrides)
     plan = plan_run(config, source=args.config)
     print(
-        f"{args.config}: ok  (model {config.model.name}, data {config.data.format}, "
+        f"{args.config}: ok  (model {config.model.name}, data {config.data.format}"
+        f"{f' x {len(config.data.tasks)} tasks, mixing {config.data.mixing}' if config.data.tasks else ''}, "
         f"method {plan.method.name}, objective {plan.objective.name})"
     )
     return 0

@@ -101,6 +101,8 @@ def _known_fields(model: type[BaseModel] | None, loc: list[str]) -> list[str]:
     for part in loc:
         if model is None:
             return []
+        if part.isdigit():  # a list item (e.g. data.tasks.0): its model is already the item's
+            continue
         field = model.model_fields.get(part)
         model = _model_in(field.annotation) if field else None
     return list(model.model_fields) if model else []

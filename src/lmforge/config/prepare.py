@@ -55,6 +55,15 @@ class FilterConfig(PrepareSection):
     min_words_for_repetition: int = Field(
         default=50, ge=1, description="Shorter texts skip the n-gram check (\"love love love\" is a real review)."
     )
+    languages: list[str] | None = Field(
+        default=None, description="Keep only these ISO 639-1 languages (e.g. [en]); identified by py3langid."
+    )
+    min_language_confidence: float = Field(
+        default=0.5, ge=0, le=1, description="Drop texts whose language is identified with lower confidence."
+    )
+    language_min_chars: int = Field(
+        default=20, ge=0, description="Shorter texts skip the language check (too short to identify reliably)."
+    )
 
 
 class DedupConfig(PrepareSection):
@@ -103,12 +112,27 @@ class SplitConfig(PrepareSection):
         return self
 
 
+class ParaphraseConfig(PrepareSection):
+    model: str = Field(description="Causal LM that writes the paraphrases (built-in name, folder or hub id).")
+    per_example: int = Field(default=1, ge=1, le=8, description="Paraphrases asked for per train example.")
+    max_new_tokens: int = Field(default=64, ge=1, le=1024, description="Generation budget per paraphrase.")
+    temperature: float = Field(default=0.0, ge=0, le=2, description="0 = greedy; above 0 = seeded sampling.")
+    max_length_ratio: float = Field(
+        default=2.0, gt=1, description="Drop a paraphrase longer than ratio x or shorter than 1/ratio x the original."
+    )
+    min_words: int = Field(default=3, ge=1, description="Shorter texts are not paraphrased.")
+    batch_size: int = Field(default=8, ge=1, description="Texts generated together.")
+
+
 class AugmentConfig(PrepareSection):
     oversample: bool = Field(default=False, description="Repeat minority-class train examples to balance.")
     eda: bool = Field(default=False, description="Synonym replacement, random swap and deletion.")
     copies: int = Field(default=1, ge=1, le=16, description="EDA copies per train example.")
     rate: float = Field(default=0.1, gt=0, le=0.5, description="Share of words each operation touches.")
     min_words: int = Field(default=6, ge=1, description="Shorter texts are left unchanged.")
+    paraphrase: ParaphraseConfig | None = Field(
+        default=None, description="Paraphrases of train examples written by a model you name (off)."
+    )
 
 
 class PrepareConfig(PrepareSection):

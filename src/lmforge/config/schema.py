@@ -62,11 +62,43 @@ def _as_source(value: Any) -> Any:
     return {"path": value} if isinstance(value, str) else value
 
 
-class DataConfig(Section):
-    format: Literal["text", "instruction", "chat", "classification", "preference"] = Field(
-        description="Example format (see Data formats)."
-    )
+DataFormat = Literal["text", "instruction", "chat", "classification", "preference"]
+
+# Formats that may be mixed in one multi-task run: one family per run (one objective, one head kind).
+TASK_FAMILIES: tuple[frozenset[str], ...] = (
+    frozenset({"classification"}), frozenset({"instruction", "chat"}), frozenset({"text"}),
+)
+
+
+class TaskSource(Section):
+    """One task of a multi-task run (``data.tasks``). A field left out takes the top-level ``data`` value."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+                      description="Unique task name (letters, digits, _ . -); metrics are reported as task/<name>/<metric>.")
+    weight: float = Field(default=1.0, gt=0, description="Share of the mix (see data.mixing).")
+    format: DataFormat | None = Field(default=None, description="Example format; default: data.format.")
     train: SourceConfig = Field(description="Training data: a path string or {path, split, limit}.")
+    eval: SourceConfig | None = Field(default=None, description="Held-out data; default: eval_fraction of train.")
+    eval_fraction: float | None = Field(default=None, gt=0.0, lt=0.9, description="Default: data.eval_fraction.")
+    columns: dict[str, str] | None = Field(default=None, description="Canonical field -> your column name; default: data.columns.")
+    labels: list[str] | None = Field(default=None, description="This task's label set (classification); default: labels seen.")
+    system_prompt: str | None = Field(default=None, description="System message for this task's instruction examples.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sources(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            values = {k: _as_source(v) if k in ("train", "eval") else v for k, v in values.items()}
+        return values
+
+
+class DataConfig(Section):
+    format: DataFormat = Field(
+        description="Example format (see Data formats). With data.tasks: the tasks' default (default: the first task's)."
+    )
+    train: SourceConfig | None = Field(
+        default=None, description="Training data: a path string or {path, split, limit}. Required unless data.tasks is given."
+    )
     eval: SourceConfig | None = Field(default=None, description="Held-out data; default: eval_fraction of train.")
     eval_fraction: float = Field(default=0.1, gt=0.0, lt=0.9, description="Share of train held out when eval is not given.")
     columns: dict[str, str] = Field(default_factory=dict, description="Canonical field -> your column name.")
@@ -80,6 +112,15 @@ class DataConfig(Section):
     prepare: PrepareConfig | None = Field(
         default=None, description="Clean, deduplicate, redact, label-check and split (docs/data-prepare.md)."
     )
+    tasks: list[TaskSource] | None = Field(
+        default=None, description="Multi-task: several named datasets in one run (docs: multi-task). Replaces data.train / data.eval."
+    )
+    mixing: Literal["concatenate", "interleave", "temperature"] = Field(
+        default="concatenate",
+        description="How tasks mix per epoch: concatenate (each task's examples x weight), interleave (draws with "
+        "probability ~ weight), temperature (probability ~ (size x weight)^(1/temperature)).",
+    )
+    temperature: float = Field(default=2.0, gt=0, description="Temperature of mixing: temperature (1 = by size, larger = more even).")
 
     @model_validator(mode="before")
     @classmethod
@@ -89,6 +130,10 @@ class DataConfig(Section):
             for key in ("train", "eval"):
                 if key in values:
                     values[key] = _as_source(values[key])
+            tasks = values.get("tasks")
+            first = tasks[0] if isinstance(tasks, list) and tasks and isinstance(tasks[0], dict) else {}
+            if "format" not in values and first.get("format") is not None:
+                values["format"] = first["format"]  # the tasks' shared kind (checked below)
         return values
 
     @model_validator(mode="after")
@@ -102,7 +147,54 @@ class DataConfig(Section):
                     f"columns.{key}: not a field of format '{self.format}'"
                     f"{did_you_mean(key, allowed)}; fields are {', '.join(allowed)}"
                 )
+        if self.tasks is None and self.train is None:
+            raise ValueError("train: required field is missing (or give data.tasks)")
+        if self.tasks is not None:
+            self._check_tasks()
         return self
+
+    def _check_tasks(self) -> None:
+        """Multi-task rules: no top-level sources, unique names, one format family, valid task sections."""
+        for key in ("train", "eval", "prepare"):
+            if getattr(self, key) is not None:
+                raise ValueError(f"{key}: not used with data.tasks; give each task its own train (and eval)"
+                                 if key != "prepare" else "prepare: not supported with data.tasks yet")
+        if not self.tasks:
+            raise ValueError("tasks: give at least one task (name, train)")
+        seen: set[str] = set()
+        for i, task in enumerate(self.tasks):
+            if task.name in seen:
+                raise ValueError(f"tasks.{i}.name: task name '{task.name}' is used twice; names must be unique")
+            seen.add(task.name)
+        formats = [task.format or self.format for task in self.tasks]
+        family = next((f for f in TASK_FAMILIES if formats[0] in f), None)
+        for i, fmt in enumerate(formats):
+            if family is None or fmt not in family:
+                raise ValueError(
+                    f"tasks.{i}.format: '{fmt}' cannot be mixed with '{formats[0]}'; one run mixes either "
+                    "classification tasks, or instruction/chat tasks, or text tasks")
+        self.task_sections()
+
+    def task_sections(self) -> list["DataConfig"]:
+        """One ordinary data section per task (``data.tasks``): the task's fields over the top-level
+        ones, ``train`` / ``eval`` from the task; ``[]`` without tasks. ValueError names a bad task field."""
+        from pydantic import ValidationError
+
+        shared = self.model_dump(exclude={"tasks", "mixing", "temperature", "train", "eval", "prepare"})
+        sections = []
+        for i, task in enumerate(self.tasks or []):
+            own = task.model_dump(include=task.model_fields_set - {"name", "weight"})
+            values = {**shared, **{k: v for k, v in own.items() if v is not None}}  # null = inherit
+            if values.get("labels") is not None and values.get("format") != "classification":
+                raise ValueError(f"tasks.{i}.labels: labels are only used by classification tasks")
+            try:
+                sections.append(DataConfig.model_validate(values))
+            except ValidationError as exc:
+                err = exc.errors()[0]
+                loc = ".".join(str(p) for p in err["loc"])
+                msg = str(err.get("msg", "")).removeprefix("Value error, ")
+                raise ValueError(f"tasks.{i}.{loc + ': ' if loc else ''}{msg}") from None
+        return sections
 
     def column(self, field: str) -> str:
         """The user's column name for canonical ``field``."""
@@ -140,6 +232,16 @@ class MemoryConfig(Section):
     activation_checkpointing: bool | int = Field(
         default=False, description="Recompute layer activations in backward: true = every layer, N = every N-th."
     )
+    base_dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        default="auto",
+        description="Storage dtype of frozen weights while training; auto = bfloat16 when precision is bf16 "
+        "(trainable weights and optimizer state stay float32).",
+    )
+    shards: str | None = Field(
+        default=None,
+        description="Folder of memory-mapped token shards: training data is tokenized into it once (reused "
+        "when it matches) and read lazily, for corpora larger than RAM; 'auto' = <run dir>/shards.",
+    )
 
 
 class TrainConfig(Section):
@@ -162,6 +264,10 @@ class TrainConfig(Section):
     early_stopping: EarlyStopping | None = Field(default=None, description="Stop when eval.metric stops improving.")
     threads: int | None = Field(default=None, ge=1, description="CPU threads for torch; default: torch's choice.")
     tensorboard: bool = Field(default=True, description="Write TensorBoard events to <run>/tensorboard.")
+    optimizer: Literal["adamw", "adamw_8bit", "paged_adamw_8bit"] = Field(
+        default="adamw", description="adamw (fused/foreach torch) or bitsandbytes 8-bit AdamW state (paged: CUDA only)."
+    )
+    compile: bool = Field(default=False, description="torch.compile the transformer blocks (see docs/performance.md).")
     memory: MemoryConfig = Field(default_factory=MemoryConfig, description="Memory levers.")
     distributed: DistributedConfig = Field(
         default_factory=DistributedConfig, description="Multi-process strategy (used when launched with N > 1)."

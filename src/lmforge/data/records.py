@@ -17,7 +17,7 @@ Chat rows may be OpenAI style (``messages`` of ``{role, content}``) or ShareGPT 
 from __future__ import annotations
 
 import json
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 from lmforge.config.hints import did_you_mean
 from lmforge.config.schema import DataConfig
@@ -35,8 +35,14 @@ ROLES = {
 
 def to_records(rows: list[Row], data_cfg: DataConfig) -> list[dict]:
     """Map every raw row to the canonical record of ``data_cfg.format`` (UserError on a bad row)."""
+    return list(convert_rows(rows, data_cfg))
+
+
+def convert_rows(rows: Iterable[Row], data_cfg: DataConfig) -> Iterator[dict]:
+    """Lazily map raw rows to canonical records, one at a time (UserError on the first bad row)."""
     convert = CONVERTERS[data_cfg.format]
-    return [{**convert(row, where, data_cfg), "_where": where} for row, where in rows]
+    for row, where in rows:
+        yield {**convert(row, where, data_cfg), "_where": where}
 
 
 def _missing(row: dict, where: str, data_cfg: DataConfig, field: str) -> UserError:

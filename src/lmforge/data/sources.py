@@ -8,12 +8,17 @@ Supported files: ``.jsonl`` / ``.ndjson``, ``.json`` (a list of objects, or an o
 one list field), ``.csv``, ``.parquet``, and plain text ``.txt`` / ``.md`` (format ``text`` only:
 one record per file in a folder, one record per blank-line-separated paragraph for a single file).
 Every problem a user can fix is a :class:`UserError` naming the file and line or row.
+
+JSONL, CSV and single plain-text files are read lazily, line by line (one paragraph held at a
+time); JSON lists, Parquet, datasets folders, hub datasets and whole-file texts in a folder are
+loaded one file at a time. ``read_source`` collects the rows into a list; ``stream_source``
+yields them.
 """
 
 from __future__ import annotations
 
 import csv
-import io
+import itertools
 import json
 import re
 from dataclasses import dataclass, field
@@ -28,6 +33,8 @@ Row = tuple[dict[str, Any], str]
 TEXT_SUFFIXES = (".txt", ".md")
 TABLE_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".parquet")
 SUPPORTED = TABLE_SUFFIXES + TEXT_SUFFIXES
+BLANK_LINE = re.compile(r"[ \t]*")
+LONE_CR = re.compile(r"(?<=\r)(?!\n)")
 REENCODE_HINT = "re-encode the file as UTF-8, e.g. `iconv -f latin1 -t utf-8 IN > OUT`"
 
 
@@ -45,12 +52,24 @@ def read_source(source: SourceConfig, *, text_format: bool, text_column: str = "
     ``text_format``: plain-text files are accepted (data.format ``text``); their content goes
     into ``text_column``. Raises UserError for anything the user can fix.
     """
-    out = SourceRows()
-    for row in _iter_source(source, out.files, text_format, text_column):
-        out.rows.append(row)
-        if source.limit is not None and len(out.rows) >= source.limit:
-            break
-    return out
+    rows, files = stream_source(source, text_format=text_format, text_column=text_column)
+    return SourceRows(list(rows), files)
+
+
+def stream_source(
+    source: SourceConfig, *, text_format: bool, text_column: str = "text"
+) -> tuple[Iterator[Row], list[Path]]:
+    """The rows of ``source`` (at most ``source.limit``) as a lazy iterator, and the files read.
+
+    Nothing is read until the iterator is advanced; ``files`` grows as files are opened and is
+    complete once the iterator is exhausted (or stopped by the limit). Same rows, order and
+    errors as :func:`read_source`.
+    """
+    files: list[Path] = []
+    rows = _iter_source(source, files, text_format, text_column)
+    if source.limit is not None:
+        rows = itertools.islice(rows, source.limit)
+    return rows, files
 
 
 def _iter_source(source: SourceConfig, files: list[Path], text_format: bool, text_column: str) -> Iterator[Row]:
@@ -152,33 +171,43 @@ def read_text(path: Path) -> str:
         ) from None
 
 
-def _iter_jsonl(path: Path) -> Iterator[Row]:
+def decoded_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """``(line number, line)`` of a UTF-8 file, read lazily; each line keeps its ``\\n`` (a first-line BOM is dropped).
+
+    Lines end at ``\\n`` only (``\\r\\n`` stays inside the line). UserError naming ``file:line`` and
+    the byte offset at the first byte that is not valid UTF-8.
+    """
     offset = 0
     with path.open("rb") as fh:
         for number, raw in enumerate(fh, start=1):
-            where = f"{path}:{number}"
             try:
                 line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
             except UnicodeDecodeError as exc:
                 raise UserError(
                     f"not valid UTF-8 (byte offset {offset + exc.start}: {exc.reason})",
-                    where=where,
+                    where=f"{path}:{number}",
                     hint=REENCODE_HINT,
                 ) from None
             offset += len(raw)
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(
-                    f"malformed JSON: {exc.msg} (column {exc.colno})",
-                    where=where,
-                    hint="each line of a .jsonl file must be one complete JSON object",
-                ) from None
-            if not isinstance(value, dict):
-                raise UserError(f"expected a JSON object, got {type(value).__name__}", where=where)
-            yield value, where
+            yield number, line
+
+
+def _iter_jsonl(path: Path) -> Iterator[Row]:
+    for number, line in decoded_lines(path):
+        where = f"{path}:{number}"
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(
+                f"malformed JSON: {exc.msg} (column {exc.colno})",
+                where=where,
+                hint="each line of a .jsonl file must be one complete JSON object",
+            ) from None
+        if not isinstance(value, dict):
+            raise UserError(f"expected a JSON object, got {type(value).__name__}", where=where)
+        yield value, where
 
 
 def _iter_json(path: Path) -> Iterator[Row]:
@@ -205,8 +234,15 @@ def _iter_json(path: Path) -> Iterator[Row]:
         yield item, where
 
 
+def _csv_lines(path: Path) -> Iterator[str]:
+    """The file's lines as ``open(newline="")`` gives them (ends at \\n, \\r\\n or a lone \\r), lazily."""
+    for _, line in decoded_lines(path):
+        yield from (part for part in LONE_CR.split(line) if part) if "\r" in line else (line,)
+
+
 def _iter_csv(path: Path) -> Iterator[Row]:
-    reader = csv.reader(io.StringIO(read_text(path), newline=""))
+    """Rows of a CSV file with a header line, read lazily; ``where`` is the row's first line."""
+    reader = csv.reader(_csv_lines(path))
     try:
         header = next(reader)
     except StopIteration:
@@ -243,18 +279,48 @@ def _iter_parquet(path: Path) -> Iterator[Row]:
 
 
 def _iter_text(path: Path, column: str, whole_file: bool) -> Iterator[Row]:
-    text = read_text(path).replace("\r\n", "\n")
+    """One record for the whole file (``whole_file``), else one per paragraph, read lazily.
+
+    Paragraphs are separated by a blank line (only spaces/tabs) after a line break; ``where``
+    is the paragraph's first non-empty line. Only one paragraph is held at a time.
+    """
     if whole_file:
+        text = read_text(path).replace("\r\n", "\n")
         if text.strip():
             yield {column: text.strip("\n")}, f"{path}:1"
         return
-    # One record per paragraph: blocks separated by one or more blank lines.
-    line = 1
-    for block in re.split(r"(\n[ \t]*\n)", text):
-        if block.strip() and not re.fullmatch(r"\n[ \t]*\n", block):
-            lead = len(block) - len(block.lstrip("\n"))
-            yield {column: block.strip("\n")}, f"{path}:{line + lead}"
-        line += block.count("\n")
+    lines = _text_lines(path)
+    block: list[str] = []
+    start = number = 1
+    current = next(lines, None)
+    while current is not None:
+        block.append(current[0])
+        following = next(lines, None)
+        if current[1] and following is not None and following[1] and BLANK_LINE.fullmatch(following[0]):
+            yield from _paragraph(block, start, path, column)
+            number += 2  # the blank line belongs to the separator
+            block, start = [], number
+            current = next(lines, None)
+        else:
+            number += 1
+            current = following
+    yield from _paragraph(block, start, path, column)
+
+
+def _text_lines(path: Path) -> Iterator[tuple[str, bool]]:
+    """``(line without its line break, whether a \\n ended it)``; \\r\\n counts as \\n."""
+    for _, line in decoded_lines(path):
+        if line.endswith("\n"):
+            yield line[:-2] if line.endswith("\r\n") else line[:-1], True
+        else:
+            yield line, False
+
+
+def _paragraph(block: list[str], start: int, path: Path, column: str) -> Iterator[Row]:
+    text = "\n".join(block)
+    if text.strip():
+        lead = len(text) - len(text.lstrip("\n"))
+        yield {column: text.strip("\n")}, f"{path}:{start + lead}"
 
 
 def _is_saved_dataset(path: Path) -> bool:

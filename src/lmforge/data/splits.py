@@ -7,14 +7,17 @@ example and at least one train example).
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections import defaultdict
 from dataclasses import dataclass
+from dataclasses import field as default
 from pathlib import Path
+from typing import Iterator
 
 from lmforge.config.schema import DataConfig, SourceConfig
-from lmforge.data.records import to_records
-from lmforge.data.sources import read_source
+from lmforge.data.records import convert_rows
+from lmforge.data.sources import stream_source
 from lmforge.errors import UserError
 
 
@@ -54,11 +57,66 @@ def load_records(data_cfg: DataConfig) -> tuple[list[dict], list[dict] | None, l
     return train, eval_records, files + [f for f in eval_files if f not in files]
 
 
-def _load(source: SourceConfig, data_cfg: DataConfig, field: str) -> tuple[list[dict], list[Path]]:
-    read = read_source(source, text_format=data_cfg.format == "text", text_column=data_cfg.column("text"))
-    if not read.rows:
+@dataclass
+class RecordStreams:
+    """Lazy records of ``data.train`` and ``data.eval`` (None if not given).
+
+    ``files`` (every data file read, train's first) and ``read`` (records yielded so far) are
+    complete once both iterators are exhausted.
+    """
+
+    train: Iterator[dict]
+    eval: Iterator[dict] | None
+    files: list[Path] = default(default_factory=list)
+    read: int = 0
+
+
+def load_records_lazily(data_cfg: DataConfig) -> RecordStreams:
+    """Like :func:`load_records`, but JSONL / CSV / plain-text sources are read record by record.
+
+    The first record of each source is read now, so a missing file, a bad first row or an empty
+    dataset raises UserError here; later bad rows raise while the iterator is consumed.
+    """
+    train, train_files = iter_records(data_cfg.train, data_cfg, "data.train")
+    held = iter_records(data_cfg.eval, data_cfg, "data.eval") if data_cfg.eval is not None else None
+    streams = RecordStreams(iter(()), None)
+    parts = [train_files] + ([held[1]] if held else [])
+
+    def counted(records: Iterator[dict]) -> Iterator[dict]:
+        for record in records:
+            streams.read += 1
+            yield record
+        streams.files[:] = _merged(parts)
+
+    streams.train = counted(train)
+    streams.eval = counted(held[0]) if held else None
+    streams.files[:] = _merged(parts)
+    return streams
+
+
+def iter_records(source: SourceConfig, data_cfg: DataConfig, field: str) -> tuple[Iterator[dict], list[Path]]:
+    """Canonical records of ``source`` (at most ``source.limit``), lazily, and the files read.
+
+    The first record is read before returning: UserError "the dataset is empty" (``field``
+    names the config field) when there is none. ``files`` is complete once the iterator is
+    exhausted. Records, ``_where`` and errors are those of :func:`load_records`.
+    """
+    rows, files = stream_source(source, text_format=data_cfg.format == "text", text_column=data_cfg.column("text"))
+    records = convert_rows(rows, data_cfg)
+    first = next(records, None)
+    if first is None:
         raise UserError("the dataset is empty", where=source.path, hint=f"{field} must hold at least one record")
-    return to_records(read.rows, data_cfg), read.files
+    return itertools.chain((first,), records), files
+
+
+def _merged(parts: list[list[Path]]) -> list[Path]:
+    """The files of every part, in order, each once."""
+    return list(dict.fromkeys(f for part in parts for f in part))
+
+
+def _load(source: SourceConfig, data_cfg: DataConfig, field: str) -> tuple[list[dict], list[Path]]:
+    records, files = iter_records(source, data_cfg, field)
+    return list(records), files
 
 
 def split_indices(records: list, fraction: float, seed: int, key=None) -> tuple[list[int], list[int]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -216,6 +217,8 @@ def render_report(report: Mapping[str, Any]) -> str:
                   f"(scale {judge.get('scale')})", "", "judge prompt:", "", _fenced(str(judge.get('prompt', ''))), ""]
     for title, metrics in (("before", before), ("after", after)):
         lines += _class_sections(title, metrics)
+        for task, task_metrics in (metrics.get("tasks") or {}).items():  # multi-task runs
+            lines += _class_sections(f"{title}, task {task}", task_metrics)
     samples = report.get("samples") or []
     if samples:
         lines += ["## Sample generations", ""]
@@ -291,7 +294,7 @@ def _change(name: str, before: Any, after: Any) -> str:
     delta = after - before
     if delta == 0:
         return "0"
-    lower = any(part in _LOWER_IS_BETTER for part in name.lower().split("_"))
+    lower = any(part in _LOWER_IS_BETTER for part in re.split(r"[_/]", name.lower()))  # task/<name>/eval_loss too
     verdict = "better" if (delta < 0) == lower else "worse"
     return f"{delta:+.4g} ({verdict})"
 

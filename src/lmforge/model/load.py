@@ -109,6 +109,10 @@ def load_model(model_cfg: ModelConfig, task: TaskInfo, **load_kwargs: Any):
 
     if task.head not in HEADS:
         raise ValueError(f"unknown head '{task.head}', expected one of {HEADS}")
+    if task.tasks:  # several classification heads on one encoder
+        from lmforge.model.multihead import build_multihead
+
+        return build_multihead(model_cfg, task, **load_kwargs)
     tokenizer = load_kwargs.pop("tokenizer", None)
     if tokenizer is None:
         tokenizer = load_tokenizer(model_cfg)

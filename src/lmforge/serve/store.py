@@ -1,5 +1,8 @@
 """The served model: one base (causal LM, encoder or classifier) plus named PEFT adapters.
 
+A run trained with method ``adapter`` (lmforge's own bottleneck adapters, not peft) is served
+unmerged: the base is loaded with transformers and the adapters are attached by the method itself.
+
 ``resolve_target`` turns what the user passed to ``lmforge serve`` into a :class:`ServeTarget`;
 ``ModelStore`` loads it and adds/removes adapters at run time, only from inside ``models_dir``.
 All model use goes through ``store.lock`` (adapter switching mutates the model).
@@ -18,12 +21,23 @@ from lmforge.serve.apierror import APIError
 
 @dataclass(frozen=True)
 class ServeTarget:
-    """base: HF model folder; adapters: name -> PEFT adapter folder; models_dir: adapter jail."""
+    """base: HF model folder; adapters: name -> PEFT adapter folder; models_dir: adapter jail;
+    bottleneck: a method-``adapter`` folder applied to the base at load time (served as ``name``)."""
 
     base: Path
     name: str
     models_dir: Path
     adapters: dict[str, Path] = field(default_factory=dict)
+    bottleneck: Path | None = None
+
+
+def is_bottleneck_adapter(folder: Path) -> bool:
+    """True when ``folder/adapter_config.json`` was written by lmforge's method ``adapter`` (not peft)."""
+    path = Path(folder) / "adapter_config.json"
+    try:
+        return path.is_file() and json.loads(path.read_text()).get("method") == "adapter"
+    except (OSError, json.JSONDecodeError):
+        return False
 
 
 def _adapter_base(adapter_dir: Path, override: str | None) -> Path:
@@ -42,24 +56,37 @@ def resolve_target(target: Path | str, cfg) -> ServeTarget:
     """Accept a run folder (export/merged or export/adapter), an HF model folder, or an adapter folder.
 
     A run folder prefers export/merged/; with only export/adapter/ the adapter is served over the
-    base named in its adapter_config.json, under the run folder's name. Extra adapters come from
-    ``cfg.adapters`` (paths relative to ``models_dir``, default the target folder).
+    base named in its adapter_config.json (or ``cfg.base_model``), under the run folder's name. A
+    method-``adapter`` folder (bottleneck adapters) is applied to that base and served as one model.
+    Extra PEFT adapters come from ``cfg.adapters`` (paths relative to ``models_dir``, default the
+    target folder); UserError when combined with a method-``adapter`` folder.
     """
     target = Path(target).resolve()
     name = cfg.model_name or target.name
     adapters: dict[str, Path] = {}
+    bottleneck: Path | None = None
+    if (target / "export" / "multitask" / "multitask.json").is_file():
+        raise UserError("this run trained one classification head per task (multi-task); lmforge serve does not "
+                        "serve multi-head classifiers yet", where=str(target / "export" / "multitask"),
+                        hint="load it in Python with lmforge.model.multihead.load_multihead, or train one task per run to serve it")
     if (target / "export").is_dir():
         merged, adapter = target / "export" / "merged", target / "export" / "adapter"
         if (merged / "config.json").is_file():
             base = merged
+        elif is_bottleneck_adapter(adapter):
+            base, bottleneck = _adapter_base(adapter, cfg.base_model), adapter
         elif (adapter / "adapter_config.json").is_file():
             base = _adapter_base(adapter, cfg.base_model)
             adapters[name] = adapter
             name = cfg.model_name or "base"
+        elif (adapter / "freeze_manifest.json").is_file():  # method freeze, head: pooled
+            base = adapter
         else:
             raise UserError("the run folder has no export/merged or export/adapter", where=str(target),
                             hint="run `lmforge export RUN` first")
         models_dir = target / "export"
+    elif is_bottleneck_adapter(target):
+        base, bottleneck, models_dir = _adapter_base(target, cfg.base_model), target, target.parent
     elif (target / "adapter_config.json").is_file():
         base = _adapter_base(target, cfg.base_model)
         adapters[target.name] = target
@@ -70,9 +97,12 @@ def resolve_target(target: Path | str, cfg) -> ServeTarget:
         raise UserError("not a model folder, adapter folder or run folder", where=str(target),
                         hint="serve a run folder, an exported model folder or a PEFT adapter folder")
     models_dir = Path(cfg.models_dir).resolve() if cfg.models_dir else models_dir
+    if bottleneck is not None and cfg.adapters:
+        raise UserError("a method 'adapter' run (bottleneck adapters) cannot be served with extra PEFT adapters",
+                        where="serve.adapters", hint="serve the PEFT adapters over the plain base model instead")
     for key, rel in cfg.adapters.items():
         adapters[key] = jail_path(models_dir, rel)
-    return ServeTarget(base=base, name=name, models_dir=models_dir, adapters=adapters)
+    return ServeTarget(base=base, name=name, models_dir=models_dir, adapters=adapters, bottleneck=bottleneck)
 
 
 def jail_path(models_dir: Path, rel: str) -> Path:
@@ -87,12 +117,48 @@ def jail_path(models_dir: Path, rel: str) -> Path:
 
 def model_kind(base: Path) -> str:
     """"causal", "classifier" or "encoder", from the architectures in config.json."""
+    if (base / "freeze_manifest.json").is_file():  # a pooled head (method freeze, head: pooled)
+        return "classifier"
     archs = json.loads((base / "config.json").read_text()).get("architectures") or []
     if any(a.endswith("ForCausalLM") for a in archs):
         return "causal"
     if any(a.endswith("ForSequenceClassification") for a in archs):
         return "classifier"
     return "encoder"
+
+
+def load_bottleneck(base: Path, folder: Path, dtype: str = "float32"):
+    """(model, tokenizer): the base loaded with transformers, with the method-``adapter`` adapters
+    of ``folder`` attached (frozen, eval). The tokenizer comes from ``folder`` when it has one, else
+    from ``base``. UserError when the adapters do not fit the base."""
+    import torch
+    import transformers as tf
+
+    from lmforge.methods import build_method, get_method_spec
+    from lmforge.model.task import TaskInfo
+
+    saved = json.loads((folder / "adapter_config.json").read_text())
+    task = saved.get("task") or {"head": "causal_lm"}
+    if task.get("head") == "sequence_classification":
+        labels = list(task.get("labels") or [])
+        model = tf.AutoModelForSequenceClassification.from_pretrained(
+            base, dtype=getattr(torch, dtype), num_labels=len(labels), id2label=dict(enumerate(labels)),
+            label2id={label: i for i, label in enumerate(labels)})
+        info = TaskInfo("sequence_classification", len(labels), tuple(labels))
+    else:
+        model = tf.AutoModelForCausalLM.from_pretrained(base, dtype=getattr(torch, dtype))
+        info = TaskInfo("causal_lm")
+    method = build_method("adapter", get_method_spec("adapter").params.model_validate(saved["params"]))
+    model = method.load(model, folder, info)
+    has_tokenizer = (folder / "tokenizer_config.json").is_file()
+    tokenizer = tf.AutoTokenizer.from_pretrained(folder if has_tokenizer else base)
+    return model, tokenizer
+
+
+def bottleneck_kind(folder: Path, base: Path) -> str:
+    """The served kind of ``base`` with the method-``adapter`` folder applied (its recorded task head)."""
+    task = json.loads((folder / "adapter_config.json").read_text()).get("task") or {}
+    return "classifier" if task.get("head") == "sequence_classification" else model_kind(base)
 
 
 class ModelStore:
@@ -103,11 +169,18 @@ class ModelStore:
         import transformers as tf
 
         self.target, self.name = target, target.name
-        self.kind = model_kind(target.base)
-        auto = {"causal": tf.AutoModelForCausalLM, "classifier": tf.AutoModelForSequenceClassification,
-                "encoder": tf.AutoModel}[self.kind]
-        self.tokenizer = tf.AutoTokenizer.from_pretrained(target.base)
-        self.model = auto.from_pretrained(target.base, dtype=getattr(torch, dtype)).eval()
+        self.kind = bottleneck_kind(target.bottleneck, target.base) if target.bottleneck else model_kind(target.base)
+        if target.bottleneck is not None:
+            self.model, self.tokenizer = load_bottleneck(target.base, target.bottleneck, dtype)
+        elif (target.base / "freeze_manifest.json").is_file():
+            from lmforge.methods.freeze.method import load_pooled_export
+
+            self.model, self.tokenizer = load_pooled_export(target.base, dtype)
+        else:
+            auto = {"causal": tf.AutoModelForCausalLM, "classifier": tf.AutoModelForSequenceClassification,
+                    "encoder": tf.AutoModel}[self.kind]
+            self.tokenizer = tf.AutoTokenizer.from_pretrained(target.base)
+            self.model = auto.from_pretrained(target.base, dtype=getattr(torch, dtype)).eval()
         self.adapters: dict[str, Path] = {}
         self.lock = threading.RLock()
         for name, path in target.adapters.items():
@@ -118,13 +191,22 @@ class ModelStore:
         return [self.name, *self.adapters]
 
     def add_adapter(self, name: str, path: Path) -> None:
-        """Load the PEFT adapter at ``path`` (already jailed) as ``name``; 400/409 on bad input."""
+        """Load the PEFT adapter at ``path`` (already jailed) as ``name``; 400/409 on bad input.
+
+        Method-``adapter`` folders (bottleneck adapters) are refused with 400, and so is any PEFT
+        adapter when the served model itself carries bottleneck adapters."""
         from peft import PeftModel
 
         if name == self.name or name in self.adapters:
             raise APIError(409, f"model {name!r} already exists", "model_exists")
         if not (path / "adapter_config.json").is_file():
             raise APIError(400, "no adapter_config.json in that folder", "not_an_adapter")
+        if is_bottleneck_adapter(path):
+            raise APIError(400, "only PEFT adapters can be added at run time; serve a method 'adapter' run "
+                           "with `lmforge serve RUN`", "adapter_not_peft")
+        if self.target.bottleneck is not None:
+            raise APIError(400, "this model runs with method 'adapter' bottleneck adapters; PEFT adapters "
+                           "cannot be added to it", "adapter_not_supported")
         with self.lock:
             try:
                 if isinstance(self.model, PeftModel):

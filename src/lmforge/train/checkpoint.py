@@ -120,16 +120,40 @@ def load_checkpoint(folder: Path, model: nn.Module, optimizer, scheduler) -> Loo
 
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
     """Whole CPU copies of the optimizer's tensor state, keyed "<param index>.<name>" (collective
-    under FSDP: every process calls it)."""
+    under FSDP: every process calls it). Nested state dicts (bitsandbytes 8-bit optimizers keep
+    theirs under one key) flatten to "<param index>.<name>/<inner name>"."""
     return {f"{index}.{key}": _whole(value) for index, entry in optimizer.state_dict()["state"].items()
-            for key, value in entry.items() if torch.is_tensor(value)}
+            for key, value in _flat(entry).items() if torch.is_tensor(value)}
+
+
+def _flat(entry: dict[str, Any]) -> dict[str, Any]:
+    """One parameter's state with nested dicts flattened to "outer/inner" keys."""
+    out: dict[str, Any] = {}
+    for key, value in entry.items():
+        if isinstance(value, dict):
+            out.update({f"{key}/{inner}": v for inner, v in value.items()})
+        else:
+            out[key] = value
+    return out
+
+
+def _nest(flat: dict[str, Any]) -> dict[str, Any]:
+    """Inverse of :func:`_flat`."""
+    out: dict[str, Any] = {}
+    for key, value in flat.items():
+        outer, sep, inner = key.partition("/")
+        if sep:
+            out.setdefault(outer, {})[inner] = value
+        else:
+            out[key] = value
+    return out
 
 
 def _save_optimizer(folder: Path, optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor]) -> None:
     full = optimizer.state_dict()
     scalars: dict[str, dict[str, Any]] = {}
     for index, entry in full["state"].items():
-        for key, value in entry.items():
+        for key, value in _flat(entry).items():
             if not torch.is_tensor(value):
                 scalars.setdefault(str(index), {})[key] = value
     save_file(tensors, str(folder / "optimizer.safetensors"))
@@ -145,8 +169,9 @@ def _load_optimizer(folder: Path, optimizer: torch.optim.Optimizer) -> None:
     for name, value in tensors.items():
         index, _, key = name.partition(".")
         param = params[int(index)]
-        state[int(index)][key] = _like(value, param) if value.shape == param.shape else value
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+        state[int(index)][key] = _like(value, param) if value.shape == param.shape and "/" not in key else value
+    groups = [{k: tuple(v) if k == "betas" else v for k, v in g.items()} for g in meta["param_groups"]]
+    optimizer.load_state_dict({"state": {i: _nest(e) for i, e in state.items()}, "param_groups": groups})
 
 
 def _save_rng(folder: Path) -> None:

@@ -6,7 +6,10 @@ change of torch/transformers). Memory of one process, in bytes:
 
 - weights: trainable parameters in fp32, frozen ones in their storage precision (fp32, bf16, or
   4-bit NF4 for QLoRA at ~4.5 bits with block scales);
-- grads: trainable x 4; optimizer: AdamW m and v = trainable x 8;
+- grads: trainable x 4; optimizer: AdamW m and v = trainable x 8 (fp32), or ~2.03 bytes with the
+  bitsandbytes 8-bit AdamW (``train.optimizer: adamw_8bit``; uint8 m and v + block scales);
+- frozen base weights in bf16 (``train.memory.base_dtype``, the default under bf16 for a frozen
+  base) count 2 bytes: ``frozen_bits=16``;
 - activations: tokens x layers x (A_H x hidden + A_I x intermediate) elements saved for
   backward, in the compute precision; with activation checkpointing only each layer's input is
   kept, plus one layer's full activations during its recompute;
@@ -40,6 +43,8 @@ LOAD_COPY_FRACTION = 0.25  # share of the weights' bytes left in RSS by loading 
 DEFAULT_PEAK_GFLOPS = {"fp32": 400.0, "bf16": 2600.0, "fp16": 400.0}
 DEFAULT_UTILIZATION = 0.3  # achieved / peak matmul rate of a training step (HF reaches ~0.15)
 BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+# train.optimizer -> (state bytes per trainable parameter, trainable-sized fp32 temporaries in the step)
+OPTIMIZER_STATE = {"adamw": (8.0, OPT_TEMP_COPIES), "adamw_8bit": (2.03, 0.0), "paged_adamw_8bit": (2.03, 0.0)}
 FROZEN_BYTES = {32: 4.0, 16: 2.0, 8: 1.06, 4: 0.5625}  # 8/4-bit include block scales
 
 
@@ -112,6 +117,7 @@ class EstimateInputs:
     peak_gflops: float | None = None
     utilization: float = DEFAULT_UTILIZATION
     shared_compute: bool = True  # processes share one CPU (True) or each has a device (False)
+    optimizer: str = "adamw"  # train.optimizer: adamw | adamw_8bit | paged_adamw_8bit
 
 
 @dataclass
@@ -162,7 +168,8 @@ def estimate(
         activation_checkpointing: recompute every layer's activations in backward.
         n_processes: data-parallel processes on this machine.
         **options: other ``EstimateInputs`` fields (frozen_bits, max_length, chunked_loss,
-            grad_accumulation, peak_gflops, utilization, shared_compute, chunk_size).
+            grad_accumulation, peak_gflops, utilization, shared_compute, chunk_size, optimizer;
+            ``frozen_bits=16`` for a bf16 frozen base).
 
     Returns:
         An ``Estimate``; ``peak_bytes`` sums all processes, ``breakdown`` is per process.
@@ -203,7 +210,7 @@ def estimate_inputs(x: EstimateInputs) -> Estimate:
     breakdown = {
         "weights": weights,
         "grads": x.trainable_params * 4.0,
-        "optimizer": x.trainable_params * 8.0,
+        "optimizer": x.trainable_params * OPTIMIZER_STATE[x.optimizer][0],
         "activations": activations,
         "logits": loss_tokens * s.vocab * 4.0 * LOGIT_COPIES,
         "framework": FRAMEWORK_BYTES + LOAD_COPY_FRACTION * weights,
@@ -215,8 +222,9 @@ def estimate_inputs(x: EstimateInputs) -> Estimate:
     cast_cache = x.trainable_params * BYTES[x.precision] if x.precision != "fp32" else 0.0
     head_grad = s.vocab * s.hidden * 4.0 if full else 0.0  # output-projection grad, early in backward
     backward_peak = activations + breakdown["logits"] + head_grad + cast_cache
-    step_peak = breakdown["grads"] * (1 + OPT_TEMP_COPIES)
-    breakdown["step_temporaries"] = breakdown["grads"] * OPT_TEMP_COPIES
+    temp_copies = OPTIMIZER_STATE[x.optimizer][1]
+    step_peak = breakdown["grads"] * (1 + temp_copies)
+    breakdown["step_temporaries"] = breakdown["grads"] * temp_copies
     if x.n_processes > 1:  # DDP gradient buckets: one more copy of the trainable grads
         breakdown["ddp_buckets"] = breakdown["grads"]
     fixed = weights + breakdown["optimizer"] + breakdown["framework"] + breakdown.get("ddp_buckets", 0.0)
@@ -314,12 +322,16 @@ def _candidates(x: EstimateInputs) -> list[tuple[str, dict]]:
         frozen = 16 if x.frozen_bits == 32 and partial else x.frozen_bits
         change = {"precision": "bf16", "frozen_bits": frozen}
         out.append(("precision: bf16 (autocast; frozen base kept in bf16)", change))
+    elif x.frozen_bits == 32 and partial:
+        out.append(("memory.base_dtype: bfloat16 (frozen base stored in bf16)", {"frozen_bits": 16}))
     if not x.packing:
         out.append(("packing: true", {"packing": True}))
     if not x.chunked_loss:
         out.append(("chunked loss (labelled positions only)", {"chunked_loss": True}))
     if not x.activation_checkpointing:
         out.append(("activation checkpointing: all layers", {"activation_checkpointing": True}))
+    if x.optimizer == "adamw":
+        out.append(("optimizer: adamw_8bit (8-bit AdamW state)", {"optimizer": "adamw_8bit"}))
     if x.batch_size > 1:
         half = max(1, x.batch_size // 2)
         accum = x.grad_accumulation * math.ceil(x.batch_size / half)

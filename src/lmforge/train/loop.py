@@ -7,6 +7,7 @@ branches here: those live in the method, the objective and :class:`~lmforge.trai
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,7 +26,7 @@ from lmforge.train.state import LoopState, StepPlan, TrainResult, improved, next
 def train(
     model: nn.Module,
     objective: Any,
-    train_features: list[dict],
+    train_features: Sequence[dict],
     *,
     train_cfg: TrainConfig,
     run_dir: str | Path,
@@ -48,7 +49,8 @@ def train(
     uninterrupted run. ``callbacks`` are added to the progress bar / metrics.jsonl / TensorBoard.
 
     ``train_features`` is any sequence (``len`` + ``[i]``), e.g. memory-mapped
-    :class:`lmforge.data.shards.TokenShards`. Under a launcher (``WORLD_SIZE`` > 1) every process
+    :class:`lmforge.data.shards.TokenShards`. While training, frozen weights are stored in
+    ``train.memory.base_dtype`` (restored after; see :meth:`Runtime.finish`). Under a launcher (``WORLD_SIZE`` > 1) every process
     calls ``train`` alike: the global window (``batch_size x grad_accum`` examples) is split over
     processes with the same math as one process; rank 0 writes checkpoints and metrics.
     """
@@ -80,8 +82,9 @@ def train(
         if state.step % plan.save_every == 0 or done or state.stopped_early:
             save_checkpoint(checkpoint_dir(run_dir, LAST), model, state, optimizer, scheduler, write=runtime.is_main)
             runtime.wait()  # no rank runs ahead of a half-written checkpoint
+    rounded = runtime.finish(model)
     _emit(hooks, "on_end", state)
-    return TrainResult(state.step, state.best_step, state.best_metrics, state.history, state.stopped_early)
+    return TrainResult(state.step, state.best_step, state.best_metrics, state.history, state.stopped_early, rounded)
 
 
 def _optimizer_step(model, objective, batches, optimizer, scheduler, runtime: Runtime, train_cfg: TrainConfig) -> dict:

@@ -9,6 +9,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from lmforge.config.schema import TrainConfig
+from lmforge.errors import UserError
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -30,15 +31,48 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [g for g in groups if g["params"]]
 
 
-def build_optimizer(model: nn.Module, train_cfg: TrainConfig) -> torch.optim.AdamW:
-    """AdamW (lr = train_cfg.lr) over trainable params; fused on CUDA, foreach elsewhere."""
+def build_optimizer(model: nn.Module, train_cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW (lr = train_cfg.lr) over trainable params, by ``train_cfg.optimizer``:
+
+    "adamw": torch AdamW, fused on CUDA, foreach elsewhere (fp32 m and v: 8 bytes / parameter).
+    "adamw_8bit" / "paged_adamw_8bit": bitsandbytes AdamW with blockwise 8-bit m and v (~2 bytes /
+    parameter; tensors under 4096 elements keep fp32 state). Works on CPU and CUDA; "paged" keeps
+    the state in CUDA unified memory (on CPU bitsandbytes falls back to the unpaged optimizer).
+    """
     groups = param_groups(model, train_cfg.weight_decay)
     if not groups:
         raise ValueError("the model has no trainable parameters (check the method)")
+    return OPTIMIZERS[train_cfg.optimizer](groups, train_cfg.lr)
+
+
+def _torch_adamw(groups: list[dict], lr: float) -> torch.optim.Optimizer:
     on_cuda = all(p.is_cuda for g in groups for p in g["params"])
     if on_cuda:
-        return torch.optim.AdamW(groups, lr=train_cfg.lr, fused=True)
-    return torch.optim.AdamW(groups, lr=train_cfg.lr, foreach=True)
+        return torch.optim.AdamW(groups, lr=lr, fused=True)
+    return torch.optim.AdamW(groups, lr=lr, foreach=True)
+
+
+def _bnb_adamw(paged: bool):
+    def build(groups: list[dict], lr: float) -> torch.optim.Optimizer:
+        try:
+            import bitsandbytes as bnb
+        except ImportError as exc:
+            raise UserError("8-bit optimizers need bitsandbytes", where="train.optimizer",
+                            hint="pip install bitsandbytes, or use optimizer: adamw") from exc
+        if any(hasattr(p, "device_mesh") for g in groups for p in g["params"]):  # FSDP DTensor shards
+            raise UserError("8-bit optimizers cannot update FSDP-sharded parameters (bitsandbytes has no DTensor "
+                            "support)", where="train.optimizer",
+                            hint="use optimizer: adamw with fsdp, or distributed.strategy: ddp with adamw_8bit")
+        cls = bnb.optim.PagedAdamW8bit if paged else bnb.optim.AdamW8bit
+        return cls(groups, lr=lr)
+
+    return build
+
+
+OPTIMIZERS = {"adamw": _torch_adamw, "adamw_8bit": _bnb_adamw(False), "paged_adamw_8bit": _bnb_adamw(True)}
+
+# Optimizer-state bytes per trainable parameter (for lmforge estimate).
+STATE_BYTES = {"adamw": 8.0, "adamw_8bit": 2.0, "paged_adamw_8bit": 2.0}
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, kind: str) -> float:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ContextManager
 
@@ -21,6 +21,7 @@ from torch import nn
 from lmforge.config.schema import TrainConfig
 from lmforge.train import distributed
 from lmforge.train.distributed import ProcessInfo
+from lmforge.train.precision import cast_for_training, resolve_base_dtype, restore_dtypes
 
 
 @dataclass(frozen=True)
@@ -31,12 +32,17 @@ class Runtime:
     precision: "bf16" (autocast to bfloat16) or "fp32".
     process: rank / world size (one process by default).
     strategy: "ddp" or "fsdp" (used when ``process.world_size > 1``).
+    base_dtype: storage dtype of frozen weights while training (bf16 base for LoRA-family runs).
+    compile: ``torch.compile`` the transformer blocks in :meth:`prepare`.
     """
 
     device: torch.device
     precision: str
     process: ProcessInfo = ProcessInfo()
     strategy: str = "ddp"
+    base_dtype: torch.dtype = torch.float32
+    compile: bool = False
+    _changed: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def is_main(self) -> bool:
@@ -50,13 +56,27 @@ class Runtime:
     def prepare(self, model: nn.Module) -> nn.Module:
         """Move ``model`` to the device (in place); return the module to run the forward through.
 
-        One process: ``model`` itself. Several: the DDP wrapper (``model`` keeps the same
-        parameters) or ``model`` converted in place by FSDP ``fully_shard``.
+        Frozen fp32 weights are stored in ``base_dtype`` and trainable ones in fp32 (undone by
+        :meth:`finish`); with ``compile`` the transformer blocks are compiled in place (parameter
+        names and ``state_dict`` keys unchanged). One process: ``model`` itself. Several: the DDP
+        wrapper (``model`` keeps the same parameters) or ``model`` converted in place by FSDP.
         """
         model.to(self.device)
+        self._changed.update(cast_for_training(model, self.base_dtype))
+        if self.compile:
+            compile_blocks(model)
         if self.world_size == 1:
             return model
         return distributed.wrap_model(model, self.device, self.strategy)
+
+    def finish(self, model: nn.Module) -> bool:
+        """After training: parameters back to the dtypes they had before :meth:`prepare`. Returns
+        True when frozen weights were stored in a lower precision: they now hold the rounded
+        values (reload the base for exact original weights, as ``pipeline`` does)."""
+        rounded = any(not p.requires_grad and dtype.itemsize > p.dtype.itemsize for p, dtype in self._changed.items())
+        restore_dtypes(self._changed)
+        self._changed.clear()
+        return rounded
 
     def shard(self, window: list[list[int]]) -> list[tuple[list[int], float]]:
         """This process's ``(indices, weight)`` per micro-batch of the global ``window``."""
@@ -94,7 +114,8 @@ class Runtime:
         """``evaluate_fn(model)`` on rank 0 (DDP) or on every rank (FSDP needs all shards for a
         forward); every process returns rank 0's metrics, so all take the same decisions."""
         runs_here = self.is_main or self.strategy == "fsdp"
-        metrics = dict(evaluate_fn(model)) if runs_here else None
+        with self.autocast():  # a bf16 base feeds bf16 activations to fp32 trainable layers
+            metrics = dict(evaluate_fn(model)) if runs_here else None
         return distributed.broadcast_object(metrics)
 
     def callbacks(self, writers: list, user: list) -> list:
@@ -128,8 +149,9 @@ def build_runtime(train_cfg: TrainConfig, seed: int) -> Runtime:
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
     distributed.init_process_group(process, device, train_cfg.distributed)
-    return Runtime(device=device, precision=choose_precision(train_cfg.precision, device), process=process,
-                   strategy=train_cfg.distributed.strategy)
+    precision = choose_precision(train_cfg.precision, device)
+    return Runtime(device=device, precision=precision, process=process, strategy=train_cfg.distributed.strategy,
+                   base_dtype=resolve_base_dtype(train_cfg.memory.base_dtype, precision), compile=train_cfg.compile)
 
 
 def choose_device(requested: str) -> torch.device:
@@ -164,6 +186,21 @@ def cpu_supports_bf16(cpuinfo: str | None = None) -> bool:
             return False
     flags = set(cpuinfo.split())
     return bool(flags & {"amx_bf16", "avx512_bf16"})
+
+
+def compile_blocks(model: nn.Module) -> int:
+    """``torch.compile`` each transformer block in place (regional compilation: one compiled
+    graph reused by every same-shaped block, so compile time does not grow with depth); the
+    whole model when it has no such blocks. Returns the number of modules compiled."""
+    from lmforge.train.checkpointing import checkpointable_layers
+
+    try:
+        blocks = checkpointable_layers(model)
+    except (AttributeError, ValueError):
+        blocks = []
+    for block in blocks or [model]:
+        block.compile()
+    return len(blocks) or 1
 
 
 def seed_everything(seed: int) -> None:

@@ -19,6 +19,7 @@ class TrainResult:
     best_metrics: dict[str, float]
     history: list[dict[str, Any]]
     stopped_early: bool
+    base_rounded: bool = False  # frozen weights were stored in bf16 while training (rounded in place)
 
 
 @dataclass(frozen=True)

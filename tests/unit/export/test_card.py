@@ -71,3 +71,75 @@ def test_card_without_before_or_exports(tmp_path):
     card["metrics"] = {"before": None, "after": {"accuracy": 0.75}}
     text = write_model_card(tmp_path, card).read_text()
     assert "| accuracy | - | 0.7500 |" in text and "## Usage" not in text
+
+
+def _snippets(text: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", text, re.S)
+
+
+def _method_card(tmp_path, name: str, exports: dict) -> str:
+    card = _card(tmp_path, exports)
+    card["method"] = {"name": name}
+    return write_model_card(tmp_path, card).read_text()
+
+
+def test_lora_card_loads_with_peft(tmp_path):
+    text = _method_card(tmp_path, "lora", {"adapter": str(tmp_path / "adapter")})
+    assert "PeftModel.from_pretrained" in text and "from peft import PeftModel" in text
+    assert yaml.safe_load(text.split("---")[1])["library_name"] == "peft"
+
+
+def test_adapter_method_card_snippet_loads_the_bottleneck_adapters(tmp_path, tiny_llama_dir):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from lmforge.methods import METHODS, build_method
+    from lmforge.model.task import TaskInfo
+
+    torch.manual_seed(0)
+    method = build_method("adapter", METHODS["adapter"].params.model_validate({"style": "houlsby"}))
+    model = method.apply(AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32), TaskInfo("causal_lm"))
+    with torch.no_grad():
+        for param in (p for p in model.parameters() if p.requires_grad):
+            param.normal_(0, 0.5)
+    method.save(model, tmp_path / "adapter")
+    text = _method_card(tmp_path, "adapter", {"adapter": str(tmp_path / "adapter")})
+    assert "PeftModel" not in text and "peft" not in yaml.safe_load(text.split("---")[1])["library_name"]
+    assert "lmforge serve RUN" in text
+    (snippet,) = _snippets(text)
+    scope: dict = {}
+    exec(snippet, scope)  # the card's own usage code attaches the saved adapters
+    ids = torch.tensor([[1, 5, 9, 3]])
+    with torch.no_grad():
+        assert torch.allclose(scope["model"](ids).logits, model.eval()(ids).logits, atol=1e-5)
+    assert scope["tokenizer"].chat_template
+
+
+def test_freeze_cards_load_through_lmforge(tmp_path, tiny_llama_dir):
+    pooled = tmp_path / "pooled"
+    pooled.mkdir()
+    (pooled / "freeze_manifest.json").write_text(json.dumps({"method": "freeze", "pooled_head": {}}))
+    text = _method_card(tmp_path, "freeze", {"adapter": str(pooled)})
+    assert f"load_pooled_export({str(pooled)!r})" in text and "PeftModel" not in text
+    assert "apply_chat_template" not in text  # a pooled head is a classifier
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from lmforge.methods import METHODS, build_method
+    from lmforge.model.task import TaskInfo
+
+    method = build_method("freeze", METHODS["freeze"].params.model_validate({"last_layers": 1}))
+    model = method.apply(AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32), TaskInfo("causal_lm"))
+    trained = next(n for n, p in model.named_parameters() if p.requires_grad)
+    with torch.no_grad():
+        model.get_parameter(trained).add_(1.0)
+    method.save(model, tmp_path / "tensors")
+    card = _card(tmp_path, {"adapter": str(tmp_path / "tensors")})
+    card["method"], card["base_model"] = {"name": "freeze"}, str(tiny_llama_dir)
+    text = write_model_card(tmp_path, card).read_text()
+    assert "PeftModel" not in text
+    scope: dict = {}
+    exec(_snippets(text)[0], scope)
+    assert type(scope["model"]).__name__ == "LlamaForCausalLM"
+    assert torch.equal(scope["model"].get_parameter(trained), model.get_parameter(trained))

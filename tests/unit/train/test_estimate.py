@@ -87,3 +87,20 @@ def test_model_shape_direct():
     s = ModelShape(hidden=8, layers=1, intermediate=16, vocab=10, heads=2, kv_heads=2, head_dim=4)
     assert s.layer_params == 8 * 8 * 4 + 3 * 8 * 16 + 16
     assert estimate(s, seq_lengths=[4]).peak_bytes > 0
+
+
+def test_8bit_optimizer_shrinks_state_and_step_temporaries():
+    fp32, q = _est(), _est(optimizer="adamw_8bit")
+    assert q.breakdown["optimizer"] == pytest.approx(fp32.breakdown["optimizer"] * 2.03 / 8)
+    assert q.breakdown["step_temporaries"] == 0.0
+    assert q.peak_bytes < fp32.peak_bytes - 5 * 134.5e6  # >= 5 bytes per parameter saved
+    assert any("adamw_8bit" in s.change for s in suggest(fp32, q.peak_bytes + 1))
+
+
+def test_bf16_base_halves_frozen_weights():
+    lora = 2_000_000
+    fp32_base = _est(trainable_params=lora, precision="bf16")
+    bf16_base = _est(trainable_params=lora, precision="bf16", frozen_bits=16)
+    frozen = 134_515_008 - lora
+    assert fp32_base.breakdown["weights"] - bf16_base.breakdown["weights"] == pytest.approx(frozen * 2, rel=0.01)
+    assert any("base_dtype" in s.change for s in suggest(fp32_base, fp32_base.peak_bytes - frozen))

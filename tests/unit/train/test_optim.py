@@ -59,3 +59,62 @@ def test_no_trainable_params_is_an_error():
     model = nn.Linear(2, 2).requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable"):
         build_optimizer(model, TrainConfig())
+
+
+def _regression_model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 1))  # 8192-element weight: 8-bit state
+
+
+def _fit(model, opt, steps=30):
+    x = torch.randn(64, 64, generator=torch.Generator().manual_seed(1))
+    y = x[:, :1] * 2.0
+    losses = []
+    for _ in range(steps):
+        loss = (model(x) - y).pow(2).mean()
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+        losses.append(float(loss))
+    return losses
+
+
+@pytest.mark.parametrize("name", ["adamw_8bit", "paged_adamw_8bit"])
+def test_8bit_adamw_keeps_uint8_state_and_trains_on_cpu(name):
+    bnb = pytest.importorskip("bitsandbytes")
+    model = _regression_model()
+    opt = build_optimizer(model, TrainConfig(lr=1e-2, optimizer=name))
+    assert isinstance(opt, bnb.optim.optimizer.Optimizer8bit)
+    losses = _fit(model, opt)
+    assert losses[-1] < 0.3 * losses[0]
+    state = opt.state[model[0].weight]
+    assert state["state1"].dtype == torch.uint8 and state["state2"].dtype == torch.uint8
+
+
+def test_8bit_adamw_matches_fp32_adamw_closely():
+    pytest.importorskip("bitsandbytes")
+    fp32_model, q_model = _regression_model(), _regression_model()
+    fp32 = _fit(fp32_model, build_optimizer(fp32_model, TrainConfig(lr=1e-2)))
+    q = _fit(q_model, build_optimizer(q_model, TrainConfig(lr=1e-2, optimizer="adamw_8bit")))
+    assert q[-1] == pytest.approx(fp32[-1], rel=0.25, abs=1e-2)
+
+
+def test_8bit_adamw_checkpoint_round_trip(tmp_path):
+    pytest.importorskip("bitsandbytes")
+    from lmforge.train.checkpoint import load_checkpoint, save_checkpoint
+    from lmforge.train.state import LoopState
+
+    cfg = TrainConfig(lr=1e-2, optimizer="adamw_8bit")
+    model = _regression_model()
+    opt = build_optimizer(model, cfg)
+    sched = build_scheduler(opt, cfg, total_steps=20)
+    _fit(model, opt, steps=5)
+    save_checkpoint(tmp_path / "ck", model, LoopState(step=5), opt, sched)
+    expected = _fit(model, opt, steps=3)
+
+    restored = _regression_model()
+    opt2 = build_optimizer(restored, cfg)
+    load_checkpoint(tmp_path / "ck", restored, opt2, build_scheduler(opt2, cfg, total_steps=20))
+    key = restored[0].weight
+    assert opt2.state[key]["state1"].dtype == torch.uint8
+    assert _fit(restored, opt2, steps=3) == pytest.approx(expected, rel=1e-6)

@@ -3,15 +3,20 @@
 EDA (Wei & Zou 2019, "EDA: Easy Data Augmentation Techniques"): synonym replacement from a
 small built-in map, random swap and random deletion. Texts shorter than ``min_words`` are left
 unchanged (no copy is made). Augmented copies carry ``_augmented`` (the operation) and the
-original's ``_where``. Applies to the ``text`` field of text and classification records.
+original's ``_where``. EDA applies to the ``text`` field of text and classification records;
+model paraphrases (:mod:`lmforge.data.prepare.paraphrase`) also to the ``instruction`` of
+instruction records. Oversampling copies whole records.
 """
 
 from __future__ import annotations
 
 import random
 from collections import Counter, defaultdict
+from typing import Callable, Iterable, Iterator, Sequence
 
 from lmforge.config.prepare import AugmentConfig
+
+TEXT_FIELD = {"text": "text", "classification": "text", "instruction": "instruction"}
 
 SYNONYMS: dict[str, tuple[str, ...]] = {
     "good": ("fine", "nice", "decent"), "great": ("excellent", "superb", "wonderful"),
@@ -73,33 +78,84 @@ def eda_variant(text: str, rng: random.Random, cfg: AugmentConfig) -> tuple[str,
 
 def oversample(records: list[dict], rng: random.Random) -> list[dict]:
     """Copies of minority-class records (``_augmented: "oversample"``) up to the largest class size."""
-    by_label: dict[str, list[dict]] = defaultdict(list)
-    for r in records:
-        by_label[r["label"]].append(r)
-    target = max((len(v) for v in by_label.values()), default=0)
-    extra = []
-    for label in sorted(by_label):
-        group = by_label[label]
-        extra += [dict(rng.choice(group), _augmented="oversample") for _ in range(target - len(group))]
-    return extra
+    by_label: dict[str, list[int]] = defaultdict(list)
+    for i, r in enumerate(records):
+        by_label[r["label"]].append(i)
+    return [dict(records[i], _augmented="oversample") for i in oversample_picks(by_label, rng)]
 
 
-def augment_records(records: list[dict], data_format: str, cfg: AugmentConfig, seed: int) -> tuple[list[dict], Counter]:
+def oversample_picks(positions: dict[str, Sequence[int]], rng: random.Random) -> list[int]:
+    """Positions to copy so every label reaches the largest class size (labels in sorted order)."""
+    target = max((len(v) for v in positions.values()), default=0)
+    picks: list[int] = []
+    for label in sorted(positions):
+        group = positions[label]
+        picks += [group[rng.randrange(len(group))] for _ in range(target - len(group))]
+    return picks
+
+
+class Augmenter:
+    """Seeded text augmentation of a train stream: EDA copies and model paraphrases.
+
+    :meth:`extras` takes the train records (in order) and yields the new copies, batch by batch
+    (``paraphrase.batch_size``): EDA copies of each record, then the paraphrases of the batch.
+    ``paraphrase(texts) -> [[str, ...], ...]`` is the model-backed callable
+    (:class:`~lmforge.data.prepare.paraphrase.ModelParaphraser`); it must be given when
+    ``cfg.paraphrase`` is set. ``counts`` holds the copies made per operation.
+    """
+
+    def __init__(self, data_format: str, cfg: AugmentConfig, seed: int, paraphrase: Callable[[list[str]], list[list[str]]] | None = None):
+        self.data_format, self.cfg = data_format, cfg
+        self.rng = random.Random(seed)
+        self.counts: Counter = Counter()
+        self.field = TEXT_FIELD.get(data_format)
+        self.paraphrase = paraphrase if cfg.paraphrase is not None and self.field is not None else None
+
+    def _eda(self, record: dict) -> list[dict]:
+        out = []
+        for _ in range(self.cfg.copies):
+            variant = eda_variant(record["text"], self.rng, self.cfg)
+            if variant is None:
+                self.counts["eda_skipped_short"] += 1
+                break
+            out.append(dict(record, text=variant[0], _augmented=variant[1]))
+            self.counts[f"eda_{variant[1]}"] += 1
+        return out
+
+    def _paraphrases(self, batch: list[dict]) -> list[dict]:
+        assert self.paraphrase is not None and self.cfg.paraphrase is not None
+        field = self.field
+        todo = [r for r in batch if len(str(r[field]).split()) >= self.cfg.paraphrase.min_words]
+        self.counts["paraphrase_skipped_short"] += len(batch) - len(todo)
+        out = []
+        for record, texts in zip(todo, self.paraphrase([r[field] for r in todo]) if todo else []):
+            out += [dict(record, **{field: t}, _augmented="paraphrase") for t in texts]
+            self.counts["paraphrase"] += len(texts)
+        return out
+
+    def extras(self, records: Iterable[dict]) -> Iterator[dict]:
+        """The augmented copies of ``records`` (EDA, then paraphrases), in a fixed order."""
+        eda = self.cfg.eda and self.data_format in ("text", "classification")
+        size = self.cfg.paraphrase.batch_size if self.paraphrase is not None else 1
+        batch: list[dict] = []
+        for record in records:
+            batch.append(record)
+            if eda:
+                yield from self._eda(record)
+            if len(batch) >= size:
+                if self.paraphrase is not None:
+                    yield from self._paraphrases(batch)
+                batch = []
+        if batch and self.paraphrase is not None:
+            yield from self._paraphrases(batch)
+
+
+def augment_records(records: list[dict], data_format: str, cfg: AugmentConfig, seed: int, paraphrase=None) -> tuple[list[dict], Counter]:
     """Train records plus augmented copies (appended after the originals) and counts per operation."""
-    rng = random.Random(seed)
-    counts: Counter = Counter()
-    extra: list[dict] = []
-    if cfg.eda and data_format in ("text", "classification"):
-        for r in records:
-            for _ in range(cfg.copies):
-                variant = eda_variant(r["text"], rng, cfg)
-                if variant is None:
-                    counts["eda_skipped_short"] += 1
-                    break
-                extra.append(dict(r, text=variant[0], _augmented=variant[1]))
-                counts[f"eda_{variant[1]}"] += 1
+    augmenter = Augmenter(data_format, cfg, seed, paraphrase)
+    extra = list(augmenter.extras(records))
     if cfg.oversample and data_format == "classification":
-        copies = oversample(records + extra, rng)
-        counts["oversample"] += len(copies)
+        copies = oversample(records + extra, augmenter.rng)
+        augmenter.counts["oversample"] += len(copies)
         extra += copies
-    return records + extra, counts
+    return records + extra, augmenter.counts

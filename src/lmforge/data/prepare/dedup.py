@@ -15,6 +15,8 @@ import hashlib
 
 import numpy as np
 
+from lmforge.data.prepare.store import DiskStore, KeyTable
+
 _BASE = np.uint64(1099511628211)  # FNV-1a 64-bit prime
 
 
@@ -26,6 +28,11 @@ def dedup_key(text: str) -> str:
 def exact_hash(text: str) -> str:
     """sha256 hex digest of :func:`dedup_key` of ``text``."""
     return hashlib.sha256(dedup_key(text).encode("utf-8")).hexdigest()
+
+
+def exact_key(text: str) -> int:
+    """64-bit integer form of :func:`exact_hash` (first 8 bytes): compact state for streaming."""
+    return int.from_bytes(hashlib.sha256(dedup_key(text).encode("utf-8")).digest()[:8], "little")
 
 
 def lsh_bands(num_perm: int, threshold: float) -> tuple[int, int]:
@@ -82,37 +89,53 @@ class MinHasher:
 
 
 class NearDuplicateIndex:
-    """Banded LSH index; :meth:`find` returns the id of an indexed near duplicate or None."""
+    """Banded LSH index; :meth:`find` returns the id of an indexed near duplicate or None.
 
-    def __init__(self, threshold: float = 0.8, num_perm: int = 128, shingle: int = 5, seed: int = 0):
+    Compact for streaming: band values are folded to one 64-bit key each and kept in a
+    :class:`~lmforge.data.prepare.store.KeyTable` (16 bytes per band per indexed text); the
+    signatures themselves go to a :class:`~lmforge.data.prepare.store.DiskStore` and are read
+    back only to verify a candidate. RAM per indexed text: about ``16 * bands + 8`` bytes.
+    """
+
+    def __init__(self, threshold: float = 0.8, num_perm: int = 128, shingle: int = 5, seed: int = 0, folder: str | None = None):
         self.threshold = threshold
         self.hasher = MinHasher(num_perm, shingle, seed)
         self.bands, self.rows = lsh_bands(num_perm, threshold)
-        self._buckets: list[dict[bytes, list[int]]] = [{} for _ in range(self.bands)]
-        self._signatures: dict[int, np.ndarray] = {}
+        rng = np.random.default_rng([seed, 1])
+        self._mult = rng.integers(1, 2**63, size=self.rows, dtype=np.uint64) | np.uint64(1)
+        self._salt = rng.integers(0, 2**63, size=self.bands, dtype=np.uint64)
+        self._table = KeyTable()
+        self._store = DiskStore(folder)
+        self._width = num_perm * 4
 
-    def _band_keys(self, sig: np.ndarray) -> list[bytes]:
-        r = self.rows
-        return [sig[i * r : (i + 1) * r].tobytes() for i in range(self.bands)]
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def band_keys(self, sig: np.ndarray) -> list[int]:
+        """One 64-bit key per band: a seeded polynomial fold of the band's rows, salted by band."""
+        block = sig[: self.bands * self.rows].astype(np.uint64).reshape(self.bands, self.rows)
+        with np.errstate(over="ignore"):
+            folded = (block * self._mult[None, :]).sum(axis=1, dtype=np.uint64) ^ self._salt
+            folded = (folded ^ (folded >> np.uint64(29))) * _BASE
+        return folded.tolist()
 
     def find(self, text: str, sig: np.ndarray | None = None) -> int | None:
         """Id of the most similar indexed text with estimated Jaccard >= threshold, else None."""
         sig = self.hasher.signature(text) if sig is None else sig
-        seen: set[int] = set()
-        best, best_sim = None, -1.0
-        for band, key in zip(self._buckets, self._band_keys(sig)):
-            for other in band.get(key, ()):
-                if other in seen:
-                    continue
-                seen.add(other)
-                sim = float(np.mean(self._signatures[other] == sig))
-                if sim >= self.threshold and (sim > best_sim or (sim == best_sim and other < best)):
-                    best, best_sim = other, sim
-        return best
+        found = self._table.get(self.band_keys(sig))
+        if not found:
+            return None
+        rows = np.frombuffer(b"".join(self._store.get(i) for i in found), dtype=np.uint32).reshape(len(found), -1)
+        sims = (rows[:, : sig.size] == sig[None, :]).mean(axis=1)
+        ids = rows[:, sig.size :].copy().view(np.int64).ravel()
+        ok = np.flatnonzero(sims >= self.threshold)
+        if ok.size == 0:
+            return None
+        best = max(ok.tolist(), key=lambda j: (sims[j], -ids[j]))
+        return int(ids[best])
 
     def add(self, item_id: int, text: str, sig: np.ndarray | None = None) -> None:
         """Index ``text`` under ``item_id``."""
         sig = self.hasher.signature(text) if sig is None else sig
-        self._signatures[item_id] = sig
-        for band, key in zip(self._buckets, self._band_keys(sig)):
-            band.setdefault(key, []).append(item_id)
+        internal = self._store.append(sig.astype(np.uint32).tobytes() + int(item_id).to_bytes(8, "little", signed=True))
+        self._table.add(self.band_keys(sig), internal)

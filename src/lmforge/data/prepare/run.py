@@ -1,97 +1,281 @@
 """``run_prepare``: canonical records -> cleaned, deduplicated, redacted, split JSONL + audit trail.
 
-Order: validate + tag source -> normalise -> personal data -> filter -> labels (classification)
--> deduplicate (exact, near) -> split -> drop train copies of held-out examples (leaks) ->
-augment train -> write ``train/validation/test.jsonl``, ``manifest.json``, ``report.md`` and
-``report.html`` into ``out_dir`` (each file atomically). Same records, config and seed give byte-identical files.
+Streaming, in bounded memory: records flow one at a time through validate + tag source ->
+normalise -> personal data -> filter (incl. language) into a spool file on disk; classification
+labels are checked in a second pass (known labels and conflicting texts need counts first);
+exact + near duplicates are removed while each kept example gets a split rank; a third pass
+writes validation/test and indexes them, a fourth writes train minus the copies of held-out
+examples (leaks) plus the augmented copies. What stays in memory is compact per-example state
+(64-bit hashes, LSH band keys, a split rank, a length), counters and a few examples per rule;
+MinHash signatures, ``_where`` strings and the spools live in a work folder beside ``out_dir``
+that is removed at the end. ``train/validation/test.jsonl`` are moved into ``out_dir`` only when
+everything succeeded; ``manifest.json``, ``report.md`` and ``report.html`` are written atomically.
+Same records, config and seed give byte-identical files.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
+from array import array
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable, Iterator
 
-from lmforge.atomic import atomic_write_text
 from lmforge.config.prepare import PrepareConfig
 from lmforge.data.prepare import clean
 from lmforge.data.prepare.audit import RuleLog, library_versions, sha256_file, write_manifest, write_report
-from lmforge.data.prepare.augment import augment_records
+from lmforge.data.prepare.augment import Augmenter, oversample_picks
 from lmforge.data.prepare.fields import joined_text
 from lmforge.data.prepare.filters import length_of
 from lmforge.data.prepare.html_report import write_html
-from lmforge.data.prepare.labels import check_labels
-from lmforge.data.prepare.split import split_records
+from lmforge.data.prepare.labels import ConflictVotes, drop_conflicts, infer_known, resolve_records, similar_labels
+from lmforge.data.prepare.split import TRAIN, VALIDATION, SplitPlan
+from lmforge.data.prepare.store import read_jsonl, spool, write_jsonl
+from lmforge.errors import UserError
 
 SPLITS = ("train", "validation", "test")
+Paraphrase = Callable[[list[str]], list[list[str]]]
 
 
 @dataclass(frozen=True)
 class PrepareResult:
-    """The prepared splits (lists of canonical records) and where the audit files are."""
+    """Where the prepared splits and the audit files are; ``train`` etc. read a split back as a list."""
 
-    train: list[dict]
-    validation: list[dict]
-    test: list[dict]
+    out_dir: Path
+    counts: dict[str, int]
     manifest_path: Path
     report_path: Path
 
+    def records(self, split: str) -> Iterator[dict]:
+        """The records of ``split`` ("train", "validation", "test"), streamed from its JSONL file."""
+        return read_jsonl(self.out_dir / f"{split}.jsonl")
 
-def _clean(records: list[dict], data_format: str, cfg: PrepareConfig, seed: int, tokenizer: Any, log: RuleLog) -> list[dict]:
-    records = clean.add_source(records, data_format)
-    records = clean.normalise_records(records, data_format, cfg.normalise, log)
-    records = clean.redact_records(records, data_format, cfg.pii, str(seed), log)
-    return clean.filter_records(records, data_format, cfg.filter, tokenizer, log)
+    @property
+    def train(self) -> list[dict]:
+        return list(self.records("train"))
+
+    @property
+    def validation(self) -> list[dict]:
+        return list(self.records("validation"))
+
+    @property
+    def test(self) -> list[dict]:
+        return list(self.records("test"))
 
 
-def _labels(records: list[dict], cfg: PrepareConfig, log: RuleLog, known: list[str] | None) -> tuple[list[dict], list[str]]:
-    kept, report = check_labels(records, cfg.labels, known)
-    for rule, record, detail in report.events:
+@dataclass
+class _Run:
+    """One run's fixed inputs, its rule log and its work folder."""
+
+    data_format: str
+    cfg: PrepareConfig
+    seed: int
+    tokenizer: Any
+    log: RuleLog
+    work: Path
+
+    def path(self, name: str) -> Path:
+        return self.work / name
+
+
+def _clean(run: _Run, records: Iterable[dict], name: str) -> tuple[Path, Counter]:
+    """Per-record rules into the spool ``<name>.clean.jsonl``; returns it and the label counts."""
+    cfg, fmt = run.cfg, run.data_format
+    stream = clean.add_source(records, fmt)
+    stream = clean.normalise_records(stream, fmt, cfg.normalise, run.log)
+    stream = clean.redact_records(stream, fmt, cfg.pii, str(run.seed), run.log)
+    stream = clean.filter_records(stream, fmt, cfg.filter, run.tokenizer, run.log)
+    labels: Counter = Counter()
+
+    def counted() -> Iterator[dict]:
+        for record in stream:
+            if fmt == "classification":
+                labels[record["label"]] += 1
+            yield record
+
+    path = run.path(f"{name}.clean.jsonl")
+    spool(counted(), path)
+    return path, labels
+
+
+def _label_event(run: _Run) -> Callable[[str, dict, str], None]:
+    def event(rule: str, record: dict, detail: str) -> None:
+        where = str(record.get("_where", "?"))
         if rule == "label_similar":
-            log.noted(rule, str(record.get("_where", "?")), detail)
-        elif cfg.labels.policy == "fix" and rule != "label_conflict" and rule != "label_unknown":
-            log.changed(rule, str(record.get("_where", "?")), None, detail)
+            run.log.noted(rule, where, detail)
+        elif run.cfg.labels.policy == "fix" and rule not in ("label_conflict", "label_unknown"):
+            run.log.changed(rule, where, None, detail)
         else:
-            log.removed(rule, str(record.get("_where", "?")), detail)
-    return kept, report.known
+            run.log.removed(rule, where, detail)
+
+    return event
 
 
-def _split(train: list[dict], held: list[dict] | None, data_format: str, cfg: PrepareConfig, seed: int) -> tuple[list[dict], ...]:
-    stratify = cfg.split.stratify and data_format == "classification"
-    if held is None:
-        return split_records(train, cfg.split, seed, stratify)
-    # The user gave an eval set: it is the validation split; test still comes out of train.
-    share = cfg.split.test / (1 - cfg.split.validation) if cfg.split.test else 0.0
-    train, _, test = split_records(train, cfg.split.model_copy(update={"validation": 0.0, "test": share}), seed, stratify)
-    return train, held, test
+def _labels(run: _Run, path: Path, allowed: list[str], inferred: bool) -> Iterator[dict]:
+    """Label checks of a cleaned spool: resolve into a second spool, then drop conflicting texts."""
+    cfg, event = run.cfg.labels, _label_event(run)
+    votes, first_where = ConflictVotes(), {}
+
+    def resolved() -> Iterator[dict]:
+        for record in resolve_records(read_jsonl(path), cfg, allowed, event):
+            votes.add(record)
+            first_where.setdefault(record["label"], record)
+            yield record
+
+    labelled = path.with_suffix(".labels.jsonl")
+    spool(resolved(), labelled)
+    if inferred:
+        for a, b in similar_labels(allowed, cfg.typo_cutoff):
+            if b in first_where:
+                event("label_similar", first_where[b], f"'{a}' and '{b}' look alike; set labels.known to merge them")
+    return drop_conflicts(read_jsonl(labelled), votes.conflicts(), cfg, event)
 
 
-def _write_jsonl(path: Path, records: list[dict]) -> Path:
-    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-    return atomic_write_text(path, text)
+def _checked(run: _Run, records: Iterable[dict], held: Iterable[dict] | None) -> tuple[Iterator[dict], Iterator[dict] | None]:
+    """Cleaned (and, for classification, label-checked) train and held-out streams."""
+    train_path, counts = _clean(run, records, "train")
+    held_path = _clean(run, held, "validation")[0] if held is not None else None
+    if run.data_format != "classification":
+        return read_jsonl(train_path), read_jsonl(held_path) if held_path else None
+    allowed = list(run.cfg.labels.known or infer_known(counts, run.cfg.labels.rare_share))
+    train = _labels(run, train_path, allowed, run.cfg.labels.known is None)
+    return train, _labels(run, held_path, allowed, False) if held_path else None
 
 
-def _manifest(parts: dict[str, list[dict]], data_format: str, cfg: PrepareConfig, out_dir: Path, inputs: list[Path], seed: int, log: RuleLog, tokenizer: Any) -> dict:
-    outputs = []
-    for name, records in parts.items():
-        path = _write_jsonl(out_dir / f"{name}.jsonl", records)
-        outputs.append({"split": name, "file": path.name, "examples": len(records), "sha256": sha256_file(path)})
+def _split_plan(run: _Run, held_given: bool) -> SplitPlan:
+    cfg = run.cfg.split
+    if held_given:  # the user's eval set is the validation split; test still comes out of train
+        share = cfg.test / (1 - cfg.validation) if cfg.test else 0.0
+        cfg = cfg.model_copy(update={"validation": 0.0, "test": share})
+    return SplitPlan(cfg, run.seed, run.cfg.split.stratify and run.data_format == "classification")
+
+
+def _dedup_and_split(run: _Run, train: Iterator[dict], held: Iterator[dict] | None, out: dict[str, Any], leaks: clean.LeakIndex) -> tuple[Path, SplitPlan]:
+    """Deduplicate train (spooled, ranked for the split) and the user's eval set (written as validation)."""
+    fmt, dcfg = run.data_format, run.cfg.dedup
+    plan = _split_plan(run, held is not None)
+    keeper = clean.Deduplicator(fmt, dcfg, run.seed, run.log, "train", str(run.work))
+
+    def kept() -> Iterator[dict]:
+        for record in train:
+            if keeper.keep(record):
+                plan.add(record)
+                yield record
+
+    path = run.path("train.kept.jsonl")
+    spool(kept(), path)
+    if held is not None:
+        held_keeper = clean.Deduplicator(fmt, dcfg, run.seed, run.log, "validation", str(run.work))
+        for record in held:
+            if held_keeper.keep(record):
+                write_jsonl(out["validation"], record)
+                leaks.add(record)
+                out["counts"]["validation"] += 1
+    plan.finish()
+    return path, plan
+
+
+def _write_train(run: _Run, kept: Path, plan: SplitPlan, leaks: clean.LeakIndex, paraphrase: Paraphrase | None) -> tuple[array, dict[str, int], int]:
+    """train.jsonl: kept train records minus leaks, then augmented copies. Returns lengths, balance, count."""
+    fmt, path = run.data_format, run.path("train.jsonl")
+    augmenter = Augmenter(fmt, run.cfg.augment, run.seed, paraphrase)
+    lengths, offsets, labels = array("q"), array("q"), []
+    extras_path = run.path("train.extras.jsonl")
+    with open(path, "w", encoding="utf-8") as fh, open(extras_path, "w", encoding="utf-8") as extras:
+
+        def originals() -> Iterator[dict]:
+            for i, record in enumerate(read_jsonl(kept)):
+                if plan.side(record, i) == TRAIN and not leaks.leaks(record):
+                    offsets.append(fh.tell())
+                    write_jsonl(fh, record)
+                    yield record
+
+        for extra in augmenter.extras(originals()):
+            write_jsonl(extras, extra)
+    with open(path, "a", encoding="utf-8") as fh:
+        for record in read_jsonl(extras_path):
+            offsets.append(fh.tell())
+            write_jsonl(fh, record)
+    if run.cfg.augment.oversample and fmt == "classification":
+        _oversample(path, offsets, augmenter)
+    for op, n in sorted(augmenter.counts.items()):
+        run.log.rules[f"augment_{op}"] = {"changed": 0, "removed": 0, "found": n, "examples": []}
+    balance: Counter = Counter()
+    for record in read_jsonl(path):
+        lengths.append(length_of(joined_text(record, fmt), run.tokenizer))
+        if fmt == "classification":
+            balance[record["label"]] += 1
+    return lengths, dict(sorted(balance.items())), len(lengths)
+
+
+def _oversample(path: Path, offsets: array, augmenter: Augmenter) -> None:
+    """Append oversampled copies (``_augmented: "oversample"``) of minority-class lines of ``path``."""
+    positions: dict[str, array] = {}
+    with open(path, "rb") as fh:
+        for i, line in enumerate(fh):
+            positions.setdefault(json.loads(line)["label"], array("q")).append(i)
+        picks = oversample_picks(positions, augmenter.rng)
+        augmenter.counts["oversample"] += len(picks)
+        copies = []
+        for pick in picks:
+            fh.seek(offsets[pick])
+            copies.append(dict(json.loads(fh.readline()), _augmented="oversample"))
+    with open(path, "a", encoding="utf-8") as out:
+        for record in copies:
+            write_jsonl(out, record)
+
+
+def _outputs(run: _Run, train: Iterator[dict], held: Iterator[dict] | None, paraphrase: Paraphrase | None) -> tuple[dict[str, int], array, dict[str, int]]:
+    """All passes after cleaning; writes the three split files into the work folder."""
+    leaks = clean.LeakIndex(run.data_format, run.cfg.dedup, run.seed, run.log, str(run.work))
+    counts = {name: 0 for name in SPLITS}
+    with open(run.path("validation.jsonl"), "w", encoding="utf-8") as val, open(run.path("test.jsonl"), "w", encoding="utf-8") as test:
+        out = {"validation": val, "test": test, "counts": counts}
+        kept, plan = _dedup_and_split(run, train, held, out, leaks)
+        for i, record in enumerate(read_jsonl(kept)):
+            side = plan.side(record, i)
+            if side != TRAIN:
+                name = "validation" if side == VALIDATION else "test"
+                write_jsonl(out[name], record)
+                counts[name] += 1
+                leaks.add(record)
+    lengths, balance, counts["train"] = _write_train(run, kept, plan, leaks, paraphrase)
+    return counts, lengths, balance
+
+
+def _manifest(run: _Run, out_dir: Path, inputs: list[Path], counts: dict[str, int]) -> dict:
     return {
-        "format": data_format,
-        "seed": seed,
+        "format": run.data_format,
+        "seed": run.seed,
         "inputs": [{"path": str(p), "bytes": Path(p).stat().st_size, "sha256": sha256_file(Path(p))} for p in inputs],
-        "outputs": outputs,
-        "rules": dict(sorted(log.rules.items())),
-        "length_unit": "tokens" if tokenizer is not None else "words",
-        "tokenizer": getattr(tokenizer, "name_or_path", None) if tokenizer is not None else None,
-        "config": cfg.model_dump(mode="json"),
+        "outputs": [
+            {"split": name, "file": f"{name}.jsonl", "examples": counts[name], "sha256": sha256_file(run.path(f"{name}.jsonl"))}
+            for name in SPLITS
+        ],
+        "rules": dict(sorted(run.log.rules.items())),
+        "length_unit": "tokens" if run.tokenizer is not None else "words",
+        "tokenizer": getattr(run.tokenizer, "name_or_path", None) if run.tokenizer is not None else None,
+        "config": run.cfg.model_dump(mode="json"),
         "versions": library_versions(),
     }
 
 
+def _publish(run: _Run, out_dir: Path) -> None:
+    """Move the finished split files from the work folder into ``out_dir`` (one rename each)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in SPLITS:
+        path = run.path(f"{name}.jsonl")
+        with open(path, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(path, out_dir / f"{name}.jsonl")
+
+
 def run_prepare(
-    records: list[dict],
+    records: Iterable[dict],
     data_format: str,
     prepare_cfg: PrepareConfig,
     out_dir: Path,
@@ -99,39 +283,44 @@ def run_prepare(
     inputs: list[Path],
     seed: int,
     tokenizer: Any = None,
-    eval_records: list[dict] | None = None,
+    eval_records: Iterable[dict] | None = None,
+    paraphrase: Paraphrase | None = None,
 ) -> PrepareResult:
     """Prepare canonical ``records`` (each with ``_where``) and write splits + audit into ``out_dir``.
 
-    ``eval_records`` (optional) become the validation split after the same cleaning; the train
-    copy of any example also found (exactly or nearly) in validation/test is dropped and logged.
-    ``tokenizer`` (optional, a transformers tokenizer) makes length filters count tokens.
+    ``records`` / ``eval_records`` may be lists or one-shot iterators (e.g. a generator reading
+    a file); each is read once. ``eval_records`` (optional) become the validation split after
+    the same cleaning; the train copy of any example also found (exactly or nearly) in
+    validation/test is dropped and logged. ``tokenizer`` (optional) makes length filters count
+    tokens. ``paraphrase`` (texts -> paraphrases per text) is required when
+    ``augment.paraphrase`` is set (see :class:`~lmforge.data.prepare.paraphrase.ModelParaphraser`).
     Raises UserError (naming the record's ``_where``) on malformed records or, with label policy
-    ``fail``, on label problems.
+    ``fail``, on label problems; ``out_dir`` is then left untouched.
     """
-    cfg, out_dir, log = prepare_cfg, Path(out_dir), RuleLog(prepare_cfg.examples_per_rule)
-    train = _clean(records, data_format, cfg, seed, tokenizer, log)
-    held = _clean(eval_records, data_format, cfg, seed, tokenizer, log) if eval_records is not None else None
-    balance = None
-    if data_format == "classification":
-        train, known = _labels(train, cfg, log, None)
-        if held is not None:
-            held, _ = _labels(held, cfg, log, known)
-    train = clean.dedup_records(train, data_format, cfg.dedup, seed, log, "train")
-    if held is not None:
-        held = clean.dedup_records(held, data_format, cfg.dedup, seed, log, "validation")
-    train, validation, test = _split(train, held, data_format, cfg, seed)
-    train = clean.drop_leaks(train, validation + test, data_format, cfg.dedup, seed, log)
-    train, counts = augment_records(train, data_format, cfg.augment, seed)
-    for op, n in sorted(counts.items()):
-        log.rules[f"augment_{op}"] = {"changed": 0, "removed": 0, "found": n, "examples": []}
-    if data_format == "classification":
-        balance = {k: sum(1 for r in train if r["label"] == k) for k in sorted({r["label"] for r in train})}
-    parts = {"train": train, "validation": validation, "test": test}
-    manifest = _manifest(parts, data_format, cfg, out_dir, inputs, seed, log, tokenizer)
-    manifest["label_balance"] = balance
+    cfg, out_dir = prepare_cfg, Path(out_dir)
+    if cfg.augment.paraphrase is not None and paraphrase is None:
+        raise UserError(
+            "augment.paraphrase is set but no paraphrase model was loaded",
+            where="data.prepare.augment.paraphrase",
+            hint="run through `lmforge data prepare` / `lmforge train`, or pass paraphrase= to run_prepare",
+        )
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".prepare", dir=out_dir.parent))
+    try:
+        run = _Run(data_format, cfg, seed, tokenizer, RuleLog(cfg.examples_per_rule), work)
+        train, held = _checked(run, records, eval_records)
+        counts, lengths, balance = _outputs(run, train, held, paraphrase)
+        manifest = _manifest(run, out_dir, inputs, counts)
+        manifest["label_balance"] = balance if data_format == "classification" else None
+        _publish(run, out_dir)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if paraphrase is not None and getattr(paraphrase, "counts", None):
+        for op, n in sorted(paraphrase.counts.items()):
+            manifest["rules"][f"augment_{op}"] = {"changed": 0, "removed": n, "found": 0, "examples": []}
+        manifest["rules"] = dict(sorted(manifest["rules"].items()))
+    balance_or_none = manifest["label_balance"]
     manifest_path = write_manifest(out_dir, manifest)
-    lengths = [length_of(joined_text(r, data_format), tokenizer) for r in train]
-    report_path = write_report(out_dir, manifest, lengths, balance)
-    write_html(out_dir, manifest, lengths, balance)
-    return PrepareResult(train, validation, test, manifest_path, report_path)
+    report_path = write_report(out_dir, manifest, lengths, balance_or_none)
+    write_html(out_dir, manifest, lengths, balance_or_none)
+    return PrepareResult(out_dir, counts, manifest_path, report_path)

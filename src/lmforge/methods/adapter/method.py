@@ -7,7 +7,8 @@ output projection is the last linear layer whose name mentions ``attn`` / ``atte
 be named explicitly (``method.mlp_output`` / ``method.attention_output``).
 
 Saved folder: ``adapter_weights.safetensors`` (adapters + the trained task head) and
-``adapter_config.json`` (method, params, the projections adapted, the tensor names).
+``adapter_config.json`` (method, the base model's path, the task head and labels, params, the
+projections adapted, the tensor names).
 """
 
 from __future__ import annotations
@@ -82,6 +83,20 @@ def _attention_output(linears: list[str]) -> str:
     return attention[-1]
 
 
+def _base_path(model: nn.Module) -> str:
+    """The folder (absolute) or hub id ``model`` was loaded from; "" when unknown."""
+    name = str(getattr(model, "name_or_path", "") or "")
+    return str(Path(name).resolve()) if name and Path(name).exists() else name
+
+
+def _task_record(model: nn.Module) -> dict[str, Any]:
+    """{"head": "causal_lm" | "sequence_classification", "labels": [...] | None} of ``model`` (for serving)."""
+    if type(model).__name__.endswith("ForSequenceClassification"):
+        id2label = getattr(model.config, "id2label", None) or {}
+        return {"head": "sequence_classification", "labels": [id2label[i] for i in sorted(id2label)]}
+    return {"head": "causal_lm", "labels": None}
+
+
 class AdapterMethod:
     """Freezes the base, attaches bottleneck adapters, trains them (+ the classification head)."""
 
@@ -110,6 +125,8 @@ class AdapterMethod:
         save_file(state, str(out_dir / WEIGHTS), metadata={"format": "pt", "method": "adapter"})
         config = {
             "method": "adapter",
+            "base_model_name_or_path": _base_path(model),
+            "task": _task_record(model),
             "params": self.params.model_dump(),
             "sites": sorted({n.rsplit("." + CHILD + ".", 1)[0] for n in state if f".{CHILD}." in n}),
             "tensors": sorted(state),

@@ -6,8 +6,10 @@ register_method(
         name="freeze",
         params=FreezeParams,
         factory="lmforge.methods.freeze.method:FreezeMethod",
-        trains="the task head (feature extraction), optionally the last N transformer layers",
+        trains="the task head (feature extraction), optionally the last N transformer layers; "
+        "head: pooled trains a pooling + MLP head, with cached encoder features",
         mergeable=True,
-        guidance="Cheapest option for classification on an encoder; too weak to teach a causal LM new behaviour.",
+        guidance="Cheapest option for classification on an encoder; too weak to teach a causal LM new behaviour. "
+        "head: pooled + cache_features makes every epoch after the first cost only the head (not mergeable).",
     )
 )

@@ -5,6 +5,10 @@ What is the "head" is found generically, never by architecture name:
   parameter (a classification ``classifier`` / ``score``; an untied causal-LM ``lm_head``);
 - parameters missing from the base checkpoint (freshly initialised, so they must train).
 The transformer blocks are the largest ``nn.ModuleList`` whose children share one type.
+
+``head: pooled`` replaces the model's head with pooling + a small MLP on its backbone
+(:mod:`lmforge.methods.freeze.pooled`); it saves the same two files, and its manifest also records
+the head's shape and labels.
 """
 
 from __future__ import annotations
@@ -20,7 +24,8 @@ from torch import nn
 from lmforge.atomic import atomic_write_text
 from lmforge.errors import UserError
 from lmforge.methods.freeze.config import FreezeParams
-from lmforge.methods.registry import MethodSpec
+from lmforge.methods.freeze.pooled import FeatureCache, PooledForSequenceClassification
+from lmforge.methods.registry import MethodSpec, get_method_spec
 from lmforge.model.task import TaskInfo
 
 WEIGHTS = "freeze_weights.safetensors"
@@ -38,7 +43,10 @@ class FreezeMethod:
         return {}
 
     def apply(self, model: nn.Module, task: TaskInfo) -> nn.Module:
-        """Freeze everything, then unfreeze :func:`trainable_names`; returns ``model`` itself."""
+        """Freeze everything, then unfreeze :func:`trainable_names`; returns ``model`` itself
+        (``head: pooled``: a :class:`PooledForSequenceClassification` over ``model``'s backbone)."""
+        if self.params.head == "pooled":
+            return apply_pooled(model, task, self.params)
         names = trainable_names(model, task, self.params)
         if not names:
             raise UserError(
@@ -58,6 +66,8 @@ class FreezeMethod:
         state = {n: p.detach().to("cpu").contiguous() for n, p in model.named_parameters() if p.requires_grad}
         save_file(state, str(out_dir / WEIGHTS), metadata={"format": "pt", "method": "freeze"})
         manifest = {"method": "freeze", "params": self.params.model_dump(), "tensors": sorted(state)}
+        if isinstance(model, PooledForSequenceClassification):
+            manifest["pooled_head"] = describe_pooled(model)
         atomic_write_text(out_dir / MANIFEST, json.dumps(manifest, indent=2) + "\n")
 
     def load(self, base: nn.Module, in_dir: Path, task: TaskInfo) -> nn.Module:
@@ -65,6 +75,8 @@ class FreezeMethod:
         in_dir = Path(in_dir)
         manifest = json.loads((in_dir / MANIFEST).read_text())
         state = load_file(str(in_dir / WEIGHTS))
+        if "pooled_head" in manifest:
+            base = apply_pooled(base, task, FreezeParams.model_validate(manifest["params"]))
         params = dict(base.named_parameters())
         missing = [n for n in manifest["tensors"] if n not in params or n not in state]
         if missing:
@@ -78,7 +90,11 @@ class FreezeMethod:
         return base.eval()
 
     def merge(self, model: nn.Module) -> nn.Module:
-        """The trained tensors live in the model itself: nothing to fold in."""
+        """The trained tensors live in the model itself: nothing to fold in (``head: pooled``:
+        a UserError, no transformers architecture holds a pooled MLP head)."""
+        if isinstance(model, PooledForSequenceClassification):
+            raise UserError("method.head: pooled cannot be merged into a plain transformers model",
+                            where="export.merged", hint="use the exported head folder (export/adapter)")
         return model
 
 
@@ -87,17 +103,23 @@ def trainable_names(model: nn.Module, task: TaskInfo, params: FreezeParams) -> s
     names: set[str] = set()
     if params.train_head or task.head == "sequence_classification":
         names |= head_names(model)
-    if params.last_layers:
-        prefix, blocks = transformer_blocks(model)
-        if params.last_layers > len(blocks):
-            raise UserError(
-                f"method.last_layers is {params.last_layers} but the model has {len(blocks)} layers",
-                where="method.last_layers",
-                hint=f"use a value from 0 to {len(blocks)}",
-            )
-        first = len(blocks) - params.last_layers
-        for index in range(first, len(blocks)):
-            names |= {f"{prefix}.{index}.{n}" for n, _ in blocks[index].named_parameters()}
+    return names | top_block_names(model, params.last_layers)
+
+
+def top_block_names(model: nn.Module, last_layers: int) -> set[str]:
+    """Parameter names of the top ``last_layers`` transformer blocks of ``model`` (none for 0)."""
+    if not last_layers:
+        return set()
+    prefix, blocks = transformer_blocks(model)
+    if last_layers > len(blocks):
+        raise UserError(
+            f"method.last_layers is {last_layers} but the model has {len(blocks)} layers",
+            where="method.last_layers",
+            hint=f"use a value from 0 to {len(blocks)}",
+        )
+    names: set[str] = set()
+    for index in range(len(blocks) - last_layers, len(blocks)):
+        names |= {f"{prefix}.{index}.{n}" for n, _ in blocks[index].named_parameters()}
     return names
 
 
@@ -158,3 +180,59 @@ def transformer_blocks(model: nn.Module) -> tuple[str, nn.ModuleList]:
             hint="set method.last_layers: 0",
         )
     return best
+
+
+def apply_pooled(model: nn.Module, task: TaskInfo, params: FreezeParams) -> PooledForSequenceClassification:
+    """``model``'s backbone (``model.base_model``; its own head is dropped) frozen, + the last
+    ``params.last_layers`` blocks trainable, under a new pooling + MLP head for ``task.num_labels``."""
+    if task.head != "sequence_classification":
+        raise UserError("method.head: pooled trains a classification head; this run is not classification",
+                        where="method.head", hint="use classification data, or method.head: auto")
+    if getattr(task, "tasks", None):
+        raise UserError("method.head: pooled trains one classification head; this run has several tasks",
+                        where="method.head", hint="use method.head: auto for multi-task classification")
+    encoder = getattr(model, "base_model", model)
+    for param in model.parameters():
+        param.requires_grad_(False)
+    for name in top_block_names(encoder, params.last_layers):
+        encoder.get_parameter(name).requires_grad_(True)
+    cache = FeatureCache(params.cache_limit) if params.cache_features else None
+    pooled = PooledForSequenceClassification(
+        encoder, model.config, num_labels=int(task.num_labels or model.config.num_labels), pooling=params.pooling,
+        head_hidden=params.head_hidden, dropout=params.head_dropout, cache=cache)
+    pooled.name_or_path = getattr(model, "name_or_path", "")
+    return pooled
+
+
+def describe_pooled(model: PooledForSequenceClassification) -> dict:
+    """The head's shape, labels and base for the manifest (JSON-able)."""
+    config = model.config
+    return {"pooling": model.pooling, "hidden_size": int(config.hidden_size),
+            "num_labels": int(model.head[-1].out_features),
+            "id2label": {str(k): v for k, v in (getattr(config, "id2label", None) or {}).items()},
+            "base_model": str(getattr(model, "name_or_path", "") or getattr(config, "_name_or_path", ""))}
+
+
+def load_pooled_export(folder: Path, dtype: str = "float32") -> tuple[PooledForSequenceClassification, Any]:
+    """(model in eval mode, tokenizer) from a ``head: pooled`` export folder (``export/adapter``), for
+    serving: the base model named in its manifest (``pooled_head.base_model``, loaded as in training
+    except ``model.overrides``, which the manifest does not record) + the saved head. No cache.
+    ``model(**tokenized, output_hidden_states=True)`` gives ``.logits`` and ``.hidden_states``;
+    ``model.config.id2label`` names the classes. UserError when ``folder`` holds no pooled head.
+    """
+    from lmforge.config.schema import ModelConfig
+    from lmforge.model import load_model, load_tokenizer
+
+    folder = Path(folder)
+    manifest = json.loads((folder / MANIFEST).read_text()) if (folder / MANIFEST).is_file() else {}
+    head = manifest.get("pooled_head")
+    if head is None:
+        raise UserError("not a pooled-head export (no pooled_head in freeze_manifest.json)", where=str(folder),
+                        hint="pass the export/adapter folder of a run trained with method.head: pooled")
+    labels = tuple(head["id2label"][str(i)] for i in range(int(head["num_labels"])))
+    task = TaskInfo("sequence_classification", num_labels=len(labels), labels=labels)
+    model_cfg = ModelConfig(name=head["base_model"], dtype=dtype)
+    method = FreezeMethod(get_method_spec("freeze"), FreezeParams())
+    model = method.load(load_model(model_cfg, task), folder, task)
+    model.cache = None
+    return model, load_tokenizer(model_cfg)

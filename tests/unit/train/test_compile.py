@@ -1,0 +1,83 @@
+"""train.compile: the transformer blocks are torch.compile'd in place behind the runtime."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lmforge.config.schema import ModelConfig, TrainConfig
+from lmforge.data import collate_causal
+from lmforge.methods import METHODS, build_method
+from lmforge.model import load_model
+from lmforge.model.task import TaskInfo
+from lmforge.objectives import build_objective
+from lmforge.objectives.registry import get_objective_spec
+from lmforge.train import train
+from lmforge.train.callbacks import Callback
+from lmforge.train.checkpoint import load_trainable, trainable_state
+from lmforge.train.checkpointing import checkpointable_layers
+from lmforge.train.runtime import Runtime, compile_blocks
+
+
+class _Losses(Callback):
+    def __init__(self):
+        self.values = []
+
+    def on_begin(self, *args):
+        pass
+
+    def on_step(self, state, logs):
+        self.values.append(logs["loss"])
+
+    def on_log(self, *args):
+        pass
+
+    def on_end(self, *args):
+        pass
+
+
+def _model(model_dir):
+    task = TaskInfo("causal_lm")
+    torch.manual_seed(0)  # the LoRA init draws from the global RNG
+    method = build_method("lora", METHODS["lora"].params())
+    return method.apply(load_model(ModelConfig(name=str(model_dir)), task), task)
+
+
+def test_compile_blocks_compiles_in_place_and_keeps_state_dict_keys(tiny_llama_dir):
+    model = _model(tiny_llama_dir)
+    keys = list(model.state_dict())
+    assert compile_blocks(model) == len(checkpointable_layers(model)) == 2
+    assert all(block._compiled_call_impl is not None for block in checkpointable_layers(model))
+    assert list(model.state_dict()) == keys and not any("_orig_mod" in k for k in keys)
+
+
+def test_runtime_prepare_compiles_only_when_asked(tiny_llama_dir):
+    model = _model(tiny_llama_dir)
+    Runtime(device=torch.device("cpu"), precision="fp32").prepare(model)
+    assert all(block._compiled_call_impl is None for block in checkpointable_layers(model))
+
+
+@pytest.mark.slow  # inductor compiles C++ kernels: 15-100 s on a 2-core CPU
+def test_compiled_training_matches_eager_and_checkpoints_load(tiny_llama_dir, tmp_path):
+    g = torch.Generator().manual_seed(0)
+    features = [{"input_ids": (ids := torch.randint(3, 60, (12,), generator=g).tolist()), "labels": ids} for _ in range(32)]
+    objective = build_objective("causal_lm", get_objective_spec("causal_lm").params())
+    results = {}
+    for compiled in (False, True):
+        model = _model(tiny_llama_dir)
+        cfg = TrainConfig(max_steps=4, batch_size=8, lr=1e-3, device="cpu", precision="fp32", tensorboard=False,
+                          log_every=1, compile=compiled)
+        losses = _Losses()
+        train(model, objective, features, train_cfg=cfg, run_dir=tmp_path / str(compiled),
+              collate=lambda f: collate_causal(f, 0), evaluate_fn=None, seed=0, best_metric="eval_loss",
+              metric_mode="min", callbacks=[losses])
+        results[compiled] = (losses.values, trainable_state(model))
+    eager, compiled = results[False], results[True]
+    assert len(eager[0]) == 4
+    assert compiled[0][0] == pytest.approx(eager[0][0], rel=1e-5)  # same weights, same batch
+    assert compiled[0] == pytest.approx(eager[0], rel=1e-3)  # kernel fusion reorders fp32 sums
+    assert compiled[1].keys() == eager[1].keys()
+    fresh = _model(tiny_llama_dir)
+    load_trainable(fresh, tmp_path / "True" / "checkpoints" / "last")  # the compiled run's checkpoint
+    for name, value in trainable_state(fresh).items():
+        torch.testing.assert_close(value, compiled[1][name])
