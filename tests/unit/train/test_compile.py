@@ -13,27 +13,10 @@ from lmforge.model.task import TaskInfo
 from lmforge.objectives import build_objective
 from lmforge.objectives.registry import get_objective_spec
 from lmforge.train import train
-from lmforge.train.callbacks import Callback
+from tests.fixtures.callbacks import LossRecorder as _Losses
 from lmforge.train.checkpoint import load_trainable, trainable_state
 from lmforge.train.checkpointing import checkpointable_layers
 from lmforge.train.runtime import Runtime, compile_blocks
-
-
-class _Losses(Callback):
-    def __init__(self):
-        self.values = []
-
-    def on_begin(self, *args):
-        pass
-
-    def on_step(self, state, logs):
-        self.values.append(logs["loss"])
-
-    def on_log(self, *args):
-        pass
-
-    def on_end(self, *args):
-        pass
 
 
 def _model(model_dir):

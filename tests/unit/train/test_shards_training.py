@@ -13,24 +13,7 @@ from lmforge.model.task import TaskInfo
 from lmforge.objectives import build_objective
 from lmforge.objectives.registry import get_objective_spec
 from lmforge.train import train
-from lmforge.train.callbacks import Callback
-
-
-class _Losses(Callback):
-    def __init__(self):
-        self.values = []
-
-    def on_begin(self, *args):
-        pass
-
-    def on_step(self, state, logs):
-        self.values.append(logs["loss"])
-
-    def on_log(self, *args):
-        pass
-
-    def on_end(self, *args):
-        pass
+from tests.fixtures.callbacks import LossRecorder as _Losses
 
 
 class _Pad:
