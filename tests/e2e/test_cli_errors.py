@@ -71,3 +71,10 @@ def test_incompatible_options(tmp_path, tiny_llama_dir, qa_file):
 
 def test_missing_config_file(tmp_path):
     _assert_user_error(run_cli("train", str(tmp_path / "nope.yaml")), "nope.yaml")
+
+
+def test_cli_output_carries_no_third_party_import_noise():
+    done = run_cli("methods")
+    assert done.returncode == 0
+    assert "Failed to load" not in done.stderr and "register_constant" not in done.stderr
+    assert "is deprecated" not in done.stderr

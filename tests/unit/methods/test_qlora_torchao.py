@@ -1,5 +1,5 @@
 """qlora's torchao backend (int8 / int4 weight-only base). torchao is optional: the training test
-runs where it is installed (pin torchao==0.18.0); without it, the backend is a clear UserError."""
+runs with the pinned torchao==0.18.0 (installed by make install); without it, the backend is a clear UserError."""
 
 from __future__ import annotations
 
@@ -34,7 +34,6 @@ def test_missing_torchao_is_a_user_error_naming_the_pin(monkeypatch):
 
 @pytest.mark.parametrize("bits", [8, 4])
 def test_torchao_base_trains_and_merges_into_plain_weights(dirs, bits):
-    pytest.importorskip("torchao")
     batch = make_batch(HEAD, dirs)
     method = _qlora(bits=bits)
     model = method.apply(fresh_base(HEAD, dirs, **method.load_kwargs()), task_for(HEAD))

@@ -10,7 +10,7 @@ class QloraParams(LoraParams):
 
     backend: Literal["bitsandbytes", "torchao"] = Field(
         default="bitsandbytes",
-        description="bitsandbytes: NF4/FP4 4-bit or LLM.int8; torchao: int8 / int4 weight-only (needs torchao installed).",
+        description="bitsandbytes: NF4/FP4 4-bit or LLM.int8; torchao: int8 / int4 weight-only base (installed with lmforge; CPU-checked).",
     )
     bits: Literal[4, 8] = Field(default=4, description="Base weights in 4-bit (QLoRA) or 8-bit (LLM.int8).")
     quant_type: Literal["nf4", "fp4"] = Field(default="nf4", description="bitsandbytes 4-bit data type.")
