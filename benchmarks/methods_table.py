@@ -60,6 +60,11 @@ METHOD_SETUP = {
 }
 
 
+def budget(task: str, args) -> tuple[int, int]:
+    """(optimizer steps, batch size) of ``task``: its --budget, else --steps x --batch."""
+    return getattr(args, "budgets", {}).get(task, (args.steps, args.batch))
+
+
 def run_config(task: str, method: str, args, run_dir: str):
     """The RunConfig of one (task, method) cell."""
     from lmforge.config.schema import RunConfig
@@ -72,13 +77,14 @@ def run_config(task: str, method: str, args, run_dir: str):
     return RunConfig.model_validate({
         "run": {"name": f"{task}-{method}", "output_dir": run_dir, "seed": 0},
         "model": model, "data": spec["data"], "method": {"name": method, **params},
-        "train": {"batch_size": args.batch, "lr": lr, "max_steps": args.steps, "threads": args.threads},
+        "train": {"batch_size": budget(task, args)[1], "lr": lr, "max_steps": budget(task, args)[0],
+                  "threads": args.threads},
         "eval": {"max_examples": args.eval_examples, "generations": 0, "before": False, "metric": spec["metric"]},
     })
 
 
 def measure(task: str, method: str, args) -> dict:
-    """Train ``args.steps`` AdamW steps and evaluate; runs inside the child process."""
+    """Train the task's budget of AdamW steps and evaluate; runs inside the child process."""
     import torch
 
     from lmforge.methods.base import count_parameters
@@ -94,12 +100,13 @@ def measure(task: str, method: str, args) -> dict:
         model = s.model.to(device)
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.train.lr)
         features = s.train_features
+        steps, size = budget(task, args)
         times = []
         model.train()
-        for step in range(args.steps):
-            start = (step * args.batch) % max(len(features) - args.batch, 1)
+        for step in range(steps):
+            start = (step * size) % max(len(features) - size, 1)
             batch = {k: v.to(device) if torch.is_tensor(v) else v
-                     for k, v in s.collate(features[start:start + args.batch]).items()}
+                     for k, v in s.collate(features[start:start + size]).items()}
             began = time.perf_counter()
             out = s.objective.loss(model, batch)
             (out.total / max(out.count, 1)).backward()
@@ -121,6 +128,7 @@ def run_cell(task: str, method: str, args) -> dict:
     """Run one cell in a fresh subprocess; returns its JSON result or {"error": ...}."""
     cmd = [sys.executable, __file__, "--child", task, method, "--steps", str(args.steps), "--batch", str(args.batch),
            "--threads", str(args.threads), "--eval-examples", str(args.eval_examples), "--layers", str(args.layers or 0)]
+    cmd += [f"--budget={t}={n}x{b}" for t, (n, b) in getattr(args, "budgets", {}).items()]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT / "src")}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
     for line in reversed(proc.stdout.splitlines()):
@@ -169,8 +177,9 @@ def measured(results: dict, args, seconds: float) -> list[str]:
     from lmforge.methods import METHODS
 
     command = " ".join(["benchmarks/methods_table.py", *sys.argv[1:]])
-    lines = ["Every registered method trained on the same two tasks with the same budget: "
-             f"{args.steps} AdamW steps of batch {args.batch}, the same batches in the same order, fp32, "
+    sizes = "; ".join(f"{t}: {budget(t, args)[0]} AdamW steps of batch {budget(t, args)[1]}" for t in results)
+    lines = ["Every registered method trained on the same two tasks with the same budget per task ("
+             f"{sizes}), the same batches in the same order, fp32, "
              f"{args.threads} CPU thread(s); held-out metric on the first {args.eval_examples} held-out examples. "
              "Only the learning rate differs per method (column lr).", "",
              f"Produced by `.venv/bin/python {command}` on {platform.machine()} with {os.cpu_count()} CPU cores, "
@@ -224,9 +233,18 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--eval-examples", type=int, default=64)
     parser.add_argument("--layers", type=int, default=0, help="cut models to N layers (smoke scale); 0 = all")
+    parser.add_argument("--budget", action="append", default=[], metavar="TASK=STEPSxBATCH",
+                        help="per-task budget, e.g. sentiment=100x8 (default: --steps x --batch for every task)")
     parser.add_argument("--write", default=str(ROOT / "docs" / "methods.md"))
     parser.add_argument("--no-run", action="store_true", help="write the capability table only (no measurements)")
     args = parser.parse_args(argv)
+    args.budgets = {}
+    for item in args.budget:
+        task, _, size = item.partition("=")
+        steps, _, batch = size.partition("x")
+        if task not in TASKS or not steps.isdigit() or not batch.isdigit():
+            parser.error(f"--budget {item!r}: use TASK=STEPSxBATCH with TASK in {', '.join(TASKS)}")
+        args.budgets[task] = (int(steps), int(batch))
     if args.child:
         print("RESULT " + json.dumps(measure(*args.child, args)), flush=True)
         return 0

@@ -9,6 +9,7 @@ register_method(
         trains="key/value prefixes of num_virtual_tokens positions in every attention layer (+ the task head)",
         mergeable=False,
         can_pack=False,
-        guidance="More capacity than prompt tuning at the same token count; cannot be merged, costs KV-cache at inference.",
+        guidance="Prefixes in every attention layer; cannot be merged, costs KV-cache at inference. Measured: the least "
+        "stable here (FiQA loss rose to 4.26 at lr 1e-2); lower the lr.",
     )
 )

@@ -9,6 +9,7 @@ register_method(
         trains="the embeddings of num_virtual_tokens soft-prompt tokens prepended to every input (+ the task head)",
         mergeable=False,
         can_pack=False,
-        guidance="Tiniest add-on (a few thousand numbers per task); weaker than LoRA on small models, needs a higher lr.",
+        guidance="Tiniest add-on (8-12k numbers per task); needs a high lr. Measured: sentiment F1 0.49 vs LoRA 0.75, "
+        "FiQA loss 3.37 vs 3.30: clearly weaker on these small models.",
     )
 )

@@ -9,8 +9,9 @@ register_method(
         trains="low-rank update matrices beside the linear layers of a 4-bit (NF4) or 8-bit frozen base (+ the task head)",
         mergeable=True,
         quantized_base=True,
-        guidance="For a model too big for LoRA in memory: ~4x smaller frozen base, slower steps; "
-        "merging exports a dequantized full-precision model.",
+        guidance="For a model too big for LoRA in memory: ~4x smaller frozen base, slower steps; merging exports a "
+        "dequantized full-precision model. Measured: sentiment F1 0.74 vs LoRA 0.75; on CPU no memory saving "
+        "at SmolLM2 size (dequantize buffers), 10% slower steps.",
         extras={
             "needs": "linear layers",
             "merge_note": "merged into a dequantized copy of the base (float32 by default): the exported model is "
