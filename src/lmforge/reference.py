@@ -42,10 +42,20 @@ def section_table(model: type[BaseModel], prefix: str) -> list[str]:
     rows = [f"| `{prefix}.{name}` | {_type_name(f.annotation)} | {_default(f)} | {f.description or ''} |"
             for name, f in model.model_fields.items() if not _is_section(f.annotation)]
     for name, f in model.model_fields.items():
-        sub = _is_section(f.annotation)
+        sub = _is_section(f.annotation) or _section_or_list(f.annotation)
         if sub:
             rows += section_table(sub, f"{prefix}.{name}")
     return rows
+
+
+def _section_or_list(annotation: Any) -> type[BaseModel] | None:
+    """X for ``X | list[X] | None`` (e.g. data.train): its keys apply to each listed item too."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    sections = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+    lists = [a for a in args if typing.get_origin(a) is list]
+    if len(sections) == 1 and len(lists) == 1 and typing.get_args(lists[0]) == (sections[0],) and len(args) == 2:
+        return sections[0]
+    return None
 
 
 def _is_section(annotation: Any) -> type[BaseModel] | None:

@@ -78,3 +78,27 @@ data:
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     text = json.dumps(manifest)
     assert "paraphrase" in text  # the rule and its counts are recorded in the audit trail
+
+
+def test_data_prepare_collects_several_sources_with_their_own_columns(tmp_path, tiny_bert_dir):
+    shop = tmp_path / "shop.csv"
+    shop.write_text("review,stars\n" + "".join(f"shop review {i} was fine,{'great' if i % 2 else 'other'}\n" for i in range(12)))
+    chats = tmp_path / "support.jsonl"
+    chats.write_text("".join(json.dumps({"body": f"support ticket {i} solved", "tag": "great"}) + "\n" for i in range(8)))
+    cfg = write_config(tmp_path, f"""
+model: {{name: {tiny_bert_dir}}}
+data:
+  format: classification
+  train:
+    - {{path: {shop}, columns: {{text: review, label: stars}}}}
+    - {{path: {chats}, columns: {{text: body, label: tag}}}}
+  prepare: {{split: {{validation: 0.2, test: 0.1}}}}
+""")
+    proc = run_cli("data", "prepare", str(cfg), "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [json.loads(line) for f in ("train", "validation", "test") for line in (tmp_path / "out" / f"{f}.jsonl").read_text().splitlines()]
+    assert len(rows) == 20
+    assert {r["_source"] for r in rows} == {"shop.csv", "support.jsonl"}
+    assert {r["text"].split()[0] for r in rows if r["_source"] == "support.jsonl"} == {"support"}
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert [p["path"].rsplit("/", 1)[-1] for p in manifest["inputs"]] == ["shop.csv", "support.jsonl"]

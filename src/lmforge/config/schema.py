@@ -52,17 +52,36 @@ class ModelConfig(Section):
     )
 
 
+DataFormat = Literal["text", "instruction", "chat", "classification", "preference"]
+
+# Record layouts a source may be read in when it differs from data.format: (source, data) pairs.
+CONVERTIBLE_FORMATS: frozenset[tuple[str, str]] = frozenset({("instruction", "chat"), ("chat", "instruction")})
+
+
 class SourceConfig(Section):
     path: str = Field(description="File, folder, datasets.save_to_disk folder, or hub dataset id.")
     split: str | None = Field(default=None, description="Split of a DatasetDict / hub dataset (e.g. train).")
     limit: int | None = Field(default=None, ge=1, description="Keep only the first N examples.")
+    format: DataFormat | None = Field(
+        default=None,
+        description="This source's record layout when it differs from data.format (instruction <-> chat convert); default: data.format.",
+    )
+    columns: dict[str, str] | None = Field(
+        default=None, description="Canonical field -> column name for this source only; default: data.columns."
+    )
 
 
 def _as_source(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_as_source(v) for v in value]
     return {"path": value} if isinstance(value, str) else value
 
 
-DataFormat = Literal["text", "instruction", "chat", "classification", "preference"]
+def source_list(value: "SourceConfig | list[SourceConfig] | None") -> list[SourceConfig]:
+    """``data.train`` / ``data.eval`` as a list of sources (one source, a list of them, or none)."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list) else [value]
 
 # Formats that may be mixed in one multi-task run: one family per run (one objective, one head kind).
 TASK_FAMILIES: tuple[frozenset[str], ...] = (
@@ -96,10 +115,14 @@ class DataConfig(Section):
     format: DataFormat = Field(
         description="Example format (see Data formats). With data.tasks: the tasks' default (default: the first task's)."
     )
-    train: SourceConfig | None = Field(
-        default=None, description="Training data: a path string or {path, split, limit}. Required unless data.tasks is given."
+    train: SourceConfig | list[SourceConfig] | None = Field(
+        default=None,
+        description="Training data: a path string, {path, split, limit, format, columns}, or a list of those (collected "
+        "into one dataset in order). Required unless data.tasks is given.",
     )
-    eval: SourceConfig | None = Field(default=None, description="Held-out data; default: eval_fraction of train.")
+    eval: SourceConfig | list[SourceConfig] | None = Field(
+        default=None, description="Held-out data (same forms as train); default: eval_fraction of train."
+    )
     eval_fraction: float = Field(default=0.1, gt=0.0, lt=0.9, description="Share of train held out when eval is not given.")
     columns: dict[str, str] = Field(default_factory=dict, description="Canonical field -> your column name.")
     max_length: int = Field(default=512, ge=8, description="Tokens per example (text is chunked to it; others truncated).")
@@ -149,6 +172,12 @@ class DataConfig(Section):
                 )
         if self.tasks is None and self.train is None:
             raise ValueError("train: required field is missing (or give data.tasks)")
+        for key in ("train", "eval"):
+            value = getattr(self, key)
+            if isinstance(value, list) and not value:
+                raise ValueError(f"{key}: the list of sources is empty")
+            for i, source in enumerate(source_list(value)):
+                self._check_source(f"{key}[{i}]" if isinstance(value, list) else key, source)
         if self.tasks is not None:
             self._check_tasks()
         return self
@@ -195,6 +224,30 @@ class DataConfig(Section):
                 msg = str(err.get("msg", "")).removeprefix("Value error, ")
                 raise ValueError(f"tasks.{i}.{loc + ': ' if loc else ''}{msg}") from None
         return sections
+
+    def _check_source(self, name: str, source: SourceConfig) -> None:
+        fmt = source.format or self.format
+        if fmt != self.format and (fmt, self.format) not in CONVERTIBLE_FORMATS:
+            raise ValueError(
+                f"{name}.format: '{fmt}' records cannot be converted to data.format '{self.format}'; "
+                "only instruction <-> chat convert (use a separate run or data.tasks for other formats)"
+            )
+        allowed = FORMAT_FIELDS[fmt]
+        for key in source.columns or {}:
+            if key not in allowed:
+                from lmforge.config.hints import did_you_mean
+
+                raise ValueError(
+                    f"{name}.columns.{key}: not a field of format '{fmt}'{did_you_mean(key, allowed)}; "
+                    f"fields are {', '.join(allowed)}"
+                )
+
+    def for_source(self, source: SourceConfig) -> "DataConfig":
+        """This config as seen by one source: its format and column mapping in place of the run's."""
+        if source.format is None and source.columns is None:
+            return self
+        return self.model_copy(update={"format": source.format or self.format,
+                                       "columns": self.columns if source.columns is None else source.columns})
 
     def column(self, field: str) -> str:
         """The user's column name for canonical ``field``."""

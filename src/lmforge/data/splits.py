@@ -15,7 +15,7 @@ from dataclasses import field as default
 from pathlib import Path
 from typing import Iterator
 
-from lmforge.config.schema import DataConfig, SourceConfig
+from lmforge.config.schema import DataConfig, SourceConfig, source_list
 from lmforge.data.records import convert_rows
 from lmforge.data.sources import stream_source
 from lmforge.errors import UserError
@@ -40,7 +40,7 @@ def load_splits(data_cfg: DataConfig, seed: int) -> Splits:
     if len(train) < 2:
         raise UserError(
             f"only {len(train)} record: cannot hold out an eval set",
-            where=data_cfg.train.path,
+            where=source_list(data_cfg.train)[0].path,
             hint="add records, or give a separate data.eval source",
         )
     key = (lambda r: r["label"]) if data_cfg.format == "classification" else None
@@ -94,19 +94,53 @@ def load_records_lazily(data_cfg: DataConfig) -> RecordStreams:
     return streams
 
 
-def iter_records(source: SourceConfig, data_cfg: DataConfig, field: str) -> tuple[Iterator[dict], list[Path]]:
-    """Canonical records of ``source`` (at most ``source.limit``), lazily, and the files read.
+def iter_records(
+    source: SourceConfig | list[SourceConfig], data_cfg: DataConfig, field: str
+) -> tuple[Iterator[dict], list[Path]]:
+    """Canonical records of ``source`` (or of each source of a list, in order), lazily, and the files read.
 
-    The first record is read before returning: UserError "the dataset is empty" (``field``
-    names the config field) when there is none. ``files`` is complete once the iterator is
-    exhausted. Records, ``_where`` and errors are those of :func:`load_records`.
+    Each source is read with its own ``format`` and ``columns`` when it sets them (see
+    :meth:`DataConfig.for_source`); instruction records of a chat run become chats and back
+    (:mod:`lmforge.data.prepare.convert`). The first record of every source is read before
+    returning: UserError "the dataset is empty" (``field`` names the config field) when one has
+    none. ``files`` is complete once the iterator is exhausted. Records, ``_where`` and errors
+    are those of :func:`load_records`.
     """
-    rows, files = stream_source(source, text_format=data_cfg.format == "text", text_column=data_cfg.column("text"))
-    records = convert_rows(rows, data_cfg)
+    sources = source_list(source)
+    parts, files = [], []
+    for i, one in enumerate(sources):
+        name = f"{field}[{i}]" if isinstance(source, list) else field
+        records, part_files = _iter_one(one, data_cfg, name)
+        parts.append(records)
+        files.append(part_files)
+    merged: list[Path] = []
+
+    def chained() -> Iterator[dict]:
+        yield from itertools.chain.from_iterable(parts)
+        merged[:] = _merged(files)
+
+    merged[:] = _merged(files)
+    return chained(), merged
+
+
+def _iter_one(source: SourceConfig, data_cfg: DataConfig, field: str) -> tuple[Iterator[dict], list[Path]]:
+    """Canonical records (in ``data_cfg.format``) of one source, lazily, first record read now."""
+    view = data_cfg.for_source(source)
+    rows, files = stream_source(source, text_format=view.format == "text", text_column=view.column("text"))
+    records = convert_rows(rows, view)
+    if view.format != data_cfg.format:
+        records = map(_converter(view.format, data_cfg.format), records)
     first = next(records, None)
     if first is None:
         raise UserError("the dataset is empty", where=source.path, hint=f"{field} must hold at least one record")
     return itertools.chain((first,), records), files
+
+
+def _converter(source_format: str, data_format: str):
+    """Record conversion from a source's format to the run's (pairs allowed by the config schema)."""
+    from lmforge.data.prepare.convert import chat_to_instruction, instruction_to_chat
+
+    return {("instruction", "chat"): instruction_to_chat, ("chat", "instruction"): chat_to_instruction}[(source_format, data_format)]
 
 
 def _merged(parts: list[list[Path]]) -> list[Path]:
