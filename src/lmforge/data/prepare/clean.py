@@ -10,7 +10,7 @@ the PII stage removes.
 from __future__ import annotations
 
 from pathlib import PurePath
-from typing import Any, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
 from lmforge.config.prepare import PII_TYPES, DedupConfig, FilterConfig, NormaliseConfig, PiiConfig
 from lmforge.data.prepare.audit import RuleLog
@@ -21,6 +21,9 @@ from lmforge.data.prepare.language import language_reason
 from lmforge.data.prepare.normalise import normalise_text
 from lmforge.data.prepare.pii import detect, redact
 from lmforge.data.prepare.store import DiskStore, KeyTable
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def scrub(text: str) -> str:
@@ -132,6 +135,13 @@ class Deduplicator:
         self._exact.add([key], item)
         return True
 
+    def signature(self, kept: int) -> "np.ndarray | None":
+        """MinHash signature of the ``kept``-th kept record (0-based), read back from disk; None without near dedup.
+
+        Lets the leak check reuse it instead of hashing every train text a second time.
+        """
+        return self._near.stored_signature(kept) if self._near is not None else None
+
     def _where(self, item: int) -> str:
         return self._wheres.get(item).decode("utf-8")
 
@@ -160,8 +170,11 @@ class LeakIndex:
         if self._near is not None:
             self._near.add(item, text)
 
-    def leaks(self, record: dict) -> bool:
-        """True when the train ``record`` equals or nearly equals a held-out record (logged)."""
+    def leaks(self, record: dict, sig: "np.ndarray | None" = None) -> bool:
+        """True when the train ``record`` equals or nearly equals a held-out record (logged).
+
+        ``sig``: the record's MinHash signature when already computed with the same settings.
+        """
         if not self.enabled or not len(self._wheres):
             return False
         text = content_text(record, self.data_format)
@@ -169,7 +182,7 @@ class LeakIndex:
         if same:
             self.log.removed("leak_exact", where(record), f"also held out at {self._wheres.get(same[0]).decode()}")
             return True
-        match = self._near.find(text) if self._near is not None else None
+        match = self._near.find(text, sig) if self._near is not None else None
         if match is not None:
             self.log.removed("leak_near", where(record), f"near held-out {self._wheres.get(match).decode()}")
             return True

@@ -134,6 +134,10 @@ class NearDuplicateIndex:
         best = max(ok.tolist(), key=lambda j: (sims[j], -ids[j]))
         return int(ids[best])
 
+    def stored_signature(self, internal: int) -> np.ndarray:
+        """The signature indexed ``internal``-th (0 = first :meth:`add`), read back from disk."""
+        return np.frombuffer(self._store.get(internal)[: self._width], dtype=np.uint32)
+
     def add(self, item_id: int, text: str, sig: np.ndarray | None = None) -> None:
         """Index ``text`` under ``item_id``."""
         sig = self.hasher.signature(text) if sig is None else sig

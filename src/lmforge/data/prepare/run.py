@@ -154,7 +154,9 @@ def _split_plan(run: _Run, held_given: bool) -> SplitPlan:
     return SplitPlan(cfg, run.seed, run.cfg.split.stratify and run.data_format == "classification")
 
 
-def _dedup_and_split(run: _Run, train: Iterator[dict], held: Iterator[dict] | None, out: dict[str, Any], leaks: clean.LeakIndex) -> tuple[Path, SplitPlan]:
+def _dedup_and_split(
+    run: _Run, train: Iterator[dict], held: Iterator[dict] | None, out: dict[str, Any], leaks: clean.LeakIndex
+) -> tuple[Path, SplitPlan, clean.Deduplicator]:
     """Deduplicate train (spooled, ranked for the split) and the user's eval set (written as validation)."""
     fmt, dcfg = run.data_format, run.cfg.dedup
     plan = _split_plan(run, held is not None)
@@ -176,10 +178,12 @@ def _dedup_and_split(run: _Run, train: Iterator[dict], held: Iterator[dict] | No
                 leaks.add(record)
                 out["counts"]["validation"] += 1
     plan.finish()
-    return path, plan
+    return path, plan, keeper
 
 
-def _write_train(run: _Run, kept: Path, plan: SplitPlan, leaks: clean.LeakIndex, paraphrase: Paraphrase | None) -> tuple[array, dict[str, int], int]:
+def _write_train(
+    run: _Run, kept: Path, plan: SplitPlan, leaks: clean.LeakIndex, keeper: clean.Deduplicator, paraphrase: Paraphrase | None
+) -> tuple[array, dict[str, int], int]:
     """train.jsonl: kept train records minus leaks, then augmented copies. Returns lengths, balance, count."""
     fmt, path = run.data_format, run.path("train.jsonl")
     augmenter = Augmenter(fmt, run.cfg.augment, run.seed, paraphrase)
@@ -189,7 +193,7 @@ def _write_train(run: _Run, kept: Path, plan: SplitPlan, leaks: clean.LeakIndex,
 
         def originals() -> Iterator[dict]:
             for i, record in enumerate(read_jsonl(kept)):
-                if plan.side(record, i) == TRAIN and not leaks.leaks(record):
+                if plan.side(record, i) == TRAIN and not leaks.leaks(record, keeper.signature(i)):
                     offsets.append(fh.tell())
                     write_jsonl(fh, record)
                     yield record
@@ -235,7 +239,7 @@ def _outputs(run: _Run, train: Iterator[dict], held: Iterator[dict] | None, para
     counts = {name: 0 for name in SPLITS}
     with open(run.path("validation.jsonl"), "w", encoding="utf-8") as val, open(run.path("test.jsonl"), "w", encoding="utf-8") as test:
         out = {"validation": val, "test": test, "counts": counts}
-        kept, plan = _dedup_and_split(run, train, held, out, leaks)
+        kept, plan, keeper = _dedup_and_split(run, train, held, out, leaks)
         for i, record in enumerate(read_jsonl(kept)):
             side = plan.side(record, i)
             if side != TRAIN:
@@ -243,7 +247,7 @@ def _outputs(run: _Run, train: Iterator[dict], held: Iterator[dict] | None, para
                 write_jsonl(out[name], record)
                 counts[name] += 1
                 leaks.add(record)
-    lengths, balance, counts["train"] = _write_train(run, kept, plan, leaks, paraphrase)
+    lengths, balance, counts["train"] = _write_train(run, kept, plan, leaks, keeper, paraphrase)
     return counts, lengths, balance
 
 

@@ -103,3 +103,24 @@ def test_similar_inferred_labels_are_reported_not_merged():
     assert [(rule, detail) for rule, _, detail in report.events if rule == "label_similar"] == [
         ("label_similar", "'other' and 'othr' look alike; set labels.known to merge them")
     ]
+
+
+def test_kept_signatures_are_read_back_for_the_leak_check():
+    """The leak check reuses the dedup pass's signatures; they must equal freshly computed ones."""
+    import numpy as np
+
+    from lmforge.config.prepare import DedupConfig
+    from lmforge.data.prepare.audit import RuleLog
+    from lmforge.data.prepare.clean import Deduplicator, LeakIndex
+
+    texts = ["the quick brown fox jumps over the lazy dog", "The quick brown fox jumps over the lazy dog",
+             "a completely different sentence about tea", "the quick brown fox jumped over the lazy dog today"]
+    cfg = DedupConfig(threshold=0.5)
+    keeper = Deduplicator("text", cfg, 3, RuleLog(3), "train")
+    kept = [t for i, t in enumerate(texts) if keeper.keep({"text": t, "_where": f"f:{i + 1}"})]
+    assert kept == [texts[0], texts[2]]
+    for i, text in enumerate(kept):
+        assert np.array_equal(keeper.signature(i), keeper._near.hasher.signature(text))
+    leaks = LeakIndex("text", cfg, 3, RuleLog(3))
+    leaks.add({"text": "the quick brown fox jumps over the lazy dog!", "_where": "v:1"})
+    assert [leaks.leaks({"text": t, "_where": "t"}, keeper.signature(i)) for i, t in enumerate(kept)] == [True, False]
