@@ -102,3 +102,31 @@ data:
     assert {r["text"].split()[0] for r in rows if r["_source"] == "support.jsonl"} == {"support"}
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert [p["path"].rsplit("/", 1)[-1] for p in manifest["inputs"]] == ["shop.csv", "support.jsonl"]
+
+
+def test_data_prepare_bad_input_exits_2_names_the_line_and_changes_nothing(tmp_path, tiny_bert_dir):
+    """Unreadable bytes, a wrong column and a mixed-format file: exit 2, file:line named, nothing written."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "train.jsonl").write_text("the user's earlier output\n")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    bad_bytes = tmp_path / "bytes.csv"
+    bad_bytes.write_bytes(b"review,score\nfine,great\ncaf\xe9,other\n")
+    wrong_column = tmp_path / "column.jsonl"
+    wrong_column.write_text(json.dumps({"review": "good", "score": "great"}) + "\n" + json.dumps({"body": "bad", "score": "other"}) + "\n")
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text(json.dumps({"review": "good", "score": "great"}) + "\n"
+                     + json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n")
+    cases = [(bad_bytes, "bytes.csv:3"), (wrong_column, "column.jsonl:2"), (mixed, "mixed.jsonl:2")]
+    for path, where in cases:
+        cfg = write_config(tmp_path, f"""
+model: {{name: {tiny_bert_dir}}}
+data: {{format: classification, train: {path}, columns: {{text: review, label: score}}, prepare: {{}}}}
+""")
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        proc = run_cli("data", "prepare", str(cfg), "--out", str(out))
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        assert where in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
+        assert not [p for p in tmp_path.iterdir() if p.name.endswith(".prepare")]  # work folder removed
