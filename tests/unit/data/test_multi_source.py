@@ -80,3 +80,14 @@ def test_config_rejects_unconvertible_formats_unknown_columns_and_empty_lists(tm
         DataConfig(format="text", train=[{"path": "a.jsonl", "columns": {"txt": "body"}}])
     with pytest.raises(ValidationError, match="the list of sources is empty"):
         DataConfig(format="text", train=[])
+
+
+def test_asset_sources_are_named_by_asset_not_by_their_shared_file_name():
+    cfg = DataConfig(format="chat", train=[
+        {"path": "asset:fiqa", "limit": 2, "format": "instruction", "columns": {"instruction": "question", "output": "answer"}},
+        {"path": "asset:xsum", "limit": 2, "format": "instruction", "columns": {"instruction": "document", "output": "summary"}},
+    ])
+    records = load_records(cfg)[0]
+    assert [r["_source"] for r in records] == ["asset:fiqa"] * 2 + ["asset:xsum"] * 2
+    assert {r["_where"].rsplit(":", 1)[0].rsplit("/", 1)[-1] for r in records} == {"test.jsonl"}  # why: same file name
+    assert all(r["messages"][-1]["role"] == "assistant" for r in records)
