@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from lmforge.config.schema import DataConfig
 from lmforge.data.chat import encode_chat, token_end
+from lmforge.data.formats import get_format
 from lmforge.data.messages import to_messages
 
 GREEN, RESET = "\x1b[32m", "\x1b[0m"
@@ -20,7 +21,7 @@ def preview(records: list[dict], tokenizer, data_cfg: DataConfig, n: int = 3, co
     blocks = []
     for number, record in enumerate(records[:n], start=1):
         header = f"--- example {number} ({record.get('_where', '?')}) ---"
-        body = _BODIES[data_cfg.format](record, tokenizer, data_cfg, color)
+        body = _BODIES[get_format(data_cfg.format).kind](record, tokenizer, data_cfg, color)
         blocks.append(f"{header}\n{body}")
     return "\n\n".join(blocks) + "\n"
 
@@ -40,7 +41,7 @@ def mark(text: str, spans: list[tuple[int, int]], color: bool) -> str:
 
 
 def _chat_body(record: dict, tokenizer, data_cfg: DataConfig, color: bool) -> str:
-    enc = encode_chat(to_messages(record), tokenizer, data_cfg.train_on)
+    enc = encode_chat(to_messages(record, data_cfg.format), tokenizer, data_cfg.train_on)
     kept = min(len(enc.input_ids), data_cfg.max_length)
     cut = token_end(enc, kept)
     text = mark(enc.text[:cut], [(a, min(b, cut)) for a, b in enc.spans], color)
@@ -81,10 +82,9 @@ def _preference_body(record: dict, tokenizer, data_cfg: DataConfig, color: bool)
     )
 
 
-_BODIES = {
+_BODIES = {  # by kind of format (lmforge.data.formats)
     "text": _text_body,
-    "chat": _chat_body,
-    "instruction": _chat_body,
-    "classification": _classification_body,
-    "preference": _preference_body,
+    "messages": _chat_body,
+    "labelled": _classification_body,
+    "pairs": _preference_body,
 }

@@ -35,7 +35,7 @@ def sample_generations(model: nn.Module, tokenizer: Any, records: list[dict], da
         messages = prompt_messages(record, data_cfg)
         samples.append({
             "prompt": "\n".join(f"{m['role']}: {m['content']}" for m in messages),
-            "reference": reference_text(record),
+            "reference": reference_text(record, data_cfg),
             "output": generate_reply(model, tokenizer, messages, max_new_tokens),
         })
     return samples

@@ -57,9 +57,12 @@ def load_target(target: str, prompts_file: str | None, field: str) -> FeedbackTa
         from lmforge.pipeline.session import restore_session
 
         s = restore_session(folder)
-        prompts = read_prompts(Path(prompts_file), field) if prompts_file else [
-            r["prompt"] if "prompt" in r else prompt_messages(r, s.config.data)[-1]["content"]
-            for r in s.splits.eval if "prompt" in r or "messages" in r or "instruction" in r]
+        if prompts_file:
+            prompts = read_prompts(Path(prompts_file), field)
+        elif s.plan.generative:
+            prompts = [prompt_messages(r, s.config.data)[-1]["content"] for r in s.splits.eval]
+        else:  # preference pairs carry their prompt
+            prompts = [r["prompt"] for r in s.splits.eval if "prompt" in r]
         if not prompts:
             raise UserError("the run's held-out data holds no prompts", where=str(folder),
                             hint="pass --prompts FILE (.txt, one prompt per line, or .jsonl)")

@@ -2,6 +2,7 @@ import pytest
 
 from lmforge.config import load_config, parse_config
 from lmforge.errors import UserError
+from lmforge.pipeline.plan import plan_run
 
 BASE = "model: {name: smollm2-135m-instruct}\ndata: {format: instruction, train: data.jsonl}\n"
 
@@ -15,7 +16,7 @@ def write(tmp_path, text):
 def test_defaults_fill_in(tmp_path):
     cfg = load_config(write(tmp_path, BASE))
     assert cfg.method.name == "lora"
-    assert cfg.objective_name == "causal_lm"
+    assert cfg.objective_name is None and plan_run(cfg).objective.name == "causal_lm"  # the format's default
     assert cfg.data.train.path == "data.jsonl"
     assert cfg.train.lr == pytest.approx(2e-4)
 
@@ -58,4 +59,5 @@ def test_config_is_frozen():
 
 def test_column_not_in_format():
     with pytest.raises(UserError, match="columns.instrution"):
-        parse_config({"model": {"name": "x"}, "data": {"format": "instruction", "train": "a", "columns": {"instrution": "q"}}})
+        plan_run(parse_config({"model": {"name": "x"}, "data": {"format": "instruction", "train": "a",
+                                                                 "columns": {"instrution": "q"}}}))

@@ -50,7 +50,7 @@ def test_classification_tasks_inherit_and_override(tmp_path):
     assert sentiment.columns == {"text": "review", "label": "score"} and topic.columns == {}
     assert topic.train.path == "b.csv" and topic.train.limit == 10 and topic.eval.path == "c.csv"
     assert sentiment.eval is None and topic.labels == ["x", "y"] and sentiment.labels is None
-    assert cfg.data.train is None and cfg.objective_name == "classification"
+    assert cfg.data.train is None and cfg.objective_name is None
     assert plan_run(cfg).objective.name == "classification"
 
 

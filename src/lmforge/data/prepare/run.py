@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from lmforge.config.prepare import PrepareConfig
+from lmforge.data.formats import get_format
 from lmforge.data.prepare import clean
 from lmforge.data.prepare.audit import RuleLog, library_versions, sha256_file, write_manifest, write_report
 from lmforge.data.prepare.augment import Augmenter, oversample_picks
@@ -90,11 +91,12 @@ def _clean(run: _Run, records: Iterable[dict], name: str) -> tuple[Path, Counter
     stream = clean.redact_records(stream, fmt, cfg.pii, str(run.seed), run.log)
     stream = clean.filter_records(stream, fmt, cfg.filter, run.tokenizer, run.log)
     labels: Counter = Counter()
+    label = get_format(fmt).label
 
     def counted() -> Iterator[dict]:
         for record in stream:
-            if fmt == "classification":
-                labels[record["label"]] += 1
+            if label:
+                labels[record[label]] += 1
             yield record
 
     path = run.path(f"{name}.clean.jsonl")
@@ -139,7 +141,7 @@ def _checked(run: _Run, records: Iterable[dict], held: Iterable[dict] | None) ->
     """Cleaned (and, for classification, label-checked) train and held-out streams."""
     train_path, counts = _clean(run, records, "train")
     held_path = _clean(run, held, "validation")[0] if held is not None else None
-    if run.data_format != "classification":
+    if get_format(run.data_format).label is None:
         return read_jsonl(train_path), read_jsonl(held_path) if held_path else None
     allowed = list(run.cfg.labels.known or infer_known(counts, run.cfg.labels.rare_share))
     train = _labels(run, train_path, allowed, run.cfg.labels.known is None)
@@ -151,7 +153,7 @@ def _split_plan(run: _Run, held_given: bool) -> SplitPlan:
     if held_given:  # the user's eval set is the validation split; test still comes out of train
         share = cfg.test / (1 - cfg.validation) if cfg.test else 0.0
         cfg = cfg.model_copy(update={"validation": 0.0, "test": share})
-    return SplitPlan(cfg, run.seed, run.cfg.split.stratify and run.data_format == "classification")
+    return SplitPlan(cfg, run.seed, run.cfg.split.stratify and get_format(run.data_format).label is not None)
 
 
 def _dedup_and_split(
@@ -204,15 +206,16 @@ def _write_train(
         for record in read_jsonl(extras_path):
             offsets.append(fh.tell())
             write_jsonl(fh, record)
-    if run.cfg.augment.oversample and fmt == "classification":
+    label = get_format(fmt).label
+    if run.cfg.augment.oversample and label:
         _oversample(path, offsets, augmenter)
     for op, n in sorted(augmenter.counts.items()):
         run.log.rules[f"augment_{op}"] = {"changed": 0, "removed": 0, "found": n, "examples": []}
     balance: Counter = Counter()
     for record in read_jsonl(path):
         lengths.append(length_of(joined_text(record, fmt), run.tokenizer))
-        if fmt == "classification":
-            balance[record["label"]] += 1
+        if label:
+            balance[record[label]] += 1
     return lengths, dict(sorted(balance.items())), len(lengths)
 
 
@@ -315,7 +318,7 @@ def run_prepare(
         train, held = _checked(run, records, eval_records)
         counts, lengths, balance = _outputs(run, train, held, paraphrase)
         manifest = _manifest(run, out_dir, inputs, counts)
-        manifest["label_balance"] = balance if data_format == "classification" else None
+        manifest["label_balance"] = balance if get_format(data_format).label else None
         _publish(run, out_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
