@@ -536,26 +536,6 @@ def _trainable_counts(model_name: str, num_labels: int | None) -> dict[str, str]
     return out
 
 
-def load_serve_config(path: str | None, overrides: list[str]):
-    """Server settings from an optional YAML file plus KEY=VALUE overrides, validated strictly."""
-    import yaml
-    from pydantic import ValidationError
-
-    from lmforge.config.load import apply_overrides, format_validation_error
-    from lmforge.config.serve import ServeConfig
-
-    raw: dict = {}
-    if path:
-        p = Path(path)
-        if not p.is_file():
-            raise UserError("server config not found", where=str(p))
-        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    try:
-        return ServeConfig.model_validate(apply_overrides(raw, overrides))
-    except ValidationError as exc:
-        raise UserError(format_validation_error(exc, ServeConfig), where=path or "command line") from None
-
-
 def save_drift_baseline(s: Session, limit: int = 48) -> Path:
     """Statistics of the training inputs that `lmforge monitor` compares served traffic with."""
     from lmforge.data import prompt_messages

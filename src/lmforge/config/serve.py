@@ -92,6 +92,15 @@ class ServeConfig(_Section):
     log: LogConfig = Field(default_factory=LogConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
 
+    @field_validator("adapters", mode="before")
+    @classmethod
+    def _adapter_paths_are_strings(cls, value: object) -> object:
+        for name, path in value.items() if isinstance(value, dict) else ():
+            if not isinstance(path, str):
+                raise ValueError(f"{str(name)[:80]!r}: the value must be an adapter folder (a string); an adapter "
+                                 "name has no '.' path parts (adapters.a.b=PATH nests a section)")
+        return value
+
     @field_validator("adapters")
     @classmethod
     def _adapter_names(cls, value: dict[str, str]) -> dict[str, str]:

@@ -54,20 +54,26 @@ class Admission:
         if len(self.waiters) >= self.max_waiting:
             raise APIError(503, f"server busy: {self.used} requests running and {len(self.waiters)} waiting; "
                            "retry later", "server_busy", headers={"Retry-After": str(self.retry_after())})
-        turn = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        turn = loop.create_future()
         self.waiters.append(turn)
+        # A timer, not asyncio.wait_for: on 3.11 wait_for swallows a cancellation that arrives just
+        # after the turn was handed over, and the handed turn would then never be given back.
+        timer = loop.call_later(max(0.0, deadline - time.monotonic()), _expire, turn)
         try:
-            await asyncio.wait_for(turn, max(0.0, deadline - time.monotonic()))
-        except BaseException as exc:  # timeout, or the request was cancelled (client gone)
-            if turn.done() and not turn.cancelled():
+            await turn
+        except BaseException as exc:  # timed out, or the request was cancelled (client gone)
+            if turn.done() and not turn.cancelled() and turn.exception() is None:
                 self._leave(None)  # a turn was handed to us just now: pass it on
             else:
                 turn.cancel()
                 with contextlib.suppress(ValueError):
                     self.waiters.remove(turn)
-            if isinstance(exc, asyncio.TimeoutError):
+            if isinstance(exc, _Expired):
                 raise APIError(504, "request timed out waiting for its turn", "timeout") from None
             raise
+        finally:
+            timer.cancel()
         return Ticket(self)
 
     @contextlib.asynccontextmanager
@@ -87,3 +93,12 @@ class Admission:
                 turn.set_result(None)  # the turn goes straight to the next waiter; `used` is unchanged
                 return
         self.used -= 1
+
+
+class _Expired(Exception):
+    """Set on a waiter's future when its deadline passes."""
+
+
+def _expire(turn: asyncio.Future) -> None:
+    if not turn.done():
+        turn.set_exception(_Expired())
