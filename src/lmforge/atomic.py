@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+from lmforge.errors import disk_full_error, is_disk_full
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -25,9 +28,11 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if is_disk_full(exc):
+            raise disk_full_error(exc, str(path)) from exc
         raise
     return path
 
@@ -48,14 +53,50 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if is_disk_full(exc):  # the half-written temporary is gone; ``path`` is untouched
+            raise disk_full_error(exc, str(path)) from exc
         raise
+    publish_dir(tmp, path)
+
+
+def publish_dir(staged: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Put the finished folder ``staged`` (on the same file system) in place of ``path`` by renames.
+
+    An existing ``path`` is moved aside to ``.<name>.old`` first and removed only after the new
+    folder is in place, so a crash at any point leaves either the old or the new folder complete
+    (the old one possibly under ``.<name>.old``).
+    """
+    staged, path = Path(staged), Path(path)
     old = None
     if path.exists():
         old = path.with_name(f".{path.name}.old")
         shutil.rmtree(old, ignore_errors=True)
         os.replace(path, old)
-    os.replace(tmp, path)
+    os.replace(staged, path)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+# Names of the temporaries above: "." + target name + "." + 8 random characters + ".tmp".
+_TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
+
+
+def remove_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporaries that writes into ``folder`` left behind when the process was killed
+    mid-write (files and folders named like :func:`atomic_write_bytes` / :func:`atomic_dir` name
+    theirs). Call it only on a folder lmforge owns, when nothing else writes into it. Returns the
+    removed paths."""
+    removed = []
+    for entry in sorted(Path(folder).iterdir()):
+        if not _TEMPORARY.match(entry.name):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+        removed.append(entry)
+    return removed

@@ -6,6 +6,9 @@ as :class:`UserError`. The CLI prints its message and exits with status 2, no tr
 
 from __future__ import annotations
 
+import errno
+import re
+
 
 class UserError(Exception):
     """A problem with the user's input; the message says where and what to do."""
@@ -19,3 +22,37 @@ class UserError(Exception):
         if hint:
             text = f"{text}\n  hint: {hint}"
         super().__init__(text)
+
+
+class StorageError(UserError):
+    """The disk filled up (or a file-size limit was reached) while writing. Exit status 3.
+
+    Raised where lmforge writes atomically (:mod:`lmforge.atomic`): the half-written temporary is
+    removed, and the file or folder it would have replaced (e.g. the previous checkpoint) is intact.
+    """
+
+    exit_code = 3
+
+
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk is full or a file-size limit was hit (ENOSPC, EFBIG, EDQUOT).
+
+    Also recognises libraries that wrap the OS error in their own exception text (safetensors
+    raises ``SafetensorError('... I/O error: File too large (os error 27)')``).
+    """
+    if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
+        return True
+    found = re.search(r"os error (\d+)", str(exc))
+    return bool(found) and int(found.group(1)) in DISK_FULL_ERRNOS
+
+
+def disk_full_error(exc: BaseException, target: str | None) -> StorageError:
+    """The :class:`StorageError` for disk-full ``exc`` raised while writing ``target`` (a path, or None)."""
+    full = getattr(exc, "errno", None) == errno.ENOSPC or "os error 28" in str(exc)
+    reason = "no space left on the disk" if full else f"the file system refused to write more ({exc})"
+    return StorageError(f"{reason}; the unfinished write was removed", where=target,
+                        hint="free disk space (or choose a folder on a larger disk) and run the command again; what "
+                             "was there before is unchanged (an interrupted training run continues with --resume)")

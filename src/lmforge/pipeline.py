@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from lmforge.atomic import atomic_write_text
+from lmforge.atomic import atomic_dir, atomic_write_text
 from lmforge.config import RunConfig, save_resolved
 from lmforge.errors import UserError
+from lmforge.outputs import write_marker
 from lmforge.plan import RunPlan, plan_run
 
 log = logging.getLogger("lmforge")
@@ -101,6 +102,9 @@ def open_session(config: RunConfig, *, source: str = "<config>", say: Callable[[
         task = objective.task_info(label_set(splits.train + splits.eval, config.data) if classify else None)
     method = build_method(plan.method.name, plan.method_params)
     say(f"model: loading {config.model.name} ...")
+    from lmforge.train.runtime import seed_everything
+
+    seed_everything(config.run.seed)  # new heads and adapter weights are initialised from run.seed
     base = load_model(config.model, task, **method.load_kwargs())
     model = method.apply(base, task)
     if hasattr(objective, "bind"):  # preference objectives snapshot their reference model here
@@ -181,8 +185,9 @@ def run_train(config: RunConfig, *, source: str = "<config>", resume: bool = Fal
     main = is_main_process()
     run_dir = Path(config.run.dir)
     if main:
-        _check_run_dir(run_dir, resume)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        from lmforge.train.run_folder import open_run_folder
+
+        open_run_folder(config, resume)  # new / empty / lmforge's, apart from the inputs; checkpoints need --resume
         save_resolved(config, run_dir)
     s = open_session(config, source=source, say=say if main else (lambda _m: None))
     trainable, total = count_parameters(s.model)
@@ -272,43 +277,45 @@ def _restore_best(s: Session, reload: bool = False) -> None:
 def export_session(s: Session, report: dict) -> Path:
     """Write the adapter / merged model / extra formats and the model card; every export is parity-checked."""
     from lmforge.export import export_adapter, export_merged, file_sha256, verify_merged, write_model_card
+    from lmforge.outputs import export_output_dir
 
     cfg = s.config
-    out = Path(cfg.export.dir or s.run_dir / "export")
-    out.mkdir(parents=True, exist_ok=True)
-    s.model.eval()  # the parity reference is the model as evaluated (no dropout)
-    written, parity = {}, {}
-    prompts = _parity_prompts(s)
-    if cfg.export.adapter and s.plan.method.name != "full":
-        export_adapter(s.method, s.model, out / "adapter")
-        written["adapter"] = str(out / "adapter")
-    if s.task_labels:  # several classification heads: no plain transformers class holds them
-        from lmforge.multitask import export_multitask
+    final = export_output_dir(s.config, s.run_dir)  # new / lmforge's export folder, apart from the inputs
+    with atomic_dir(final) as out:  # the whole folder appears at once; a kill or a full disk keeps the previous one
+        s.model.eval()  # the parity reference is the model as evaluated (no dropout)
+        written, parity = {}, {}
+        prompts = _parity_prompts(s)
+        if cfg.export.adapter and s.plan.method.name != "full":
+            export_adapter(s.method, s.model, out / "adapter")
+            written["adapter"] = str(out / "adapter")
+        if s.task_labels:  # several classification heads: no plain transformers class holds them
+            from lmforge.multitask import export_multitask
 
-        written["multitask"], parity["multitask"] = export_multitask(s, out / "multitask")
-    elif s.plan.export_merged:
-        export_merged(s.method, s.model, s.tokenizer, out / "merged", cfg.export.dtype)
-        written["merged"] = str(out / "merged")
-        parity["merged"] = verify_merged(s.model, s.tokenizer, out / "merged", prompts, dtype=cfg.export.dtype,
-                                         report_path=out / "merged" / "parity.json").to_dict()
-    for fmt in cfg.export.formats:
-        if "merged" not in written:
-            raise UserError(f"export format {fmt} is built from the merged model", where="export.formats",
-                            hint="keep export.merged on (the method must be mergeable)")
-        written[fmt], parity[fmt] = _export_format(s, fmt, out, prompts)
-    card = {
-        "base_model": cfg.model.name,
-        "method": {"name": s.plan.method.name, **s.plan.method_params.model_dump(mode="json")},
-        "objective": s.plan.objective.name,
-        "data_files": [{"path": str(p), "sha256": file_sha256(p)} for p in s.splits.files],
-        "config": cfg.model_dump(mode="json"),
-        "metrics": {side: {k: v for k, v in (report.get(side) or {}).items() if k != "per_example"}
-                    for side in ("before", "after")},
-        "exports": written,
-        "parity": {k: {"passed": v["passed"], "max_abs_logit_diff": v["max_abs_logit_diff"]} for k, v in parity.items()},
-    }
-    write_model_card(out, card)
-    return out
+            written["multitask"], parity["multitask"] = export_multitask(s, out / "multitask")
+        elif s.plan.export_merged:
+            export_merged(s.method, s.model, s.tokenizer, out / "merged", cfg.export.dtype)
+            written["merged"] = str(out / "merged")
+            parity["merged"] = verify_merged(s.model, s.tokenizer, out / "merged", prompts, dtype=cfg.export.dtype,
+                                             report_path=out / "merged" / "parity.json").to_dict()
+        for fmt in cfg.export.formats:
+            if "merged" not in written:
+                raise UserError(f"export format {fmt} is built from the merged model", where="export.formats",
+                                hint="keep export.merged on (the method must be mergeable)")
+            written[fmt], parity[fmt] = _export_format(s, fmt, out, prompts)
+        card = {
+            "base_model": cfg.model.name,
+            "method": {"name": s.plan.method.name, **s.plan.method_params.model_dump(mode="json")},
+            "objective": s.plan.objective.name,
+            "data_files": [{"path": str(p), "sha256": file_sha256(p)} for p in s.splits.files],
+            "config": cfg.model_dump(mode="json"),
+            "metrics": {side: {k: v for k, v in (report.get(side) or {}).items() if k != "per_example"}
+                        for side in ("before", "after")},
+            "exports": {k: str(final / Path(v).relative_to(out)) for k, v in written.items()},
+            "parity": {k: {"passed": v["passed"], "max_abs_logit_diff": v["max_abs_logit_diff"]} for k, v in parity.items()},
+        }
+        write_model_card(out, card)
+        write_marker(out, "export")
+    return final
 
 
 def _export_format(s: Session, fmt: str, out: Path, prompts: list) -> tuple[str, dict]:
@@ -373,16 +380,6 @@ def _report(s: Session, before: dict | None, after: dict, result, trainable: int
     }
 
 
-def _check_run_dir(run_dir: Path, resume: bool) -> None:
-    has_ckpt = (run_dir / "checkpoints" / "last").exists()
-    if has_ckpt and not resume:
-        raise UserError(
-            "this run folder already holds checkpoints",
-            where=str(run_dir),
-            hint="continue it with --resume, or pick another run.name / run.output_dir",
-        )
-
-
 def _cached(path: Path, compute: Callable[[], dict], *, enabled: bool) -> dict | None:
     """Compute once per run folder (so --resume does not re-measure the base model)."""
     if not enabled:
@@ -439,6 +436,9 @@ def run_eval(target: str, overrides: list[str] | tuple[str, ...] = (), *, base: 
         s = restore_session(path, overrides, trained=not base, say=say)
     else:
         s = open_session(load_config(path, overrides), source=str(path), say=say)
+    from lmforge.outputs import eval_output_dir
+
+    out = eval_output_dir(s.config, out_dir, (path if path.is_dir() else s.run_dir), "eval-base" if base else "eval")
     s.model.eval()
     metrics = s.evaluate(per_example=True)
     samples = s.generations()
@@ -449,8 +449,9 @@ def run_eval(target: str, overrides: list[str] | tuple[str, ...] = (), *, base: 
     if generate and s.config.data.format in ("chat", "instruction"):
         report["generation"] = _generation_scores(s, generate)
         metrics = {**metrics, **{k: v["value"] for k, v in report["generation"].items()}}
-    out = Path(out_dir) if out_dir else (path if path.is_dir() else s.run_dir) / ("eval-base" if base else "eval")
-    write_report(out, report)
+    with atomic_dir(out) as stage:  # the report folder appears whole
+        write_report(stage, report)
+        write_marker(stage, "eval")
     for sample in samples:
         say(f"\nprompt: {sample['prompt'][-300:]}\noutput: {sample['output'][:300]}")
     for name, v in (report.get("generation") or {}).items():
@@ -597,12 +598,18 @@ def prepare_data(config: RunConfig, *, out_dir: str | Path | None = None, say: C
 
     from lmforge.model import load_tokenizer
 
+    from lmforge.config.inputs import input_paths, run_dir_setting
+    from lmforge.outputs import check_inputs, claim_output_dir, claim_run_subfolder
+
     prepare_cfg = config.data.prepare or PrepareConfig()
+    where = "--out" if out_dir else run_dir_setting(config)  # the output folder: apart from inputs, published whole
+    out = (claim_output_dir(out_dir, "data", inputs=input_paths(config), where=where, create=False) if out_dir else
+           claim_run_subfolder(config.run.dir, "data", "data", inputs=input_paths(config), where=where, create=False))
     streams = load_records_lazily(config.data)
-    out = Path(out_dir or Path(config.run.dir) / "data")
     result = prepare(streams.train, config.data.format, prepare_cfg, out, inputs=streams.files, seed=config.run.seed,
                      eval_records=streams.eval, tokenizer=load_tokenizer(config.model),
-                     paraphrase=_paraphraser(prepare_cfg, config.run.seed, say))
+                     paraphrase=_paraphraser(prepare_cfg, config.run.seed, say),
+                     check_out=lambda files: check_inputs(out, files, where))
     counts = result.counts
     say(f"prepare: {streams.read} records -> train {counts['train']}, "
         f"validation {counts['validation']}, test {counts['test']}; report {result.report_path}")
@@ -632,9 +639,8 @@ def run_prepare(config: RunConfig, *, source: str = "<config>", out_dir: str | N
                 say: Callable[[str], None] = print) -> Path:
     """`lmforge data prepare`: clean, deduplicate, redact, label-check and split; returns the output folder."""
     plan_run(config, source)
-    out = Path(out_dir or Path(config.run.dir) / "data")
-    prepare_data(config, out_dir=out, say=say)
-    return out
+    result, _files = prepare_data(config, out_dir=out_dir, say=say)
+    return result.out_dir
 
 
 def run_estimate(config: RunConfig, *, source: str = "<config>", budget_gb: float | None = None,

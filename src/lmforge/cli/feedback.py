@@ -36,6 +36,11 @@ def run(args) -> int:
     model, tokenizer, prompts, source = load_target(args)
     if args.limit:
         prompts = prompts[: args.limit]
+    from lmforge.outputs import claim_output_dir
+
+    run_folder = (Path(args.target) / "config.yaml").is_file()  # a run folder is lmforge's; a model folder is an input
+    inputs = [args.prompts] if args.prompts else []
+    claim_output_dir(args.out, "feedback", inputs=inputs + ([] if run_folder else [args.target]), where="--out")
     store = FeedbackStore(args.out)
     meta = {"model": source, "sampling": {"temperature": args.temperature, "max_new_tokens": args.max_new_tokens,
                                           "k": args.k}, "annotator": args.annotator,
