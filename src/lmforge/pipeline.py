@@ -187,6 +187,7 @@ def run_train(config: RunConfig, *, source: str = "<config>", resume: bool = Fal
     if main:
         from lmforge.train.run_folder import open_run_folder
 
+        plan_run(config, source)  # a config problem is reported before anything is written
         open_run_folder(config, resume)  # new / empty / lmforge's, apart from the inputs; checkpoints need --resume
         save_resolved(config, run_dir)
     s = open_session(config, source=source, say=say if main else (lambda _m: None))

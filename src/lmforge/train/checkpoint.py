@@ -89,9 +89,15 @@ def save_checkpoint(folder: Path, model: nn.Module, state: LoopState, optimizer=
 def load_trainable(model: nn.Module, checkpoint: str | Path) -> nn.Module:
     """Copy the saved trainable parameters of ``checkpoint`` into ``model`` (in place).
 
-    Raises ValueError when a saved name is not a parameter of ``model`` or a shape differs.
+    Raises ValueError when a saved name is not a parameter of ``model`` or a shape differs, and
+    UserError naming the file when it is missing or not a safetensors file.
     """
-    tensors = load_file(str(Path(checkpoint) / "model.safetensors"))
+    path = Path(checkpoint) / "model.safetensors"
+    try:
+        tensors = load_file(str(path))
+    except (OSError, SafetensorError) as exc:
+        raise UserError(f"cannot read the checkpoint's weights: {exc}", where=str(path),
+                        hint="the file is damaged or missing; train the run again (or resume from an intact checkpoint)") from None
     params = dict(model.named_parameters())
     missing = [n for n in tensors if n not in params]
     if missing:
