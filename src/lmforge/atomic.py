@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from lmforge.errors import disk_full_error, is_disk_full
+from lmforge.errors import storage_error
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
@@ -31,8 +31,9 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        if is_disk_full(exc):
-            raise disk_full_error(exc, str(path)) from exc
+        full = storage_error(exc, str(path))
+        if full is not None:
+            raise full from full.__cause__
         raise
     return path
 
@@ -55,8 +56,9 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
     except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        if is_disk_full(exc):  # the half-written temporary is gone; ``path`` is untouched
-            raise disk_full_error(exc, str(path)) from exc
+        full = storage_error(exc, str(path))
+        if full is not None:  # the half-written temporary is gone; ``path`` is untouched
+            raise full from full.__cause__
         raise
     publish_dir(tmp, path)
 
@@ -84,14 +86,17 @@ def publish_dir(staged: str | os.PathLike, path: str | os.PathLike) -> Path:
 _TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
 
 
-def remove_temporaries(folder: str | os.PathLike) -> list[Path]:
+def remove_temporaries(folder: str | os.PathLike, name: str | None = None) -> list[Path]:
     """Delete the temporaries that writes into ``folder`` left behind when the process was killed
     mid-write (files and folders named like :func:`atomic_write_bytes` / :func:`atomic_dir` name
-    theirs). Call it only on a folder lmforge owns, when nothing else writes into it. Returns the
-    removed paths."""
+    theirs); ``name``: only those of that target (e.g. "export"). Call it only on a folder lmforge
+    owns, when nothing else writes that target. Returns the removed paths."""
     removed = []
-    for entry in sorted(Path(folder).iterdir()):
-        if not _TEMPORARY.match(entry.name):
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for entry in sorted(folder.iterdir()):
+        if not _TEMPORARY.match(entry.name) or (name is not None and not entry.name.startswith(f".{name}.")):
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)

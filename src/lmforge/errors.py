@@ -41,8 +41,11 @@ def is_disk_full(exc: BaseException) -> bool:
     """Whether ``exc`` says the disk is full or a file-size limit was hit (ENOSPC, EFBIG, EDQUOT).
 
     Also recognises libraries that wrap the OS error in their own exception text (safetensors
-    raises ``SafetensorError('... I/O error: File too large (os error 27)')``).
+    raises ``SafetensorError('... I/O error: File too large (os error 27)')``). False for a
+    :class:`StorageError` (already explained).
     """
+    if isinstance(exc, StorageError):  # already explained (an inner atomic write)
+        return False
     if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
         return True
     found = re.search(r"os error (\d+)", str(exc))
@@ -56,3 +59,15 @@ def disk_full_error(exc: BaseException, target: str | None) -> StorageError:
     return StorageError(f"{reason}; the unfinished write was removed", where=target,
                         hint="free disk space (or choose a folder on a larger disk) and run the command again; what "
                              "was there before is unchanged (an interrupted training run continues with --resume)")
+
+
+def storage_error(exc: BaseException, target: str | None) -> StorageError | None:
+    """The :class:`StorageError` to raise for ``exc`` met while writing ``target`` (a path), or None
+    when ``exc`` is not about a full disk. An inner write's StorageError is re-aimed at ``target``
+    (the folder the user knows, not a temporary inside it)."""
+    cause = exc.__cause__ if isinstance(exc, StorageError) and exc.__cause__ is not None else exc
+    if not is_disk_full(cause):
+        return None
+    error = disk_full_error(cause, target)
+    error.__cause__ = cause
+    return error

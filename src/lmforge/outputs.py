@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Iterable
 
-from lmforge.atomic import atomic_write_text
+from lmforge.atomic import atomic_write_text, remove_temporaries
 from lmforge.errors import UserError
 
 MARKER = ".lmforge"
@@ -175,6 +176,9 @@ def claim_run_subfolder(run_dir: str | os.PathLike, name: str, kind: str, *, inp
     marked as a run folder) first. Same rules and errors as :func:`claim_output_dir`."""
     inputs = list(inputs)
     run = claim_output_dir(run_dir, "run", inputs=inputs, where=where)
+    remove_temporaries(run, name)  # what a killed earlier write of this folder left (a run folder is lmforge's)
+    if (run / f".{name}.old").is_dir():  # the previous folder, moved aside by a write killed mid-swap
+        shutil.rmtree(run / f".{name}.old", ignore_errors=True)
     return claim_output_dir(run / name, kind, inputs=inputs, where=where, create=create)
 
 

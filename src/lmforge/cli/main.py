@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run_handler(args) -> int:
     """Run the subcommand; a problem the user can act on becomes a message and an exit status:
-    2 bad input (:class:`UserError`), 3 disk full (:class:`StorageError`), 1 failed export parity
+    2 bad input (:class:`UserError`, a folder without permission), 3 disk full (:class:`StorageError`), 1 failed export parity
     check, 130 interrupted. Anything else is a bug in lmforge and keeps its traceback."""
     try:
         return int(args.handler(args) or 0)
@@ -61,6 +61,10 @@ def run_handler(args) -> int:
     except KeyboardInterrupt:
         print("interrupted: the run folder is resumable with --resume", file=sys.stderr)
         return 130
+    except PermissionError as exc:  # a folder the user may not write (or read)
+        print(f"error: {exc.filename or exc}: permission denied\n  hint: choose a folder you can write, "
+              "or fix its permissions", file=sys.stderr)
+        return 2
     except FileNotFoundError as exc:  # a path lmforge expected vanished (deleted while running)
         if os.environ.get("LMFORGE_DEBUG"):
             raise

@@ -36,7 +36,7 @@ from lmforge.data.prepare.html_report import write_html
 from lmforge.data.prepare.labels import ConflictVotes, drop_conflicts, infer_known, resolve_records, similar_labels
 from lmforge.data.prepare.split import TRAIN, VALIDATION, SplitPlan
 from lmforge.data.prepare.store import read_jsonl, spool, write_jsonl
-from lmforge.errors import UserError, disk_full_error, is_disk_full
+from lmforge.errors import UserError, storage_error
 from lmforge.outputs import read_marker, write_marker
 
 SPLITS = ("train", "validation", "test")
@@ -360,8 +360,9 @@ def run_prepare(
             check_out(inputs)  # every input file is known now that the inputs were read
         publish_dir(_stage(run, manifest, lengths, paraphrase), out_dir)
     except BaseException as exc:
-        if is_disk_full(exc):
-            raise disk_full_error(exc, str(out_dir)) from exc
+        full = storage_error(exc, str(out_dir))
+        if full is not None:
+            raise full from full.__cause__
         raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
