@@ -203,3 +203,15 @@ def export_output_dir(config, run_dir: str | os.PathLike) -> Path:
     if config.export.dir:
         return claim_output_dir(config.export.dir, "export", inputs=inputs, where="export.dir", create=False)
     return claim_run_subfolder(run_dir, "export", "export", inputs=inputs, where=str(run_dir), create=False)
+
+
+def prepare_output_dir(config, out_dir: str | os.PathLike | None) -> tuple[Path, str]:
+    """The folder ``data prepare`` publishes into (checked, not created): ``--out``, else ``<run dir>/data``;
+    and the setting that chose it (for the final check once every input file is known)."""
+    from lmforge.config.inputs import input_paths, run_dir_setting
+
+    inputs = input_paths(config)
+    if out_dir:
+        return claim_output_dir(out_dir, "data", inputs=inputs, where="--out", create=False), "--out"
+    where = run_dir_setting(config)
+    return claim_run_subfolder(config.run.dir, "data", "data", inputs=inputs, where=where, create=False), where

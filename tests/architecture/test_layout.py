@@ -78,8 +78,23 @@ def test_validate_imports_no_torch(tmp_path):
 @pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.yaml")) + [SRC / "quickstart.yaml"], ids=lambda p: p.name)
 def test_example_configs_validate(path):
     """Every example passes `lmforge validate`: config, plan and the first records of its data."""
-    from lmforge.validate import validate_config
+    from lmforge.pipeline.validate import validate_config
 
     result = validate_config(path)
     assert not result.errors, result.errors
     assert result.plan.method.name and result.plan.objective.name
+
+
+def test_cli_calls_only_the_pipeline():
+    """The CLI parses arguments, loads the config and calls lmforge.pipeline: no stage imports."""
+    allowed = {"cli", "config", "errors", "pipeline"}
+    bad = [f"{path.relative_to(SRC)} imports {module}"
+           for path in (SRC / "cli").rglob("*.py") for module in _imports(path)
+           if _stage(module) is not None and _stage(module) not in allowed]
+    assert not bad, "the CLI reaches past the pipeline:\n" + "\n".join(bad)
+
+
+def test_glue_modules_stay_small():
+    """One pipeline module per command, each readable top to bottom (DESIGN.md: none past ~250 lines)."""
+    sizes = {p.name: len(p.read_text().splitlines()) for p in (SRC / "pipeline").glob("*.py")}
+    assert sizes and max(sizes.values()) <= 250, sizes

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 
-from lmforge.validate import validate_config
+from lmforge.pipeline.validate import validate_config
 
 QA = json.dumps({"question": "what is a bond?", "answer": "a loan."}) + "\n"
 

@@ -12,18 +12,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from lmforge.errors import UserError
-    from lmforge.validate import problems_message, validate_config
+    from lmforge.pipeline import run_validate
 
-    result = validate_config(args.config, args.overrides)
-    for note in result.notes:
-        print(f"note: {note}")
-    if result.errors:
-        raise UserError(problems_message(result), where=args.config)
-    config, plan = result.config, result.plan
-    print(
-        f"{args.config}: ok  (model {config.model.name}, data {config.data.format}"
-        f"{f' x {len(config.data.tasks)} tasks, mixing {config.data.mixing}' if config.data.tasks else ''}, "
-        f"method {plan.method.name}, objective {plan.objective.name})"
-    )
+    print(run_validate(args.config, args.overrides))
     return 0

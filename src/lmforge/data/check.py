@@ -19,14 +19,15 @@ from lmforge.data.splits import iter_records
 from lmforge.errors import UserError
 
 
-def check_sources(data_cfg: DataConfig, first: int = 5) -> tuple[list[str], list[str]]:
-    """``(errors, notes)`` from reading the first ``first`` records of every source (every task's too).
+def check_sources(data_cfg: DataConfig, task_sections: list[DataConfig] = (), first: int = 5) -> tuple[list[str], list[str]]:
+    """``(errors, notes)`` from reading the first ``first`` records of every source (every task's too:
+    ``task_sections`` holds each task's data section, in ``data.tasks`` order).
 
     Each error names the config field and the file:line; every source is checked, not only up to
     the first problem. Notes say which sources were not read.
     """
     errors, notes = [], []
-    for field, section, source in _sources(data_cfg):
+    for field, section, source in _sources(data_cfg, task_sections):
         skipped = _not_read(source)
         if skipped:
             notes.append(f"{field}: {source.path}: {skipped}")
@@ -40,9 +41,9 @@ def check_sources(data_cfg: DataConfig, first: int = 5) -> tuple[list[str], list
     return errors, notes
 
 
-def _sources(data_cfg: DataConfig) -> Iterator[tuple[str, DataConfig, SourceConfig]]:
+def _sources(data_cfg: DataConfig, task_sections: list[DataConfig]) -> Iterator[tuple[str, DataConfig, SourceConfig]]:
     """``(config field, data section, source)`` for every source, tasks included."""
-    sections = [("data", data_cfg)] + [(f"data.tasks.{i}", s) for i, s in enumerate(data_cfg.task_sections())]
+    sections = [("data", data_cfg)] + [(f"data.tasks.{i}", s) for i, s in enumerate(task_sections)]
     tasks = data_cfg.tasks or []
     for prefix, section in sections:
         owner = tasks[int(prefix.rsplit(".", 1)[1])] if prefix != "data" else section

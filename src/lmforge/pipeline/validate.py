@@ -1,4 +1,4 @@
-"""What ``lmforge validate`` checks, all problems at once, without importing torch.
+"""`lmforge validate`: every problem of a config and of its data, all at once, without importing torch.
 
 1. the YAML file and the command-line overrides (a problem here stops the check: nothing else can be read);
 2. the config against the schema: every wrong key or value, each with a did-you-mean;
@@ -12,13 +12,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from pydantic import ValidationError
 
 from lmforge.config.load import apply_overrides, format_validation_error, read_yaml
 from lmforge.config.schema import RunConfig
 from lmforge.errors import UserError
-from lmforge.plan import RunPlan, plan_run
+from lmforge.pipeline.plan import RunPlan, plan_run
+
+
+def run_validate(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
+                 say: Callable[[str], None] = print) -> str:
+    """The one-line summary of a valid config (notes on unread sources go to ``say``); UserError listing
+    every problem otherwise."""
+    result = validate_config(path, overrides)
+    for note in result.notes:
+        say(f"note: {note}")
+    if result.errors:
+        raise UserError(problems_message(result), where=str(path))
+    config, plan = result.config, result.plan
+    tasks = f" x {len(config.data.tasks)} tasks, mixing {config.data.mixing}" if config.data.tasks else ""
+    return (f"{path}: ok  (model {config.model.name}, data {config.data.format}{tasks}, "
+            f"method {plan.method.name}, objective {plan.objective.name})")
 
 
 @dataclass
@@ -51,8 +67,14 @@ def validate_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (
             text = str(exc).removeprefix(f"{path}: ")
             result.errors += ([line.strip() for line in text.splitlines()[1:]] if text.startswith("invalid config:")
                               else [text])
-        errors, result.notes = check_sources(config.data, first)
-        result.errors += errors
+        from lmforge.pipeline.multitask import task_sections
+
+        try:
+            sections = task_sections(config.data)
+        except UserError as exc:
+            sections, result.errors = [], result.errors + [str(exc)]
+        errors, result.notes = check_sources(config.data, sections, first)
+        result.errors = list(dict.fromkeys(result.errors + errors))  # a task problem plan_run found too
     return result
 
 
