@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lmforge.config.prepare import PrepareConfig
 
@@ -22,6 +22,13 @@ class RunSection(Section):
     name: str = Field(default="run", description="Run name; the run folder is runs/<name> unless output_dir is set.")
     output_dir: str | None = Field(default=None, description="Run folder; default runs/<name>.")
     seed: int = Field(default=42, description="Seeds data order, splits, initialisation and dropout.")
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:  # runs/<name> must stay inside runs/ (lmforge.outputs)
+        from lmforge.outputs import check_name
+
+        return check_name(value, "run name")
 
     @property
     def dir(self) -> str:
@@ -82,7 +89,8 @@ class TaskSource(Section):
     eval: SourceConfig | None = Field(default=None, description="Held-out data; default: eval_fraction of train.")
     eval_fraction: float | None = Field(default=None, gt=0.0, lt=0.9, description="Default: data.eval_fraction.")
     columns: dict[str, str] | None = Field(default=None, description="Canonical field -> your column name; default: data.columns.")
-    labels: list[str] | None = Field(default=None, description="This task's label set (classification); default: labels seen.")
+    labels: list[str] | None = Field(default=None, min_length=2,
+                                     description="This task's label set (classification, at least two); default: labels seen.")
     system_prompt: str | None = Field(default=None, description="System message for this task's instruction examples.")
 
     @model_validator(mode="before")
@@ -112,7 +120,8 @@ class DataConfig(Section):
         default="completion", description="Loss on assistant/completion tokens only, or on every token."
     )
     system_prompt: str | None = Field(default=None, description="System message added to instruction examples.")
-    labels: list[str] | None = Field(default=None, description="Classification label set (order = class ids); default: sorted labels seen.")
+    labels: list[str] | None = Field(default=None, min_length=2,
+                                     description="Classification label set (order = class ids, at least two); default: sorted labels seen.")
     packing: bool = Field(default=False, description="Pack several examples per row without padding (causal LM).")
     prepare: PrepareConfig | None = Field(
         default=None, description="Clean, deduplicate, redact, label-check and split (docs/data-prepare.md)."

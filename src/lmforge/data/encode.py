@@ -8,6 +8,7 @@ trained; the model shifts labels itself). Classification features are ``{"input_
 from __future__ import annotations
 
 import logging
+from collections import Counter
 
 from lmforge.config.schema import DataConfig
 from lmforge.data.chat import encode_chat
@@ -103,10 +104,20 @@ def _encode_chats(records: list[dict], tokenizer, data_cfg: DataConfig) -> Encod
 
 
 def label_set(records: list[dict], data_cfg: DataConfig) -> list[str]:
-    """The class names: ``data.labels`` if given, else the sorted unique labels of ``records``."""
+    """The class names: ``data.labels`` if given, else the sorted unique labels of ``records``.
+
+    UserError when every labelled record carries the same label: a classifier needs two classes.
+    """
+    seen = Counter(r["label"] for r in records if "label" in r)  # preference records (reward models) have none
+    if len(seen) == 1:
+        (label, count), = seen.items()
+        first = next(str(r.get("_where", "")) for r in records if "label" in r)
+        raise UserError(f"all {count} labelled examples have the label '{label}': a classifier needs at least two "
+                        "classes", where=first.rsplit(":", 1)[0] if ":" in first else "data.train",
+                        hint="add examples of the other classes (check data.columns.label names the right column)")
     if data_cfg.labels is not None:
         return list(data_cfg.labels)
-    return sorted({r["label"] for r in records if "label" in r})  # preference records (reward models) have none
+    return sorted(seen)
 
 
 def encode_classification(records: list[dict], tokenizer, data_cfg: DataConfig, labels: list[str]) -> list[dict]:

@@ -134,7 +134,13 @@ def read_chat(row: dict, where: str, data_cfg: DataConfig) -> dict:
     if column not in row and "messages" not in data_cfg.columns and "conversations" in row:
         column = "conversations"  # ShareGPT
     if column not in row:
-        raise _missing(row, where, data_cfg, "messages")
+        error = _missing(row, where, data_cfg, "messages")
+        if "messages" not in data_cfg.columns and len(row) >= 2 and all(isinstance(v, str) for v in row.values()):
+            names = list(row)  # plain text columns: question / answer records rather than conversations
+            error = UserError(str(error).split("\n")[0].removeprefix(f"{where}: "), where=where,
+                              hint=f"these look like instruction records: use data.format: instruction with "
+                                   f"data.columns: {{instruction: {names[0]}, output: {names[-1]}}}")
+        raise error
     turns = row[column]
     if isinstance(turns, str):  # CSV / Parquet cells may hold the list as JSON text
         try:

@@ -38,6 +38,10 @@ def run_comparison(config_path: str, overrides: Sequence[str] = (), *, run_dir: 
     if not (folder / "config.yaml").is_file() or not (folder / "checkpoints").is_dir():
         raise UserError("no trained run to compare", where=str(folder),
                         hint=f"train it first (lmforge train {config_path}) or pass --run RUN_FOLDER")
+    from lmforge.config.inputs import input_paths
+    from lmforge.outputs import claim_output_dir
+
+    claim_output_dir(folder, "run", inputs=input_paths(config), where="--run", create=False)  # compare.* go in here
     report = compare_run(folder, overrides, retrievers=retrievers, few_shot=few_shot, top_k=top_k,
                          max_examples=max_examples, judge=judge, say=say)
     from lmforge.evaluate.compare import write_compare_report

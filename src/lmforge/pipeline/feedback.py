@@ -36,6 +36,11 @@ def run_feedback(target: str, out: str, ask: Callable[[str], str], *, prompts_fi
         raise UserError("pair mode needs -k 2 or more answers per prompt", where="-k")
     loaded = load_target(target, prompts_file, field)
     prompts = loaded.prompts[:limit] if limit else loaded.prompts
+    from lmforge.outputs import claim_output_dir
+
+    run_folder = (Path(target) / "config.yaml").is_file()  # a run folder is lmforge's; a model folder is an input
+    inputs = ([prompts_file] if prompts_file else []) + ([] if run_folder else [target])
+    claim_output_dir(out, "feedback", inputs=inputs, where="--out")
     store = FeedbackStore(out)
     meta = {"model": loaded.source, "sampling": {"temperature": temperature, "max_new_tokens": max_new_tokens, "k": k},
             "annotator": annotator, "prompts": prompts_file or f"{loaded.source} (held-out)"}

@@ -6,6 +6,7 @@ only), never an implementation, so it needs no torch.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from pydantic import ValidationError
@@ -111,5 +112,6 @@ def _params(cls, raw: dict, section: str, source: str):
     try:
         return cls.model_validate(raw)
     except ValidationError as exc:
-        text = format_validation_error(exc, cls).replace("\n  ", f"\n  {section}.")
-        raise UserError(text, where=source) from None
+        head, *lines = format_validation_error(exc, cls).split("\n  ")
+        lines = [f"{section}.{line}" if re.match(r"^[\w.\[\]]+: ", line) else f"{section}: {line}" for line in lines]
+        raise UserError("\n  ".join([head, *lines]), where=source) from None

@@ -15,9 +15,8 @@ Say = Callable[[str], None]
 def run_prepare(config: RunConfig, *, source: str = "<config>", out_dir: str | None = None, say: Say = print) -> Path:
     """`lmforge data prepare`: clean, deduplicate, redact, label-check and split; returns the output folder."""
     plan_run(config, source)
-    out = Path(out_dir or Path(config.run.dir) / "data")
-    prepare_data(config, out_dir=out, say=say)
-    return out
+    result, _files = prepare_data(config, out_dir=out_dir, say=say)
+    return result.out_dir
 
 
 def run_preview(config: RunConfig, *, source: str = "<config>", n: int = 3, color: bool = False) -> str:
@@ -60,12 +59,15 @@ def prepare_data(config: RunConfig, *, out_dir: str | Path | None = None, say: S
     from lmforge.data.splits import load_records_lazily
     from lmforge.model import load_tokenizer
 
+    from lmforge.outputs import check_inputs, prepare_output_dir
+
     prepare_cfg = config.data.prepare or PrepareConfig()
+    out, where = prepare_output_dir(config, out_dir)  # apart from the inputs; new, empty or an earlier prepare output
     streams = load_records_lazily(config.data)
-    out = Path(out_dir or Path(config.run.dir) / "data")
     result = prepare(streams.train, config.data.format, prepare_cfg, out, inputs=streams.files, seed=config.run.seed,
                      eval_records=streams.eval, tokenizer=load_tokenizer(config.model),
-                     paraphrase=paraphraser(prepare_cfg, config.run.seed, say))
+                     paraphrase=paraphraser(prepare_cfg, config.run.seed, say),
+                     check_out=lambda files: check_inputs(out, files, where))
     counts = result.counts
     say(f"prepare: {streams.read} records -> train {counts['train']}, "
         f"validation {counts['validation']}, test {counts['test']}; report {result.report_path}")

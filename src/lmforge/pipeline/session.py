@@ -96,6 +96,9 @@ def open_session(config: RunConfig, *, source: str = "<config>", say: Say = prin
     task = tasks.task_info(objective)
     method = build_method(plan.method.name, plan.method_params)
     say(f"model: loading {config.model.name} ...")
+    from lmforge.train.runtime import seed_everything
+
+    seed_everything(config.run.seed)  # new heads and adapter weights are initialised from run.seed
     model = method.apply(tasks.load_model(config.model, task, **method.load_kwargs()), task)
     if hasattr(objective, "bind"):  # preference objectives snapshot their reference model here
         objective.bind(model, tokenizer)

@@ -12,7 +12,6 @@ from typing import Callable
 
 from lmforge.atomic import atomic_write_text
 from lmforge.config import RunConfig, save_resolved
-from lmforge.errors import UserError
 from lmforge.pipeline.report import build_report, judge_samples, print_samples
 from lmforge.pipeline.session import Session, best_checkpoint, open_session, rebuild_model
 
@@ -30,8 +29,11 @@ def run_train(config: RunConfig, *, source: str = "<config>", resume: bool = Fal
     main = is_main_process()
     run_dir = Path(config.run.dir)
     if main:
-        check_run_dir(run_dir, resume)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        from lmforge.pipeline.plan import plan_run
+        from lmforge.train.run_folder import open_run_folder
+
+        plan_run(config, source)  # a config problem is reported before anything is written
+        open_run_folder(config, resume)  # new / empty / lmforge's, apart from the inputs; checkpoints need --resume
         save_resolved(config, run_dir)
     session = open_session(config, source=source, say=say if main else (lambda _m: None))
     trainable, total = count_parameters(session.model)
@@ -113,16 +115,6 @@ def load_best(s: Session) -> None:
     folder = best_checkpoint(s.run_dir)
     if folder is not None:
         load_trainable(s.model, folder)
-
-
-def check_run_dir(run_dir: Path, resume: bool) -> None:
-    has_ckpt = (run_dir / "checkpoints" / "last").exists()
-    if has_ckpt and not resume:
-        raise UserError(
-            "this run folder already holds checkpoints",
-            where=str(run_dir),
-            hint="continue it with --resume, or pick another run.name / run.output_dir",
-        )
 
 
 def cached(path: Path, compute: Callable[[], dict], *, enabled: bool) -> dict | None:

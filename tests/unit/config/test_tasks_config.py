@@ -85,7 +85,7 @@ def test_resolved_config_loads_back_to_the_same_tasks(tmp_path):
     (CLS.replace("labels: [x, y]", "format: instruction"), "data.tasks.1.format: 'instruction' cannot be mixed"),
     (LM.replace("format: chat", "format: text"), "data.tasks.1.format: 'text' cannot be mixed"),
     (CLS.replace("label: score", "lable: score"), "data.tasks.0.columns.lable: not a field of format 'classification'"),
-    (LM.replace("system_prompt: Answer in one word.", "labels: [a]"), "data.tasks.2.labels: labels are only used"),
+    (LM.replace("system_prompt: Answer in one word.", "labels: [a, b]"), "data.tasks.2.labels: labels are only used"),
     (CLS.replace("mixing: temperature", "mixing: shuffle"), "data.mixing"),
     (CLS.replace("weight: 2", "wieght: 2"), "data.tasks.0.wieght: unknown key; did you mean 'weight'?"),
     ("model: {name: m}\ndata: {format: classification, tasks: []}\n", "data.tasks: give at least one task"),

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+from lmforge.atomic import publish_dir
 from lmforge.config.prepare import PrepareConfig
 from lmforge.data.formats import get_format
 from lmforge.data.prepare import clean
@@ -36,7 +37,8 @@ from lmforge.data.prepare.html_report import write_html
 from lmforge.data.prepare.labels import ConflictVotes, drop_conflicts, infer_known, resolve_records, similar_labels
 from lmforge.data.prepare.split import TRAIN, VALIDATION, SplitPlan
 from lmforge.data.prepare.store import read_jsonl, spool, write_jsonl
-from lmforge.errors import UserError
+from lmforge.errors import UserError, storage_error
+from lmforge.outputs import read_marker, write_marker
 
 SPLITS = ("train", "validation", "test")
 Paraphrase = Callable[[list[str]], list[list[str]]]
@@ -271,14 +273,43 @@ def _manifest(run: _Run, out_dir: Path, inputs: list[Path], counts: dict[str, in
     }
 
 
-def _publish(run: _Run, out_dir: Path) -> None:
-    """Move the finished split files from the work folder into ``out_dir`` (one rename each)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+def _stage(run: _Run, manifest: dict, lengths: array, paraphrase: Paraphrase | None) -> Path:
+    """The finished output folder, assembled in the work folder: the three splits, manifest.json,
+    report.md / report.html and the lmforge marker (published by one rename, see :func:`run_prepare`)."""
+    stage = run.path("out")
+    stage.mkdir()
     for name in SPLITS:
         path = run.path(f"{name}.jsonl")
         with open(path, "rb") as fh:
             os.fsync(fh.fileno())
-        os.replace(path, out_dir / f"{name}.jsonl")
+        os.replace(path, stage / f"{name}.jsonl")
+    if paraphrase is not None and getattr(paraphrase, "counts", None):
+        for op, n in sorted(paraphrase.counts.items()):
+            manifest["rules"][f"augment_{op}"] = {"changed": 0, "removed": n, "found": 0, "examples": []}
+        manifest["rules"] = dict(sorted(manifest["rules"].items()))
+    balance = manifest["label_balance"]
+    write_manifest(stage, manifest)
+    write_report(stage, manifest, lengths, balance)
+    write_html(stage, manifest, lengths, balance)
+    write_marker(stage, "data")
+    return stage
+
+
+def remove_leftovers(out_dir: Path) -> list[Path]:
+    """Delete what a killed prepare left beside ``out_dir``: its work folders (``.<name>.*.prepare``,
+    recognised by their marker) and a folder replaced mid-swap (``.<name>.old``, lmforge data output)."""
+    removed = []
+    parent = out_dir.parent
+    if not parent.is_dir():
+        return removed
+    for entry in sorted(parent.glob(f".{out_dir.name}.*.prepare")) + [parent / f".{out_dir.name}.old"]:
+        if entry.is_dir() and ((entry / WORK_MARKER).is_file() or read_marker(entry) == "data"):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+WORK_MARKER = ".lmforge-work"
 
 
 def run_prepare(
@@ -292,6 +323,7 @@ def run_prepare(
     tokenizer: Any = None,
     eval_records: Iterable[dict] | None = None,
     paraphrase: Paraphrase | None = None,
+    check_out: Callable[[list[Path]], None] | None = None,
 ) -> PrepareResult:
     """Prepare canonical ``records`` (each with ``_where``) and write splits + audit into ``out_dir``.
 
@@ -301,8 +333,14 @@ def run_prepare(
     validation/test is dropped and logged. ``tokenizer`` (optional) makes length filters count
     tokens. ``paraphrase`` (texts -> paraphrases per text) is required when
     ``augment.paraphrase`` is set (see :class:`~lmforge.data.prepare.paraphrase.ModelParaphraser`).
+    ``check_out(inputs)`` (optional) runs once every input was read, before anything is published:
+    it raises UserError when ``out_dir`` may not receive the outputs (``lmforge.outputs``).
     Raises UserError (naming the record's ``_where``) on malformed records or, with label policy
-    ``fail``, on label problems; ``out_dir`` is then left untouched.
+    ``fail``, on label problems; ``out_dir`` is then left untouched. The outputs (splits, manifest,
+    reports, marker) are assembled in a work folder beside ``out_dir`` and published in one rename
+    (:func:`lmforge.atomic.publish_dir`): a kill at any point leaves the previous folder or the
+    new one, whole; the next run removes the leftovers (:func:`remove_leftovers`). A full disk is
+    a :class:`~lmforge.errors.StorageError`.
     """
     cfg, out_dir = prepare_cfg, Path(out_dir)
     if cfg.augment.paraphrase is not None and paraphrase is None:
@@ -312,22 +350,24 @@ def run_prepare(
             hint="run through `lmforge data prepare` / `lmforge train`, or pass paraphrase= to run_prepare",
         )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(out_dir)
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".prepare", dir=out_dir.parent))
     try:
+        (work / WORK_MARKER).write_text("a work folder of lmforge data prepare; safe to delete\n")
         run = _Run(data_format, cfg, seed, tokenizer, RuleLog(cfg.examples_per_rule), work)
         train, held = _checked(run, records, eval_records)
         counts, lengths, balance = _outputs(run, train, held, paraphrase)
         manifest = _manifest(run, out_dir, inputs, counts)
         manifest["label_balance"] = balance if get_format(data_format).label else None
-        _publish(run, out_dir)
+        if check_out is not None:
+            check_out(inputs)  # every input file is known now that the inputs were read
+        publish_dir(_stage(run, manifest, lengths, paraphrase), out_dir)
+    except BaseException as exc:
+        full = storage_error(exc, str(out_dir))
+        if full is not None:
+            raise full from full.__cause__
+        raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    if paraphrase is not None and getattr(paraphrase, "counts", None):
-        for op, n in sorted(paraphrase.counts.items()):
-            manifest["rules"][f"augment_{op}"] = {"changed": 0, "removed": n, "found": 0, "examples": []}
-        manifest["rules"] = dict(sorted(manifest["rules"].items()))
-    balance_or_none = manifest["label_balance"]
-    manifest_path = write_manifest(out_dir, manifest)
-    report_path = write_report(out_dir, manifest, lengths, balance_or_none)
-    write_html(out_dir, manifest, lengths, balance_or_none)
+    manifest_path, report_path = out_dir / "manifest.json", out_dir / "report.md"
     return PrepareResult(out_dir, counts, manifest_path, report_path)
