@@ -37,6 +37,7 @@ class Session:
     collate: Callable
     tasks: list = field(default_factory=list)  # multi-task runs: lmforge.data.tasks.TaskData per task
     task_labels: list | None = None  # multi-task classification: each task's label names
+    fit_summary: dict | None = None  # set when the method solved its parameters instead of the loop
 
     @property
     def config(self) -> RunConfig:
@@ -55,8 +56,9 @@ class Session:
             metrics = evaluate(self.objective, model or self.model, self.eval_features, self.collate, batch_size,
                                per_example=per_example)
         if cfg.eval.generate_metrics and cfg.data.format in ("chat", "instruction"):
-            scores = _generation_scores(self, cfg.eval.generate_metrics, model)
-            metrics.update({name: v["value"] for name, v in scores.items()})
+            from lmforge.evaluate.intervals import add_generation
+
+            add_generation(metrics, _generation_rows(self, cfg.eval.generate_metrics, model), seed=cfg.run.seed)
         return metrics
 
     def generations(self, model=None) -> list[dict]:
@@ -101,6 +103,9 @@ def open_session(config: RunConfig, *, source: str = "<config>", say: Callable[[
         task = objective.task_info(label_set(splits.train + splits.eval, config.data) if classify else None)
     method = build_method(plan.method.name, plan.method_params)
     say(f"model: loading {config.model.name} ...")
+    from lmforge.train.runtime import seed_everything
+
+    seed_everything(config.run.seed)  # new heads (a classifier, freeze's pooled head) initialise from run.seed
     base = load_model(config.model, task, **method.load_kwargs())
     model = method.apply(base, task)
     if hasattr(objective, "bind"):  # preference objectives snapshot their reference model here
@@ -194,7 +199,8 @@ def run_train(config: RunConfig, *, source: str = "<config>", resume: bool = Fal
         last_eval["metrics"] = s.evaluate(model, per_example=True)  # the loop keeps only the scalars
         return last_eval["metrics"]
 
-    result = train(
+    solved = _solve(s, evaluate_fn, say)  # a method that solves its parameters directly replaces the loop
+    result = solved or train(
         s.model, s.objective, s.train_features,
         train_cfg=config.train, run_dir=run_dir, collate=s.collate, evaluate_fn=evaluate_fn,
         seed=config.run.seed, best_metric=s.plan.best_metric, metric_mode=s.plan.metric_mode, resume=resume,
@@ -229,6 +235,23 @@ def run_train(config: RunConfig, *, source: str = "<config>", resume: bool = Fal
            else f"serve it:   lmforge serve {run_dir}")
     say(f"\nrun folder: {run_dir}\nexported:   {export_dir}\n{use}")
     return report
+
+
+def _solve(s: Session, evaluate_fn: Callable, say: Callable[[str], None]):
+    """``method.fit`` (freeze's pooled linear head: L-BFGS on frozen features) recorded as a one-step run;
+    None when the method trains with the loop."""
+    fit = getattr(s.method, "fit", None)
+    summary = fit(s.model, s.train_features, s.collate, seed=s.config.run.seed) if fit else None
+    if not summary:
+        return None
+    from lmforge.train.fitted import record_fit
+
+    chosen = f"chosen by {summary['folds']}-fold cross-validation on train" if summary["folds"] else "as set"
+    say(f"method: solved the head on {summary['examples']} training examples in {summary['seconds']:.1f} s "
+        f"(L2: C {summary['c']:g}, {chosen}); train.epochs / lr do not apply")
+    s.fit_summary = summary
+    return record_fit(s.model, summary, train_cfg=s.config.train, run_dir=s.run_dir, evaluate_fn=evaluate_fn,
+                      best_metric=s.plan.best_metric)
 
 
 def _measure_before(s: Session) -> dict:
@@ -350,11 +373,14 @@ def _report(s: Session, before: dict | None, after: dict, result, trainable: int
     samples = []
     before_samples = (before or {}).get("samples") or []
     for i, sample in enumerate(after["samples"]):
-        row = {"prompt": sample["prompt"], "reference": sample["reference"], "after": sample["output"]}
+        row = {"prompt": sample["prompt"], "reference": sample["reference"], "after": sample["output"],
+               "truncated": {"after": sample.get("truncated")}}
         if i < len(before_samples):
             row["before"] = before_samples[i]["output"]
+            row["truncated"]["before"] = before_samples[i].get("truncated")
         samples.append(row)
     return {
+        "run": _run_facts(s),
         "model": cfg.model.name,
         "method": s.plan.method.name,
         "objective": s.plan.objective.name,
@@ -369,8 +395,26 @@ def _report(s: Session, before: dict | None, after: dict, result, trainable: int
             "best_step": result.best_step,
             "best_metric": s.plan.best_metric,
             "stopped_early": result.stopped_early,
+            **({"fit": s.fit_summary} if s.fit_summary else {}),
         },
     }
+
+
+def _run_facts(s: Session) -> dict:
+    """Where the run's outputs go, for the top of its report: run folder, export folders, serve command."""
+    cfg = s.config
+    out = Path(cfg.export.dir or s.run_dir / "export")
+    exports = {}
+    if cfg.export.adapter and s.plan.method.name != "full":
+        exports["adapter"] = str(out / "adapter")
+    if s.task_labels:
+        exports["multi-task heads"] = str(out / "multitask")
+    elif s.plan.export_merged:
+        exports["merged model"] = str(out / "merged")
+    exports.update({fmt: str(out / fmt) for fmt in cfg.export.formats})
+    serve = ("python: lmforge.model.multihead.load_multihead(...)" if s.task_labels
+             else f"lmforge serve {s.run_dir}")
+    return {"folder": str(s.run_dir), "exports": exports, "serve": serve}
 
 
 def _check_run_dir(run_dir: Path, resume: bool) -> None:
@@ -444,7 +488,8 @@ def run_eval(target: str, overrides: list[str] | tuple[str, ...] = (), *, base: 
     samples = s.generations()
     report = {"model": s.config.model.name + (" (base)" if base else ""), "method": s.plan.method.name,
               "objective": s.plan.objective.name, "after": metrics,
-              "samples": [{"prompt": x["prompt"], "reference": x["reference"], "after": x["output"]} for x in samples]}
+              "samples": [{"prompt": x["prompt"], "reference": x["reference"], "after": x["output"],
+                           "truncated": {"after": x.get("truncated")}} for x in samples]}
     _judge_samples(s, report, ["after"], say)
     if generate and s.config.data.format in ("chat", "instruction"):
         report["generation"] = _generation_scores(s, generate)
@@ -476,13 +521,19 @@ def _judge_samples(s: Session, report: dict, systems: list[str], say: Callable[[
     report["samples"] = report["samples"][: s.config.eval.generations]
 
 
+def _generation_rows(s: Session, n: int, model=None) -> list[dict]:
+    """Greedy answers on the first ``n`` held-out examples (with their references)."""
+    from lmforge.evaluate import sample_generations
+
+    return sample_generations(model or s.model, s.tokenizer, s.splits.eval, s.config.data, n,
+                              s.config.eval.max_new_tokens)
+
+
 def _generation_scores(s: Session, n: int, model=None) -> dict:
     """Greedy answers on the first ``n`` held-out examples, scored against their references."""
-    from lmforge.evaluate import sample_generations
     from lmforge.evaluate.textmetrics import generation_intervals
 
-    rows = sample_generations(model or s.model, s.tokenizer, s.splits.eval, s.config.data, n,
-                              s.config.eval.max_new_tokens)
+    rows = _generation_rows(s, n, model)
     return generation_intervals([r["output"] for r in rows], [r["reference"] for r in rows], seed=s.config.run.seed)
 
 
