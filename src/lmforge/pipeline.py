@@ -246,7 +246,7 @@ def _solve(s: Session, evaluate_fn: Callable, say: Callable[[str], None]):
         return None
     from lmforge.train.fitted import record_fit
 
-    chosen = f"chosen by {summary['folds']}-fold cross-validation on train" if summary["folds"] else "as set"
+    chosen = f"chosen by {summary['folds']}-fold cross-validation on train" if summary["folds"] else "method.c"
     say(f"method: solved the head on {summary['examples']} training examples in {summary['seconds']:.1f} s "
         f"(L2: C {summary['c']:g}, {chosen}); train.epochs / lr do not apply")
     s.fit_summary = summary

@@ -85,7 +85,7 @@ def run_facts(report: Mapping[str, Any]) -> list[tuple[str, str]]:
     train = report.get("train") or {}
     fit = train.get("fit")
     if fit:
-        how = f"chosen by {fit['folds']}-fold cross-validation on the training set" if fit.get("folds") else "as set"
+        how = f"chosen by {fit['folds']}-fold cross-validation on the training set" if fit.get("folds") else "method.c"
         facts.append(("Training", f"head solved by L-BFGS logistic regression in {fit.get('seconds', 0):.1f} s "
                                   f"(L2: C = {fit.get('c'):g}, {how})"))
     elif train.get("steps") is not None:

@@ -15,8 +15,8 @@ class FreezeParams(MethodParams):
     with pooling over the attention mask + a small MLP on the frozen encoder (classification
     only); with ``cache_features`` each distinct input runs through the encoder once, so every
     epoch after the first costs only the head. ``fit: auto`` solves a linear pooled head on the
-    frozen encoder's features instead of running the training loop (L-BFGS logistic regression,
-    L2 chosen by cross-validation on the training set: :mod:`lmforge.methods.freeze.fit`).
+    frozen encoder's features instead of running the training loop (L-BFGS logistic regression, scikit-learn's
+    objective; C given or chosen by cross-validation on the training set: :mod:`lmforge.methods.freeze.fit`).
     """
 
     last_layers: int = Field(default=0, ge=0, description="Transformer layers at the top that also train.")
@@ -36,8 +36,8 @@ class FreezeParams(MethodParams):
         "training loop; train.epochs / lr unused); loop trains it with the optimizer; auto: lbfgs when "
         "head_hidden and last_layers are 0.")
     c: float | None = Field(
-        default=None, gt=0, description="fit lbfgs: inverse L2 strength (scikit-learn's C); null = chosen by "
-        "cross-validation on the training set.")
+        default=1.0, gt=0, description="fit lbfgs: inverse L2 strength, scikit-learn's C (same objective, same "
+        "default); null = chosen by cross-validation on the training set.")
     cv_folds: int = Field(default=5, ge=2, le=20, description="fit lbfgs: folds of that cross-validation.")
 
     @model_validator(mode="after")

@@ -1,20 +1,19 @@
-"""Fit a pooled linear head to convergence on frozen features: L2-regularised multinomial logistic
-regression by full-batch L-BFGS, its strength chosen by cross-validation on the training set only.
+"""Fit a pooled linear head to convergence on frozen features: L2-regularised logistic regression by
+full-batch L-BFGS (scikit-learn's ``LogisticRegression`` objective, solved the same way).
 
 While the encoder is frozen the head's problem is convex and small (n x hidden features), so instead
 of a few epochs of AdamW (which left the head far from its optimum: macro-F1 0.69-0.74 on MiniLM
 features where a fitted logistic regression reaches 0.95), the head is solved:
 
-    minimise  mean_i CE(W z_i + b, y_i) + (1 / (2 C n)) ||W||^2
+    minimise  0.5 ||W||^2 + C sum_i CE(W x_i + b, y_i)        (the bias is not penalised)
 
-(scikit-learn's ``LogisticRegression`` objective divided by C n; the bias is not penalised), where
-``z`` are the features standardised with the training mean / standard deviation (this conditions
-L-BFGS and makes one C grid fit any encoder); the scaling is folded back into ``W`` and ``b``, so the
-head stays one ``nn.Linear`` on the raw pooled features. ``C`` is picked from :data:`C_GRID` by
-``folds``-fold stratified cross-validation on the training features (the macro-F1 of the
-out-of-fold predictions, the metric a classification run selects on; ties go to the lower
-out-of-fold cross-entropy, then to the smaller C); held-out data choose nothing. Starts from zeros, float64:
-the same features give the same weights (the optimum is unique for C < inf).
+on the raw pooled features ``x``: multinomial (softmax) for 3+ classes; for 2 classes one logit
+vector (class 0's logit fixed at 0), so C means exactly what it means in scikit-learn. ``C`` is 1.0
+by default (scikit-learn's default), or, with ``c=None``, chosen from :data:`C_GRID` by ``folds``-fold
+stratified cross-validation on the training features (the macro-F1 of the out-of-fold predictions,
+the metric a classification run selects on; ties go to the lower out-of-fold cross-entropy, then to
+the smaller C); held-out data choose nothing. Starts from zeros, float64: the same features give
+the same weights (the optimum is unique).
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
-C_GRID = tuple(round(10 ** (e / 2), 6) for e in range(-8, 5))  # 1e-4 ... 1e2, x3.16 apart
+C_GRID = tuple(round(10 ** (e / 2), 6) for e in range(-2, 9))  # 0.1 ... 1e4, x3.16 apart
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,7 @@ class LinearFit:
         return out
 
 
-def fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, *, c: float | None = None,
+def fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, *, c: float | None = 1.0,
                  folds: int = 5, seed: int = 0, grid: tuple[float, ...] = C_GRID) -> LinearFit:
     """Fit the head on features ``x`` (n, H) and class ids ``y`` (n,) (see the module doc).
 
@@ -55,20 +54,16 @@ def fit_logistic(x: torch.Tensor, y: torch.Tensor, num_classes: int, *, c: float
     shrink to the smallest class count; fewer than 2 examples per class: C = 1, no CV).
     """
     x64, y = x.detach().double().cpu(), y.detach().long().cpu()
-    mean, std = x64.mean(0), x64.std(0, unbiased=False).clamp(min=1e-6)
-    z = (x64 - mean) / std
     cv: dict[float, tuple[float, float]] = {}
     splits = _stratified_folds(y, folds, seed) if c is None else []
     if c is None:
         if splits:
-            cv = _cross_validate(z, y, num_classes, grid, splits)
+            cv = _cross_validate(x64, y, num_classes, grid, splits)
             c = max(grid, key=lambda g: (round(cv[g][0], 9), -round(cv[g][1], 9), -g))
         else:
             c = 1.0
-    weight, bias, loss, iters = _lbfgs(z, y, num_classes, c)
-    raw_weight = weight / std  # W z + b = (W / std) x + (b - (W / std) . mean)
-    raw_bias = bias - raw_weight @ mean
-    return LinearFit(raw_weight.float(), raw_bias.float(), float(c), len(splits), cv, float(loss), iters)
+    weight, bias, loss, iters = _lbfgs(x64, y, num_classes, c)
+    return LinearFit(weight.float(), bias.float(), float(c), len(splits), cv, float(loss), iters)
 
 
 def _cross_validate(z: torch.Tensor, y: torch.Tensor, k: int, grid: tuple[float, ...],
@@ -121,25 +116,33 @@ def _stratified_folds(y: torch.Tensor, folds: int, seed: int) -> list[torch.Tens
 
 def _lbfgs(z: torch.Tensor, y: torch.Tensor, k: int, c: float, max_iter: int = 1000,
            start: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor, float, int]:
-    """(W (k, H), b (k,), objective, iterations) minimising the module doc's objective from zeros
-    (or from ``start``)."""
+    """(W (k, H), b (k,), objective / (C n), iterations) minimising the module doc's objective from
+    zeros (or from ``start``). Two classes: one free logit row (row 0 stays 0), as scikit-learn."""
     n, h = z.shape
-    weight = (start[0].clone() if start else torch.zeros(k, h, dtype=torch.float64)).requires_grad_(True)
-    bias = (start[1].clone() if start else torch.zeros(k, dtype=torch.float64)).requires_grad_(True)
-    lam = 1.0 / (c * max(n, 1))
+    rows = 1 if k == 2 else k
+    weight = (start[0][-rows:].clone() if start else torch.zeros(rows, h, dtype=torch.float64)).requires_grad_(True)
+    bias = (start[1][-rows:].clone() if start else torch.zeros(rows, dtype=torch.float64)).requires_grad_(True)
+    lam = 1.0 / (c * max(n, 1))  # the objective divided by C n: a mean cross-entropy, well scaled for L-BFGS
     opt = torch.optim.LBFGS([weight, bias], lr=1.0, max_iter=max_iter, history_size=20, tolerance_grad=1e-9,
                             tolerance_change=1e-12, line_search_fn="strong_wolfe")
 
+    def logits(w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        out = z @ w.T + b
+        return torch.cat([torch.zeros_like(out), out], 1) if k == 2 else out
+
     def objective() -> torch.Tensor:
         opt.zero_grad()
-        loss = F.cross_entropy(z @ weight.T + bias, y) + 0.5 * lam * (weight * weight).sum()
+        loss = F.cross_entropy(logits(weight, bias), y) + 0.5 * lam * (weight * weight).sum()
         loss.backward()
         return loss
 
     opt.step(objective)
     with torch.no_grad():
-        final = float(F.cross_entropy(z @ weight.T + bias, y) + 0.5 * lam * (weight * weight).sum())
+        final = float(F.cross_entropy(logits(weight, bias), y) + 0.5 * lam * (weight * weight).sum())
     iters = int(opt.state[weight].get("n_iter", 0))
     if not math.isfinite(final):
         raise ValueError("the head's fit diverged (non-finite loss)")
-    return weight.detach(), bias.detach(), final, iters
+    w, b = weight.detach(), bias.detach()
+    if k == 2:
+        w, b = torch.cat([torch.zeros_like(w), w]), torch.cat([torch.zeros_like(b), b])
+    return w, b, final, iters
