@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     # peft asks models for a property transformers 5 deprecated; the warning is not the user's to act on.
     warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.* is deprecated", category=FutureWarning)
     # torchao's CUDA-kernel and torch's enum notices, bitsandbytes' `kernels` notice: none concerns the user.
-    from lmforge.model.quiet import silence_library_notices
+    from lmforge.pipeline import silence_library_notices
 
     silence_library_notices()
     try:

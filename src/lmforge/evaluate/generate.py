@@ -30,7 +30,7 @@ def sample_generations(model: nn.Module, tokenizer: Any, records: list[dict], da
     it generated and ``truncated`` whether it was cut at ``max_new_tokens`` (no stop token came).
     Deterministic.
     """
-    from lmforge.data import prompt_messages, reference_text
+    from lmforge.data.messages import prompt_messages, reference_text
 
     samples = []
     for record in records[: max(n, 0)]:

@@ -56,4 +56,4 @@ def record_fit(model: nn.Module, summary: dict[str, Any], *, train_cfg: TrainCon
             for event in events:
                 hook.on_log(event)
             hook.on_end(state)
-    return TrainResult(1, 1, state.best_metrics, state.history, False)
+    return TrainResult(1, 1, state.best_metrics, state.history, False, fit=dict(summary))
