@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import os
 import sys
 import warnings
@@ -42,10 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # peft asks models for a property transformers 5 deprecated; the warning is not the user's to act on.
     warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.* is deprecated", category=FutureWarning)
-    # peft imports torchao (qlora's int8/int4 backend) when installed; on a CPU build torchao logs that its
-    # CUDA kernels did not load, and torch logs enum-registration notices. Neither concerns the user.
-    for name in ("torchao", "torch.utils._pytree"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    # torchao's CUDA-kernel and torch's enum notices, bitsandbytes' `kernels` notice: none concerns the user.
+    from lmforge.pipeline import silence_library_notices
+
+    silence_library_notices()
     return run_handler(args)
 
 

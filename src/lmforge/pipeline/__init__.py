@@ -6,6 +6,7 @@ config and calls the function named here. Heavy imports happen inside the functi
 this package (and ``lmforge validate``) needs no torch.
 """
 
+from lmforge.model.quiet import silence_library_notices
 from lmforge.pipeline.compare import judge_endpoint, run_comparison
 from lmforge.pipeline.estimate import run_estimate
 from lmforge.pipeline.evaluate import run_eval
@@ -23,4 +24,5 @@ __all__ = [
     "RunPlan", "Session", "describe_methods", "format_monitor", "judge_endpoint", "launch_processes", "load_serve_config",
     "open_session", "plan_run", "restore_session", "run_comparison", "run_estimate", "run_eval", "run_export",
     "run_feedback", "run_monitor", "run_prepare", "run_preview", "run_serve", "run_train", "run_validate",
+    "silence_library_notices",
 ]

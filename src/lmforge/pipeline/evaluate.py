@@ -37,7 +37,8 @@ def run_eval(target: str, overrides: Sequence[str] = (), *, base: bool = False, 
     samples = s.generations()
     report = {"model": s.config.model.name + (" (base)" if base else ""), "method": s.plan.method.name,
               "objective": s.plan.objective.name, "after": metrics,
-              "samples": [{"prompt": x["prompt"], "reference": x["reference"], "after": x["output"]} for x in samples]}
+              "samples": [{"prompt": x["prompt"], "reference": x["reference"], "after": x["output"],
+                           "truncated": {"after": x.get("truncated")}} for x in samples]}
     judge_samples(s, report, ["after"], say)
     if generate and s.plan.generative:
         report["generation"] = generation_scores(s, generate)

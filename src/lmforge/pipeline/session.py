@@ -53,9 +53,10 @@ class Session:
         batch_size = cfg.eval.batch_size or cfg.train.batch_size
         metrics = self.tasks.evaluate(self.objective, model or self.model, self.eval_features, self.collate,
                                       batch_size, per_example)
-        if cfg.eval.generate_metrics and self.plan.generative:
-            scores = generation_scores(self, cfg.eval.generate_metrics, model)
-            metrics.update({name: v["value"] for name, v in scores.items()})
+        if cfg.eval.generate_metrics and self.plan.generative:  # values, intervals and per-example rows
+            from lmforge.evaluate.intervals import add_generation
+
+            add_generation(metrics, generation_rows(self, cfg.eval.generate_metrics, model), seed=cfg.run.seed)
         return metrics
 
     def generations(self, model=None) -> list[dict]:
@@ -70,13 +71,19 @@ class Session:
                                   cfg.eval.max_new_tokens)
 
 
+def generation_rows(s: Session, n: int, model=None) -> list[dict]:
+    """Greedy answers on the first ``n`` held-out examples, with their references."""
+    from lmforge.evaluate.generate import sample_generations
+
+    return sample_generations(model or s.model, s.tokenizer, s.splits.eval, s.config.data, n,
+                              s.config.eval.max_new_tokens)
+
+
 def generation_scores(s: Session, n: int, model=None) -> dict:
     """Greedy answers on the first ``n`` held-out examples, scored against their references."""
-    from lmforge.evaluate.generate import sample_generations
     from lmforge.evaluate.textmetrics import generation_intervals
 
-    rows = sample_generations(model or s.model, s.tokenizer, s.splits.eval, s.config.data, n,
-                              s.config.eval.max_new_tokens)
+    rows = generation_rows(s, n, model)
     return generation_intervals([r["output"] for r in rows], [r["reference"] for r in rows], seed=s.config.run.seed)
 
 

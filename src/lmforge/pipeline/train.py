@@ -46,7 +46,8 @@ def run_train(config: RunConfig, *, source: str = "<config>", resume: bool = Fal
         last_eval["metrics"] = session.evaluate(model, per_example=True)  # the loop keeps only the scalars
         return last_eval["metrics"]
 
-    result = train(
+    solved = solve(session, evaluate_fn, say)  # a method that solves its parameters replaces the loop
+    result = solved or train(
         session.model, session.objective, session.train_features,
         train_cfg=config.train, run_dir=run_dir, collate=session.collate, evaluate_fn=evaluate_fn,
         seed=config.run.seed, best_metric=session.plan.best_metric, metric_mode=session.plan.metric_mode,
@@ -82,6 +83,22 @@ def run_train(config: RunConfig, *, source: str = "<config>", resume: bool = Fal
     save_drift_baseline(session)
     say(f"\nrun folder: {run_dir}\nexported:   {export_dir}\n{session.tasks.usage(session, export_dir)}")
     return report
+
+
+def solve(s: Session, evaluate_fn: Callable, say: Say):
+    """``method.fit`` (freeze's pooled linear head: L-BFGS on the frozen features) recorded as a one-step
+    run (lmforge.train.fitted); None when the method trains with the loop."""
+    fit = getattr(s.method, "fit", None)
+    summary = fit(s.model, s.train_features, s.collate, seed=s.config.run.seed) if fit else None
+    if not summary:
+        return None
+    from lmforge.train.fitted import record_fit
+
+    chosen = f"chosen by {summary['folds']}-fold cross-validation on train" if summary["folds"] else "method.c"
+    say(f"method: solved the head on {summary['examples']} training examples in {summary['seconds']:.1f} s "
+        f"(L2: C {summary['c']:g}, {chosen}); train.epochs / lr do not apply")
+    return record_fit(s.model, summary, train_cfg=s.config.train, run_dir=s.run_dir, evaluate_fn=evaluate_fn,
+                      best_metric=s.plan.best_metric)
 
 
 def measure_before(s: Session, say: Say) -> dict:
