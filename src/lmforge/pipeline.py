@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from lmforge import status
 from lmforge.atomic import atomic_write_text
 from lmforge.config import RunConfig, save_resolved
 from lmforge.errors import UserError
@@ -168,12 +169,21 @@ def _sharded_features(config: RunConfig, records: list, objective, tokenizer, sa
 
 
 def run_train(config: RunConfig, *, source: str = "<config>", resume: bool = False,
-              say: Callable[[str], None] = print) -> dict:
+              say: Callable[[str], None] = print, callbacks: list | None = None) -> dict:
     """Train a run end to end and return its report dict (also written to the run folder).
 
     Under a multi-process launcher every process trains; only the main process writes files,
-    measures before / after and exports.
+    measures before / after and exports (and ``<run>/status.json``, see :mod:`lmforge.status`).
+    ``callbacks``: extra training-loop callbacks (lmforge.train.Callback).
     """
+    from lmforge.train.launch import is_main_process
+
+    with status.tracking(config.run.dir, enabled=is_main_process()):
+        return _run_train(config, source=source, resume=resume, say=say, callbacks=callbacks)
+
+
+def _run_train(config: RunConfig, *, source: str, resume: bool, say: Callable[[str], None],
+               callbacks: list | None) -> dict:
     from lmforge.methods.base import count_parameters
     from lmforge.train import train
     from lmforge.train.launch import is_main_process
@@ -184,9 +194,11 @@ def run_train(config: RunConfig, *, source: str = "<config>", resume: bool = Fal
         _check_run_dir(run_dir, resume)
         run_dir.mkdir(parents=True, exist_ok=True)
         save_resolved(config, run_dir)
+        status.set_phase("load")
     s = open_session(config, source=source, say=say if main else (lambda _m: None))
     trainable, total = count_parameters(s.model)
     say(f"method: {s.plan.method.name} trains {trainable:,} of {total:,} parameters ({100 * trainable / max(total, 1):.2f}%)")
+    status.set_phase("before-eval")
     before = _measure_before(s) if main else None
     last_eval: dict = {}
 
@@ -198,9 +210,11 @@ def run_train(config: RunConfig, *, source: str = "<config>", resume: bool = Fal
         s.model, s.objective, s.train_features,
         train_cfg=config.train, run_dir=run_dir, collate=s.collate, evaluate_fn=evaluate_fn,
         seed=config.run.seed, best_metric=s.plan.best_metric, metric_mode=s.plan.metric_mode, resume=resume,
+        callbacks=callbacks,
     )
     if not main:
         return {}
+    status.set_phase("after-eval")
     _restore_best(s, reload=result.base_rounded)
     evals = [r for r in result.history if r.get("event") == "eval"]
     final_is_best = bool(evals) and evals[-1]["step"] == result.steps == result.best_step and not result.base_rounded
@@ -223,6 +237,7 @@ def run_train(config: RunConfig, *, source: str = "<config>", resume: bool = Fal
     say(format_comparison(before["eval"]["metrics"] if before and before["eval"] else {}, after["metrics"]))
     for sample in report["samples"]:
         say(f"\nprompt:    {sample['prompt'][-300:]}\nbefore:    {sample.get('before', '')[:300]}\nafter:     {sample['after'][:300]}")
+    status.set_phase("export")
     export_dir = export_session(s, report)
     save_drift_baseline(s)
     use = (f"load it:    lmforge.model.multihead.load_multihead('{export_dir / 'multitask'}')" if s.task_labels
@@ -289,12 +304,14 @@ def export_session(s: Session, report: dict) -> Path:
     elif s.plan.export_merged:
         export_merged(s.method, s.model, s.tokenizer, out / "merged", cfg.export.dtype)
         written["merged"] = str(out / "merged")
+        status.set_phase("parity")
         parity["merged"] = verify_merged(s.model, s.tokenizer, out / "merged", prompts, dtype=cfg.export.dtype,
                                          report_path=out / "merged" / "parity.json").to_dict()
     for fmt in cfg.export.formats:
         if "merged" not in written:
             raise UserError(f"export format {fmt} is built from the merged model", where="export.formats",
                             hint="keep export.merged on (the method must be mergeable)")
+        status.set_phase("export")
         written[fmt], parity[fmt] = _export_format(s, fmt, out, prompts)
     card = {
         "base_model": cfg.model.name,

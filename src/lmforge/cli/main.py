@@ -14,7 +14,7 @@ from lmforge import __version__
 from lmforge.errors import UserError
 
 # One entry per subcommand module (lmforge.cli.<module>).
-COMMANDS = ["validate", "train", "data", "quickstart", "methods", "estimate", "eval", "export", "compare", "feedback", "serve", "monitor"]
+COMMANDS = ["validate", "train", "data", "quickstart", "methods", "estimate", "eval", "export", "compare", "feedback", "serve", "monitor", "ui"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -35,6 +35,8 @@ def write_report(run_dir: str | Path, report: Mapping[str, Any]) -> Path:
     so it stays strict JSON. Optional keys used by the reports: ``before`` / ``after`` metrics with
     ``per_example`` (intervals and paired tests), ``forgetting``: ``{"source", "before", "after"}``
     (``lmforge.evaluate.forgetting.measure_forgetting`` outputs), ``judge`` (``judge.judge_outputs``).
+    results.json also holds ``noise_tests`` (:func:`noise_tests` of before / after) when both carry
+    per-example values.
 
     Also writes ``run_dir/report.html`` (self-contained, plots embedded): metric bars with
     intervals, paired tests, loss / metric curves from ``run_dir/metrics.jsonl`` when present,
@@ -46,7 +48,10 @@ def write_report(run_dir: str | Path, report: Mapping[str, Any]) -> Path:
     report = dict(report)
     if report.get("forgetting") and "before" in report["forgetting"]:
         report["forgetting"] = {**report["forgetting"], "change": forgetting_change(report["forgetting"])}
-    atomic_write_text(run_dir / "results.json", json.dumps(_finite(report), indent=2, allow_nan=False, default=str) + "\n")
+    # The paired tests are stored so readers (lmforge ui) show intervals without re-running the bootstrap.
+    tests = noise_tests(report.get("before") or {}, report.get("after") or {})
+    results = {**report, "noise_tests": tests} if tests else report
+    atomic_write_text(run_dir / "results.json", json.dumps(_finite(results), indent=2, allow_nan=False, default=str) + "\n")
     write_html_report(run_dir / "report.html", html_report(report, run_dir / "metrics.jsonl"))
     return atomic_write_text(run_dir / "report.md", render_report(report))
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hmac
 import json
 from typing import Any
 
 from starlette.requests import Request
 
+from lmforge.serve.access import key_matches
 from lmforge.serve.apierror import APIError
 
 
@@ -35,7 +35,7 @@ def check_auth(request: Request, keys: list[str]) -> None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise APIError(401, "missing API key: send Authorization: Bearer <key>", "missing_api_key")
-    if not any(hmac.compare_digest(token.strip().encode(), k.encode()) for k in keys):
+    if not key_matches(token, keys):
         raise APIError(401, "invalid API key", "invalid_api_key")
 
 
