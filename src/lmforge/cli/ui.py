@@ -22,6 +22,5 @@ def run(args) -> int:
     keys = ServeConfig(api_key_env=args.api_key_env).resolved_api_keys()  # the rule of `lmforge serve`
     settings = UISettings(runs_dir=Path(args.runs_dir), feedback_dir=Path(args.feedback_dir) if args.feedback_dir else None,
                           host=args.host, port=args.port, keys=keys)
-    print(f"lmforge ui: {Path(args.runs_dir).resolve()} on http://{args.host}:{args.port}/ (Ctrl-C to stop)")
     run_ui(settings)
     return 0

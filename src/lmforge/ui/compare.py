@@ -37,7 +37,8 @@ def metric_table(runs: list[dict]) -> tuple[list[str], list[dict]]:
                 continue
             if metric not in names:
                 names.append(metric)
-            interval = (tests.get(metric) or {}).get("after") or {}
+            # perplexity is tested through eval_loss (its monotone image): no interval of its own here
+            interval = (tests.get(metric) or {}).get("after") or {} if metric != "perplexity" else {}
             row[metric] = {"value": value, "low": interval.get("low"), "high": interval.get("high")}
         cells.append(row)
     return names, cells

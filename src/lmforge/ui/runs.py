@@ -232,7 +232,7 @@ def _key_metric(row: RunSummary, results: dict) -> None:
     row.metric = metric
     row.after = _num(after.get(metric))
     row.before = _num(before.get(metric))
-    test = (results.get("noise_tests") or {}).get(metric)
+    test = (results.get("noise_tests") or {}).get(metric) if metric != "perplexity" else None
     if isinstance(test, dict):
         row.low, row.high = _num(_get(test, "after", "low")), _num(_get(test, "after", "high"))
         row.change = {k: test.get(k) for k in ("difference", "low", "high", "p_value", "within_noise")}

@@ -28,6 +28,7 @@ def live_values(ctx: UIContext, row: RunSummary) -> dict:
             "step": step, "total": total, "eta": status.get("eta_s"),
             "percent": round(100 * step / total) if total else 0,
             "age": time.time() - float(status.get("updated") or time.time()),
+            "elapsed": time.time() - float(status.get("started") or time.time()),
             "loss_chart": line_chart(train, title="training loss"),
             "eval_chart": line_chart(evals, title="held-out metrics")}
 

@@ -31,7 +31,8 @@ def test_runs_page_lists_every_run_with_state_metric_and_interval(ui, runs_dir):
 
 def test_runs_table_fragment(ui):
     status, body, _ = request(ui.url + "/runs/table")
-    assert status == 200 and body.lstrip().startswith("<table") and "<html" not in body
+    assert status == 200 and '<table id="runs">' in body and "<html" not in body
+    assert "6 runs: 1 running, 4 finished, 1 failed, 0 resumable" in body
 
 
 def test_run_page_embeds_report_config_and_export(ui, runs_dir):
