@@ -91,9 +91,36 @@ def _yaml(data: bytes) -> Any:
     return yaml.load(data, Loader=_Loader)
 
 
+_FACT_SECTIONS = ("model", "data", "method", "objective")
+
+
+def top_sections(text: str, keys: tuple[str, ...]) -> dict | None:
+    """The top-level sections ``keys`` of a block-style YAML mapping, parsed alone (a resolved
+    config is ~170 lines; the runs page needs ~30 of them). None when the text is not a plain
+    block mapping (a flow mapping, several documents ...): the caller parses it whole."""
+    blocks: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in text.splitlines():
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if line[0] in " \t":
+            if current is None:
+                return None
+            current.append(line)
+            continue
+        key, sep, _ = line.partition(":")
+        if not sep or line.startswith(("-", "{", "[", "%", "?", "'", '"')) or " " in key:
+            return None
+        current = blocks[key] = [line] if key in keys else []
+    parsed = yaml.load("\n".join(l for k in keys for l in blocks.get(k, [])), Loader=_Loader) or {}
+    return parsed if isinstance(parsed, dict) else None
+
+
 def _config_facts(data: bytes) -> dict:
     """model / method / objective / data of a config.yaml (what the runs page shows)."""
-    cfg = _yaml(data)
+    cfg = top_sections(data.decode("utf-8"), _FACT_SECTIONS)
+    if cfg is None:
+        cfg = _yaml(data)
     cfg = cfg if isinstance(cfg, dict) else {}
     return {"model": _get(cfg, "model", "name"), "method": _get(cfg, "method", "name"),
             "objective": objective_of(cfg), "data": data_text(cfg)}

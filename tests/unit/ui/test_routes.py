@@ -21,6 +21,7 @@ def test_runs_page_lists_every_run_with_state_metric_and_interval(ui, runs_dir):
     results = json.loads((runs_dir / "alpha" / "results.json").read_text())
     t = results["noise_tests"]["eval_loss"]
     row = body.split('data-run="alpha"')[1].split("</tr>")[0]
+    assert "<td>eval_loss</td>" in row
     assert f"{results['before']['eval_loss']:.4g} &rarr; <b>{results['after']['eval_loss']:.4g}</b>" in row
     assert f"[{t['after']['low']:.4g}, {t['after']['high']:.4g}]" in row
     assert "beyond noise" in row and "lora" in row and "instruction: qa.jsonl" in row and "5m 0" in row
