@@ -14,13 +14,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
+    from lmforge.pipeline import run_ui
 
-    from lmforge.config.serve import ServeConfig
-    from lmforge.ui import UISettings, run_ui
-
-    keys = ServeConfig(api_key_env=args.api_key_env).resolved_api_keys()  # the rule of `lmforge serve`
-    settings = UISettings(runs_dir=Path(args.runs_dir), feedback_dir=Path(args.feedback_dir) if args.feedback_dir else None,
-                          host=args.host, port=args.port, keys=keys)
-    run_ui(settings)
+    run_ui(args.runs_dir, host=args.host, port=args.port, api_key_env=args.api_key_env, feedback_dir=args.feedback_dir)
     return 0

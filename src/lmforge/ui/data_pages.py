@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import HTMLResponse
 
 from lmforge.ui.app import UIContext
-from lmforge.ui.paths import run_folder
+from lmforge.ui.paths import config_file, run_folder
 
 # Private-use characters mark the trained spans, so the text can be escaped before they become <mark>.
 OPEN, CLOSE = "\ue000", "\ue001"
@@ -22,23 +22,15 @@ MAX_EXAMPLES = 50
 
 def preview_blocks(run_dir: Path, n: int) -> list[dict]:
     """``[{"title", "html"}]``: the first ``n`` training examples of the run as the model sees them
-    (lmforge.data.preview), one block per task for multi-task runs. UserError for a config or data
-    file that no longer loads."""
+    (what ``lmforge data preview`` prints for its config; multi-task runs: every task). UserError for a
+    config or data file that no longer loads."""
     from lmforge.config import load_config
-    from lmforge.data import load_splits, preview
-    from lmforge.model import load_tokenizer
+    from lmforge.pipeline import run_preview
 
-    config = load_config(run_dir / "config.yaml")
-    tokenizer = load_tokenizer(config.model)
-    if config.data.tasks:
-        from lmforge.data.tasks import load_tasks
-
-        return [{"title": f"task {t.name} ({t.data.format})",
-                 "html": marked_html(preview(t.splits.train, tokenizer, t.data, n=n, marks=(OPEN, CLOSE)))}
-                for t in load_tasks(config.data, config.run.seed)]
-    splits = load_splits(config.data, config.run.seed)
-    return [{"title": f"{config.data.format} examples",
-             "html": marked_html(preview(splits.train, tokenizer, config.data, n=n, marks=(OPEN, CLOSE)))}]
+    path = config_file(run_dir)
+    config = load_config(path)
+    text = run_preview(config, source=str(path), n=n, marks=(OPEN, CLOSE))
+    return [{"title": f"{config.data.format} examples", "html": marked_html(text)}]
 
 
 def marked_html(text: str) -> str:

@@ -1,5 +1,5 @@
 """Page 7, a new run from a run: its config plus dotted overrides, validated live with the checks
-of ``lmforge validate`` (load_config + plan_run), then trained by ``lmforge train`` in a
+of ``lmforge validate`` (load_config + lmforge.pipeline.plan.plan_run), then trained by ``lmforge train`` in a
 subprocess that outlives the dashboard.
 
 A launch creates ``RUNS_DIR/<new name>/`` (never an existing folder) holding ``launch.yaml``
@@ -46,7 +46,7 @@ def plan_new_run(source: Path, runs_dir: Path, name: str, overrides: list[str]):
     """The validated config of a new run ``name`` from run folder ``source`` plus ``overrides``
     (the checks of ``lmforge validate``); UserError naming the problem."""
     from lmforge.config import load_config
-    from lmforge.plan import plan_run
+    from lmforge.pipeline.plan import plan_run
 
     if not valid_name(name):
         raise UserError("a run name is letters, digits, '.', '_' or '-' (up to 128, no leading dot)",

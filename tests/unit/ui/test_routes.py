@@ -103,7 +103,7 @@ def test_feedback_round_trip_feeds_preference_training(ui, runs_dir):
     prefs = [json.loads(line) for line in (folder / "preferences.jsonl").read_text().splitlines()]
     assert all(set(p) == {"prompt", "chosen", "rejected", "provenance"} for p in prefs)
     from lmforge.config import parse_config
-    from lmforge.data import load_splits
+    from lmforge.data.splits import load_splits
 
     cfg = parse_config({"model": {"name": "x"}, "data": {"format": "preference", "train": str(folder / "preferences.jsonl")},
                         "objective": {"name": "dpo"}})
