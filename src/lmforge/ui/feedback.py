@@ -105,8 +105,8 @@ def register(app: FastAPI, ctx: UIContext) -> None:
     def values(name: str, annotator: str, mode: str, message: str = "") -> dict:
         folder = run_folder(ctx.runs_dir, name)
         items = items_of(ctx.index.results(folder), mode)
-        store = store_for(name)
-        judged = store.read()
+        target = inside(ctx.feedback_dir, name)  # a page view creates nothing: only a judgement does
+        judged = FeedbackStore(target).read() if target.is_dir() else []
         mine = {j.provenance.get("item") for j in judged if j.provenance.get("annotator") == annotator
                 and j.mode == mode} if annotator else set()
         todo = [i for i in items if i.id not in mine]
@@ -119,7 +119,7 @@ def register(app: FastAPI, ctx: UIContext) -> None:
         return {"title": f"Feedback: {name}", "name": name, "annotator": annotator, "mode": mode, "item": item,
                 "shown": shown, "submission": uuid.uuid4().hex, "done": len(items) - len(todo),
                 "total": len(items), "counts": counts, "agreement": agreement(judged), "message": message,
-                "folder": str(store.folder), "where": str(store.folder)}
+                "folder": str(target), "where": str(target)}
 
     def mode_of(value: str) -> str:
         if value not in ("pair", "rate"):

@@ -93,6 +93,7 @@ def _item_form(body: str) -> dict:
 def test_feedback_round_trip_feeds_preference_training(ui, runs_dir):
     status, body, _ = request(ui.url + "/feedback/alpha?annotator=carol")
     assert status == 200 and "Item 1 of 3 for carol" in body
+    assert not (runs_dir / "feedback" / "alpha").exists()  # viewing writes nothing
     form = _item_form(body)
     status, panel, _ = request(ui.url + "/feedback/alpha", "POST", form={**form, "choice": "A", "edit": "a loan.\nsecond line"},
                                headers={"HX-Request": "true"})
