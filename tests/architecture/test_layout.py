@@ -11,11 +11,12 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "lmforge"
 ROOT = SRC.parents[1]
-ORDER = ["config", "data", "model", "methods", "objectives", "train", "evaluate", "export", "serve"]
+ORDER = ["config", "data", "model", "methods", "objectives", "train", "evaluate", "export", "serve", "ui"]
 # methods and objectives are independent axes at the same depth: neither imports the other.
-RANK = {"config": 0, "data": 1, "model": 2, "methods": 3, "objectives": 3, "train": 4, "evaluate": 5, "export": 6, "serve": 7}
+RANK = {"config": 0, "data": 1, "model": 2, "methods": 3, "objectives": 3, "train": 4, "evaluate": 5, "export": 6, "serve": 7,
+        "ui": 8}
 # Torch-free modules every stage may use.
-SHARED = {"errors", "atomic", "outputs", "__init__"}
+SHARED = {"errors", "atomic", "outputs", "status", "__init__"}
 
 
 def _stage(module: str) -> str | None:

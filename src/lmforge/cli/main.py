@@ -13,7 +13,7 @@ from lmforge import __version__
 from lmforge.errors import StorageError, UserError, disk_full_error, is_disk_full
 
 # One entry per subcommand module (lmforge.cli.<module>).
-COMMANDS = ["validate", "train", "data", "quickstart", "methods", "estimate", "eval", "export", "compare", "feedback", "serve", "monitor"]
+COMMANDS = ["validate", "train", "data", "quickstart", "methods", "estimate", "eval", "export", "compare", "feedback", "serve", "monitor", "ui"]
 
 
 def build_parser() -> argparse.ArgumentParser:

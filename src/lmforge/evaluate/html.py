@@ -35,7 +35,7 @@ from lmforge.atomic import atomic_write_text
 from lmforge.evaluate import plots
 from lmforge.evaluate.uncertainty import p_text
 
-_STYLE = """
+STYLE = """
 body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top}
 th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
@@ -164,7 +164,17 @@ def _paired_section(paired: list) -> tuple[list[str], list[str]]:
 def render_html(report: Mapping[str, Any]) -> str:
     """The report as one HTML document string (see the module docstring for the keys)."""
     title = str(report.get("title", "lmforge report"))
-    parts = [f"<h1>{html.escape(title)}</h1>"]
+    body = f"<h1>{html.escape(title)}</h1>\n" + render_sections(report)
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{STYLE}</style></head><body>\n{body}\n</body></html>\n"
+    )
+
+
+def render_sections(report: Mapping[str, Any]) -> str:
+    """The report's sections (everything below the title) as an HTML fragment, for pages that
+    embed a report (``lmforge ui``); :data:`STYLE` is the CSS it expects."""
+    parts = []
     if report.get("facts"):
         parts += ['<dl class="facts">', *(f"<dt>{html.escape(str(k))}</dt><dd>{html.escape(str(v))}</dd>"
                                           for k, v in report["facts"]), "</dl>"]
@@ -198,11 +208,7 @@ def render_html(report: Mapping[str, Any]) -> str:
         parts += ["<h2>Notes</h2><ul>", *(f"<li>{html.escape(str(n))}</li>" for n in report["notes"]), "</ul>"]
     if report.get("config"):
         parts += ["<h2>Config</h2>", f"<pre>{html.escape(json.dumps(report['config'], indent=2, default=str))}</pre>"]
-    body = "\n".join(parts)
-    return (
-        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-        f"<style>{_STYLE}</style></head><body>\n{body}\n</body></html>\n"
-    )
+    return "\n".join(parts)
 
 
 def _length_images(lengths: Mapping[str, Any]) -> list[str]:

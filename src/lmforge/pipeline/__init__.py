@@ -18,11 +18,12 @@ from lmforge.pipeline.prepare import run_prepare, run_preview
 from lmforge.pipeline.serve import format_monitor, load_serve_config, run_monitor, run_serve
 from lmforge.pipeline.session import Session, open_session, restore_session
 from lmforge.pipeline.train import launch_processes, run_train
+from lmforge.pipeline.ui import run_ui
 from lmforge.pipeline.validate import run_validate
 
 __all__ = [
     "RunPlan", "Session", "describe_methods", "format_monitor", "judge_endpoint", "launch_processes", "load_serve_config",
     "open_session", "plan_run", "restore_session", "run_comparison", "run_estimate", "run_eval", "run_export",
-    "run_feedback", "run_monitor", "run_prepare", "run_preview", "run_serve", "run_train", "run_validate",
+    "run_feedback", "run_monitor", "run_prepare", "run_preview", "run_serve", "run_train", "run_ui", "run_validate",
     "silence_library_notices",
 ]

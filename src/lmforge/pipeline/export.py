@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Callable, Sequence
 
+from lmforge import status
 from lmforge.errors import UserError
 from lmforge.pipeline.session import Session, restore_session
 
@@ -55,6 +56,7 @@ def write_exports(s: Session, report: dict, out: Path, final: Path) -> None:
         if "merged" not in written:
             raise UserError(f"export format {fmt} is built from the merged model", where="export.formats",
                             hint="keep export.merged on (the method must be mergeable)")
+        status.set_phase("export")
         written[fmt], parity[fmt] = export_format(s, fmt, out, prompts)
     card = {
         "base_model": cfg.model.name,

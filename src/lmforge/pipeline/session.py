@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from lmforge import status
 from lmforge.config import RunConfig
 from lmforge.errors import UserError
 from lmforge.pipeline.plan import RunPlan, plan_run
@@ -217,6 +218,7 @@ class SingleTask:
 
         cfg = s.config.export
         export_merged(s.method, s.model, s.tokenizer, out / "merged", cfg.dtype)
+        status.set_phase("parity")
         parity = verify_merged(s.model, s.tokenizer, out / "merged", prompts, dtype=cfg.dtype,
                                report_path=out / "merged" / "parity.json").to_dict()
         return {"merged": str(out / "merged")}, {"merged": parity}

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Callable
 
+from lmforge import status
 from lmforge.atomic import atomic_write_text
 from lmforge.config import RunConfig, save_resolved
 from lmforge.pipeline.report import build_report, judge_samples, print_samples
@@ -18,8 +19,20 @@ from lmforge.pipeline.session import Session, best_checkpoint, open_session, reb
 Say = Callable[[str], None]
 
 
-def run_train(config: RunConfig, *, source: str = "<config>", resume: bool = False, say: Say = print) -> dict:
-    """Train a run end to end and return its report dict (also written to the run folder)."""
+def run_train(config: RunConfig, *, source: str = "<config>", resume: bool = False, say: Say = print,
+              callbacks: list | None = None) -> dict:
+    """Train a run end to end and return its report dict (also written to the run folder).
+
+    The main process keeps ``<run>/status.json`` (phase, step k/N, ETA, heartbeat; :mod:`lmforge.status`).
+    ``callbacks``: extra training-loop callbacks (:class:`lmforge.train.Callback`).
+    """
+    from lmforge.train.launch import is_main_process
+
+    with status.tracking(config.run.dir, enabled=is_main_process()):
+        return _run_train(config, source=source, resume=resume, say=say, callbacks=callbacks)
+
+
+def _run_train(config: RunConfig, *, source: str, resume: bool, say: Say, callbacks: list | None) -> dict:
     from lmforge.evaluate.report import format_comparison, write_report
     from lmforge.methods.base import count_parameters
     from lmforge.pipeline.export import export_session, save_drift_baseline
@@ -35,10 +48,12 @@ def run_train(config: RunConfig, *, source: str = "<config>", resume: bool = Fal
         plan_run(config, source)  # a config problem is reported before anything is written
         open_run_folder(config, resume)  # new / empty / lmforge's, apart from the inputs; checkpoints need --resume
         save_resolved(config, run_dir)
+        status.set_phase("load")
     session = open_session(config, source=source, say=say if main else (lambda _m: None))
     trainable, total = count_parameters(session.model)
     say(f"method: {session.plan.method.name} trains {trainable:,} of {total:,} parameters "
         f"({100 * trainable / max(total, 1):.2f}%)")
+    status.set_phase("before-eval")
     before = measure_before(session, say) if main else None
     last_eval: dict = {}
 
@@ -51,10 +66,11 @@ def run_train(config: RunConfig, *, source: str = "<config>", resume: bool = Fal
         session.model, session.objective, session.train_features,
         train_cfg=config.train, run_dir=run_dir, collate=session.collate, evaluate_fn=evaluate_fn,
         seed=config.run.seed, best_metric=session.plan.best_metric, metric_mode=session.plan.metric_mode,
-        resume=resume,
+        resume=resume, callbacks=callbacks,
     )
     if not main:
         return {}
+    status.set_phase("after-eval")
     if result.base_rounded or fsdp_sharded(config):
         # FSDP leaves the trained model sharded across processes, a bf16 base leaves it rounded: free it
         # first, then rebuild a whole one with the original weights to load the best checkpoint into.
@@ -79,6 +95,7 @@ def run_train(config: RunConfig, *, source: str = "<config>", resume: bool = Fal
     write_report(run_dir, report)
     say(format_comparison(before["eval"]["metrics"] if before and before["eval"] else {}, after["metrics"]))
     print_samples(report["samples"], say)
+    status.set_phase("export")
     export_dir = export_session(session, report)
     save_drift_baseline(session)
     say(f"\nrun folder: {run_dir}\nexported:   {export_dir}\n{session.tasks.usage(session, export_dir)}")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hmac
 import json
 from typing import Any
 
 from starlette.requests import Request
 
+from lmforge.serve.access import key_matches
 from lmforge.serve.apierror import APIError
 
 MAX_JSON_DEPTH = 64  # OpenAI bodies nest ~6 deep (tool schemas a little more); deeper is not a request
@@ -90,5 +90,5 @@ def check_auth(request: Request, keys: list[str]) -> None:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise APIError(401, "missing API key: send Authorization: Bearer <key>", "missing_api_key")
-    if not any(hmac.compare_digest(token.strip().encode(), k.encode()) for k in keys):
+    if not key_matches(token, keys):
         raise APIError(401, "invalid API key", "invalid_api_key")

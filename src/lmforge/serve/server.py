@@ -19,13 +19,16 @@ def run_server(target: Path | str, serve_cfg, say=print) -> None:
     """Load ``target`` and serve it with uvicorn on serve_cfg.host:port until interrupted.
 
     target: a run folder (serves export/merged/, else export/adapter/ over the base named in its
-    adapter_config.json), an HF model folder, or a PEFT adapter folder. Bad targets, adapters and a
-    port or host that cannot be used raise UserError before anything is served.
+    adapter_config.json), an HF model folder, or a PEFT adapter folder. Bad targets, adapters, a port or
+    host that cannot be used, and a non-loopback host without an API key
+    (:func:`lmforge.serve.access.check_bind`) raise UserError before anything is served.
     """
     import uvicorn
 
+    from lmforge.serve.access import check_bind
     from lmforge.serve.app import create_app
 
+    check_bind(serve_cfg.host, serve_cfg.resolved_api_keys())
     resolved = resolve_target(target, serve_cfg)
     sock = bind(serve_cfg.host, serve_cfg.port)  # before the model loads: a taken port fails fast
     try:
