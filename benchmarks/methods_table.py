@@ -34,7 +34,7 @@ TASKS = {
     "sentiment": {
         "model": {"name": "minilm-l6"},
         "data": {"format": "classification", "train": {"path": "asset:reviews-train", "limit": 1200},
-                 "eval": {"path": "asset:reviews-test", "limit": 200}, "columns": {"text": "review", "label": "score"},
+                 "test": {"path": "asset:reviews-test", "limit": 200}, "columns": {"text": "review", "label": "score"},
                  "max_length": 128},
         "metric": "f1_macro",
     },

@@ -33,7 +33,7 @@ def reviews_file(tmp_path) -> Path:
     path = tmp_path / "reviews.csv"
     lines = ["review,score"]
     for i in range(24):
-        lines.append("great food i love it,great" if i % 2 else "bad taste i hate it,other")
+        lines.append(f"great food i love it {i},great" if i % 2 else f"bad taste i hate it {i},other")
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -65,7 +65,7 @@ data:
   format: instruction
   train: {data}
   columns: {{instruction: question, output: answer}}
-  eval_fraction: 0.25
+  split: {{validation: 0.2, test: 0.2}}
   max_length: 64
 method: {{name: lora, r: 4, alpha: 8, dropout: 0.0}}
 train: {train}

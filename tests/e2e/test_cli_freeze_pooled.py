@@ -12,7 +12,7 @@ def test_pooled_head_run_trains_evaluates_and_exports(tmp_path, tiny_bert_dir, r
     cfg = write_config(tmp_path, f"""
 run: {{output_dir: {run}}}
 model: {{name: {tiny_bert_dir}}}
-data: {{format: classification, train: {reviews_file}, columns: {{text: review, label: score}}, eval_fraction: 0.25, max_length: 16}}
+data: {{format: classification, train: {reviews_file}, columns: {{text: review, label: score}}, split: {{validation: 0.2, test: 0.2}}, max_length: 16}}
 method: {{name: freeze, head: pooled, pooling: mean, head_hidden: 8, head_dropout: 0.0, cache_features: true}}
 train: {{epochs: 3, batch_size: 4, lr: 0.01, precision: fp32}}
 """)
@@ -59,7 +59,7 @@ def _solved_config(tmp_path, tiny_bert_dir, reviews_file, name: str, seed: int =
     return write_config(tmp_path / name, f"""
 run: {{output_dir: {tmp_path / name / 'run'}, seed: {seed}}}
 model: {{name: {tiny_bert_dir}}}
-data: {{format: classification, train: {reviews_file}, columns: {{text: review, label: score}}, eval_fraction: 0.25, max_length: 16}}
+data: {{format: classification, train: {reviews_file}, columns: {{text: review, label: score}}, split: {{validation: 0.2, test: 0.2}}, max_length: 16}}
 method: {{name: freeze, head: pooled, cache_features: true}}
 train: {{epochs: 2, batch_size: 4, precision: fp32}}
 """)

@@ -25,7 +25,7 @@ model: {{name: {tiny_bert_dir}}}
 data:
   format: classification
   max_length: 16
-  eval_fraction: 0.25
+  split: {{validation: 0.2, test: 0.2}}
   mixing: interleave
   tasks:
     - {{name: sentiment, train: {reviews_file}, columns: {{text: review, label: score}}}}
@@ -41,7 +41,7 @@ train: {{max_steps: 4, batch_size: 4, lr: 0.001, precision: fp32, log_every: 2}}
 
     proc = run_cli("train", str(cfg))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "task topic: 12 train / 4 held-out" in proc.stdout
+    assert "task topic: 8 train / 4 validation / 4 test" in proc.stdout
     results = json.loads((run / "results.json").read_text())
     after = results["after"]
     for name in ("sentiment", "topic"):
@@ -79,7 +79,7 @@ model: {{name: {tiny_llama_dir}}}
 data:
   format: instruction
   max_length: 64
-  eval_fraction: 0.25
+  split: {{validation: 0.2, test: 0.2}}
   mixing: temperature
   tasks:
     - {{name: finance, train: {finance}, columns: {{instruction: question, output: answer}}, system_prompt: be brief.}}

@@ -92,7 +92,8 @@ data:
   train:
     - {{path: {shop}, columns: {{text: review, label: stars}}}}
     - {{path: {chats}, columns: {{text: body, label: tag}}}}
-  prepare: {{split: {{validation: 0.2, test: 0.1}}}}
+  split: {{validation: 0.2, test: 0.1}}
+  prepare: {{}}
 """)
     proc = run_cli("data", "prepare", str(cfg), "--out", str(tmp_path / "out"))
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -52,7 +52,7 @@ def test_classification_run(tmp_path, tiny_bert_dir, reviews_file):
     cfg = write_config(tmp_path, f"""
 run: {{output_dir: {tmp_path / 'cls'}}}
 model: {{name: {tiny_bert_dir}}}
-data: {{format: classification, train: {reviews_file}, columns: {{text: review, label: score}}, eval_fraction: 0.25, max_length: 16}}
+data: {{format: classification, train: {reviews_file}, columns: {{text: review, label: score}}, split: {{validation: 0.2, test: 0.2}}, max_length: 16}}
 method: {{name: full}}
 train: {{epochs: 3, batch_size: 4, lr: 0.001, precision: fp32}}
 export: {{formats: [onnx]}}

@@ -82,7 +82,7 @@ data:
   format: instruction
   train: {data}
   columns: {{instruction: question, output: answer}}
-  eval_fraction: 0.25
+  split: {{validation: 0.2, test: 0.2}}
   max_length: 64
 method: {{name: lora, r: 4, alpha: 8, dropout: 0.0}}
 train: {{max_steps: {STEPS}, batch_size: 4, lr: 0.01, eval_every: 10, log_every: 2, precision: fp32}}

@@ -49,7 +49,7 @@ def _config(tmp_path, model_dir, method: str, objective: str, seed: int = 7):
     return parse_config({
         "run": {"output_dir": str(tmp_path / "run"), "seed": seed},
         "model": {"name": str(model_dir)},
-        "data": {"format": fmt, "train": str(data), "columns": columns, "eval_fraction": 0.25, "max_length": 32},
+        "data": {"format": fmt, "train": str(data), "columns": columns, "split": {"validation": 0.2, "test": 0.2}, "max_length": 32},
         "method": {"name": method, **METHOD_PARAMS.get(method, {})},
         "objective": {"name": objective, **params},
         "train": {"max_steps": 2, "batch_size": 2, "lr": 0.05, "precision": "fp32", "device": "cpu",

@@ -35,8 +35,8 @@ def evaluate(objective: Any, model: nn.Module, features: list[dict], collate: Ca
     scored unit gets loss ``None``. The aggregate metrics are the same as without it.
     """
     if not features:
-        raise UserError("there are no held-out examples to evaluate", where="data.eval",
-                        hint="give data.eval a file, raise data.eval_fraction, or raise eval.max_examples")
+        raise UserError("there are no held-out examples to evaluate", where="data.test",
+                        hint="give data.test a file, raise data.split.test, or raise eval.max_examples")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     outputs, sizes = _run(objective, model, features, collate, batch_size)
@@ -148,7 +148,7 @@ def summarize(outputs: list[EvalOutput], objective: Any, model: nn.Module, examp
     count = sum(int(o.count) for o in outputs)
     if count == 0:
         raise UserError("no held-out example has a token to score (all were masked or truncated away)",
-                        where="data.eval", hint="check data.max_length and that examples have completions")
+                        where="data.test", hint="check data.max_length and that examples have completions")
     metrics = lm_metrics(loss_total, count)
     spec_metrics = getattr(getattr(objective, "spec", None), "metrics", ()) or ()
     if "perplexity" not in spec_metrics:

@@ -22,7 +22,7 @@ def run_eval(target: str, overrides: Sequence[str] = (), *, base: bool = False, 
     from lmforge.config import load_config
     from lmforge.evaluate.report import write_report
 
-    overrides = list(overrides) + ([f"data.eval={data}"] if data else [])
+    overrides = list(overrides) + ([f"data.test={data}"] if data else [])
     path = Path(target)
     if path.is_dir():
         s = restore_session(path, overrides, trained=not base, say=say)

@@ -97,7 +97,7 @@ def parity_prompts(s: Session) -> list:
     """A few held-out inputs: message lists for generative data, plain text otherwise."""
     from lmforge.data.messages import prompt_messages
 
-    records = s.splits.eval[: s.config.export.parity_prompts]
+    records = s.records(s.reported)[: s.config.export.parity_prompts]
     if s.plan.generative:
         return [prompt_messages(r, s.config.data) for r in records]
     # Parity decodes greedily with full recomputation: a document's opening is enough of a prompt.

@@ -57,10 +57,12 @@ def _run_train(config: RunConfig, *, source: str, resume: bool, say: Say, callba
     before = measure_before(session, say) if main else None
     last_eval: dict = {}
 
-    def evaluate_fn(model) -> dict:
-        last_eval["metrics"] = session.evaluate(model, per_example=True)  # the loop keeps only the scalars
-        return last_eval["metrics"]
+    def evaluate_fn(model) -> dict:  # validation only: the test part never reaches checkpoint choice
+        last_eval["metrics"] = session.evaluate(model, per_example=True, part="validation")
+        return last_eval["metrics"]  # the loop keeps only the scalars
 
+    if session.selection is None:  # no validation data: keep the last step
+        evaluate_fn = None  # type: ignore[assignment]
     solved = solve(session, evaluate_fn, say)  # a method that solves its parameters replaces the loop
     result = solved or train(
         session.model, session.objective, session.train_features,
@@ -79,12 +81,15 @@ def _run_train(config: RunConfig, *, source: str, resume: bool, say: Say, callba
     load_best(session)
     evals = [r for r in result.history if r.get("event") == "eval"]
     final_is_best = bool(evals) and evals[-1]["step"] == result.steps == result.best_step and not result.base_rounded
-    # The loop's last evaluation already measured the best weights over the same base: reuse it
-    # instead of a second pass (not when training rounded the frozen base to bf16: "after" is then
-    # measured on the original base, like "before" and the exports).
-    metrics = last_eval["metrics"] if final_is_best and "metrics" in last_eval else session.evaluate(per_example=True)
+    # Without test data the reported part is validation: the loop's last evaluation already measured the
+    # best weights there over the same base, so it is reused instead of a second pass (not when training
+    # rounded the frozen base to bf16: "after" is then measured on the original base, like "before").
+    reuse = final_is_best and session.reported == session.selection and "metrics" in last_eval
+    metrics = last_eval["metrics"] if reuse else session.evaluate(per_example=True)
     after = {"metrics": metrics, "samples": session.generations()}
     report = build_report(session, before and before["eval"], after, result, trainable, total)
+    if before and before["eval"] and before["eval"].get("validation"):
+        report["before_validation"] = before["eval"]["validation"]  # the base model's point on the curves
     judge_samples(session, report, ["before", "after"], say)
     if before and before["forgetting"] is not None:
         from lmforge.evaluate.forgetting import measure_forgetting
@@ -121,9 +126,13 @@ def solve(s: Session, evaluate_fn: Callable, say: Say):
 def measure_before(s: Session, say: Say) -> dict:
     """Base-model metrics, generations and (optionally) the general-domain forgetting set, cached per run."""
     config = s.config
-    evaluated = cached(s.run_dir / "before.json",
-                       lambda: {"metrics": s.evaluate(per_example=True), "samples": s.generations()},
-                       enabled=config.eval.before)
+    def base() -> dict:
+        out = {"metrics": s.evaluate(per_example=True), "samples": s.generations()}
+        if s.selection is not None and s.selection != s.reported:  # step 0 of the validation curves
+            out["validation"] = {k: v for k, v in s.evaluate(part=s.selection).items() if k != "per_example"}
+        return out
+
+    evaluated = cached(s.run_dir / "before.json", base, enabled=config.eval.before)
     if evaluated:
         say("before: " + brief(evaluated["metrics"]))
     forget_set = forgetting = None
