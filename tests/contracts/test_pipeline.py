@@ -17,6 +17,7 @@ import json
 
 import pytest
 
+from lmforge.data.formats import formats_of
 from lmforge.errors import UserError
 from lmforge.methods import METHODS
 from lmforge.objectives import OBJECTIVES
@@ -44,7 +45,8 @@ def _cases():
         for objective, ospec in sorted(OBJECTIVES.items()):
             if mspec.objectives is not None and objective not in mspec.objectives:
                 continue
-            formats = list(ospec.formats) if objective == "kto" else [_format(ospec.formats)]
+            formats = formats_of(ospec.kinds)
+            formats = formats if objective == "kto" else [_format(tuple(formats))]
             for fmt in formats:
                 yield pytest.param(method, objective, fmt, id=f"{method}-{objective}-{fmt}")
 

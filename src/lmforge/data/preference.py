@@ -162,6 +162,15 @@ def _report(records: int, kept: int, dropped: int, data_cfg: DataConfig) -> None
         )
 
 
+def pad_token_id(tokenizer) -> int:
+    """The id preference batches are padded with: the tokenizer's pad id, else eos, else 0 (pads are
+    masked out anyway)."""
+    pad = getattr(tokenizer, "pad_token_id", None)
+    if pad is None:
+        pad = getattr(tokenizer, "eos_token_id", None)
+    return 0 if pad is None else int(pad)
+
+
 def collate_pairs(features: list[dict], pad_id: int | None) -> dict:
     """Paired features -> one batch of 2B rows: rows ``[:B]`` chosen, ``[B:]`` rejected.
 
