@@ -121,7 +121,7 @@ def encode_prompts(records: list[dict], tokenizer, data_cfg: DataConfig) -> list
         text = render_chat(tokenizer, messages, add_generation_prompt=True)
         ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])[-data_cfg.max_length :]
         user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), text)
-        out.append({"prompt_ids": ids, "prompt": user, "reference": reference_text(record), "uid": example_uid(ids)})
+        out.append({"prompt_ids": ids, "prompt": user, "reference": reference_text(record, data_cfg), "uid": example_uid(ids)})
     if not out:
         raise UserError("no prompt to sample completions for", where="data.train")
     return out
