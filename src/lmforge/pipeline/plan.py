@@ -65,6 +65,7 @@ def plan_run(config: RunConfig, source: str = "<config>") -> RunPlan:
     )
     check_consumes(objective, data_format, f"{where}: data.format")
     check_multitask(config, objective, objective_params, where)
+    objective_params.check_run(config, where)  # rules that depend on the objective's own settings
     if method.objectives is not None and objective.name not in method.objectives:
         raise UserError(
             f"method '{method.name}' does not support objective '{objective.name}'",

@@ -56,7 +56,7 @@ class ClassificationObjective(ObjectiveBase):
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> LossOutput:
         """Sum over the batch of CE(logits (B, C), labels (B,)) with ``params.label_smoothing``."""
         logits = self._logits(model, batch)
-        smoothing = float(getattr(self.params, "label_smoothing", 0.0))
+        smoothing = float(self.params.label_smoothing)
         total = F.cross_entropy(logits, batch["labels"], reduction="sum", label_smoothing=smoothing)
         return LossOutput(total=total, count=int(batch["labels"].shape[0]))
 
