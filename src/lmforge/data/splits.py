@@ -55,8 +55,9 @@ def load_splits(data_cfg: DataConfig, seed: int) -> Splits:
                         where=source_list(data_cfg.train)[0].path,
                         hint="add records, lower data.split.validation / data.split.test, or give data.validation / data.test files")
     if not held["validation"] and not held["test"]:
-        raise UserError(f"no held-out example: {len(train)} record(s) cannot be split (exact copies count once: "
-                        "they always stay on one side, so nothing leaks between splits)", where="data.split",
+        raise UserError(f"no held-out example: {len(train)} record(s) cannot be split by data.split (exact copies count "
+                        "once: they always stay on one side, so nothing leaks between splits)",
+                        where=source_list(data_cfg.train)[0].path,
                         hint="add distinct records, or give data.validation / data.test files")
     return Splits(train, held["validation"], held["test"], files)
 

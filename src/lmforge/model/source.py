@@ -25,6 +25,8 @@ from lmforge.errors import UserError
 SMOLLM2 = "smollm2-135m-instruct"
 MINILM = "minilm-l6"
 BUILTINS = (SMOLLM2, MINILM)
+# The model hub repositories the built-in models' weights come from (exports name their base by these).
+UPSTREAM = {SMOLLM2: "HuggingFaceTB/SmolLM2-135M-Instruct", MINILM: "sentence-transformers/all-MiniLM-L6-v2"}
 MARKER = "lmforge-source.json"  # written last into every cache folder: what it was converted from
 
 
@@ -171,6 +173,31 @@ def convert_gguf(gguf: Path, out_dir: Path) -> None:
     with quiet_transformers():
         model.save_pretrained(out_dir)
         tokenizer.save_pretrained(out_dir)
+
+
+def upstream_id(model_cfg: ModelConfig, resolved: ResolvedModel) -> str | None:
+    """The model hub id the weights come from: a built-in's source repository, a hub id as given, the
+    repository of a folder inside the Hugging Face cache (``models--org--name/snapshots/...``);
+    None for other local folders and files."""
+    if resolved.builtin is not None:
+        return UPSTREAM[resolved.builtin]
+    name = model_cfg.name
+    if not Path(name).expanduser().exists() and not _looks_like_path(name):
+        return name
+    for part in reversed(Path(name).expanduser().resolve().parts):
+        if part.startswith("models--") and part.count("--") >= 2:
+            return part.removeprefix("models--").replace("--", "/", 1)
+    return None
+
+
+def describe_base(model_cfg: ModelConfig) -> dict:
+    """How an export names its base model (JSON-able): ``id`` (the upstream hub id, else the local
+    path: what a shared export is loaded over), ``path`` (the local folder the run loaded: a hint
+    for this machine), ``gguf_file`` (the GGUF file the weights were converted from, or None) and
+    ``model`` (the run's model section, to load the base again exactly as in training)."""
+    resolved = resolve_model(model_cfg)
+    return {"id": upstream_id(model_cfg, resolved) or str(resolved.path), "path": str(resolved.path),
+            "gguf_file": resolved.gguf_file, "model": model_cfg.model_dump(mode="json")}
 
 
 def _resolve_hub(model_cfg: ModelConfig) -> ResolvedModel:

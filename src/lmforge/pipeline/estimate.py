@@ -18,14 +18,13 @@ def run_estimate(config: RunConfig, *, source: str = "<config>", budget_gb: floa
     from lmforge.train.runtime import build_runtime
 
     s = open_session(config, source=source, say=lambda _m: None)
-    trainable, _total = count_parameters(s.model)
+    trainable, total = count_parameters(s.model)
     lengths = [len(f["input_ids"]) for f in s.train_features]
     runtime = build_runtime(config.train, config.run.seed)
-    params = s.plan.method_params
-    frozen_bits = int(getattr(params, "bits", 32)) if s.plan.method.quantized_base else runtime.base_dtype.itemsize * 8
-    full = s.plan.method.name == "full"
+    frozen_bits = s.plan.method_params.frozen_bits or runtime.base_dtype.itemsize * 8
+    every = trainable == total  # every parameter trains: the estimate counts the architecture's parameters
     est = estimate(
-        s.model.config, None if full else trainable, precision=runtime.precision, batch_size=config.train.batch_size,
+        s.model.config, None if every else trainable, precision=runtime.precision, batch_size=config.train.batch_size,
         seq_lengths=lengths, packing=config.data.packing,
         activation_checkpointing=bool(config.train.memory.activation_checkpointing),
         frozen_bits=frozen_bits, max_length=config.data.max_length, grad_accumulation=config.train.grad_accum,

@@ -72,9 +72,6 @@ def check_config(config: RunConfig, objective, objective_params, where: str) -> 
                             hint=f"remove {field}")
     if objective.head != HEADED:
         return
-    if getattr(objective_params, "label_smoothing", 0):  # label sets differ: smoothing over padded classes is undefined
-        raise UserError("label smoothing is not supported with several classification tasks",
-                        where=f"{where}: objective.label_smoothing", hint="remove objective.label_smoothing")
     if config.export.merged or config.export.formats:
         raise UserError("a multi-task classifier (one head per task) is exported as export/multitask, not as a "
                         "merged transformers model or GGUF / ONNX", where=f"{where}: export",

@@ -49,7 +49,7 @@ def run_facts(s: Session) -> dict:
     cfg = s.config
     out = Path(cfg.export.dir or s.run_dir / "export")
     exports = {}
-    if cfg.export.adapter and s.plan.method.name != "full":
+    if cfg.export.adapter and s.plan.method.saves_adapter:
         exports["adapter"] = str(out / "adapter")
     if s.plan.export_merged:
         exports["merged model"] = str(out / "merged")

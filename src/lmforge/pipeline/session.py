@@ -120,8 +120,7 @@ def open_session(config: RunConfig, *, source: str = "<config>", say: Say = prin
 
     seed_everything(config.run.seed)  # new heads and adapter weights are initialised from run.seed
     model = method.apply(tasks.load_model(config.model, task, **method.load_kwargs()), task)
-    if hasattr(objective, "bind"):  # preference objectives snapshot their reference model here
-        objective.bind(model, tokenizer)
+    objective.bind(model, tokenizer, lambda: method.reference(model))  # before any step changes the weights
     if config.train.memory.activation_checkpointing:
         from lmforge.train.checkpointing import enable_activation_checkpointing
 

@@ -110,8 +110,7 @@ def _run_train(config: RunConfig, *, source: str, resume: bool, say: Say, callba
 def solve(s: Session, evaluate_fn: Callable, say: Say):
     """``method.fit`` (freeze's pooled linear head: L-BFGS on the frozen features) recorded as a one-step
     run (lmforge.train.fitted); None when the method trains with the loop."""
-    fit = getattr(s.method, "fit", None)
-    summary = fit(s.model, s.train_features, s.collate, seed=s.config.run.seed) if fit else None
+    summary = s.method.fit(s.model, s.train_features, s.collate, seed=s.config.run.seed)
     if not summary:
         return None
     from lmforge.train.fitted import record_fit

@@ -54,7 +54,7 @@ def test_dpo_short_training_run_improves_train_pairs(tiny_llama_dir, tmp_path, m
     obj = objective("dpo", beta=0.5)
     method = build_method(method_name, get_method_spec(method_name).params(**({"r": 8} if method_name == "lora" else {})))
     net = method.apply(model(tiny_llama_dir, obj), obj.task_info(None))
-    obj.bind(net, tok)
+    obj.bind(net, tok, lambda: method.reference(net))
     features = obj.encode(PAIRS, tok, PREF_DATA)
     collate = lambda f: obj.collate(f, tok)  # noqa: E731
     before = evaluate(obj, net, features, collate, batch_size=4)
@@ -101,7 +101,7 @@ def test_frozen_reference_ignores_training_for_full_models(tiny_llama_dir):
             p.mul_(1.05)
     after = obj.pair_stats(net, batch)
     assert torch.allclose(before.ref_chosen, after.ref_chosen)
-    assert not all(p.requires_grad for p in obj.reference.frozen.parameters())
+    assert not all(p.requires_grad for p in obj.reference.policy.frozen.parameters())
 
 
 @pytest.mark.parametrize("name", ["simpo", "orpo"])

@@ -25,9 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from lmforge.model.parts import find_body_and_head
+
 IGNORE = -100
-# Config attributes of architectures that transform logits after the output projection.
-_LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "logit_softcapping")
 
 
 def chunked_causal_lm_loss(
@@ -121,29 +121,3 @@ def full_causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[tor
     count = int((targets != IGNORE).sum())
     loss = F.cross_entropy(flat, targets, ignore_index=IGNORE, reduction="sum")
     return loss, count
-
-
-def find_body_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
-    """(decoder body returning ``last_hidden_state``, output projection) of a causal LM, or None.
-
-    Unwraps a PEFT model (``get_base_model()``; the LoRA layers live inside the base modules, so
-    the body and head found there include them). None when the split would change the math:
-    prompt-learning PEFT methods, logit soft-capping/scaling, or no separable decoder.
-    """
-    base = model
-    if hasattr(model, "peft_config") and hasattr(model, "get_base_model"):
-        active = getattr(model, "active_peft_config", None)
-        if active is None or getattr(active, "is_prompt_learning", False):
-            return None
-        base = model.get_base_model()
-    if not hasattr(base, "get_output_embeddings") or not hasattr(base, "get_decoder"):
-        return None
-    config = getattr(base, "config", None)
-    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    if any(getattr(text_config, name, None) not in (None, 1, 1.0) for name in _LOGIT_TRANSFORMS):
-        return None
-    head = base.get_output_embeddings()
-    body = base.get_decoder()
-    if head is None or body is None or body is base:
-        return None
-    return body, head

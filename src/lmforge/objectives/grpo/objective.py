@@ -11,7 +11,7 @@ loss is its token mean; the unit is one completion (count = B * k, known before 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -19,10 +19,10 @@ from torch import nn
 from lmforge.config.schema import DataConfig
 from lmforge.errors import UserError
 from lmforge.model.task import TaskInfo
-from lmforge.objectives.base import EvalOutput, LossOutput
-from lmforge.objectives.dpo.logprobs import token_logps
-from lmforge.objectives.dpo.objective import pad_token_id
-from lmforge.objectives.dpo.reference import Reference
+from lmforge.data.preference import pad_token_id
+from lmforge.model.reference import ReferencePolicy
+from lmforge.objectives.base import EvalOutput, LossOutput, ObjectiveBase
+from lmforge.objectives.preference import Reference, token_logps
 from lmforge.objectives.registry import ObjectiveParams, ObjectiveSpec
 
 IGNORE = -100
@@ -51,14 +51,13 @@ def completion_mask(completions: torch.Tensor, stop_ids: list[int]) -> torch.Ten
     return before == 0
 
 
-class GRPOObjective:
+class GRPOObjective(ObjectiveBase):
     """Group relative policy optimisation with a function or reward-model reward."""
 
     def __init__(self, spec: ObjectiveSpec, params: ObjectiveParams):
         from lmforge.objectives.grpo.rewards import RewardModelScorer, load_reward_function
 
-        self.spec = spec
-        self.params = params
+        super().__init__(spec, params)
         self.tokenizer = None
         self.reference = Reference(cache=False)
         self.reward_fn = load_reward_function(params.reward) if params.reward else None
@@ -67,12 +66,14 @@ class GRPOObjective:
     def task_info(self, labels: list[str] | None = None, model_config: Any | None = None) -> TaskInfo:
         return TaskInfo(head="causal_lm")
 
-    def bind(self, model: nn.Module, tokenizer: Any = None) -> None:
-        """Fix the reference policy (frozen copy for non-PEFT models) and the tokenizer used to decode samples."""
+    def bind(self, model: nn.Module, tokenizer: Any = None,
+             reference: Callable[[], ReferencePolicy] | None = None) -> None:
+        """Fix the tokenizer used to decode samples and, with a KL term (beta > 0), the reference
+        policy: ``reference()`` (the method's), else a frozen copy."""
         if tokenizer is not None:
             self.tokenizer = tokenizer
         if self.params.beta > 0:
-            self.reference.bind(model)
+            self.reference.bind(model, reference)
 
     def encode(self, records: list[dict], tokenizer: Any, data: DataConfig) -> list[dict]:
         from lmforge.data.preference import encode_prompts

@@ -1,0 +1,48 @@
+"""`lmforge estimate` reads the method's hooks: every parameter trains (full), what trains otherwise,
+and the storage bits of a quantized frozen base (MethodParams.frozen_bits)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lmforge.train.estimate import FROZEN_BYTES, model_shape
+
+
+def _config(tmp_path, model_dir, method: str):
+    from lmforge.config import load_config
+
+    data = tmp_path / "qa.jsonl"
+    data.write_text("".join(json.dumps({"instruction": f"{q} {i}", "output": a}) + "\n"
+                            for i, (q, a) in enumerate([("what is a bond", "a loan"), ("hello", "hi thanks")] * 4)))
+    path = tmp_path / "run.yaml"
+    path.write_text(f"run: {{name: t, output_dir: {tmp_path / 'run'}}}\nmodel: {{name: {model_dir}}}\n"
+                    f"data: {{format: instruction, train: {data}, split: {{validation: 0.2, test: 0.2}}, max_length: 32}}\n"
+                    f"method: {method}\ntrain: {{batch_size: 2, device: cpu, precision: fp32}}\n")
+    return load_config(path)
+
+
+@pytest.mark.parametrize(("method", "bits"), [("{name: full}", 32), ("{name: lora, r: 4}", 32),
+                                              ("{name: qlora, r: 4, bits: 4}", 4), ("{name: qlora, r: 4, bits: 8}", 8)])
+def test_estimate_counts_what_the_method_trains_and_stores(tiny_llama_dir, tmp_path, method, bits):
+    from transformers import AutoConfig
+
+    from lmforge.methods.base import count_parameters
+    from lmforge.pipeline import open_session, run_estimate
+    from lmforge.train.estimate import estimate
+
+    config = _config(tmp_path, tiny_llama_dir, method)
+    out = run_estimate(config, say=lambda _text: None)
+    total = model_shape(AutoConfig.from_pretrained(tiny_llama_dir)).total_params
+    s = open_session(config, say=lambda _text: None)
+    trainable, counted = count_parameters(s.model)
+    trains = total if trainable == counted else trainable  # full: the architecture's parameter count
+    assert out["breakdown"]["optimizer"] == pytest.approx(trains * 8.0)  # AdamW: m and v in fp32
+    frozen = max(total - trains, 0)
+    assert out["breakdown"]["weights"] == pytest.approx(trains * 4.0 + frozen * FROZEN_BYTES[bits])
+    assert (method == "{name: full}") == (trainable == counted)
+    expected = estimate(AutoConfig.from_pretrained(tiny_llama_dir), None if trainable == counted else trainable,
+                        precision="fp32", batch_size=2, seq_lengths=[len(f["input_ids"]) for f in s.train_features],
+                        frozen_bits=bits, max_length=32, grad_accumulation=1, optimizer="adamw")
+    assert out["peak_bytes"] == expected.peak_bytes and out["time_per_step_s"] == expected.time_per_step_s
