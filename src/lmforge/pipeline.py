@@ -339,8 +339,9 @@ def _parity_prompts(s: Session) -> list:
     records = s.splits.eval[: s.config.export.parity_prompts]
     if s.config.data.format in ("chat", "instruction"):
         return [prompt_messages(r, s.config.data) for r in records]
-    # Parity decodes greedily with full recomputation: a document's opening is enough of a prompt.
-    return [(r.get("text") or r.get("prompt") or "")[:400] for r in records]
+    from lmforge.export.parity import leading_tokens  # a document up to the length training used
+
+    return [leading_tokens(s.tokenizer, r.get("text") or r.get("prompt") or "", s.config.data.max_length) for r in records]
 
 
 def _report(s: Session, before: dict | None, after: dict, result, trainable: int, total: int) -> dict:

@@ -14,6 +14,7 @@ _EXPORTS = {
     "evaluate": "lmforge.evaluate.run",
     "sample_generations": "lmforge.evaluate.generate",
     "generate_reply": "lmforge.evaluate.generate",
+    "generate_replies": "lmforge.evaluate.generate",
     "stop_token_ids": "lmforge.evaluate.generate",
     "write_report": "lmforge.evaluate.report",
     "format_comparison": "lmforge.evaluate.report",
