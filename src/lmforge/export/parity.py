@@ -22,6 +22,7 @@ Tolerances per format live in :data:`TOLERANCES`; docs/export.md says how they w
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -86,6 +87,7 @@ class ParityResult:
     tokenizer: dict[str, bool]
     generations: list[dict[str, Any]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    seconds: float = 0.0  # wall time of the check (reload of the export included)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,6 +109,7 @@ def check_parity(reference_model: Any, reference_tokenizer: Any, load_exported: 
     """
     if not prompts:
         raise ValueError("check_parity needs at least one prompt")
+    start = time.perf_counter()
     tolerance = Tolerance(atol=atol, rtol=rtol)
     exported_model, exported_tokenizer = load_exported()
     failures: list[str] = []
@@ -139,7 +142,7 @@ def check_parity(reference_model: Any, reference_tokenizer: Any, load_exported: 
     result = ParityResult(format=fmt, passed=not failures, max_abs_logit_diff=diff, logit_bound=bound,
                           tolerance={"atol": atol, "rtol": rtol}, tokenizer=tok_checks,
                           greedy_equal=all(g["status"] != "diverged" for g in generations),
-                          generations=generations, failures=failures)
+                          generations=generations, failures=failures, seconds=round(time.perf_counter() - start, 3))
     if report_path is not None:
         atomic_write_text(report_path, json.dumps(result.to_dict(), indent=2, default=str) + "\n")
     if failures:

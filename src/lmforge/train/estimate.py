@@ -45,8 +45,10 @@ LOAD_COPY_FRACTION = 0.25  # share of the weights' bytes left in RSS by loading 
 DEFAULT_PEAK_GFLOPS = {"fp32": 400.0, "bf16": 2600.0, "fp16": 400.0}
 DEFAULT_UTILIZATION = 0.3  # achieved / peak matmul rate of a training step (HF reaches ~0.15)
 # achieved rate of a real lmforge training step / the 1024^3 matmul rate measured on the same
-# machine with the same threads (lmforge estimate measures that rate; fitted on real runs)
-MEASURED_UTILIZATION = 0.5
+# machine with the same threads (lmforge estimate measures that rate). Fitted on real runs (docs/performance.md): a frozen base
+# (LoRA family) reaches less of it than full fine-tuning, its adapter dropout, small adapter matmuls
+# and elementwise work weigh more against 4 instead of 6 passes of big matmuls.
+MEASURED_UTILIZATION = {"full": 0.6, "frozen": 0.3}
 BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 # train.optimizer -> (state bytes per trainable parameter, trainable-sized fp32 temporaries in the step)
 OPTIMIZER_STATE = {"adamw": (8.0, OPT_TEMP_COPIES), "adamw_8bit": (2.03, 0.0), "paged_adamw_8bit": (2.03, 0.0)}
@@ -67,6 +69,8 @@ class ModelShape:
     tied: bool = True
     gated: bool = True  # SwiGLU-style MLP (3 matrices) vs. 2 matrices
     params: int | None = None  # counted on the built (meta-device) model; None: from the sizes above
+    attn_dropout: float = 0.0  # > 0: training materialises attention probabilities (BERT-style models)
+    hidden_dropout: float = 0.0  # > 0: two dropped-out hidden states per layer are saved with masks
 
     @property
     def layer_params(self) -> int:
@@ -102,7 +106,18 @@ def model_shape(config: Any) -> ModelShape:
         head_dim=int(get("head_dim") or hidden // heads),
         tied=bool(get("tie_word_embeddings", True)),
         gated=model_type not in {"bert", "roberta", "distilbert", "gpt2", "xlm-roberta", "electra"},
+        attn_dropout=float(_first(get, ("attention_probs_dropout_prob", "attention_dropout", "attn_pdrop"))),
+        hidden_dropout=float(_first(get, ("hidden_dropout_prob", "hidden_dropout", "resid_pdrop"))),
     )
+
+
+def _first(get: Any, keys: tuple[str, ...]) -> float:
+    """The first of ``keys`` the config sets to a number, else 0."""
+    for key in keys:
+        value = get(key, None)
+        if isinstance(value, (int, float)):
+            return value
+    return 0.0
 
 
 @dataclass(frozen=True)
@@ -218,6 +233,7 @@ def estimate_inputs(x: EstimateInputs) -> Estimate:
     full = x.trainable_params >= 0.5 * s.total_params
     act_bytes = 4.0 * ACT_PRECISION[x.precision] * (1.0 if full else ACT_FROZEN)
     per_layer = peak_tokens * (A_H * s.hidden + A_I * s.intermediate) * act_bytes
+    per_layer += _dropout_bytes(x, peak_tokens, max_len)
     kept_layers = 0 if x.activation_checkpointing else s.layers
     inputs_kept = peak_tokens * s.hidden * 4.0 * s.layers if x.activation_checkpointing else 0.0
     activations = inputs_kept + per_layer * (kept_layers + BACKWARD_TRANSIENT)
@@ -252,6 +268,22 @@ def estimate_inputs(x: EstimateInputs) -> Estimate:
         rate *= x.n_processes
     tokens = real_tokens * x.grad_accumulation * x.n_processes
     return Estimate(peak, flops / rate, tokens, breakdown, x)
+
+
+def _dropout_bytes(x: EstimateInputs, tokens: float, max_len: int) -> float:
+    """Per layer, what the model's own dropout keeps for backward in training: with attention
+    dropout the attention probabilities are materialised (scores, probabilities, dropped-out
+    copy in the compute precision + a 1-byte mask, per head and key), with hidden dropout two
+    dropped-out hidden states and their masks."""
+    s, elem = x.shape, 4.0 * ACT_PRECISION[x.precision]
+    out = 0.0
+    if s.attn_dropout > 0:
+        rows = x.batch_size if not x.packing else tokens / max_len
+        length = tokens / max(rows, 1)
+        out += rows * s.heads * length * length * (3 * elem + 1.0)
+    if s.hidden_dropout > 0:
+        out += 2 * tokens * s.hidden * (elem + 1.0)
+    return out
 
 
 def _micro_batch_tokens(x: EstimateInputs, max_len: int) -> tuple[float, float, float]:

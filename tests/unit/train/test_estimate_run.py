@@ -111,3 +111,17 @@ def test_meta_model_holds_no_storage(tiny_llama_dir):
 
     model = meta_model(ModelConfig(name=str(tiny_llama_dir)), TaskInfo("causal_lm"))
     assert is_meta(model) and all(p.device == torch.device("meta") for p in model.parameters())
+
+
+def test_lora_dropout_is_counted_from_the_adapted_layers(tmp_path, tiny_llama_dir):
+    from lmforge.methods.peft_wrap import dropout_saved_elements
+
+    with_dropout = estimate_run(*_config(tmp_path, str(tiny_llama_dir), CHAT, "chat",
+                                         "{name: lora, dropout: 0.1, target_modules: [q_proj, down_proj]}"))
+    without = estimate_run(*_config(tmp_path, str(tiny_llama_dir), CHAT, "chat",
+                                    "{name: lora, dropout: 0.0, target_modules: [q_proj, down_proj]}"))
+    # 2 layers x (q_proj: hidden 32 in + down_proj: intermediate 64 in)
+    assert with_dropout.estimate.inputs.dropout_elements == 2 * (32 + 64)
+    assert without.estimate.inputs.dropout_elements == 0
+    assert with_dropout.estimate.breakdown["activations"] > without.estimate.breakdown["activations"]
+    assert dropout_saved_elements(torch.nn.Linear(3, 3)) == 0
