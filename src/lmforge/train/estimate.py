@@ -48,7 +48,7 @@ DEFAULT_UTILIZATION = 0.3  # achieved / peak matmul rate of a training step (HF 
 # machine with the same threads (lmforge estimate measures that rate). Fitted on real runs (docs/performance.md): a frozen base
 # (LoRA family) reaches less of it than full fine-tuning, its adapter dropout, small adapter matmuls
 # and elementwise work weigh more against 4 instead of 6 passes of big matmuls.
-MEASURED_UTILIZATION = {"full": 0.6, "frozen": 0.3}
+MEASURED_UTILIZATION = {"full": 0.65, "frozen": 0.3}
 BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
 # train.optimizer -> (state bytes per trainable parameter, trainable-sized fp32 temporaries in the step)
 OPTIMIZER_STATE = {"adamw": (8.0, OPT_TEMP_COPIES), "adamw_8bit": (2.03, 0.0), "paged_adamw_8bit": (2.03, 0.0)}
