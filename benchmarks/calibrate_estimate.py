@@ -155,7 +155,7 @@ def run_real(name: str, steps: int, threads: int) -> dict:
     import statistics
 
     from lmforge.config import load_config
-    from lmforge.plan import plan_run
+    from lmforge.pipeline.plan import plan_run
     from lmforge.train.estimate_run import estimate_run
 
     import tempfile

@@ -64,7 +64,22 @@ def test_validate_imports_no_torch(tmp_path):
 @pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.yaml")) + [SRC / "quickstart.yaml"], ids=lambda p: p.name)
 def test_example_configs_validate(path):
     from lmforge.config import load_config
-    from lmforge.plan import plan_run
+    from lmforge.pipeline.plan import plan_run
 
     plan = plan_run(load_config(path), source=str(path))
     assert plan.method.name and plan.objective.name
+
+
+def test_cli_calls_only_the_pipeline():
+    """The CLI parses arguments, loads the config and calls lmforge.pipeline: no stage imports."""
+    allowed = {"cli", "config", "errors", "pipeline"}
+    bad = [f"{path.relative_to(SRC)} imports {module}"
+           for path in (SRC / "cli").rglob("*.py") for module in _imports(path)
+           if _stage(module) is not None and _stage(module) not in allowed]
+    assert not bad, "the CLI reaches past the pipeline:\n" + "\n".join(bad)
+
+
+def test_glue_modules_stay_small():
+    """One pipeline module per command, each readable top to bottom (DESIGN.md: none past ~250 lines)."""
+    sizes = {p.name: len(p.read_text().splitlines()) for p in (SRC / "pipeline").glob("*.py")}
+    assert sizes and max(sizes.values()) <= 250, sizes

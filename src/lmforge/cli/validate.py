@@ -13,13 +13,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from lmforge.config import load_config
-    from lmforge.plan import plan_run
+    from lmforge.pipeline import run_validate
 
-    config = load_config(args.config, args.overrides)
-    plan = plan_run(config, source=args.config)
-    print(
-        f"{args.config}: ok  (model {config.model.name}, data {config.data.format}"
-        f"{f' x {len(config.data.tasks)} tasks, mixing {config.data.mixing}' if config.data.tasks else ''}, "
-        f"method {plan.method.name}, objective {plan.objective.name})"
-    )
+    print(run_validate(load_config(args.config, args.overrides), source=args.config))
     return 0

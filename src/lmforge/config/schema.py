@@ -3,7 +3,7 @@
 Every section is strict (unknown keys fail with a "did you mean" hint) and frozen (derived values
 go in separate result objects, the config is never mutated). ``method`` and ``objective`` are
 open choices: their parameters are validated by the chosen method's / objective's own config
-class (see ``lmforge.plan``), so adding a method never edits this file.
+class (see ``lmforge.pipeline.plan``), so adding a method never edits this file.
 """
 
 from __future__ import annotations
@@ -202,28 +202,6 @@ class DataConfig(Section):
                 raise ValueError(
                     f"tasks.{i}.format: '{fmt}' cannot be mixed with '{formats[0]}'; one run mixes either "
                     "classification tasks, or instruction/chat tasks, or text tasks")
-        self.task_sections()
-
-    def task_sections(self) -> list["DataConfig"]:
-        """One ordinary data section per task (``data.tasks``): the task's fields over the top-level
-        ones, ``train`` / ``eval`` from the task; ``[]`` without tasks. ValueError names a bad task field."""
-        from pydantic import ValidationError
-
-        shared = self.model_dump(exclude={"tasks", "mixing", "temperature", "train", "eval", "prepare"})
-        sections = []
-        for i, task in enumerate(self.tasks or []):
-            own = task.model_dump(include=task.model_fields_set - {"name", "weight"})
-            values = {**shared, **{k: v for k, v in own.items() if v is not None}}  # null = inherit
-            if values.get("labels") is not None and values.get("format") != "classification":
-                raise ValueError(f"tasks.{i}.labels: labels are only used by classification tasks")
-            try:
-                sections.append(DataConfig.model_validate(values))
-            except ValidationError as exc:
-                err = exc.errors()[0]
-                loc = ".".join(str(p) for p in err["loc"])
-                msg = str(err.get("msg", "")).removeprefix("Value error, ")
-                raise ValueError(f"tasks.{i}.{loc + ': ' if loc else ''}{msg}") from None
-        return sections
 
     def _check_source(self, name: str, source: SourceConfig) -> None:
         fmt = source.format or self.format

@@ -31,7 +31,7 @@ def sample_generations(model: nn.Module, tokenizer: Any, records: list[dict], da
     messages as ``role: content`` lines, ``reference`` the record's final assistant answer,
     ``output`` the model's new text (special tokens removed). Deterministic.
     """
-    from lmforge.data import prompt_messages, reference_text
+    from lmforge.data.messages import prompt_messages, reference_text
 
     chosen = records[: max(n, 0)]
     conversations = [prompt_messages(record, data_cfg) for record in chosen]

@@ -112,10 +112,8 @@ def load_model(model_cfg: ModelConfig, task: TaskInfo, **load_kwargs: Any):
 
     if task.head not in HEADS:
         raise ValueError(f"unknown head '{task.head}', expected one of {HEADS}")
-    if task.tasks:  # several classification heads on one encoder
-        from lmforge.model.multihead import build_multihead
-
-        return build_multihead(model_cfg, task, **load_kwargs)
+    if task.tasks:
+        raise ValueError("several heads: load the encoder with lmforge.model.multihead.single_head, then build_multihead")
     tokenizer = load_kwargs.pop("tokenizer", None)
     if tokenizer is None:
         tokenizer = load_tokenizer(model_cfg)

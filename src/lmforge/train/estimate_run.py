@@ -42,8 +42,11 @@ class RunEstimate:
     records: int  # training records in the data (all of them, not only the sample)
 
 
-def estimate_run(config: Any, plan: Any, *, sample: int = SAMPLE) -> RunEstimate:
+def estimate_run(config: Any, plan: Any, *, task_sections: list | None = None, sample: int = SAMPLE) -> RunEstimate:
     """Estimate peak memory and step time of the run ``config`` (validated into ``plan``).
+
+    task_sections: for ``data.tasks`` runs, each task's resolved data section (the glue resolves
+    them: ``lmforge.pipeline.multitask.task_sections``); their samples are pooled.
 
     Reads the data files, the tokenizer and the model config; never a weight file. Raises
     UserError for the same data / model problems ``lmforge train`` reports.
@@ -61,7 +64,7 @@ def estimate_run(config: Any, plan: Any, *, sample: int = SAMPLE) -> RunEstimate
     files = resolve_model_files(config.model)
     tokenizer = load_tokenizer(config.model, files)
     objective = build_objective(plan.objective.name, plan.objective_params)
-    sections = _data_sections(config)
+    sections = _data_sections(config, task_sections)
     task, labels = _task(objective, plan, sections)
     method = build_method(plan.method.name, plan.method_params)
     model = meta_model(config.model, task, files)
@@ -88,20 +91,20 @@ def estimate_run(config: Any, plan: Any, *, sample: int = SAMPLE) -> RunEstimate
     return RunEstimate(est, trainable, total, precision, lengths, records)
 
 
-def _data_sections(config: Any) -> list[tuple[Any, Any]]:
+def _data_sections(config: Any, task_sections: list | None) -> list[tuple[Any, Any]]:
     """``[(data section, splits)]``: one per task for ``data.tasks``, else the run's data."""
-    if config.data.tasks:
+    if config.data.tasks and task_sections:
         from lmforge.data.tasks import load_tasks
 
-        return [(t.data, t.splits) for t in load_tasks(config.data, config.run.seed)]
-    from lmforge.data import load_splits
+        return [(t.data, t.splits) for t in load_tasks(config.data.tasks, task_sections, config.run.seed)]
+    from lmforge.data.splits import load_splits
 
     return [(config.data, load_splits(config.data, config.run.seed))]
 
 
 def _task(objective: Any, plan: Any, sections: list) -> tuple[Any, list | None]:
     """The TaskInfo the run's model gets, and each section's label set (classification) or None."""
-    from lmforge.data import label_set
+    from lmforge.data.encode import label_set
 
     if plan.objective.head != "sequence_classification":
         return objective.task_info(None), None

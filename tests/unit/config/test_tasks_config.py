@@ -5,7 +5,8 @@ import yaml
 
 from lmforge.config import load_config, save_resolved
 from lmforge.errors import UserError
-from lmforge.plan import plan_run
+from lmforge.pipeline.multitask import task_sections
+from lmforge.pipeline.plan import plan_run
 
 CLS = """model: {name: minilm-l6}
 data:
@@ -42,7 +43,7 @@ def error(tmp_path, text, overrides=()) -> str:
 
 def test_classification_tasks_inherit_and_override(tmp_path):
     cfg = load(tmp_path, CLS)
-    sentiment, topic = cfg.data.task_sections()
+    sentiment, topic = task_sections(cfg.data)
     assert cfg.data.mixing == "temperature" and cfg.data.temperature == 2.0
     assert [t.weight for t in cfg.data.tasks] == [2.0, 1.0]
     assert sentiment.format == topic.format == "classification"
@@ -55,7 +56,7 @@ def test_classification_tasks_inherit_and_override(tmp_path):
 
 def test_lm_tasks_mix_instruction_and_chat(tmp_path):
     cfg = load(tmp_path, LM)
-    finance, chat, general = cfg.data.task_sections()
+    finance, chat, general = task_sections(cfg.data)
     assert (finance.format, chat.format, general.format) == ("instruction", "chat", "instruction")
     assert finance.system_prompt == "Be brief." and general.system_prompt == "Answer in one word."
     assert finance.columns == {"instruction": "question", "output": "answer"} and chat.columns == {}
@@ -71,7 +72,7 @@ def test_resolved_config_loads_back_to_the_same_tasks(tmp_path):
     cfg = load(tmp_path, LM)
     save_resolved(cfg, tmp_path)
     again = load_config(tmp_path / "config.yaml")
-    assert again.data.task_sections() == cfg.data.task_sections()
+    assert task_sections(again.data) == task_sections(cfg.data)
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["data"]["tasks"][1]["name"] == "chat"
 
 
@@ -104,7 +105,7 @@ def test_validation_stays_torch_free():
     import subprocess
     import sys
 
-    code = ("import sys; from lmforge.config.schema import RunConfig; from lmforge.plan import plan_run; "
+    code = ("import sys; from lmforge.config.schema import RunConfig; from lmforge.pipeline.plan import plan_run; "
             "c = RunConfig.model_validate({'model': {'name': 'm'}, 'data': {'format': 'classification', 'tasks': "
             "[{'name': 'a', 'train': 'a.csv'}, {'name': 'b', 'train': 'b.csv'}]}}); plan_run(c); "
             "print('torch' in sys.modules)")

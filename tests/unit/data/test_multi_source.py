@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from lmforge.config.schema import DataConfig
-from lmforge.data import load_splits
+from lmforge.data.splits import load_splits
 from lmforge.data.splits import load_records, load_records_lazily
 from lmforge.errors import UserError
 

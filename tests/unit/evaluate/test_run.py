@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from lmforge.errors import UserError
-from lmforge.evaluate import evaluate
+from lmforge.evaluate.run import evaluate
 from lmforge.objectives.base import EvalOutput
 
 

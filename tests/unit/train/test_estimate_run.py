@@ -11,7 +11,7 @@ import torch
 
 from lmforge.config import load_config
 from lmforge.model.task import TaskInfo
-from lmforge.plan import plan_run
+from lmforge.pipeline.plan import plan_run
 from lmforge.train.estimate_run import estimate_run
 
 LLAMA_7B = {  # Llama-2-7B's config fields

@@ -53,7 +53,7 @@ class FreezeParams(MethodParams):
         return self.head == "auto"
 
     def check_run(self, config: Any, objective: Any, where: str) -> None:
-        """Cross-axis rules of ``head: pooled`` (called by :func:`lmforge.plan.plan_run`)."""
+        """Cross-axis rules of ``head: pooled`` (called by :func:`lmforge.pipeline.plan.plan_run`)."""
         if self.head != "pooled":
             return
         if objective.head != "sequence_classification":

@@ -15,6 +15,7 @@ from lmforge.config.schema import RunConfig
 from lmforge.errors import UserError
 from lmforge.methods.registry import MethodParams, MethodSpec, get_method_spec
 from lmforge.objectives.registry import ObjectiveParams, ObjectiveSpec, get_objective_spec
+from lmforge.pipeline.multitask import check_config as check_multitask
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,11 @@ class RunPlan:
         if metric == self.objective.default_metric:
             return self.objective.metric_mode
         return "min" if metric.endswith(("loss", "perplexity", "error")) else "max"
+
+    @property
+    def generative(self) -> bool:
+        """The run's examples have prompts and reference answers to generate (sample answers, generation metrics)."""
+        return self.config.data.format in ("chat", "instruction")
 
     @property
     def export_merged(self) -> bool:
@@ -64,7 +70,7 @@ def plan_run(config: RunConfig, source: str = "<config>") -> RunPlan:
             where=f"{where}: data.format",
             hint=f"use one of: {', '.join(objective.formats)}",
         )
-    _check_tasks(config, objective, objective_params, where)
+    check_multitask(config, objective, objective_params, where)
     if method.objectives is not None and objective.name not in method.objectives:
         raise UserError(
             f"method '{method.name}' does not support objective '{objective.name}'",
@@ -96,23 +102,6 @@ def plan_run(config: RunConfig, source: str = "<config>") -> RunPlan:
     if config.data.labels is not None and config.data.format != "classification":
         raise UserError("labels are only used by classification data", where=f"{where}: data.labels")
     return RunPlan(config, method, method_params, objective, objective_params)
-
-
-def _check_tasks(config: RunConfig, objective: ObjectiveSpec, objective_params, where: str) -> None:
-    """Multi-task rules the objective decides: every task's format, and no label smoothing across
-    several classification heads (their label sets differ, so smoothing over padded classes is undefined)."""
-    for i, section in enumerate(config.data.task_sections()):
-        if section.format not in objective.formats:
-            raise UserError(f"objective '{objective.name}' does not train on format '{section.format}'",
-                            where=f"{where}: data.tasks.{i}.format", hint=f"use one of: {', '.join(objective.formats)}")
-    multihead = bool(config.data.tasks) and objective.head == "sequence_classification"
-    if multihead and getattr(objective_params, "label_smoothing", 0):
-        raise UserError("label smoothing is not supported with several classification tasks",
-                        where=f"{where}: objective.label_smoothing", hint="remove objective.label_smoothing")
-    if multihead and (config.export.merged or config.export.formats):
-        raise UserError("a multi-task classifier (one head per task) is exported as export/multitask, not as a "
-                        "merged transformers model or GGUF / ONNX", where=f"{where}: export",
-                        hint="remove export.merged and export.formats")
 
 
 def _params(cls, raw: dict, section: str, source: str):

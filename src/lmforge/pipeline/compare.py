@@ -1,7 +1,7 @@
-"""Glue for `lmforge compare`: prompting vs RAG vs fine-tuning on a run's own held-out set.
+"""`lmforge compare`: prompting vs RAG vs fine-tuning on a run's own held-out set.
 
-Like :mod:`lmforge.pipeline`, short and readable top to bottom: find the trained run, rebuild it
-(:func:`lmforge.pipeline.restore_session`: saved config, data splits, trained weights), load the
+Short and readable top to bottom: find the trained run, rebuild it
+(:func:`lmforge.pipeline.session.restore_session`: saved config, data splits, trained weights), load the
 plain base model next to it, run :func:`lmforge.evaluate.compare.run_compare`, optionally grade
 every answer with an LLM judge, and write compare.html / compare.md / compare.json into the run
 folder. Heavy imports happen inside the functions.
@@ -55,8 +55,7 @@ def compare_run(run_dir: Path, overrides: Sequence[str] = (), *, retrievers: Seq
     """The compare report dict for a trained run folder (see :func:`run_comparison`); writes nothing."""
     from lmforge.evaluate.compare import run_compare
     from lmforge.evaluate.generate import generate_replies
-    from lmforge.model import load_model
-    from lmforge.pipeline import restore_session
+    from lmforge.pipeline.session import restore_session
 
     s = restore_session(run_dir, overrides, trained=True, say=say)
     _check_format(s.config.data.format, f"{run_dir}/config.yaml: data.format")
@@ -66,7 +65,7 @@ def compare_run(run_dir: Path, overrides: Sequence[str] = (), *, retrievers: Seq
         raise UserError("the run has no held-out example to compare on", where="data.eval",
                         hint="give data.eval a file or raise data.eval_fraction")
     say(f"compare: {len(eval_records)} held-out examples, retrieval over {len(s.splits.train)} training examples")
-    base = load_model(s.config.model, s.task, tokenizer=s.tokenizer).eval()
+    base = s.tasks.load_model(s.config.model, s.task, tokenizer=s.tokenizer).eval()
     s.model.eval()
     report = run_compare(
         base, s.tokenizer, eval_records, generate_fn=generate_replies, train_records=s.splits.train,
@@ -83,7 +82,7 @@ def compare_run(run_dir: Path, overrides: Sequence[str] = (), *, retrievers: Seq
 
 def add_judge(report: dict, judge: Any, eval_records: Sequence[dict]) -> None:
     """Grade every system's answers with ``judge``; adds ``report["judge"]`` and a judge column to the table."""
-    from lmforge.data import prompt_messages, reference_text
+    from lmforge.data.messages import prompt_messages, reference_text
     from lmforge.evaluate.judge import judge_outputs
 
     outputs = report["per_example"]
@@ -97,6 +96,13 @@ def add_judge(report: dict, judge: Any, eval_records: Sequence[dict]) -> None:
     for row in report["table"]:
         row[f"judge score (1-{judge.scale})"] = graded["systems"].get(row["system"])
     report["notes"] = list(report.get("notes", [])) + [f"judge {judge.model} prompt: {judge.prompt}"]
+
+
+def judge_endpoint(url: str, model: str, api_key_env: str = "OPENAI_API_KEY"):
+    """An LLM judge at an OpenAI-compatible endpoint (``lmforge compare --judge-url``)."""
+    from lmforge.evaluate.judge import Judge
+
+    return Judge(base_url=url, model=model, api_key_env=api_key_env)
 
 
 def format_compare_table(report: dict) -> str:
