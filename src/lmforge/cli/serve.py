@@ -19,6 +19,5 @@ def run(args) -> int:
 
     extra = [f"{k}={v}" for k, v in (("host", args.host), ("port", args.port), ("api_key_env", args.api_key_env)) if v]
     cfg = load_serve_config(args.config, list(args.overrides) + extra)
-    print(f"serving {args.target} on http://{cfg.host}:{cfg.port}/v1 (Ctrl-C to stop)")
     run_serve(args.target, cfg)
     return 0

@@ -1,4 +1,4 @@
-"""`lmforge validate CONFIG [KEY=VALUE ...]`: check a config without importing torch."""
+"""`lmforge validate CONFIG [KEY=VALUE ...]`: check a config and the first records of its data, without torch."""
 
 from __future__ import annotations
 
@@ -6,14 +6,13 @@ from lmforge.cli.args import add_config_args
 
 
 def register(sub) -> None:
-    p = sub.add_parser("validate", help="check a run config (no torch import; instant)")
+    p = sub.add_parser("validate", help="check a run config and the first records of its data (no torch import)")
     add_config_args(p)
     p.set_defaults(handler=run)
 
 
 def run(args) -> int:
-    from lmforge.config import load_config
     from lmforge.pipeline import run_validate
 
-    print(run_validate(load_config(args.config, args.overrides), source=args.config))
+    print(run_validate(args.config, args.overrides))
     return 0

@@ -17,33 +17,38 @@ from torch import nn
 
 from lmforge.model.generate import END_OF_TURN, generate_tokens, stop_token_ids, template_end_of_turn
 
-__all__ = ["END_OF_TURN", "BATCH_SIZE", "generate_replies", "generate_reply", "sample_generations", "stop_token_ids",
-           "template_end_of_turn"]
+__all__ = ["END_OF_TURN", "BATCH_SIZE", "generate", "generate_outputs", "generate_replies", "generate_reply",
+           "sample_generations", "stop_token_ids", "template_end_of_turn"]
 
-BATCH_SIZE = 8  # prompts decoded together; on CPU a batch of 8 costs ~2x one prompt per step
+BATCH_SIZE = 8  # prompts decoded together; on CPU a batch of 8 costs ~2-3x one prompt per step
 
 
 def sample_generations(model: nn.Module, tokenizer: Any, records: list[dict], data_cfg: Any, n: int,
                        max_new_tokens: int, batch_size: int = BATCH_SIZE) -> list[dict]:
     """Greedy answers to the first ``n`` chat / instruction ``records``.
 
-    Returns ``[{"prompt": str, "reference": str, "output": str}]``: ``prompt`` is the prompt
-    messages as ``role: content`` lines, ``reference`` the record's final assistant answer,
-    ``output`` the model's new text (special tokens removed). Deterministic.
+    Returns ``[{"prompt": str, "reference": str, "output": str, "tokens": int, "truncated": bool}]``:
+    ``prompt`` is the prompt messages as ``role: content`` lines, ``reference`` the record's final
+    assistant answer, ``output`` the model's new text (special tokens removed), ``tokens`` the tokens
+    it generated and ``truncated`` whether it was cut at ``max_new_tokens`` (no stop token came).
+    Deterministic.
     """
     from lmforge.data.messages import prompt_messages, reference_text
 
     chosen = records[: max(n, 0)]
     conversations = [prompt_messages(record, data_cfg) for record in chosen]
-    outputs = generate_replies(model, tokenizer, conversations, max_new_tokens, batch_size=batch_size)
+    replies = generate_outputs(model, tokenizer, conversations, max_new_tokens, batch_size=batch_size)
     return [{"prompt": "\n".join(f"{m['role']}: {m['content']}" for m in messages),
-             "reference": reference_text(record), "output": output}
-            for record, messages, output in zip(chosen, conversations, outputs)]
+             "reference": reference_text(record, data_cfg),
+             "output": reply["text"], "tokens": reply["tokens"], "truncated": reply["truncated"]}
+            for record, messages, reply in zip(chosen, conversations, replies)]
 
 
-def generate_replies(model: nn.Module, tokenizer: Any, conversations: Sequence[list[dict]], max_new_tokens: int,
-                     batch_size: int = BATCH_SIZE) -> list[str]:
-    """The model's greedy reply to each conversation (each ending before the assistant turn).
+def generate_outputs(model: nn.Module, tokenizer: Any, conversations: Sequence[list[dict]], max_new_tokens: int,
+                     batch_size: int = BATCH_SIZE) -> list[dict]:
+    """The model's greedy reply to each conversation (each ending before the assistant turn), with how
+    it ended: ``[{"text", "tokens": generated tokens before the stop token, "truncated": True when no
+    stop token came within max_new_tokens}]``.
 
     Renders with the chat template and the generation prompt, generates at most
     ``max_new_tokens`` tokens per reply (batches of ``batch_size``, KV cache), stops at any of
@@ -57,12 +62,24 @@ def generate_replies(model: nn.Module, tokenizer: Any, conversations: Sequence[l
     stops = stop_token_ids(tokenizer, model)
     results = generate_tokens(model, prompts, max_new_tokens=max_new_tokens, stop_ids=stops,
                               pad_id=_pad_id(tokenizer, stops), batch_size=batch_size)
-    return [tokenizer.decode(r.tokens, skip_special_tokens=True).strip() for r in results]
+    return [{"text": tokenizer.decode(r.tokens, skip_special_tokens=True).strip(), "tokens": len(r.tokens),
+             "truncated": r.stop_token is None and len(r.tokens) >= max_new_tokens} for r in results]
+
+
+def generate_replies(model: nn.Module, tokenizer: Any, conversations: Sequence[list[dict]], max_new_tokens: int,
+                     batch_size: int = BATCH_SIZE) -> list[str]:
+    """Only the texts of :func:`generate_outputs`."""
+    return [r["text"] for r in generate_outputs(model, tokenizer, conversations, max_new_tokens, batch_size)]
 
 
 def generate_reply(model: nn.Module, tokenizer: Any, messages: list[dict], max_new_tokens: int) -> str:
-    """The model's greedy reply to one conversation (see :func:`generate_replies`)."""
-    return generate_replies(model, tokenizer, [messages], max_new_tokens)[0]
+    """The model's greedy reply to one conversation (see :func:`generate_outputs`)."""
+    return generate(model, tokenizer, messages, max_new_tokens)["text"]
+
+
+def generate(model: nn.Module, tokenizer: Any, messages: list[dict], max_new_tokens: int) -> dict:
+    """:func:`generate_outputs` for one conversation: ``{"text", "tokens", "truncated"}``."""
+    return generate_outputs(model, tokenizer, [messages], max_new_tokens)[0]
 
 
 def _pad_id(tokenizer: Any, stops: list[int]) -> int | None:

@@ -15,7 +15,7 @@ from safetensors import SafetensorError
 from lmforge.config.hints import did_you_mean
 from lmforge.config.schema import ModelConfig
 from lmforge.errors import UserError
-from lmforge.model.quiet import quiet_transformers
+from lmforge.model.quiet import quiet_transformers, silence_library_notices
 from lmforge.model.source import ModelFiles, resolve_model
 from lmforge.model.task import TaskInfo
 
@@ -108,6 +108,7 @@ def load_model(model_cfg: ModelConfig, task: TaskInfo, **load_kwargs: Any):
     one); ``tokenizer=`` may pass an already loaded tokenizer (its pad id goes into the config).
     Raises UserError when the head is unknown, an override names no config field, or loading fails.
     """
+    silence_library_notices()  # before transformers / peft import bitsandbytes
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     if task.head not in HEADS:

@@ -51,7 +51,9 @@ def next_tokens(logits: torch.Tensor, samplings: Sequence[Sampling],
 
 def _nucleus(row: torch.Tensor, sampling: Sampling) -> torch.Tensor:
     """Probabilities of one row after temperature and top_p (sums to 1)."""
-    probs = torch.softmax(row / sampling.temperature, dim=-1)
+    # Subtract the max first, and keep t a normal float32 (1e-300 would round to 0): a tiny
+    # temperature then gives 0 for the best token and -inf for the rest, never 0/0 = nan.
+    probs = torch.softmax((row - row.max()) / max(sampling.temperature, 1e-30), dim=-1)
     if sampling.top_p < 1.0:
         sorted_p, order = probs.sort(descending=True)
         keep = sorted_p.cumsum(-1) - sorted_p < sampling.top_p  # smallest set whose mass reaches p

@@ -14,9 +14,6 @@ from typing import Any, Callable, Sequence
 
 from lmforge.errors import UserError
 
-GENERATIVE_FORMATS = ("chat", "instruction")
-
-
 def run_comparison(config_path: str, overrides: Sequence[str] = (), *, run_dir: str | None = None,
                    retrievers: Sequence[str] = ("bm25", "dense"), few_shot: int = 3, top_k: int = 3,
                    max_examples: int | None = None, judge: Any = None,
@@ -33,12 +30,18 @@ def run_comparison(config_path: str, overrides: Sequence[str] = (), *, run_dir: 
     """
     from lmforge.config import load_config
 
+    from lmforge.pipeline.plan import plan_run
+
     config = load_config(config_path, list(overrides))
-    _check_format(config.data.format, "data.format")
+    _check_generative(plan_run(config, config_path), "data.format")
     folder = Path(run_dir) if run_dir else Path(config.run.dir)
     if not (folder / "config.yaml").is_file() or not (folder / "checkpoints").is_dir():
         raise UserError("no trained run to compare", where=str(folder),
                         hint=f"train it first (lmforge train {config_path}) or pass --run RUN_FOLDER")
+    from lmforge.config.inputs import input_paths
+    from lmforge.outputs import claim_output_dir
+
+    claim_output_dir(folder, "run", inputs=input_paths(config), where="--run", create=False)  # compare.* go in here
     report = compare_run(folder, overrides, retrievers=retrievers, few_shot=few_shot, top_k=top_k,
                          max_examples=max_examples, judge=judge, say=say)
     from lmforge.evaluate.compare import write_compare_report
@@ -58,7 +61,7 @@ def compare_run(run_dir: Path, overrides: Sequence[str] = (), *, retrievers: Seq
     from lmforge.pipeline.session import restore_session
 
     s = restore_session(run_dir, overrides, trained=True, say=say)
-    _check_format(s.config.data.format, f"{run_dir}/config.yaml: data.format")
+    _check_generative(s.plan, f"{run_dir}/config.yaml: data.format")
     limit = max_examples or s.config.eval.max_examples
     eval_records = s.splits.eval[:limit] if limit else s.splits.eval
     if not eval_records:
@@ -76,11 +79,11 @@ def compare_run(run_dir: Path, overrides: Sequence[str] = (), *, retrievers: Seq
                         "held_out_examples": len(eval_records), "few_shot": few_shot, "top_k": top_k,
                         "retrievers": list(retrievers)}
     if judge is not None:
-        add_judge(report, judge, eval_records)
+        add_judge(report, judge, eval_records, s.config.data)
     return report
 
 
-def add_judge(report: dict, judge: Any, eval_records: Sequence[dict]) -> None:
+def add_judge(report: dict, judge: Any, eval_records: Sequence[dict], data_cfg: Any = None) -> None:
     """Grade every system's answers with ``judge``; adds ``report["judge"]`` and a judge column to the table."""
     from lmforge.data.messages import prompt_messages, reference_text
     from lmforge.evaluate.judge import judge_outputs
@@ -88,8 +91,8 @@ def add_judge(report: dict, judge: Any, eval_records: Sequence[dict]) -> None:
     outputs = report["per_example"]
     samples = []
     for i, record in enumerate(eval_records):
-        users = [m["content"] for m in prompt_messages(record) if m["role"] == "user"]
-        samples.append({"prompt": users[-1] if users else "", "reference": reference_text(record),
+        users = [m["content"] for m in prompt_messages(record, data_cfg) if m["role"] == "user"]
+        samples.append({"prompt": users[-1] if users else "", "reference": reference_text(record, data_cfg),
                         **{name: run["outputs"][i] for name, run in outputs.items()}})
     graded = judge_outputs(judge, samples, list(outputs))
     report["judge"] = graded
@@ -120,8 +123,9 @@ def format_compare_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _check_format(fmt: str, where: str) -> None:
-    if fmt not in GENERATIVE_FORMATS:
-        raise UserError(f"compare needs question/answer data (chat or instruction), not '{fmt}'", where=where,
+def _check_generative(plan, where: str) -> None:
+    if not plan.generative:
+        raise UserError(f"compare needs question/answer data (chat or instruction), not '{plan.data_format.name}'",
+                        where=where,
                         hint="prompting vs RAG vs fine-tuning is measured on generated answers; "
                              "use `lmforge eval` for classification / text / preference runs")

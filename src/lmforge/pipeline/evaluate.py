@@ -28,18 +28,24 @@ def run_eval(target: str, overrides: Sequence[str] = (), *, base: bool = False, 
         s = restore_session(path, overrides, trained=not base, say=say)
     else:
         s = open_session(load_config(path, overrides), source=str(path), say=say)
+    from lmforge.atomic import atomic_dir
+    from lmforge.outputs import eval_output_dir, write_marker
+
+    out = eval_output_dir(s.config, out_dir, (path if path.is_dir() else s.run_dir), "eval-base" if base else "eval")
     s.model.eval()
     metrics = s.evaluate(per_example=True)
     samples = s.generations()
     report = {"model": s.config.model.name + (" (base)" if base else ""), "method": s.plan.method.name,
               "objective": s.plan.objective.name, "after": metrics,
-              "samples": [{"prompt": x["prompt"], "reference": x["reference"], "after": x["output"]} for x in samples]}
+              "samples": [{"prompt": x["prompt"], "reference": x["reference"], "after": x["output"],
+                           "truncated": {"after": x.get("truncated")}} for x in samples]}
     judge_samples(s, report, ["after"], say)
     if generate and s.plan.generative:
         report["generation"] = generation_scores(s, generate)
         metrics = {**metrics, **{k: v["value"] for k, v in report["generation"].items()}}
-    out = Path(out_dir) if out_dir else (path if path.is_dir() else s.run_dir) / ("eval-base" if base else "eval")
-    write_report(out, report)
+    with atomic_dir(out) as stage:  # the report folder appears whole
+        write_report(stage, report)
+        write_marker(stage, "eval")
     for sample in samples:
         say(f"\nprompt: {sample['prompt'][-300:]}\noutput: {sample['output'][:300]}")
     for name, v in (report.get("generation") or {}).items():

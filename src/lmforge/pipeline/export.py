@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Callable, Sequence
 
+from lmforge import status
 from lmforge.errors import UserError
 from lmforge.pipeline.session import Session, restore_session
 
@@ -22,12 +23,26 @@ def run_export(run_dir: str, overrides: Sequence[str] = (), *, say: Say = print)
 
 
 def export_session(s: Session, report: dict) -> Path:
-    """Write the adapter / merged model / extra formats and the model card; returns the export folder."""
+    """Write the adapter / merged model / extra formats and the model card; returns the export folder.
+
+    The folder (``export.dir``, else <run>/export) must be new, empty or an earlier export, apart from
+    the inputs; it is assembled beside its place and appears whole (a kill, a full disk or a failed
+    parity check leaves the previous one)."""
+    from lmforge.atomic import atomic_dir
+    from lmforge.outputs import export_output_dir, write_marker
+
+    final = export_output_dir(s.config, s.run_dir)
+    with atomic_dir(final) as out:
+        write_exports(s, report, out, final)
+        write_marker(out, "export")
+    return final
+
+
+def write_exports(s: Session, report: dict, out: Path, final: Path) -> None:
+    """The exports and the model card, written into ``out`` (paths in the card name ``final``)."""
     from lmforge.export import export_adapter, file_sha256, write_model_card
 
     cfg = s.config
-    out = Path(cfg.export.dir or s.run_dir / "export")
-    out.mkdir(parents=True, exist_ok=True)
     s.model.eval()  # the parity reference is the model as evaluated (no dropout)
     written, parity = {}, {}
     prompts = parity_prompts(s)
@@ -41,6 +56,7 @@ def export_session(s: Session, report: dict) -> Path:
         if "merged" not in written:
             raise UserError(f"export format {fmt} is built from the merged model", where="export.formats",
                             hint="keep export.merged on (the method must be mergeable)")
+        status.set_phase("export")
         written[fmt], parity[fmt] = export_format(s, fmt, out, prompts)
     card = {
         "base_model": cfg.model.name,
@@ -50,11 +66,10 @@ def export_session(s: Session, report: dict) -> Path:
         "config": cfg.model_dump(mode="json"),
         "metrics": {side: {k: v for k, v in (report.get(side) or {}).items() if k != "per_example"}
                     for side in ("before", "after")},
-        "exports": written,
+        "exports": {k: str(final / Path(v).relative_to(out)) for k, v in written.items()},
         "parity": {k: {"passed": v["passed"], "max_abs_logit_diff": v["max_abs_logit_diff"]} for k, v in parity.items()},
     }
     write_model_card(out, card)
-    return out
 
 
 def export_format(s: Session, fmt: str, out: Path, prompts: list) -> tuple[str, dict]:

@@ -36,6 +36,11 @@ def run_feedback(target: str, out: str, ask: Callable[[str], str], *, prompts_fi
         raise UserError("pair mode needs -k 2 or more answers per prompt", where="-k")
     loaded = load_target(target, prompts_file, field)
     prompts = loaded.prompts[:limit] if limit else loaded.prompts
+    from lmforge.outputs import claim_output_dir
+
+    run_folder = (Path(target) / "config.yaml").is_file()  # a run folder is lmforge's; a model folder is an input
+    inputs = ([prompts_file] if prompts_file else []) + ([] if run_folder else [target])
+    claim_output_dir(out, "feedback", inputs=inputs, where="--out")
     store = FeedbackStore(out)
     meta = {"model": loaded.source, "sampling": {"temperature": temperature, "max_new_tokens": max_new_tokens, "k": k},
             "annotator": annotator, "prompts": prompts_file or f"{loaded.source} (held-out)"}
@@ -57,9 +62,12 @@ def load_target(target: str, prompts_file: str | None, field: str) -> FeedbackTa
         from lmforge.pipeline.session import restore_session
 
         s = restore_session(folder)
-        prompts = read_prompts(Path(prompts_file), field) if prompts_file else [
-            r["prompt"] if "prompt" in r else prompt_messages(r, s.config.data)[-1]["content"]
-            for r in s.splits.eval if "prompt" in r or "messages" in r or "instruction" in r]
+        if prompts_file:
+            prompts = read_prompts(Path(prompts_file), field)
+        elif s.plan.generative:
+            prompts = [prompt_messages(r, s.config.data)[-1]["content"] for r in s.splits.eval]
+        else:  # preference pairs carry their prompt
+            prompts = [r["prompt"] for r in s.splits.eval if "prompt" in r]
         if not prompts:
             raise UserError("the run's held-out data holds no prompts", where=str(folder),
                             hint="pass --prompts FILE (.txt, one prompt per line, or .jsonl)")

@@ -37,8 +37,6 @@ def task_sections(data: DataConfig) -> list[DataConfig]:
     for i, task in enumerate(data.tasks or []):
         own = task.model_dump(include=task.model_fields_set - {"name", "weight"})
         values = {**shared, **{k: v for k, v in own.items() if v is not None}}
-        if values.get("labels") is not None and values.get("format") != "classification":
-            raise UserError("labels are only used by classification tasks", where=f"data.tasks.{i}.labels")
         try:
             sections.append(DataConfig.model_validate(values))
         except ValidationError as exc:
@@ -56,10 +54,17 @@ def check_config(config: RunConfig, objective, objective_params, where: str) -> 
     """Every rule a multi-task run adds (torch-free; called by plan_run). No-op without ``data.tasks``."""
     if not config.data.tasks:
         return
+    from lmforge.data.formats import check_data_config
+    from lmforge.pipeline.plan import check_consumes
+
+    kinds = []
     for i, section in enumerate(task_sections(config.data)):
-        if section.format not in objective.formats:
-            raise UserError(f"objective '{objective.name}' does not train on format '{section.format}'",
-                            where=f"{where}: data.tasks.{i}.format", hint=f"use one of: {', '.join(objective.formats)}")
+        spec = check_data_config(section, f"{where}: data.tasks.{i}")
+        if kinds and spec.kind != kinds[0][1]:  # one objective, one head kind per run
+            raise UserError(f"'{spec.name}' cannot be mixed with '{kinds[0][0]}': one run mixes tasks of one kind "
+                            "(classification, or instruction/chat, or text)", where=f"{where}: data.tasks.{i}.format")
+        check_consumes(objective, spec, f"{where}: data.tasks.{i}.format")
+        kinds.append((spec.name, spec.kind))
     unsupported = {"data.prepare": config.data.prepare, "train.memory.shards": config.train.memory.shards}
     for field, value in unsupported.items():
         if value:

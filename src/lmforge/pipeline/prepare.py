@@ -15,13 +15,14 @@ Say = Callable[[str], None]
 def run_prepare(config: RunConfig, *, source: str = "<config>", out_dir: str | None = None, say: Say = print) -> Path:
     """`lmforge data prepare`: clean, deduplicate, redact, label-check and split; returns the output folder."""
     plan_run(config, source)
-    out = Path(out_dir or Path(config.run.dir) / "data")
-    prepare_data(config, out_dir=out, say=say)
-    return out
+    result, _files = prepare_data(config, out_dir=out_dir, say=say)
+    return result.out_dir
 
 
-def run_preview(config: RunConfig, *, source: str = "<config>", n: int = 3, color: bool = False) -> str:
-    """`lmforge data preview`: N training examples rendered with the trained tokens marked (per task)."""
+def run_preview(config: RunConfig, *, source: str = "<config>", n: int = 3, color: bool = False,
+                marks: tuple[str, str] | None = None) -> str:
+    """`lmforge data preview`: N training examples rendered with the trained tokens marked (per task;
+    ``marks``: (opening, closing) around trained spans, see :func:`lmforge.data.preview.preview`)."""
     from lmforge.data.preview import preview
     from lmforge.data.splits import load_splits
     from lmforge.model import load_tokenizer
@@ -32,8 +33,9 @@ def run_preview(config: RunConfig, *, source: str = "<config>", n: int = 3, colo
     if config.data.tasks:  # each task rendered with its own format, columns and system prompt
         tasks = MultiTask.load(config, plan.objective.head).tasks
         return "\n".join(f"=== task {t.name} ({t.data.format}, weight {t.weight:g}) ===\n"
-                         + preview(t.splits.train, tokenizer, t.data, n=n, color=color) for t in tasks)
-    return preview(load_splits(config.data, config.run.seed).train, tokenizer, config.data, n=n, color=color)
+                         + preview(t.splits.train, tokenizer, t.data, n=n, color=color, marks=marks) for t in tasks)
+    return preview(load_splits(config.data, config.run.seed).train, tokenizer, config.data, n=n, color=color,
+                   marks=marks)
 
 
 def prepare_splits(config: RunConfig, *, out_dir: str | Path | None = None, say: Say = print):
@@ -60,12 +62,15 @@ def prepare_data(config: RunConfig, *, out_dir: str | Path | None = None, say: S
     from lmforge.data.splits import load_records_lazily
     from lmforge.model import load_tokenizer
 
+    from lmforge.outputs import check_inputs, prepare_output_dir
+
     prepare_cfg = config.data.prepare or PrepareConfig()
+    out, where = prepare_output_dir(config, out_dir)  # apart from the inputs; new, empty or an earlier prepare output
     streams = load_records_lazily(config.data)
-    out = Path(out_dir or Path(config.run.dir) / "data")
     result = prepare(streams.train, config.data.format, prepare_cfg, out, inputs=streams.files, seed=config.run.seed,
                      eval_records=streams.eval, tokenizer=load_tokenizer(config.model),
-                     paraphrase=paraphraser(prepare_cfg, config.run.seed, say))
+                     paraphrase=paraphraser(prepare_cfg, config.run.seed, say),
+                     check_out=lambda files: check_inputs(out, files, where))
     counts = result.counts
     say(f"prepare: {streams.read} records -> train {counts['train']}, "
         f"validation {counts['validation']}, test {counts['test']}; report {result.report_path}")

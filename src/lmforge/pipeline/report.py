@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable
 
 from lmforge.pipeline.session import Session
@@ -15,11 +16,14 @@ def build_report(s: Session, before: dict | None, after: dict, result, trainable
     samples = []
     before_samples = (before or {}).get("samples") or []
     for i, sample in enumerate(after["samples"]):
-        row = {"prompt": sample["prompt"], "reference": sample["reference"], "after": sample["output"]}
+        row = {"prompt": sample["prompt"], "reference": sample["reference"], "after": sample["output"],
+               "truncated": {"after": sample.get("truncated")}}
         if i < len(before_samples):
             row["before"] = before_samples[i]["output"]
+            row["truncated"]["before"] = before_samples[i].get("truncated")
         samples.append(row)
     return {
+        "run": run_facts(s),
         "model": cfg.model.name,
         "method": s.plan.method.name,
         "objective": s.plan.objective.name,
@@ -34,8 +38,23 @@ def build_report(s: Session, before: dict | None, after: dict, result, trainable
             "best_step": result.best_step,
             "best_metric": s.plan.best_metric,
             "stopped_early": result.stopped_early,
+            **({"fit": result.fit} if getattr(result, "fit", None) else {}),
         },
     }
+
+
+def run_facts(s: Session) -> dict:
+    """Where the run's outputs go, for the top of its report: run folder, export folders, serve command."""
+    cfg = s.config
+    out = Path(cfg.export.dir or s.run_dir / "export")
+    exports = {}
+    if cfg.export.adapter and s.plan.method.name != "full":
+        exports["adapter"] = str(out / "adapter")
+    if s.plan.export_merged:
+        exports["merged model"] = str(out / "merged")
+    exports.update({fmt: str(out / fmt) for fmt in cfg.export.formats})
+    usage = s.tasks.usage(s, out).split(":", 1)[-1].strip()  # e.g. "lmforge serve runs/x"
+    return {"folder": str(s.run_dir), "exports": exports, "serve": usage}
 
 
 def judge_samples(s: Session, report: dict, systems: list[str], say: Say) -> None:

@@ -3,28 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
 
-
-def load_serve_config(path: str | None, overrides: Sequence[str]):
-    """Server settings from an optional YAML file plus KEY=VALUE overrides, validated strictly."""
-    import yaml
-    from pydantic import ValidationError
-
-    from lmforge.config.load import apply_overrides, format_validation_error
-    from lmforge.config.serve import ServeConfig
-    from lmforge.errors import UserError
-
-    raw: dict = {}
-    if path:
-        p = Path(path)
-        if not p.is_file():
-            raise UserError("server config not found", where=str(p))
-        raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    try:
-        return ServeConfig.model_validate(apply_overrides(raw, list(overrides)))
-    except ValidationError as exc:
-        raise UserError(format_validation_error(exc, ServeConfig), where=path or "command line") from None
+from lmforge.config.serve import load_serve_config  # noqa: F401  (re-exported for the CLI)
 
 
 def run_serve(target: str, config) -> None:

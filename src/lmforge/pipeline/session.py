@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from lmforge import status
 from lmforge.config import RunConfig
 from lmforge.errors import UserError
 from lmforge.pipeline.plan import RunPlan, plan_run
@@ -53,9 +54,10 @@ class Session:
         batch_size = cfg.eval.batch_size or cfg.train.batch_size
         metrics = self.tasks.evaluate(self.objective, model or self.model, self.eval_features, self.collate,
                                       batch_size, per_example)
-        if cfg.eval.generate_metrics and self.plan.generative:
-            scores = generation_scores(self, cfg.eval.generate_metrics, model)
-            metrics.update({name: v["value"] for name, v in scores.items()})
+        if cfg.eval.generate_metrics and self.plan.generative:  # values, intervals and per-example rows
+            from lmforge.evaluate.intervals import add_generation
+
+            add_generation(metrics, generation_rows(self, cfg.eval.generate_metrics, model), seed=cfg.run.seed)
         return metrics
 
     def generations(self, model=None) -> list[dict]:
@@ -70,13 +72,19 @@ class Session:
                                   cfg.eval.max_new_tokens)
 
 
+def generation_rows(s: Session, n: int, model=None) -> list[dict]:
+    """Greedy answers on the first ``n`` held-out examples, with their references."""
+    from lmforge.evaluate.generate import sample_generations
+
+    return sample_generations(model or s.model, s.tokenizer, s.splits.eval, s.config.data, n,
+                              s.config.eval.max_new_tokens)
+
+
 def generation_scores(s: Session, n: int, model=None) -> dict:
     """Greedy answers on the first ``n`` held-out examples, scored against their references."""
-    from lmforge.evaluate.generate import sample_generations
     from lmforge.evaluate.textmetrics import generation_intervals
 
-    rows = sample_generations(model or s.model, s.tokenizer, s.splits.eval, s.config.data, n,
-                              s.config.eval.max_new_tokens)
+    rows = generation_rows(s, n, model)
     return generation_intervals([r["output"] for r in rows], [r["reference"] for r in rows], seed=s.config.run.seed)
 
 
@@ -96,6 +104,9 @@ def open_session(config: RunConfig, *, source: str = "<config>", say: Say = prin
     task = tasks.task_info(objective)
     method = build_method(plan.method.name, plan.method_params)
     say(f"model: loading {config.model.name} ...")
+    from lmforge.train.runtime import seed_everything
+
+    seed_everything(config.run.seed)  # new heads and adapter weights are initialised from run.seed
     model = method.apply(tasks.load_model(config.model, task, **method.load_kwargs()), task)
     if hasattr(objective, "bind"):  # preference objectives snapshot their reference model here
         objective.bind(model, tokenizer)
@@ -207,6 +218,7 @@ class SingleTask:
 
         cfg = s.config.export
         export_merged(s.method, s.model, s.tokenizer, out / "merged", cfg.dtype)
+        status.set_phase("parity")
         parity = verify_merged(s.model, s.tokenizer, out / "merged", prompts, dtype=cfg.dtype,
                                report_path=out / "merged" / "parity.json").to_dict()
         return {"merged": str(out / "merged")}, {"merged": parity}

@@ -10,17 +10,29 @@ import json
 from pathlib import Path
 from typing import Callable
 
+from lmforge import status
 from lmforge.atomic import atomic_write_text
 from lmforge.config import RunConfig, save_resolved
-from lmforge.errors import UserError
 from lmforge.pipeline.report import build_report, judge_samples, print_samples
 from lmforge.pipeline.session import Session, best_checkpoint, open_session, rebuild_model
 
 Say = Callable[[str], None]
 
 
-def run_train(config: RunConfig, *, source: str = "<config>", resume: bool = False, say: Say = print) -> dict:
-    """Train a run end to end and return its report dict (also written to the run folder)."""
+def run_train(config: RunConfig, *, source: str = "<config>", resume: bool = False, say: Say = print,
+              callbacks: list | None = None) -> dict:
+    """Train a run end to end and return its report dict (also written to the run folder).
+
+    The main process keeps ``<run>/status.json`` (phase, step k/N, ETA, heartbeat; :mod:`lmforge.status`).
+    ``callbacks``: extra training-loop callbacks (:class:`lmforge.train.Callback`).
+    """
+    from lmforge.train.launch import is_main_process
+
+    with status.tracking(config.run.dir, enabled=is_main_process()):
+        return _run_train(config, source=source, resume=resume, say=say, callbacks=callbacks)
+
+
+def _run_train(config: RunConfig, *, source: str, resume: bool, say: Say, callbacks: list | None) -> dict:
     from lmforge.evaluate.report import format_comparison, write_report
     from lmforge.methods.base import count_parameters
     from lmforge.pipeline.export import export_session, save_drift_baseline
@@ -30,13 +42,18 @@ def run_train(config: RunConfig, *, source: str = "<config>", resume: bool = Fal
     main = is_main_process()
     run_dir = Path(config.run.dir)
     if main:
-        check_run_dir(run_dir, resume)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        from lmforge.pipeline.plan import plan_run
+        from lmforge.train.run_folder import open_run_folder
+
+        plan_run(config, source)  # a config problem is reported before anything is written
+        open_run_folder(config, resume)  # new / empty / lmforge's, apart from the inputs; checkpoints need --resume
         save_resolved(config, run_dir)
+        status.set_phase("load")
     session = open_session(config, source=source, say=say if main else (lambda _m: None))
     trainable, total = count_parameters(session.model)
     say(f"method: {session.plan.method.name} trains {trainable:,} of {total:,} parameters "
         f"({100 * trainable / max(total, 1):.2f}%)")
+    status.set_phase("before-eval")
     before = measure_before(session, say) if main else None
     last_eval: dict = {}
 
@@ -44,14 +61,16 @@ def run_train(config: RunConfig, *, source: str = "<config>", resume: bool = Fal
         last_eval["metrics"] = session.evaluate(model, per_example=True)  # the loop keeps only the scalars
         return last_eval["metrics"]
 
-    result = train(
+    solved = solve(session, evaluate_fn, say)  # a method that solves its parameters replaces the loop
+    result = solved or train(
         session.model, session.objective, session.train_features,
         train_cfg=config.train, run_dir=run_dir, collate=session.collate, evaluate_fn=evaluate_fn,
         seed=config.run.seed, best_metric=session.plan.best_metric, metric_mode=session.plan.metric_mode,
-        resume=resume,
+        resume=resume, callbacks=callbacks,
     )
     if not main:
         return {}
+    status.set_phase("after-eval")
     if result.base_rounded or fsdp_sharded(config):
         # FSDP leaves the trained model sharded across processes, a bf16 base leaves it rounded: free it
         # first, then rebuild a whole one with the original weights to load the best checkpoint into.
@@ -76,10 +95,27 @@ def run_train(config: RunConfig, *, source: str = "<config>", resume: bool = Fal
     write_report(run_dir, report)
     say(format_comparison(before["eval"]["metrics"] if before and before["eval"] else {}, after["metrics"]))
     print_samples(report["samples"], say)
+    status.set_phase("export")
     export_dir = export_session(session, report)
     save_drift_baseline(session)
     say(f"\nrun folder: {run_dir}\nexported:   {export_dir}\n{session.tasks.usage(session, export_dir)}")
     return report
+
+
+def solve(s: Session, evaluate_fn: Callable, say: Say):
+    """``method.fit`` (freeze's pooled linear head: L-BFGS on the frozen features) recorded as a one-step
+    run (lmforge.train.fitted); None when the method trains with the loop."""
+    fit = getattr(s.method, "fit", None)
+    summary = fit(s.model, s.train_features, s.collate, seed=s.config.run.seed) if fit else None
+    if not summary:
+        return None
+    from lmforge.train.fitted import record_fit
+
+    chosen = f"chosen by {summary['folds']}-fold cross-validation on train" if summary["folds"] else "method.c"
+    say(f"method: solved the head on {summary['examples']} training examples in {summary['seconds']:.1f} s "
+        f"(L2: C {summary['c']:g}, {chosen}); train.epochs / lr do not apply")
+    return record_fit(s.model, summary, train_cfg=s.config.train, run_dir=s.run_dir, evaluate_fn=evaluate_fn,
+                      best_metric=s.plan.best_metric)
 
 
 def measure_before(s: Session, say: Say) -> dict:
@@ -113,16 +149,6 @@ def load_best(s: Session) -> None:
     folder = best_checkpoint(s.run_dir)
     if folder is not None:
         load_trainable(s.model, folder)
-
-
-def check_run_dir(run_dir: Path, resume: bool) -> None:
-    has_ckpt = (run_dir / "checkpoints" / "last").exists()
-    if has_ckpt and not resume:
-        raise UserError(
-            "this run folder already holds checkpoints",
-            where=str(run_dir),
-            hint="continue it with --resume, or pick another run.name / run.output_dir",
-        )
 
 
 def cached(path: Path, compute: Callable[[], dict], *, enabled: bool) -> dict | None:

@@ -50,7 +50,7 @@ def test_classification_tasks_inherit_and_override(tmp_path):
     assert sentiment.columns == {"text": "review", "label": "score"} and topic.columns == {}
     assert topic.train.path == "b.csv" and topic.train.limit == 10 and topic.eval.path == "c.csv"
     assert sentiment.eval is None and topic.labels == ["x", "y"] and sentiment.labels is None
-    assert cfg.data.train is None and cfg.objective_name == "classification"
+    assert cfg.data.train is None and cfg.objective_name is None
     assert plan_run(cfg).objective.name == "classification"
 
 
@@ -85,7 +85,7 @@ def test_resolved_config_loads_back_to_the_same_tasks(tmp_path):
     (CLS.replace("labels: [x, y]", "format: instruction"), "data.tasks.1.format: 'instruction' cannot be mixed"),
     (LM.replace("format: chat", "format: text"), "data.tasks.1.format: 'text' cannot be mixed"),
     (CLS.replace("label: score", "lable: score"), "data.tasks.0.columns.lable: not a field of format 'classification'"),
-    (LM.replace("system_prompt: Answer in one word.", "labels: [a]"), "data.tasks.2.labels: labels are only used"),
+    (LM.replace("system_prompt: Answer in one word.", "labels: [a, b]"), "data.tasks.2.labels: labels are only used"),
     (CLS.replace("mixing: temperature", "mixing: shuffle"), "data.mixing"),
     (CLS.replace("weight: 2", "wieght: 2"), "data.tasks.0.wieght: unknown key; did you mean 'weight'?"),
     ("model: {name: m}\ndata: {format: classification, tasks: []}\n", "data.tasks: give at least one task"),
