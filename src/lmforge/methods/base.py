@@ -53,6 +53,11 @@ class Method(Protocol):
     def merge(self, model: nn.Module) -> nn.Module:
         """A plain transformers model with the trained weights folded in (mergeable methods)."""
 
+    def apply_on_meta(self, model: nn.Module, task: TaskInfo) -> nn.Module:
+        """For ``lmforge estimate``: the method on a meta-device base (no weights), creating exactly the
+        trainable parameters :meth:`apply` would. Default: :meth:`apply` itself."""
+        return self.apply(model, task)  # type: ignore[attr-defined]
+
     def fit(self, model: nn.Module, train_features: Sequence[dict], collate: Callable, *, seed: int) -> dict | None:
         """Solve the trainable parameters directly instead of running the training loop; a JSON-able
         summary, or None to train with the loop."""
@@ -80,6 +85,11 @@ class MethodBase:
         """Not mergeable: a UserError naming ``export.merged``."""
         raise UserError(f"method '{self.spec.name}' cannot be merged into the base weights", where="export.merged",
                         hint="set export.merged: false and use the exported adapter folder")
+
+    def apply_on_meta(self, model: nn.Module, task: TaskInfo) -> nn.Module:
+        """For ``lmforge estimate``: the method on a meta-device base (no weights), creating exactly the
+        trainable parameters :meth:`apply` would. Default: :meth:`apply` itself."""
+        return self.apply(model, task)  # type: ignore[attr-defined]
 
     def fit(self, model: nn.Module, train_features: Sequence[dict], collate: Callable, *, seed: int) -> dict | None:
         """Train with the loop."""

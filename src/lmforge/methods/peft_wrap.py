@@ -104,3 +104,18 @@ def task_type(task: TaskInfo) -> str:
 def model_path(model: nn.Module) -> str:
     """The folder ``model`` was loaded from (for peft options that load its tokenizer)."""
     return str(getattr(model, "name_or_path", "") or getattr(model.config, "_name_or_path", ""))
+
+
+def dropout_saved_elements(model: nn.Module) -> int:
+    """Activation elements per token that LoRA-family dropout adds to what backward keeps: each
+    LoRA layer with ``lora_dropout`` p > 0 saves its dropped-out input (the input of ``lora_A``,
+    ``in_features`` elements) and the dropout mask. Summed over the whole model (all layers);
+    0 for models without such layers. Works on meta-device models (reads shapes only)."""
+    total = 0
+    for module in model.modules():
+        dropouts = getattr(module, "lora_dropout", None)
+        if not isinstance(dropouts, nn.ModuleDict):
+            continue
+        if any(isinstance(d, nn.Dropout) and d.p > 0 for d in dropouts.values()):
+            total += int(getattr(module, "in_features", 0) or 0)
+    return total

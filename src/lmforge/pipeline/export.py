@@ -104,8 +104,9 @@ def parity_prompts(s: Session) -> list:
     records = s.records(s.reported)[: s.config.export.parity_prompts]
     if s.plan.generative:
         return [prompt_messages(r, s.config.data) for r in records]
-    # Parity decodes greedily with full recomputation: a document's opening is enough of a prompt.
-    return [(r.get("text") or r.get("prompt") or "")[:400] for r in records]
+    from lmforge.export.parity import leading_tokens  # a document up to the length training used
+
+    return [leading_tokens(s.tokenizer, r.get("text") or r.get("prompt") or "", s.config.data.max_length) for r in records]
 
 
 def save_drift_baseline(s: Session, limit: int = 48) -> Path:

@@ -91,6 +91,14 @@ class QloraMethod(MethodBase):
                 hint="use target_modules: all-linear, or names of linear layers in the model (e.g. q_proj, v_proj)",
             ) from exc
 
+    def apply_on_meta(self, model: nn.Module, task: TaskInfo) -> nn.Module:
+        """For ``lmforge estimate``: LoRA injected into an unquantized meta-device base (no weights to
+        quantize there). The trainable parameters are exactly those :meth:`apply` creates; the
+        estimator counts the frozen base at ``params.bits``."""
+        from peft import get_peft_model
+
+        return get_peft_model(model, lora_config(self.params, task))
+
     def _prepare(self, model: nn.Module) -> None:
         """Check the base is quantized, apply the CPU workaround, freeze and upcast the rest."""
         from peft import prepare_model_for_kbit_training
