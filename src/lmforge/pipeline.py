@@ -177,6 +177,7 @@ def run_train(config: RunConfig, *, source: str = "<config>", resume: bool = Fal
     from lmforge.methods.base import count_parameters
     from lmforge.train import train
     from lmforge.train.launch import is_main_process
+    from lmforge.train.threads import apply_thread_policy
 
     main = is_main_process()
     run_dir = Path(config.run.dir)
@@ -187,6 +188,7 @@ def run_train(config: RunConfig, *, source: str = "<config>", resume: bool = Fal
     s = open_session(config, source=source, say=say if main else (lambda _m: None))
     trainable, total = count_parameters(s.model)
     say(f"method: {s.plan.method.name} trains {trainable:,} of {total:,} parameters ({100 * trainable / max(total, 1):.2f}%)")
+    apply_thread_policy(config.train.threads, phase="before eval", say=say)
     before = _measure_before(s) if main else None
     last_eval: dict = {}
 
@@ -201,6 +203,7 @@ def run_train(config: RunConfig, *, source: str = "<config>", resume: bool = Fal
     )
     if not main:
         return {}
+    apply_thread_policy(config.train.threads, phase="after eval", say=say)
     _restore_best(s, reload=result.base_rounded)
     evals = [r for r in result.history if r.get("event") == "eval"]
     final_is_best = bool(evals) and evals[-1]["step"] == result.steps == result.best_step and not result.base_rounded
@@ -440,6 +443,9 @@ def run_eval(target: str, overrides: list[str] | tuple[str, ...] = (), *, base: 
     else:
         s = open_session(load_config(path, overrides), source=str(path), say=say)
     s.model.eval()
+    from lmforge.train.threads import apply_thread_policy
+
+    apply_thread_policy(s.config.train.threads, phase="eval", say=say)
     metrics = s.evaluate(per_example=True)
     samples = s.generations()
     report = {"model": s.config.model.name + (" (base)" if base else ""), "method": s.plan.method.name,

@@ -13,6 +13,8 @@ import warnings
 from lmforge import __version__
 from lmforge.errors import UserError
 
+# Commands that run models on this process's CPUs: their OpenMP wait policy is chosen before torch loads.
+COMPUTE_COMMANDS = ("train", "quickstart", "eval", "compare")
 # One entry per subcommand module (lmforge.cli.<module>).
 COMMANDS = ["validate", "train", "data", "quickstart", "methods", "estimate", "eval", "export", "compare", "feedback", "serve", "monitor"]
 
@@ -46,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     # CUDA kernels did not load, and torch logs enum-registration notices. Neither concerns the user.
     for name in ("torchao", "torch.utils._pytree"):
         logging.getLogger(name).setLevel(logging.ERROR)
+    if args.command in COMPUTE_COMMANDS and "torch" not in sys.modules:
+        from lmforge.train.threads import choose_wait_policy
+
+        choose_wait_policy()  # PASSIVE on a busy machine; libgomp reads it once, when torch loads
     try:
         return int(args.handler(args) or 0)
     except UserError as exc:

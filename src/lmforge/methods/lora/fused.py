@@ -1,0 +1,124 @@
+"""A LoRA linear layer whose training step runs as one autograd function (fewer passes over activations).
+
+peft's ``lora.Linear`` computes ``base(x) + lora_B(lora_A(dropout(x))) * scaling``: besides the
+two thin rank-``r`` matmuls, autograd runs an elementwise multiply and an add over the
+``tokens x out`` output in forward, again in backward, and adds the two ``tokens x in`` input
+gradients. :class:`FusedLoraLinear` is peft's ``lora.Linear`` (same parameters, state-dict keys,
+adapter files, merge/unmerge, disable_adapter) with one change: while training a plain
+``nn.Linear`` base with one vanilla adapter it calls :class:`LoraLinearFunction`, which
+
+- without dropout in fp32 multiplies by the merged weight ``W + s * B @ A`` (rebuilt each call,
+  ``out x in`` instead of ``tokens x out`` work; its fp32 rounding is ~1e-7 of ``W``), and
+- otherwise adds the update with ``addmm`` (scale and add fused into the thin matmul),
+
+and computes the input and LoRA gradients itself (``g @ W'``; ``s * g^T @ (x A^T)``; ``s * (g B)^T
+@ x``). Anything else (evaluation without grad, merged or disabled adapters, several adapters,
+DoRA and other variants, a trainable base weight or bias, quantized bases) runs peft's forward.
+
+Registered through peft's documented custom-module API (``LoraConfig._register_custom_module``,
+"Custom models" in the peft docs, marked experimental there), only for models whose targets are
+plain ``nn.Linear`` layers; the saved adapter is an ordinary peft adapter.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class LoraLinearFunction(torch.autograd.Function):
+    """``y = x @ W^T + b + s * (x_lora @ A^T) @ B^T`` with gradients for ``x``, ``x_lora``, ``A``, ``B``.
+
+    ``x`` (..., in); ``x_lora`` is ``x`` itself (no dropout) or ``dropout(x)``; ``weight`` (out, in)
+    and ``bias`` (out,) frozen; ``lora_a`` (r, in), ``lora_b`` (out, r); ``scale`` a float. Runs
+    in ``dtype`` (the autocast dtype, else ``x``'s): the matmuls autocast would run, same
+    roundings except the merged fp32 path (see the module docstring).
+    """
+
+    @staticmethod
+    def forward(ctx, x, x_lora, weight, bias, lora_a, lora_b, scale: float, dtype: torch.dtype):  # noqa: D102
+        shape = x.shape
+        x2 = x.reshape(-1, shape[-1]).to(dtype)
+        same = x_lora is x
+        xl2 = x2 if same else x_lora.reshape(-1, shape[-1]).to(dtype)
+        w, a, b = weight.to(dtype), lora_a.to(dtype), lora_b.to(dtype)
+        bias_c = None if bias is None else bias.to(dtype)
+        merged = same and dtype == torch.float32
+        xa = xl2 @ a.t()  # (N, r)
+        if merged:
+            y = F.linear(x2, torch.addmm(w, b, a, alpha=scale), bias_c)
+        else:
+            y = F.linear(x2, w, bias_c).addmm_(xa, b.t(), alpha=scale)
+        ctx.save_for_backward(xl2, weight, lora_a, lora_b, xa)
+        ctx.info = (shape, same, merged, scale, dtype, x.dtype, x_lora.dtype)
+        return y.view(*shape[:-1], y.shape[-1])
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        xl2, weight, lora_a, lora_b, xa = ctx.saved_tensors
+        shape, same, merged, scale, dtype, x_dtype, xl_dtype = ctx.info
+        w, a, b = weight.to(dtype), lora_a.to(dtype), lora_b.to(dtype)
+        g = grad.reshape(-1, grad.shape[-1]).to(dtype)
+        gb = g @ b  # (N, r)
+        grad_b = (g.t() @ xa).mul_(scale).to(lora_b.dtype)
+        grad_a = (gb.t() @ xl2).mul_(scale).to(lora_a.dtype)
+        grad_x = grad_xl = None
+        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+            if merged:
+                grad_x = g @ torch.addmm(w, b, a, alpha=scale)
+            elif same:
+                grad_x = (g @ w).addmm_(gb, a, alpha=scale)
+            else:
+                grad_x = g @ w
+                grad_xl = (gb @ a).mul_(scale).view(shape).to(xl_dtype)
+            grad_x = grad_x.view(shape).to(x_dtype)
+        return grad_x, grad_xl, None, None, grad_a, grad_b, None, None
+
+
+def _peft_linear() -> type:
+    from peft.tuners.lora.layer import Linear
+
+    return Linear
+
+
+class FusedLoraLinear(_peft_linear()):
+    """peft's ``lora.Linear`` with :class:`LoraLinearFunction` as the training forward (see module doc)."""
+
+    def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+        adapter = self._fused_adapter(x, args, kwargs)
+        if adapter is None:
+            return super().forward(x, *args, **kwargs)
+        base = self.base_layer
+        dropout = self.lora_dropout[adapter]
+        x_lora = x if isinstance(dropout, nn.Identity) else dropout(x)
+        device = x.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+        return LoraLinearFunction.apply(x, x_lora, base.weight, base.bias, self.lora_A[adapter].weight,
+                                        self.lora_B[adapter].weight, float(self.scaling[adapter]), dtype)
+
+    def _fused_adapter(self, x: torch.Tensor, args: tuple, kwargs: dict) -> str | None:
+        """The one adapter the fused path can run, or None (peft's forward runs instead)."""
+        if args or kwargs or not torch.is_grad_enabled() or self.disable_adapters or self.merged:
+            return None
+        active = [a for a in self.active_adapters if a in self.lora_A]
+        if len(active) != 1 or active[0] in self.lora_variant or getattr(self, "lora_bias", {}).get(active[0]):
+            return None
+        base = self.base_layer
+        if type(base) is not nn.Linear or base.weight.requires_grad or (base.bias is not None and base.bias.requires_grad):
+            return None
+        a, b = self.lora_A[active[0]], self.lora_B[active[0]]
+        if a.bias is not None or b.bias is not None or not x.is_floating_point():
+            return None
+        return active[0]
+
+
+def register_fused_linear(config: Any, model: nn.Module) -> bool:
+    """Make peft build :class:`FusedLoraLinear` for ``model``'s ``nn.Linear`` targets; False (nothing
+    registered) when some linear layer of ``model`` is a subclass (quantized bases keep peft's layers)."""
+    if any(isinstance(m, nn.Linear) and type(m) is not nn.Linear for m in model.modules()):
+        return False
+    config._register_custom_module({nn.Linear: FusedLoraLinear})
+    return True
