@@ -315,7 +315,7 @@ class TrainConfig(Section):
     save_every: int | None = Field(default=None, ge=1, description="Steps; default = eval_every.")
     log_every: int = Field(default=10, ge=1, description="Steps between log lines / metrics.jsonl entries.")
     early_stopping: EarlyStopping | None = Field(default=None, description="Stop when eval.metric stops improving.")
-    threads: int | None = Field(default=None, ge=1, description="CPU threads for torch; default: torch's choice.")
+    threads: int | None = Field(default=None, ge=1, description="CPU threads for torch; default: the CPUs other processes leave free, re-checked around evaluations.")
     tensorboard: bool = Field(default=True, description="Write TensorBoard events to <run>/tensorboard.")
     optimizer: Literal["adamw", "adamw_8bit", "paged_adamw_8bit"] = Field(
         default="adamw", description="adamw (fused/foreach torch) or bitsandbytes 8-bit AdamW state (paged: CUDA only)."

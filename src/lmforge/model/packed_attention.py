@@ -82,10 +82,13 @@ def packed_attention_forward(module: nn.Module, query: torch.Tensor, key: torch.
     gqa = key.shape[1] != query.shape[1]
     rows = []
     for b, bounds in enumerate(segment_bounds(attention_mask)):
-        parts = [F.scaled_dot_product_attention(query[b:b + 1, :, s:e], key[b:b + 1, :, s:e], value[b:b + 1, :, s:e],
-                                                dropout_p=dropout, is_causal=True, scale=scaling, enable_gqa=gqa
-                                                ).transpose(1, 2)
-                 for s, e in bounds]
+        # split (not slice) per segment: its backward is one concatenation, where slicing would
+        # zero-fill and add a full-size gradient per segment
+        lengths = [e - s for s, e in bounds]
+        q, k, v = (t if t.shape[0] == 1 else t[b:b + 1] for t in (query, key, value))
+        parts = [F.scaled_dot_product_attention(qs, ks, vs, dropout_p=dropout, is_causal=True, scale=scaling,
+                                                enable_gqa=gqa).transpose(1, 2)
+                 for qs, ks, vs in zip(q.split(lengths, dim=2), k.split(lengths, dim=2), v.split(lengths, dim=2))]
         rows.append(torch.cat(parts, dim=1) if len(parts) > 1 else parts[0].contiguous())
     return (torch.cat(rows, dim=0) if len(rows) > 1 else rows[0]), None
 
