@@ -18,11 +18,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/lmforge quickstart
 
-# Headless Chromium renders the HTML reports in tests (Debian package; needs root to install).
+# Headless Chromium renders the HTML reports and drives the dashboard (lmforge ui) in tests, through
+# chromedriver (Debian packages chromium + chromium-driver; needs root to install).
 browser:
-	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
-	  { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium >/dev/null; \
-	    else echo "note: install Debian's chromium for the HTML report test (apt-get install chromium)"; fi; }
+	@{ command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; } && \
+	  command -v chromedriver >/dev/null 2>&1 || \
+	  { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	    else echo "note: install Debian's chromium and chromium-driver for the browser tests (apt-get install chromium chromium-driver)"; fi; }
 
 test: $(STAMP) browser
 	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest tests

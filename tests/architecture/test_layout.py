@@ -11,11 +11,12 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "lmforge"
 ROOT = SRC.parents[1]
-ORDER = ["config", "data", "model", "methods", "objectives", "train", "evaluate", "export", "serve"]
+ORDER = ["config", "data", "model", "methods", "objectives", "train", "evaluate", "export", "serve", "ui"]
 # methods and objectives are independent axes at the same depth: neither imports the other.
-RANK = {"config": 0, "data": 1, "model": 2, "methods": 3, "objectives": 3, "train": 4, "evaluate": 5, "export": 6, "serve": 7}
+RANK = {"config": 0, "data": 1, "model": 2, "methods": 3, "objectives": 3, "train": 4, "evaluate": 5, "export": 6, "serve": 7,
+        "ui": 8}
 # Torch-free modules every stage may use.
-SHARED = {"errors", "atomic", "__init__"}
+SHARED = {"errors", "atomic", "outputs", "status", "__init__"}
 
 
 def _stage(module: str) -> str | None:
@@ -51,20 +52,50 @@ def test_imports_point_upstream():
 
 
 def test_validate_imports_no_torch(tmp_path):
+    """validate reads the first records of every source (JSONL, CSV, JSON, Parquet) without torch or datasets."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    row = {"question": "what is a bond?", "answer": "a loan."}
+    (tmp_path / "a.jsonl").write_text(json.dumps(row) + "\n")
+    (tmp_path / "b.csv").write_text("question,answer\nwhat is a bond?,a loan.\n")
+    (tmp_path / "c.json").write_text(json.dumps([row]))
+    pq.write_table(pa.Table.from_pylist([row]), tmp_path / "d.parquet")
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("model: {name: x}\ndata: {format: chat, train: a.jsonl}\n")
+    cfg.write_text("model: {name: x}\ndata: {format: instruction, columns: {instruction: question, output: answer},\n"
+                   "  train: [a.jsonl, b.csv, c.json, d.parquet]}\n")
     code = (
         "import sys; from lmforge.cli.main import main; rc = main(['validate', %r]); "
-        "assert 'torch' not in sys.modules, 'validate imported torch'; sys.exit(rc)" % str(cfg)
+        "heavy = [m for m in ('torch', 'datasets', 'transformers') if m in sys.modules]; "
+        "assert not heavy, f'validate imported {heavy}'; sys.exit(rc)" % str(cfg)
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert ": ok" in proc.stdout
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "examples").glob("*.yaml")) + [SRC / "quickstart.yaml"], ids=lambda p: p.name)
 def test_example_configs_validate(path):
-    from lmforge.config import load_config
-    from lmforge.plan import plan_run
+    """Every example passes `lmforge validate`: config, plan and the first records of its data."""
+    from lmforge.pipeline.validate import validate_config
 
-    plan = plan_run(load_config(path), source=str(path))
-    assert plan.method.name and plan.objective.name
+    result = validate_config(path)
+    assert not result.errors, result.errors
+    assert result.plan.method.name and result.plan.objective.name
+
+
+def test_cli_calls_only_the_pipeline():
+    """The CLI parses arguments, loads the config and calls lmforge.pipeline: no stage imports."""
+    allowed = {"cli", "config", "errors", "pipeline"}
+    bad = [f"{path.relative_to(SRC)} imports {module}"
+           for path in (SRC / "cli").rglob("*.py") for module in _imports(path)
+           if _stage(module) is not None and _stage(module) not in allowed]
+    assert not bad, "the CLI reaches past the pipeline:\n" + "\n".join(bad)
+
+
+def test_glue_modules_stay_small():
+    """One pipeline module per command, each readable top to bottom (DESIGN.md: none past ~250 lines)."""
+    sizes = {p.name: len(p.read_text().splitlines()) for p in (SRC / "pipeline").glob("*.py")}
+    assert sizes and max(sizes.values()) <= 250, sizes

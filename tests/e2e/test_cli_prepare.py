@@ -108,7 +108,8 @@ def test_data_prepare_bad_input_exits_2_names_the_line_and_changes_nothing(tmp_p
     """Unreadable bytes, a wrong column and a mixed-format file: exit 2, file:line named, nothing written."""
     out = tmp_path / "out"
     out.mkdir()
-    (out / "train.jsonl").write_text("the user's earlier output\n")
+    (out / "train.jsonl").write_text("an earlier prepare output\n")
+    (out / ".lmforge").write_text('{"kind": "data"}\n')  # written by lmforge: a rerun may replace it, a failure may not
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     bad_bytes = tmp_path / "bytes.csv"
     bad_bytes.write_bytes(b"review,score\nfine,great\ncaf\xe9,other\n")

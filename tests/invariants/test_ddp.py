@@ -69,10 +69,23 @@ def two_process_run(tiny_llama_dir, tmp_path_factory):
     return run_dir
 
 
-def assert_close_params(expected: dict, got: dict) -> None:
+# Weights after AdamW steps from runs whose gradients differ only by float32 reordering (one
+# process sums the window, two sum halves and all-reduce): every element agrees to TOL except where
+# a gradient sits within a few ulps of Adam's eps (1e-8), whose update lr * g / (|g| + eps) can then
+# change by up to lr per step on one CPU kind and not another (an AMD EPYC with AVX-512 showed 1
+# such element in 23,296). So at most OUTLIERS of a tensor's elements may miss TOL, and none may
+# differ by more than lr (1e-2) per step.
+OUTLIERS = 1e-3
+
+
+def assert_close_params(expected: dict, got: dict, lr: float = 1e-2, steps: int = CFG["max_steps"]) -> None:
     assert expected.keys() == got.keys()
     for name in expected:
-        torch.testing.assert_close(got[name], expected[name], **TOL, msg=lambda m, n=name: f"{n}: {m}")
+        a, b = expected[name], got[name]
+        assert a.shape == b.shape, name
+        off = ~torch.isclose(b, a, **TOL)
+        assert int(off.sum()) <= max(1, OUTLIERS * a.numel()), f"{name}: {int(off.sum())} of {a.numel()} elements differ"
+        assert float((a - b).abs().max()) <= lr * steps, name
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from lmforge.objectives.grpo.objective import group_advantages
 from tests.contracts.cases import CONTRACT_PARAMS
 from tests.unit.objectives.preference_cases import PAIRS, PREF_DATA, model, objective, tokenizer
 
-PREFERENCE_OBJECTIVES = sorted(n for n, s in OBJECTIVES.items() if "preference" in s.formats or n == "grpo")
+PREFERENCE_OBJECTIVES = sorted(n for n, s in OBJECTIVES.items() if "pairs" in s.kinds or n == "grpo")
 
 
 def _method(name: str):

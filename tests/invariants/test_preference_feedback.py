@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from lmforge.config.schema import DataConfig
-from lmforge.data import load_splits
+from lmforge.data.splits import load_splits
 from lmforge.data.feedback import FeedbackStore, Judgement, collect, read_jsonl
 
 REPO = Path(__file__).resolve().parents[2]

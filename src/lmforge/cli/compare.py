@@ -24,7 +24,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from lmforge.comparison import run_comparison
+    from lmforge.pipeline import judge_endpoint, run_comparison
     from lmforge.errors import UserError
 
     retrievers = tuple(r.strip() for r in args.retrievers.split(",") if r.strip() and r.strip() != "none")
@@ -38,9 +38,7 @@ def run(args) -> int:
     if args.judge_url or args.judge_model:
         if not (args.judge_url and args.judge_model):
             raise UserError("the judge needs both --judge-url and --judge-model", where="--judge-url")
-        from lmforge.evaluate.judge import Judge
-
-        judge = Judge(base_url=args.judge_url, model=args.judge_model, api_key_env=args.judge_key_env)
+        judge = judge_endpoint(args.judge_url, args.judge_model, args.judge_key_env)
     run_comparison(args.config, args.overrides, run_dir=args.run, retrievers=retrievers, few_shot=args.few_shot,
                    top_k=args.top_k, max_examples=args.max_examples, judge=judge)
     return 0

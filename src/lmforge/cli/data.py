@@ -23,22 +23,10 @@ def register(sub) -> None:
 
 def preview(args) -> int:
     from lmforge.config import load_config
-    from lmforge.data import load_splits, preview as render_preview
-    from lmforge.model import load_tokenizer
-    from lmforge.plan import plan_run
+    from lmforge.pipeline import run_preview
 
     config = load_config(args.config, args.overrides)
-    plan_run(config, source=args.config)
-    tokenizer = load_tokenizer(config.model)
-    if config.data.tasks:  # multi-task: each task rendered with its own format, columns and system prompt
-        from lmforge.data.tasks import load_tasks
-
-        for task in load_tasks(config.data, config.run.seed):
-            print(f"=== task {task.name} ({task.data.format}, weight {task.weight:g}) ===")
-            print(render_preview(task.splits.train, tokenizer, task.data, n=args.n, color=sys.stdout.isatty()))
-        return 0
-    splits = load_splits(config.data, config.run.seed)
-    print(render_preview(splits.train, tokenizer, config.data, n=args.n, color=sys.stdout.isatty()))
+    print(run_preview(config, source=args.config, n=args.n, color=sys.stdout.isatty()))
     return 0
 
 

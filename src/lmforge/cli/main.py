@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import os
 import sys
 import warnings
 
 from lmforge import __version__
-from lmforge.errors import UserError
+from lmforge.errors import StorageError, UserError, disk_full_error, is_disk_full
 
 # Commands that run models on this process's CPUs: their OpenMP wait policy is chosen before torch loads.
 COMPUTE_COMMANDS = ("train", "quickstart", "eval", "compare")
 # One entry per subcommand module (lmforge.cli.<module>).
-COMMANDS = ["validate", "train", "data", "quickstart", "methods", "estimate", "eval", "export", "compare", "feedback", "serve", "monitor"]
+COMMANDS = ["validate", "train", "data", "quickstart", "methods", "estimate", "eval", "export", "compare", "feedback", "serve", "monitor", "ui"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,33 +43,46 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # peft asks models for a property transformers 5 deprecated; the warning is not the user's to act on.
     warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.* is deprecated", category=FutureWarning)
-    # peft imports torchao (qlora's int8/int4 backend) when installed; on a CPU build torchao logs that its
-    # CUDA kernels did not load, and torch logs enum-registration notices. Neither concerns the user.
-    for name in ("torchao", "torch.utils._pytree"):
-        logging.getLogger(name).setLevel(logging.ERROR)
     if args.command in COMPUTE_COMMANDS and "torch" not in sys.modules:
         from lmforge.train.threads import choose_wait_policy
 
         choose_wait_policy()  # PASSIVE on a busy machine; libgomp reads it once, when torch loads
+    # torchao's CUDA-kernel and torch's enum notices, bitsandbytes' `kernels` notice: none concerns the user.
+    from lmforge.pipeline import silence_library_notices
+
+    silence_library_notices()
+    return run_handler(args)
+
+
+def run_handler(args) -> int:
+    """Run the subcommand; a problem the user can act on becomes a message and an exit status:
+    2 bad input (:class:`UserError`, a folder without permission), 3 disk full (:class:`StorageError`), 1 failed export parity
+    check, 130 interrupted. Anything else is a bug in lmforge and keeps its traceback."""
     try:
         return int(args.handler(args) or 0)
-    except UserError as exc:
+    except UserError as exc:  # includes StorageError (exit 3)
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except Exception as exc:  # a failed export parity check is an error with its own exit code
-        if type(exc).__name__ != "ParityError":
-            raise
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code  # type: ignore[attr-defined]
     except KeyboardInterrupt:
         print("interrupted: the run folder is resumable with --resume", file=sys.stderr)
         return 130
-    except FileNotFoundError as exc:
+    except PermissionError as exc:  # a folder the user may not write (or read)
+        print(f"error: {exc.filename or exc}: permission denied\n  hint: choose a folder you can write, "
+              "or fix its permissions", file=sys.stderr)
+        return 2
+    except FileNotFoundError as exc:  # a path lmforge expected vanished (deleted while running)
         if os.environ.get("LMFORGE_DEBUG"):
             raise
-        print(f"error: {exc.filename}: file not found", file=sys.stderr)
+        print(f"error: {exc.filename or exc}: file not found", file=sys.stderr)
         return 2
-
+    except Exception as exc:
+        if is_disk_full(exc):  # a write outside lmforge.atomic (a log line, a library's cache)
+            print(f"error: {disk_full_error(exc, getattr(exc, 'filename', None))}", file=sys.stderr)
+            return StorageError.exit_code
+        if type(exc).__name__ != "ParityError":  # a failed export parity check has its own exit code
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code  # type: ignore[attr-defined]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 
 def register(sub) -> None:
@@ -17,13 +16,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from lmforge.serve.monitor import format_report, run_monitor
+    from lmforge.pipeline import format_monitor, run_monitor
 
-    run_dir = Path(args.run)
-    report = run_monitor(
-        args.window or run_dir / "monitor" / "traffic.jsonl",
-        args.baseline or run_dir / "monitor" / "baseline.json",
-        last=args.last,
-    )
-    print(json.dumps(report, indent=1) if args.json else "\n".join(format_report(report)))
+    report = run_monitor(args.run, window=args.window, baseline=args.baseline, last=args.last)
+    print(json.dumps(report, indent=1) if args.json else "\n".join(format_monitor(report)))
     return 1 if report.get("status") == "drift" else 0

@@ -15,11 +15,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from lmforge.pipeline import load_serve_config
-    from lmforge.serve import run_server
+    from lmforge.pipeline import load_serve_config, run_serve
 
     extra = [f"{k}={v}" for k, v in (("host", args.host), ("port", args.port), ("api_key_env", args.api_key_env)) if v]
     cfg = load_serve_config(args.config, list(args.overrides) + extra)
-    print(f"serving {args.target} on http://{cfg.host}:{cfg.port}/v1 (Ctrl-C to stop)")
-    run_server(args.target, cfg)
+    run_serve(args.target, cfg)
     return 0

@@ -1,4 +1,4 @@
-"""`lmforge validate CONFIG [KEY=VALUE ...]`: check a config without importing torch."""
+"""`lmforge validate CONFIG [KEY=VALUE ...]`: check a config and the first records of its data, without torch."""
 
 from __future__ import annotations
 
@@ -6,20 +6,13 @@ from lmforge.cli.args import add_config_args
 
 
 def register(sub) -> None:
-    p = sub.add_parser("validate", help="check a run config (no torch import; instant)")
+    p = sub.add_parser("validate", help="check a run config and the first records of its data (no torch import)")
     add_config_args(p)
     p.set_defaults(handler=run)
 
 
 def run(args) -> int:
-    from lmforge.config import load_config
-    from lmforge.plan import plan_run
+    from lmforge.pipeline import run_validate
 
-    config = load_config(args.config, args.overrides)
-    plan = plan_run(config, source=args.config)
-    print(
-        f"{args.config}: ok  (model {config.model.name}, data {config.data.format}"
-        f"{f' x {len(config.data.tasks)} tasks, mixing {config.data.mixing}' if config.data.tasks else ''}, "
-        f"method {plan.method.name}, objective {plan.objective.name})"
-    )
+    print(run_validate(args.config, args.overrides))
     return 0

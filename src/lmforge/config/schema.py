@@ -3,26 +3,16 @@
 Every section is strict (unknown keys fail with a "did you mean" hint) and frozen (derived values
 go in separate result objects, the config is never mutated). ``method`` and ``objective`` are
 open choices: their parameters are validated by the chosen method's / objective's own config
-class (see ``lmforge.plan``), so adding a method never edits this file.
+class (see ``lmforge.pipeline.plan``), so adding a method never edits this file.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from lmforge.config.prepare import PrepareConfig
-
-# Canonical fields of each data format; ``data.columns`` maps them to the user's column names.
-FORMAT_FIELDS: dict[str, tuple[str, ...]] = {
-    "text": ("text",),
-    "instruction": ("instruction", "input", "output", "system"),
-    "chat": ("messages",),
-    "classification": ("text", "text_pair", "label"),
-    "preference": ("prompt", "chosen", "rejected"),
-}
-
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -32,6 +22,13 @@ class RunSection(Section):
     name: str = Field(default="run", description="Run name; the run folder is runs/<name> unless output_dir is set.")
     output_dir: str | None = Field(default=None, description="Run folder; default runs/<name>.")
     seed: int = Field(default=42, description="Seeds data order, splits, initialisation and dropout.")
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:  # runs/<name> must stay inside runs/ (lmforge.outputs)
+        from lmforge.outputs import check_name
+
+        return check_name(value, "run name")
 
     @property
     def dir(self) -> str:
@@ -52,10 +49,8 @@ class ModelConfig(Section):
     )
 
 
-DataFormat = Literal["text", "instruction", "chat", "classification", "preference"]
-
-# Record layouts a source may be read in when it differs from data.format: (source, data) pairs.
-CONVERTIBLE_FORMATS: frozenset[tuple[str, str]] = frozenset({("instruction", "chat"), ("chat", "instruction")})
+# Data format names are checked against the format registry (lmforge.data.formats) by the plan.
+DataFormat = str
 
 
 class SourceConfig(Section):
@@ -83,12 +78,6 @@ def source_list(value: "SourceConfig | list[SourceConfig] | None") -> list[Sourc
         return []
     return list(value) if isinstance(value, list) else [value]
 
-# Formats that may be mixed in one multi-task run: one family per run (one objective, one head kind).
-TASK_FAMILIES: tuple[frozenset[str], ...] = (
-    frozenset({"classification"}), frozenset({"instruction", "chat"}), frozenset({"text"}),
-)
-
-
 class TaskSource(Section):
     """One task of a multi-task run (``data.tasks``). A field left out takes the top-level ``data`` value."""
 
@@ -100,7 +89,8 @@ class TaskSource(Section):
     eval: SourceConfig | None = Field(default=None, description="Held-out data; default: eval_fraction of train.")
     eval_fraction: float | None = Field(default=None, gt=0.0, lt=0.9, description="Default: data.eval_fraction.")
     columns: dict[str, str] | None = Field(default=None, description="Canonical field -> your column name; default: data.columns.")
-    labels: list[str] | None = Field(default=None, description="This task's label set (classification); default: labels seen.")
+    labels: list[str] | None = Field(default=None, min_length=2,
+                                     description="This task's label set (classification, at least two); default: labels seen.")
     system_prompt: str | None = Field(default=None, description="System message for this task's instruction examples.")
 
     @model_validator(mode="before")
@@ -130,7 +120,8 @@ class DataConfig(Section):
         default="completion", description="Loss on assistant/completion tokens only, or on every token."
     )
     system_prompt: str | None = Field(default=None, description="System message added to instruction examples.")
-    labels: list[str] | None = Field(default=None, description="Classification label set (order = class ids); default: sorted labels seen.")
+    labels: list[str] | None = Field(default=None, min_length=2,
+                                     description="Classification label set (order = class ids, at least two); default: sorted labels seen.")
     packing: bool = Field(default=False, description="Pack several examples per row without padding (causal LM).")
     prepare: PrepareConfig | None = Field(
         default=None, description="Clean, deduplicate, redact, label-check and split (docs/data-prepare.md)."
@@ -160,34 +151,21 @@ class DataConfig(Section):
         return values
 
     @model_validator(mode="after")
-    def _columns_known(self) -> "DataConfig":
-        allowed = FORMAT_FIELDS[self.format]
-        for key in self.columns:
-            if key not in allowed:
-                from lmforge.config.hints import did_you_mean
-
-                raise ValueError(
-                    f"columns.{key}: not a field of format '{self.format}'"
-                    f"{did_you_mean(key, allowed)}; fields are {', '.join(allowed)}"
-                )
+    def _sources_given(self) -> "DataConfig":
         if self.tasks is None and self.train is None:
             raise ValueError("train: required field is missing (or give data.tasks)")
         for key in ("train", "eval"):
-            value = getattr(self, key)
-            if isinstance(value, list) and not value:
+            if getattr(self, key) == []:
                 raise ValueError(f"{key}: the list of sources is empty")
-            for i, source in enumerate(source_list(value)):
-                self._check_source(f"{key}[{i}]" if isinstance(value, list) else key, source)
         if self.tasks is not None:
             self._check_tasks()
         return self
 
     def _check_tasks(self) -> None:
-        """Multi-task rules: no top-level sources, unique names, one format family, valid task sections."""
-        for key in ("train", "eval", "prepare"):
+        """Multi-task structure: no top-level sources, unique names (the plan checks each task's section)."""
+        for key in ("train", "eval"):
             if getattr(self, key) is not None:
-                raise ValueError(f"{key}: not used with data.tasks; give each task its own train (and eval)"
-                                 if key != "prepare" else "prepare: not supported with data.tasks yet")
+                raise ValueError(f"{key}: not used with data.tasks; give each task its own train (and eval)")
         if not self.tasks:
             raise ValueError("tasks: give at least one task (name, train)")
         seen: set[str] = set()
@@ -195,52 +173,6 @@ class DataConfig(Section):
             if task.name in seen:
                 raise ValueError(f"tasks.{i}.name: task name '{task.name}' is used twice; names must be unique")
             seen.add(task.name)
-        formats = [task.format or self.format for task in self.tasks]
-        family = next((f for f in TASK_FAMILIES if formats[0] in f), None)
-        for i, fmt in enumerate(formats):
-            if family is None or fmt not in family:
-                raise ValueError(
-                    f"tasks.{i}.format: '{fmt}' cannot be mixed with '{formats[0]}'; one run mixes either "
-                    "classification tasks, or instruction/chat tasks, or text tasks")
-        self.task_sections()
-
-    def task_sections(self) -> list["DataConfig"]:
-        """One ordinary data section per task (``data.tasks``): the task's fields over the top-level
-        ones, ``train`` / ``eval`` from the task; ``[]`` without tasks. ValueError names a bad task field."""
-        from pydantic import ValidationError
-
-        shared = self.model_dump(exclude={"tasks", "mixing", "temperature", "train", "eval", "prepare"})
-        sections = []
-        for i, task in enumerate(self.tasks or []):
-            own = task.model_dump(include=task.model_fields_set - {"name", "weight"})
-            values = {**shared, **{k: v for k, v in own.items() if v is not None}}  # null = inherit
-            if values.get("labels") is not None and values.get("format") != "classification":
-                raise ValueError(f"tasks.{i}.labels: labels are only used by classification tasks")
-            try:
-                sections.append(DataConfig.model_validate(values))
-            except ValidationError as exc:
-                err = exc.errors()[0]
-                loc = ".".join(str(p) for p in err["loc"])
-                msg = str(err.get("msg", "")).removeprefix("Value error, ")
-                raise ValueError(f"tasks.{i}.{loc + ': ' if loc else ''}{msg}") from None
-        return sections
-
-    def _check_source(self, name: str, source: SourceConfig) -> None:
-        fmt = source.format or self.format
-        if fmt != self.format and (fmt, self.format) not in CONVERTIBLE_FORMATS:
-            raise ValueError(
-                f"{name}.format: '{fmt}' records cannot be converted to data.format '{self.format}'; "
-                "only instruction <-> chat convert (use a separate run or data.tasks for other formats)"
-            )
-        allowed = FORMAT_FIELDS[fmt]
-        for key in source.columns or {}:
-            if key not in allowed:
-                from lmforge.config.hints import did_you_mean
-
-                raise ValueError(
-                    f"{name}.columns.{key}: not a field of format '{fmt}'{did_you_mean(key, allowed)}; "
-                    f"fields are {', '.join(allowed)}"
-                )
 
     def for_source(self, source: SourceConfig) -> "DataConfig":
         """This config as seen by one source: its format and column mapping in place of the run's."""
@@ -388,7 +320,6 @@ class RunConfig(Section):
     export: ExportConfig = Field(default_factory=ExportConfig)
 
     @property
-    def objective_name(self) -> str:
-        if self.objective is not None:
-            return self.objective.name
-        return "classification" if self.data.format == "classification" else "causal_lm"
+    def objective_name(self) -> str | None:
+        """The objective the config names; None: the data format's default (resolved by the plan)."""
+        return self.objective.name if self.objective is not None else None

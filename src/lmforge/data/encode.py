@@ -8,9 +8,11 @@ trained; the model shifts labels itself). Classification features are ``{"input_
 from __future__ import annotations
 
 import logging
+from collections import Counter
 
 from lmforge.config.schema import DataConfig
 from lmforge.data.chat import encode_chat
+from lmforge.data.formats import get_format
 from lmforge.data.messages import to_messages
 from lmforge.errors import UserError
 
@@ -33,17 +35,18 @@ class Encoded(list):
 
 
 def encode_causal(records: list[dict], tokenizer, data_cfg: DataConfig) -> Encoded:
-    """Causal LM features for ``text``, ``instruction`` and ``chat`` records.
+    """Causal LM features for records of a text or messages format (:mod:`lmforge.data.formats`).
 
     text: every document is tokenized, an eos appended, all concatenated and cut into
     ``max_length`` blocks (all tokens trained; a final remainder under 16 tokens is dropped).
-    instruction / chat: one example per record, rendered with the chat template, labels per
+    messages (instruction, chat, ...): one example per record, rendered with the chat template, labels per
     ``data_cfg.train_on``, truncated to ``max_length``; examples with no trained token left are
     dropped (counted in ``.dropped`` and logged).
     """
-    if data_cfg.format == "text":
+    kind = get_format(data_cfg.format).kind
+    if kind == "text":
         out = _encode_text(records, tokenizer, data_cfg.max_length)
-    elif data_cfg.format in ("chat", "instruction"):
+    elif kind == "messages":
         out = _encode_chats(records, tokenizer, data_cfg)
     else:
         raise UserError(
@@ -85,7 +88,7 @@ def _encode_chats(records: list[dict], tokenizer, data_cfg: DataConfig) -> Encod
     out, dropped, truncated = [], 0, 0
     for record in records:
         try:
-            enc = encode_chat(to_messages(record), tokenizer, data_cfg.train_on)
+            enc = encode_chat(to_messages(record, data_cfg.format), tokenizer, data_cfg.train_on)
         except UserError as exc:
             message = str(exc).split("\n  hint:")[0]
             raise UserError(message, where=record.get("_where"), hint=exc.hint) from None
@@ -101,10 +104,20 @@ def _encode_chats(records: list[dict], tokenizer, data_cfg: DataConfig) -> Encod
 
 
 def label_set(records: list[dict], data_cfg: DataConfig) -> list[str]:
-    """The class names: ``data.labels`` if given, else the sorted unique labels of ``records``."""
+    """The class names: ``data.labels`` if given, else the sorted unique labels of ``records``.
+
+    UserError when every labelled record carries the same label: a classifier needs two classes.
+    """
+    seen = Counter(r["label"] for r in records if "label" in r)  # preference records (reward models) have none
+    if len(seen) == 1:
+        (label, count), = seen.items()
+        first = next(str(r.get("_where", "")) for r in records if "label" in r)
+        raise UserError(f"all {count} labelled examples have the label '{label}': a classifier needs at least two "
+                        "classes", where=first.rsplit(":", 1)[0] if ":" in first else "data.train",
+                        hint="add examples of the other classes (check data.columns.label names the right column)")
     if data_cfg.labels is not None:
         return list(data_cfg.labels)
-    return sorted({r["label"] for r in records if "label" in r})  # preference records (reward models) have none
+    return sorted(seen)
 
 
 def encode_classification(records: list[dict], tokenizer, data_cfg: DataConfig, labels: list[str]) -> list[dict]:

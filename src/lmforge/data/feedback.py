@@ -18,14 +18,22 @@ Appends are durable: each record is one ``os.write`` of a whole line to a file o
 ``O_APPEND``, then fsync'd, before the session moves on; an interrupted session (Ctrl-C, a
 crash, a kill) keeps every judgement already answered, and a restarted session skips the
 prompts already judged. A line cut short by a power loss is ignored when reading.
+
+Several writers at once (annotators in ``lmforge ui``, a terminal session beside them) are
+serialised by an exclusive lock on ``<folder>/.lock``; a judgement whose ``id`` is already stored
+is not stored again (a resubmitted form), so none is lost or duplicated. :func:`agreement`
+measures how often annotators who judged the same answers agree.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import os
 import uuid
+from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -93,24 +101,47 @@ class FeedbackStore:
         self.preferences = self.folder / "preferences.jsonl"
         self.ratings = self.folder / "ratings.jsonl"
 
-    def append(self, judgement: Judgement) -> None:
-        """Durably record ``judgement`` and the pairs / ratings it implies."""
+    def append(self, judgement: Judgement, once_per: tuple[str, ...] = ()) -> bool:
+        """Durably record ``judgement`` and the pairs / ratings it implies. Safe under concurrent writers.
+
+        False (nothing written) when a judgement with the same ``id`` is already stored, or, with
+        ``once_per`` (provenance fields, e.g. ``("annotator", "item")``), one with the same values of
+        all those fields (a person judging the same item twice, from two browser tabs say).
+        """
         prov = {**judgement.provenance, "judgement": judgement.id}
-        _append_line(self.judgements, asdict(judgement))
-        for chosen, rejected in judgement.preference_pairs():
-            _append_line(self.preferences, {"prompt": judgement.prompt, "chosen": chosen, "rejected": rejected,
+        key = tuple(judgement.provenance.get(f) for f in once_per)
+        with self._locked():
+            for row in read_jsonl(self.judgements):
+                if row.get("id") == judgement.id or (
+                        once_per and tuple((row.get("provenance") or {}).get(f) for f in once_per) == key):
+                    return False
+            _append_line(self.judgements, asdict(judgement))
+            for chosen, rejected in judgement.preference_pairs():
+                _append_line(self.preferences, {"prompt": judgement.prompt, "chosen": chosen, "rejected": rejected,
+                                                "provenance": prov})
+            for completion, label in judgement.ratings():
+                _append_line(self.ratings, {"prompt": judgement.prompt, "completion": completion, "label": label,
                                             "provenance": prov})
-        for completion, label in judgement.ratings():
-            _append_line(self.ratings, {"prompt": judgement.prompt, "completion": completion, "label": label,
-                                        "provenance": prov})
+        return True
 
     def read(self) -> list[Judgement]:
         """Every stored judgement, in order (a trailing half-written line is skipped)."""
         return [Judgement(**row) for row in read_jsonl(self.judgements)]
 
-    def judged_prompts(self) -> set[str]:
-        """Prompts that already have a judgement (a resumed session skips them)."""
-        return {row["prompt"] for row in read_jsonl(self.judgements)}
+    def judged_prompts(self, annotator: str | None = None) -> set[str]:
+        """Prompts that already have a judgement (by ``annotator`` when given; a resumed session skips them)."""
+        return {row["prompt"] for row in read_jsonl(self.judgements)
+                if annotator is None or (row.get("provenance") or {}).get("annotator") == annotator}
+
+    @contextlib.contextmanager
+    def _locked(self):
+        """An exclusive lock on ``<folder>/.lock`` (between threads and processes) for one append."""
+        fd = os.open(self.folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
 
 
 def _append_line(path: Path, row: dict) -> None:
@@ -175,8 +206,7 @@ def collect(prompts: list[str], sample: Sampler, ask: Ask, store: FeedbackStore,
         ask_one = _ask_pair if mode == "pair" else _ask_ratings
         judgements, quit_now = ask_one(prompt, answers, ask, prov)
         for judgement in judgements:
-            store.append(judgement)
-            stored += 1
+            stored += store.append(judgement)
         if quit_now:
             break
     say(f"\nstored {stored} judgements in {store.folder}")
@@ -217,3 +247,56 @@ def _ask_ratings(prompt: str, answers: list[str], ask: Ask, prov: dict) -> tuple
             if reply == "s":
                 break
     return out, False
+
+
+def verdict(judgement: Judgement) -> tuple[tuple, str]:
+    """(item key, verdict) of a judgement, independent of the order the answers were shown in.
+
+    Pair mode: the item is (prompt, the answers in sorted order); the verdict is the chosen
+    answer's position in that order ("0", "1", ...), "tie" or "both_bad". Rate mode: the item is
+    (prompt, answer) and the verdict "good" / "bad".
+    """
+    if judgement.mode == "rate":
+        return ("rate", judgement.prompt, judgement.completions[0]), judgement.choice
+    ordered = sorted(judgement.completions)
+    key = ("pair", judgement.prompt, tuple(ordered))
+    if judgement.choice in PAIR_CHOICES:
+        return key, judgement.choice
+    return key, str(ordered.index(judgement.completions[ord(judgement.choice) - ord("A")]))
+
+
+def agreement(judgements: list[Judgement]) -> dict:
+    """Agreement between annotators (``provenance["annotator"]``) who judged the same items.
+
+    Returns ``{"annotators": [names], "shared_items": items judged by 2+ annotators,
+    "pairs": [{"a", "b", "items", "agree" (fraction), "kappa" (Cohen's, None when undefined)}],
+    "agree": fraction over all annotator pairs and shared items (None without any)}``.
+    An annotator's latest verdict on an item counts; unnamed judgements are left out.
+    """
+    by_item: dict[tuple, dict[str, str]] = defaultdict(dict)
+    for j in judgements:
+        name = (j.provenance or {}).get("annotator")
+        if name:
+            key, value = verdict(j)
+            by_item[key][str(name)] = value
+    names = sorted({n for votes in by_item.values() for n in votes})
+    pairs, agreed, total = [], 0, 0
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            both = [(v[a], v[b]) for v in by_item.values() if a in v and b in v]
+            if not both:
+                continue
+            same = sum(x == y for x, y in both)
+            pairs.append({"a": a, "b": b, "items": len(both), "agree": same / len(both), "kappa": cohen_kappa(both)})
+            agreed, total = agreed + same, total + len(both)
+    shared = sum(len(v) >= 2 for v in by_item.values())
+    return {"annotators": names, "shared_items": shared, "pairs": pairs, "agree": agreed / total if total else None}
+
+
+def cohen_kappa(pairs: list[tuple[str, str]]) -> float | None:
+    """Cohen's kappa of two annotators' labels on the same items; None when chance agreement is 1."""
+    n = len(pairs)
+    observed = sum(x == y for x, y in pairs) / n
+    labels = {x for x, _ in pairs} | {y for _, y in pairs}
+    expected = sum((sum(x == c for x, _ in pairs) / n) * (sum(y == c for _, y in pairs) / n) for c in labels)
+    return None if expected >= 1 else (observed - expected) / (1 - expected)

@@ -1,6 +1,7 @@
-"""Raw rows -> canonical records, one shape per data format, validated with file:line errors.
+"""Raw rows -> canonical records, validated with file:line errors: the built-in formats' readers.
 
-Canonical records (plain dicts), each with ``"_where": "file:line"``:
+Each format's reader is named in its spec (:mod:`lmforge.data.formats`). Canonical records (plain
+dicts), each with ``"_where": "file:line"``:
 
 - text:           ``{"text"}``
 - instruction:    ``{"instruction", "input" ("" if none), "output", "system" (None if none)}``
@@ -17,7 +18,7 @@ Chat rows may be OpenAI style (``messages`` of ``{role, content}``) or ShareGPT 
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 from lmforge.config.hints import did_you_mean
 from lmforge.config.schema import DataConfig
@@ -40,7 +41,9 @@ def to_records(rows: list[Row], data_cfg: DataConfig) -> list[dict]:
 
 def convert_rows(rows: Iterable[Row], data_cfg: DataConfig) -> Iterator[dict]:
     """Lazily map raw rows to canonical records, one at a time (UserError on the first bad row)."""
-    convert = CONVERTERS[data_cfg.format]
+    from lmforge.data.formats import get_format
+
+    convert = get_format(data_cfg.format).read
     for row, where in rows:
         yield {**convert(row, where, data_cfg), "_where": where}
 
@@ -86,11 +89,11 @@ def _optional(row: dict, where: str, data_cfg: DataConfig, field: str) -> str | 
     return _string(value, where, f"column '{column}'", allow_empty=True)
 
 
-def _text(row: dict, where: str, data_cfg: DataConfig) -> dict:
+def read_text(row: dict, where: str, data_cfg: DataConfig) -> dict:
     return {"text": _required(row, where, data_cfg, "text")}
 
 
-def _instruction(row: dict, where: str, data_cfg: DataConfig) -> dict:
+def read_instruction(row: dict, where: str, data_cfg: DataConfig) -> dict:
     system = _optional(row, where, data_cfg, "system")
     return {
         "instruction": _required(row, where, data_cfg, "instruction"),
@@ -100,7 +103,7 @@ def _instruction(row: dict, where: str, data_cfg: DataConfig) -> dict:
     }
 
 
-def _classification(row: dict, where: str, data_cfg: DataConfig) -> dict:
+def read_classification(row: dict, where: str, data_cfg: DataConfig) -> dict:
     column = data_cfg.column("label")
     if column not in row:
         raise _missing(row, where, data_cfg, "label")
@@ -122,16 +125,22 @@ def _classification(row: dict, where: str, data_cfg: DataConfig) -> dict:
     }
 
 
-def _preference(row: dict, where: str, data_cfg: DataConfig) -> dict:
+def read_preference(row: dict, where: str, data_cfg: DataConfig) -> dict:
     return {field: _required(row, where, data_cfg, field) for field in ("prompt", "chosen", "rejected")}
 
 
-def _chat(row: dict, where: str, data_cfg: DataConfig) -> dict:
+def read_chat(row: dict, where: str, data_cfg: DataConfig) -> dict:
     column = data_cfg.column("messages")
     if column not in row and "messages" not in data_cfg.columns and "conversations" in row:
         column = "conversations"  # ShareGPT
     if column not in row:
-        raise _missing(row, where, data_cfg, "messages")
+        error = _missing(row, where, data_cfg, "messages")
+        if "messages" not in data_cfg.columns and len(row) >= 2 and all(isinstance(v, str) for v in row.values()):
+            names = list(row)  # plain text columns: question / answer records rather than conversations
+            error = UserError(str(error).split("\n")[0].removeprefix(f"{where}: "), where=where,
+                              hint=f"these look like instruction records: use data.format: instruction with "
+                                   f"data.columns: {{instruction: {names[0]}, output: {names[-1]}}}")
+        raise error
     turns = row[column]
     if isinstance(turns, str):  # CSV / Parquet cells may hold the list as JSON text
         try:
@@ -177,12 +186,3 @@ def _message(turn: Any, where: str, index: int) -> dict:
     if not isinstance(content, str):
         raise UserError(f"message {index} content must be a string, got {type(content).__name__}", where=where)
     return {"role": canonical, "content": content}
-
-
-CONVERTERS: dict[str, Callable[[dict, str, DataConfig], dict]] = {
-    "text": _text,
-    "instruction": _instruction,
-    "chat": _chat,
-    "classification": _classification,
-    "preference": _preference,
-}

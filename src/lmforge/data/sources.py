@@ -10,8 +10,8 @@ one record per file in a folder, one record per blank-line-separated paragraph f
 Every problem a user can fix is a :class:`UserError` naming the file and line or row.
 
 JSONL, CSV and single plain-text files are read lazily, line by line (one paragraph held at a
-time); JSON lists, Parquet, datasets folders, hub datasets and whole-file texts in a folder are
-loaded one file at a time. ``read_source`` collects the rows into a list; ``stream_source``
+time), Parquet files in batches of rows; JSON lists, datasets folders, hub datasets and whole-file
+texts in a folder are loaded one file at a time. ``read_source`` collects the rows into a list; ``stream_source``
 yields them.
 """
 
@@ -74,7 +74,7 @@ def stream_source(
 
 def _iter_source(source: SourceConfig, files: list[Path], text_format: bool, text_column: str) -> Iterator[Row]:
     path = source_path(source.path)
-    if path.is_dir() and _is_saved_dataset(path):
+    if path.is_dir() and is_saved_dataset(path):
         yield from _iter_saved_dataset(path, source.split, files)
     elif path.is_dir():
         found = list_data_files(path, text_format)
@@ -84,7 +84,7 @@ def _iter_source(source: SourceConfig, files: list[Path], text_format: bool, tex
     elif path.is_file():
         files.append(path)
         yield from _iter_file(path, text_format, text_column, whole_file_text=False)
-    elif _looks_local(source.path):
+    elif looks_local(source.path):
         raise UserError(
             "no such file or folder",
             where=source.path,
@@ -125,7 +125,7 @@ def list_data_files(folder: Path, text_format: bool) -> list[Path]:
     return found
 
 
-def _looks_local(raw: str) -> bool:
+def looks_local(raw: str) -> bool:
     """A path that cannot be a hub dataset id: absolute, ./ ~ prefixed, or with a data file suffix."""
     return (
         raw.startswith((".", "/", "~", "\\"))
@@ -270,12 +270,17 @@ def _iter_csv(path: Path) -> Iterator[Row]:
 def _iter_parquet(path: Path) -> Iterator[Row]:
     import pyarrow.parquet as pq
 
+    index = 0
     try:
-        table = pq.read_table(path)
+        batches = pq.ParquetFile(path).iter_batches(batch_size=1024)  # streamed: one batch in memory at a time
+        for batch in batches:
+            for row in batch.to_pylist():
+                index += 1
+                yield row, f"{path}:row {index}"
+    except UserError:
+        raise
     except Exception as exc:  # pyarrow raises several types for a damaged file
         raise UserError(f"cannot read Parquet file: {exc}", where=str(path)) from None
-    for index, row in enumerate(table.to_pylist(), start=1):
-        yield row, f"{path}:row {index}"
 
 
 def _iter_text(path: Path, column: str, whole_file: bool) -> Iterator[Row]:
@@ -323,7 +328,7 @@ def _paragraph(block: list[str], start: int, path: Path, column: str) -> Iterato
         yield {column: text.strip("\n")}, f"{path}:{start + lead}"
 
 
-def _is_saved_dataset(path: Path) -> bool:
+def is_saved_dataset(path: Path) -> bool:
     return (path / "dataset_dict.json").is_file() or (
         (path / "state.json").is_file() and (path / "dataset_info.json").is_file()
     )

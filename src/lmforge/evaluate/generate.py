@@ -24,19 +24,22 @@ def sample_generations(model: nn.Module, tokenizer: Any, records: list[dict], da
                        max_new_tokens: int) -> list[dict]:
     """Greedy answers to the first ``n`` chat / instruction ``records``.
 
-    Returns ``[{"prompt": str, "reference": str, "output": str}]``: ``prompt`` is the prompt
-    messages as ``role: content`` lines, ``reference`` the record's final assistant answer,
-    ``output`` the model's new text (special tokens removed). Deterministic.
+    Returns ``[{"prompt": str, "reference": str, "output": str, "tokens": int, "truncated": bool}]``:
+    ``prompt`` is the prompt messages as ``role: content`` lines, ``reference`` the record's final
+    assistant answer, ``output`` the model's new text (special tokens removed), ``tokens`` the tokens
+    it generated and ``truncated`` whether it was cut at ``max_new_tokens`` (no stop token came).
+    Deterministic.
     """
-    from lmforge.data import prompt_messages, reference_text
+    from lmforge.data.messages import prompt_messages, reference_text
 
     samples = []
     for record in records[: max(n, 0)]:
         messages = prompt_messages(record, data_cfg)
+        reply = generate(model, tokenizer, messages, max_new_tokens)
         samples.append({
             "prompt": "\n".join(f"{m['role']}: {m['content']}" for m in messages),
-            "reference": reference_text(record),
-            "output": generate_reply(model, tokenizer, messages, max_new_tokens),
+            "reference": reference_text(record, data_cfg),
+            "output": reply["text"], "tokens": reply["tokens"], "truncated": reply["truncated"],
         })
     return samples
 
@@ -49,6 +52,12 @@ def generate_reply(model: nn.Module, tokenizer: Any, messages: list[dict], max_n
     tokens (cut at the first stop token) with ``skip_special_tokens``; surrounding whitespace
     is stripped. The model's train/eval mode is restored afterwards.
     """
+    return generate(model, tokenizer, messages, max_new_tokens)["text"]
+
+
+def generate(model: nn.Module, tokenizer: Any, messages: list[dict], max_new_tokens: int) -> dict:
+    """:func:`generate_reply` with how it ended: ``{"text", "tokens": generated tokens before the stop
+    token, "truncated": True when no stop token came within max_new_tokens}``."""
     from lmforge.data.chat import render_chat
 
     text = render_chat(tokenizer, messages, add_generation_prompt=True)
@@ -67,11 +76,13 @@ def generate_reply(model: nn.Module, tokenizer: Any, messages: list[dict], max_n
             pad_token_id=_pad_id(tokenizer, stops),
         )
     new = out[0, ids.shape[1]:].tolist()
+    stopped = False
     for i, token in enumerate(new):
         if token in stops:
-            new = new[:i]
+            new, stopped = new[:i], True
             break
-    return tokenizer.decode(new, skip_special_tokens=True).strip()
+    text = tokenizer.decode(new, skip_special_tokens=True).strip()
+    return {"text": text, "tokens": len(new), "truncated": not stopped and len(new) >= max_new_tokens}
 
 
 def stop_token_ids(tokenizer: Any, model: nn.Module | None = None) -> list[int]:

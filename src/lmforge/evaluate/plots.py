@@ -23,10 +23,12 @@ def _png(fig: Figure) -> bytes:
 def plot_curves(history: Sequence[Mapping[str, float]], x_key: str = "step") -> bytes:
     """Line plot of every numeric key in ``history`` (one dict per logged step) against ``x_key``.
 
-    Loss-like keys (containing "loss") go on the left axis, other metrics on a right axis.
+    Loss-like keys (containing "loss") go on the left axis, other metrics on a right axis; a row
+    at step 0 (the base model's evaluation) is drawn like any other point. The legend sits outside
+    the axes, right of the plot, so it never covers a line.
     """
     keys = sorted({k for row in history for k, v in row.items() if k != x_key and _is_number(v)})
-    fig = Figure(figsize=(6.4, 3.6))
+    fig = Figure(figsize=(7.6, 3.6))
     ax = fig.add_subplot(1, 1, 1)
     right = None
     for key in keys:
@@ -37,7 +39,7 @@ def plot_curves(history: Sequence[Mapping[str, float]], x_key: str = "step") -> 
             right = right or ax.twinx()
             target = right
         target.plot(xs, ys, marker="o", markersize=3, label=key, color=f"C{keys.index(key)}")
-    ax.set_xlabel(x_key)
+    ax.set_xlabel(x_key + (" (0 = base model)" if any(row.get(x_key) == 0 for row in history) else ""))
     ax.set_ylabel("loss")
     if right is not None:
         right.set_ylabel("metric")
@@ -45,37 +47,90 @@ def plot_curves(history: Sequence[Mapping[str, float]], x_key: str = "step") -> 
     if right is not None:
         extra = right.get_legend_handles_labels()
         handles = (handles[0] + extra[0], handles[1] + extra[1])
-    ax.legend(*handles, fontsize=8, loc="best")
+    fig.legend(*handles, fontsize=8, loc="upper left", bbox_to_anchor=(0.9 if right is None else 0.97, 0.9),
+               frameon=False)
     ax.set_title("Training curves")
     return _png(fig)
 
 
-def plot_metric_bars(systems: Mapping[str, Mapping[str, Mapping[str, float]]]) -> bytes:
-    """Grouped bars: one group per metric, one bar per system, error bars from the interval.
+def _scale(name: str) -> str:
+    """Which axis a metric shares: metrics of one unit only (loss, perplexity, BLEU 0-100, scores 0-1)."""
+    low = name.lower()
+    for unit in ("loss", "perplexity", "bleu", "logps", "reward", "margin"):
+        if unit in low:
+            return unit
+    return "score"
+
+
+def plot_metric_points(systems: Mapping[str, Mapping[str, Mapping[str, float]]]) -> bytes:
+    """Each system's value per metric as a point with its interval as a whisker (none where a metric
+    has no interval), one panel per unit (scores, loss, perplexity, ...), axes fitted to the data.
 
     ``systems[system][metric]`` is {"value", optional "low", optional "high"}.
     """
     names = list(systems)
     metrics = sorted({m for scores in systems.values() for m in scores})
-    fig = Figure(figsize=(max(4.0, 1.2 * len(metrics) * max(1, len(names)) ** 0.5 + 2), 3.6))
-    ax = fig.add_subplot(1, 1, 1)
-    width = 0.8 / max(1, len(names))
-    for s, name in enumerate(names):
-        xs, ys, lo, hi = [], [], [], []
-        for m, metric in enumerate(metrics):
-            cell = systems[name].get(metric)
-            if cell is None:
-                continue
-            value = cell["value"]
-            xs.append(m + (s - (len(names) - 1) / 2) * width)
-            ys.append(value)
-            lo.append(max(0.0, value - cell.get("low", value)))
-            hi.append(max(0.0, cell.get("high", value) - value))
-        ax.bar(xs, ys, width=width, yerr=[lo, hi], capsize=3, label=name, color=f"C{s}")
-    ax.set_xticks(range(len(metrics)))
-    ax.set_xticklabels(metrics, rotation=20, fontsize=8)
-    ax.legend(fontsize=8)
-    ax.set_title("Metrics (error bars: 95% bootstrap interval)")
+    groups: dict[str, list[str]] = {}
+    for metric in metrics:
+        groups.setdefault(_scale(metric), []).append(metric)
+    fig = Figure(figsize=(7.6, 0.9 + 0.32 * len(metrics) * max(1, len(names)) ** 0.5 + 0.5 * len(groups)))
+    axes = fig.subplots(len(groups), 1, squeeze=False,
+                        gridspec_kw={"height_ratios": [max(1, len(g)) for g in groups.values()]})[:, 0]
+    for ax, (unit, group) in zip(axes, groups.items()):
+        for s, name in enumerate(names):
+            offset = (s - (len(names) - 1) / 2) * 0.25
+            for row, metric in enumerate(group):
+                cell = systems[name].get(metric)
+                if cell is None:
+                    continue
+                y = row + offset
+                if "low" in cell and "high" in cell:
+                    ax.plot([cell["low"], cell["high"]], [y, y], color=f"C{s}", linewidth=2)
+                ax.plot([cell["value"]], [y], "o", color=f"C{s}", label=name if row == 0 else None)
+        ax.set_yticks(range(len(group)))
+        ax.set_yticklabels(group, fontsize=8)
+        ax.set_ylim(-0.6, len(group) - 0.4)
+        ax.invert_yaxis()
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_xlabel(unit, fontsize=8)
+    handles, labels = [], []
+    for ax in axes:
+        for h, label in zip(*ax.get_legend_handles_labels()):
+            if label not in labels:
+                handles.append(h)
+                labels.append(label)
+    fig.legend(handles, labels, fontsize=8, loc="upper left", bbox_to_anchor=(0.92, 0.95), frameon=False)
+    axes[0].set_title("Metrics (whiskers: 95% bootstrap interval)")
+    fig.tight_layout(rect=(0, 0, 0.9, 1))
+    return _png(fig)
+
+
+def plot_changes(changes: Sequence[Mapping[str, float]]) -> bytes:
+    """Forest plot of after - before per metric: the change as a point, its paired 95% interval as a
+    whisker, the zero line; one panel per unit. Green: better beyond noise; red: worse beyond noise;
+    grey: within noise. ``changes``: ``{"metric", "difference", "low", "high", "within_noise",
+    "lower_is_better"}`` rows."""
+    groups: dict[str, list[Mapping[str, float]]] = {}
+    for change in changes:
+        groups.setdefault(_scale(change["metric"]), []).append(change)
+    fig = Figure(figsize=(7.6, 0.9 + 0.35 * len(changes) + 0.5 * len(groups)))
+    axes = fig.subplots(len(groups), 1, squeeze=False,
+                        gridspec_kw={"height_ratios": [max(1, len(g)) for g in groups.values()]})[:, 0]
+    for ax, (unit, group) in zip(axes, groups.items()):
+        for row, c in enumerate(group):
+            better = (c["difference"] < 0) == bool(c.get("lower_is_better"))
+            color = "0.55" if c.get("within_noise") else ("tab:green" if better else "tab:red")
+            ax.plot([c["low"], c["high"]], [row, row], color=color, linewidth=2)
+            ax.plot([c["difference"]], [row], "o", color=color)
+        ax.axvline(0.0, color="black", linewidth=0.8)
+        ax.set_yticks(range(len(group)))
+        ax.set_yticklabels([c["metric"] for c in group], fontsize=8)
+        ax.set_ylim(-0.6, len(group) - 0.4)
+        ax.invert_yaxis()
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_xlabel(f"change after - before ({unit})", fontsize=8)
+    axes[0].set_title("Change with its paired 95% interval (green better, red worse, grey within noise)", fontsize=9)
+    fig.tight_layout()
     return _png(fig)
 
 
@@ -100,17 +155,18 @@ def plot_confusion(labels: Sequence[str], matrix: Sequence[Sequence[float]]) -> 
     return _png(fig)
 
 
-def plot_lengths(lengths: Mapping[str, Sequence[float]]) -> bytes:
-    """Overlaid histograms of lengths (e.g. tokens per prompt / answer), one per named series."""
-    fig = Figure(figsize=(6.4, 3.2))
+def plot_lengths(lengths: Mapping[str, Sequence[float]], title: str = "Length distribution",
+                 xlabel: str = "length (tokens)") -> bytes:
+    """Overlaid histograms of one kind of length (e.g. held-out scored tokens), one per named series."""
+    fig = Figure(figsize=(6.4, 3.0))
     ax = fig.add_subplot(1, 1, 1)
     for i, (name, values) in enumerate(lengths.items()):
         if values:
             ax.hist(list(values), bins=min(30, max(5, len(values) // 2)), alpha=0.6, label=name, color=f"C{i}")
-    ax.set_xlabel("length (tokens)")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("count")
     ax.legend(fontsize=8)
-    ax.set_title("Length distribution")
+    ax.set_title(title)
     return _png(fig)
 
 

@@ -14,69 +14,123 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from lmforge.atomic import atomic_write_text
-from lmforge.evaluate.uncertainty import (
-    bootstrap_corpus_interval,
-    bootstrap_interval,
-    paired_bootstrap,
-    paired_corpus_test,
-)
+from lmforge.evaluate.intervals import paired_tests, system_intervals
+from lmforge.evaluate.uncertainty import p_text
 
 # Metric-name parts for which lower is better; higher is better for every other score.
 _LOWER_IS_BETTER = {"loss", "perplexity", "error", "ece"}
 
 
 def write_report(run_dir: str | Path, report: Mapping[str, Any]) -> Path:
-    """Write ``run_dir/results.json`` and ``run_dir/report.md`` atomically; return the report.md path.
+    """Write ``run_dir/results.json``, ``report.md`` and ``report.html`` atomically; return the report.md path.
 
     report: ``{"model", "method", "objective", "data": {...}, "before": metrics | None,
-    "after": metrics, "samples": [{"prompt", "reference", "before"?, "after"}],
-    "train": {"steps", "best_step", ...}}`` plus any other JSON-serialisable keys (kept in
-    results.json). Non-finite floats (an overflowed perplexity) become ``null`` in results.json
-    so it stays strict JSON. Optional keys used by the reports: ``before`` / ``after`` metrics with
-    ``per_example`` (intervals and paired tests), ``forgetting``: ``{"source", "before", "after"}``
-    (``lmforge.evaluate.forgetting.measure_forgetting`` outputs), ``judge`` (``judge.judge_outputs``).
+    "after": metrics, "samples": [{"prompt", "reference", "before"?, "after", "truncated"?}],
+    "train": {"steps", "best_step", ...}, "run"?: {"folder", "exports", "serve"}}`` plus any other
+    JSON-serialisable keys (kept in results.json). Non-finite floats (an overflowed perplexity)
+    become ``null`` in results.json so it stays strict JSON. Optional keys used by the reports:
+    ``before`` / ``after`` metrics with ``per_example`` rows (intervals for every metric and paired
+    before -> after tests: :mod:`lmforge.evaluate.intervals`), ``forgetting``: ``{"source",
+    "before", "after"}`` (``measure_forgetting`` outputs), ``judge`` (``judge.judge_outputs``).
 
-    Also writes ``run_dir/report.html`` (self-contained, plots embedded): metric bars with
-    intervals, paired tests, loss / metric curves from ``run_dir/metrics.jsonl`` when present,
-    the confusion matrix of a classifier, a length histogram and the samples before -> after.
+    What the writer adds (also to results.json): ``intervals`` in before / after where per-example
+    rows exist without them, ``changes`` (the paired tests by metric), each sample's ``flags``
+    (repetitive / truncated, :mod:`lmforge.evaluate.samples`) and ``sample_flags`` (their counts).
     """
     from lmforge.evaluate.html import write_html_report
 
     run_dir = Path(run_dir)
-    report = dict(report)
-    if report.get("forgetting") and "before" in report["forgetting"]:
-        report["forgetting"] = {**report["forgetting"], "change": forgetting_change(report["forgetting"])}
+    report = complete_report(report)
     atomic_write_text(run_dir / "results.json", json.dumps(_finite(report), indent=2, allow_nan=False, default=str) + "\n")
     write_html_report(run_dir / "report.html", html_report(report, run_dir / "metrics.jsonl"))
     return atomic_write_text(run_dir / "report.md", render_report(report))
 
 
+def complete_report(report: Mapping[str, Any]) -> dict:
+    """``report`` plus forgetting change, intervals, paired tests and sample flags (see :func:`write_report`)."""
+    from lmforge.evaluate.samples import flag_samples
+
+    report = dict(report)
+    if report.get("forgetting") and "before" in report["forgetting"]:
+        report["forgetting"] = {**report["forgetting"], "change": forgetting_change(report["forgetting"])}
+    for side in ("before", "after"):
+        metrics = report.get(side)
+        if isinstance(metrics, Mapping) and metrics.get("per_example") and "intervals" not in metrics:
+            report[side] = {**metrics, "intervals": system_intervals(metrics["per_example"], metrics.get("labels"))}
+    tests = noise_tests(report.get("before") or {}, report.get("after") or {})
+    if tests:
+        report["changes"] = {k: {n: v for n, v in t.items() if n not in ("before", "after")} for k, t in tests.items()}
+    if report.get("samples"):
+        report["samples"], report["sample_flags"] = flag_samples(list(report["samples"]))
+    return report
+
+
+def run_facts(report: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The run in words, for the top of both reports: (label, sentence) pairs."""
+    facts = []
+    run = report.get("run") or {}
+    if run.get("folder"):
+        facts.append(("Run", f"folder {run['folder']}"))
+    data = report.get("data") or {}
+    if data:
+        parts = [f"{data[k]:,} {label}" for k, label in (("train_examples", "training"), ("eval_examples", "held-out"))
+                 if isinstance(data.get(k), int)]
+        facts.append(("Data", " and ".join(parts) + " examples" + (f" ({data['format']})" if data.get("format") else "")))
+    method = f"{report.get('method', '?')} on {report.get('model', '?')}, objective {report.get('objective', '?')}"
+    params = report.get("parameters") or {}
+    if params.get("total"):
+        method += (f"; trains {params['trainable']:,} of {params['total']:,} parameters "
+                   f"({100 * params['trainable'] / params['total']:.2f}%)")
+    facts.append(("Method", method))
+    train = report.get("train") or {}
+    fit = train.get("fit")
+    if fit:
+        how = f"chosen by {fit['folds']}-fold cross-validation on the training set" if fit.get("folds") else "method.c"
+        facts.append(("Training", f"head solved by L-BFGS logistic regression in {fit.get('seconds', 0):.1f} s "
+                                  f"(L2: C = {fit.get('c'):g}, {how})"))
+    elif train.get("steps") is not None:
+        best = f", best checkpoint at step {train['best_step']} by {train.get('best_metric', 'the eval metric')}" \
+            if train.get("best_step") is not None else ""
+        facts.append(("Training", f"{train['steps']} optimizer steps{best}"
+                                  + (" (stopped early)" if train.get("stopped_early") else "")))
+    if run.get("exports"):
+        facts.append(("Exported", "; ".join(f"{kind}: {path}" for kind, path in run["exports"].items())))
+    if run.get("serve"):
+        facts.append(("Serve it", run["serve"]))
+    return facts
+
+
 def html_report(report: Mapping[str, Any], metrics_log: str | Path | None = None) -> dict:
     """The ``lmforge.evaluate.html`` report dict of a train / eval run report (see :func:`write_report`).
 
-    systems before / after (intervals where :func:`noise_tests` has them), paired tests, curves
-    from ``metrics_log`` (a metrics.jsonl; train ``loss`` and every eval metric), the confusion
-    matrix of ``after``, held-out scored-token lengths and the samples before -> after.
+    Run facts in words; systems before / after with their intervals (perplexity included); the
+    change of each headline metric with its paired interval (table and plot); curves from
+    ``metrics_log`` with the base model's evaluation drawn at step 0; the confusion matrix of
+    ``after``; held-out scored tokens and sample answer words as separate histograms; the samples
+    before -> after with their flags.
     """
     before, after = report.get("before") or {}, report.get("after") or {}
     tests = noise_tests(before, after)
-    systems = {name: _system_cells(metrics, tests, name) for name, metrics in (("before", before), ("after", after))
-               if metrics}
-    paired = [{"a": "before", "b": "after", **{k: t[k] for k in ("metric", "difference", "low", "high", "p_value",
-                                                                  "within_noise")}}
-              for name, t in tests.items() if name != "perplexity"]
-    notes = [f"{k}: {_cell(v)}" for section in ("data", "parameters", "train")
-             for k, v in (report.get(section) or {}).items()]
+    systems = {name: _system_cells(metrics) for name, metrics in (("before", before), ("after", after)) if metrics}
+    changes = [{"metric": name, **{k: t[k] for k in ("difference", "low", "high", "p_value", "within_noise")},
+                "lower_is_better": lower_is_better(name)}
+               for name, t in tests.items() if not name.startswith("per_class/")]
+    notes = []
     change = (report.get("forgetting") or {}).get("change")
     if change:
-        paired.append(change["sentence"])
+        notes.append(change["sentence"])
         for side in ("before", "after"):
             systems.setdefault(side, {})[f"general_{change['metric']}"] = change[side]
     out: dict[str, Any] = {
         "title": f"lmforge run: {report.get('model', '?')} ({report.get('method', '?')}, {report.get('objective', '?')})",
-        "systems": systems, "paired": paired, "notes": notes,
+        "facts": run_facts(report), "systems": systems, "changes": changes, "notes": notes,
     }
     history = read_history(metrics_log) if metrics_log else []
+    if history and before:
+        base = {f"eval_{k}" if not k.startswith("eval_") else k: v for k, v in before.items()
+                if _number(v) and k not in ("eval_examples", "perplexity")}
+        keys = {k for row in history for k in row}
+        history = [{"step": 0, **{k: v for k, v in base.items() if k in keys}}] + history
     if history:
         out["history"] = history
     final = after or before
@@ -86,7 +140,12 @@ def html_report(report: Mapping[str, Any], metrics_log: str | Path | None = None
     if lengths:
         out["lengths"] = lengths
     if report.get("samples"):
-        out["samples"] = [{k: s[k] for k in ("prompt", "reference", "before", "after") if k in s} for s in report["samples"]]
+        out["samples"] = [{k: s[k] for k in ("prompt", "reference", "before", "after", "flags") if k in s}
+                          for s in report["samples"]]
+        if report.get("sample_flags"):
+            from lmforge.evaluate.samples import describe_counts
+
+            out["sample_flags"] = describe_counts(report["sample_flags"])
     judge = report.get("judge")
     if judge:
         out["table"] = [{"judge": judge.get("model"), "system": name, "mean score": score}
@@ -95,12 +154,15 @@ def html_report(report: Mapping[str, Any], metrics_log: str | Path | None = None
     return out
 
 
-def _system_cells(metrics: Mapping[str, Any], tests: Mapping[str, dict], side: str) -> dict:
+def _system_cells(metrics: Mapping[str, Any]) -> dict:
+    """Headline metrics of one side, with their interval where there is one (perplexity included)."""
+    intervals = metrics.get("intervals") or {}
     cells: dict[str, Any] = {}
     for name, value in metrics.items():
-        if not _number(value) or name in ("eval_examples", "perplexity") or not math.isfinite(value):
+        if not _number(value) or name == "eval_examples" or not math.isfinite(value):
             continue
-        cells[name] = {k: tests[name][side][k] for k in ("value", "low", "high")} if name in tests else value
+        ci = intervals.get(name)
+        cells[name] = {"value": value, "low": ci["low"], "high": ci["high"]} if ci else value
     return cells
 
 
@@ -128,15 +190,17 @@ def read_history(path: str | Path) -> list[dict]:
     return points
 
 
-def _lengths(report: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict[str, list]:
-    lengths: dict[str, list] = {}
+def _lengths(report: Mapping[str, Any], metrics: Mapping[str, Any]) -> dict[str, dict[str, list]]:
+    """Two separate histograms: held-out examples' scored tokens, and sample answers' words."""
+    lengths: dict[str, dict[str, list]] = {}
     counts = (metrics.get("per_example") or {}).get("count")
     if counts:
-        lengths["held-out scored tokens"] = list(counts)
-    for side in ("before", "after"):
-        words = [len(str(s[side]).split()) for s in report.get("samples") or [] if side in s]
-        if words:
-            lengths[f"sample answer words ({side})"] = words
+        lengths["Held-out examples: scored tokens"] = {"held-out examples": list(counts)}
+    words = {f"{side}": [len(str(s[side]).split()) for s in report.get("samples") or [] if side in s]
+             for side in ("before", "after")}
+    words = {k: v for k, v in words.items() if v}
+    if words:
+        lengths["Sample answers: words"] = words
     return lengths
 
 
@@ -152,62 +216,38 @@ def forgetting_change(forgetting: Mapping[str, Any]) -> dict | None:
 def noise_tests(before: Mapping[str, Any], after: Mapping[str, Any], *, seed: int = 0) -> dict[str, dict]:
     """Paired before -> after tests on the same held-out examples, by metric name.
 
-    Needs ``per_example`` in both (see ``lmforge.evaluate.run.evaluate``) over the same number of
-    examples; otherwise ``{}``. ``eval_loss`` (and ``perplexity``, its monotone image) is tested
-    token-weighted, as eval_loss is computed; ``accuracy`` on per-example correctness. Each value:
+    Needs ``per_example`` rows in both over the same examples (see ``lmforge.evaluate.run.evaluate``);
+    otherwise ``{}``. Every metric both sides can recompute is tested (:func:`paired_tests`): eval_loss
+    and perplexity token-weighted, accuracy, precision / recall / F1 (macro, micro, per class) from the
+    labels and predictions, generation metrics from the scored generations. Each value:
     ``{"metric", "difference" (after - before), "low", "high", "p_value", "within_noise",
     "before": interval, "after": interval}``.
     """
     pa, pb = (before or {}).get("per_example"), (after or {}).get("per_example")
-    if not (pa and pb) or len(pa.get("count", [])) != len(pb.get("count", [])) or not pa.get("count"):
+    if not (pa and pb):
         return {}
-    tests = {}
-    sa, sb = _loss_sums(pa), _loss_sums(pb)
-    if sa is not None and sb is not None:
-        import numpy as np
-
-        counts = np.asarray(pa["count"], dtype=float)
-        if counts.sum() > 0 and np.array_equal(counts, np.asarray(pb["count"], dtype=float)):
-            def mean_loss(sums):
-                return lambda idx: float(sums[idx].sum() / max(counts[idx].sum(), 1.0))
-
-            n = len(counts)
-            test = paired_corpus_test(mean_loss(sa), mean_loss(sb), n, seed=seed)
-            tests["eval_loss"] = {"metric": "eval_loss", **test.to_dict(),
-                                  "before": bootstrap_corpus_interval(mean_loss(sa), n, seed=seed).to_dict(),
-                                  "after": bootstrap_corpus_interval(mean_loss(sb), n, seed=seed).to_dict()}
-            tests["perplexity"] = {**tests["eval_loss"], "metric": "perplexity"}
-    if pa.get("correct") and pb.get("correct"):
-        test = paired_bootstrap(pa["correct"], pb["correct"], seed=seed)
-        tests["accuracy"] = {"metric": "accuracy", **test.to_dict(),
-                             "before": bootstrap_interval(pa["correct"], seed=seed).to_dict(),
-                             "after": bootstrap_interval(pb["correct"], seed=seed).to_dict()}
-    return tests
-
-
-def _loss_sums(per_example: Mapping[str, Any]):
-    """Per-example loss sums (mean x count) as a numpy array; None if any example has no score."""
-    import numpy as np
-
-    losses, counts = per_example.get("loss") or [], per_example.get("count") or []
-    if not losses or any(v is None for v in losses):
-        return None
-    return np.asarray(losses, dtype=float) * np.asarray(counts, dtype=float)
+    labels = (after or {}).get("labels") or (before or {}).get("labels")
+    if (before or {}).get("labels") and (after or {}).get("labels") and before["labels"] != after["labels"]:
+        return {}
+    tests = paired_tests(pa, pb, labels, seed=seed)
+    if not tests:
+        return {}
+    sides = {}
+    for name, metrics in (("before", before), ("after", after)):
+        sides[name] = metrics.get("intervals") or system_intervals(metrics["per_example"], labels, seed=seed)
+    return {name: {**t, "before": sides["before"][name], "after": sides["after"][name]}
+            for name, t in tests.items() if name in sides["before"] and name in sides["after"]}
 
 
 def render_report(report: Mapping[str, Any]) -> str:
     """The markdown text of ``report.md`` (see :func:`write_report` for the report's keys)."""
     lines = [f"# lmforge run: {report.get('model', '?')}", ""]
-    for key in ("model", "method", "objective"):
-        if report.get(key) is not None:
-            lines.append(f"- **{key}**: {report[key]}")
-    for section in ("data", "parameters", "train"):
-        values = report.get(section) or {}
-        if values:
-            lines.append(f"- **{section}**: " + ", ".join(f"{k} {_cell(v)}" for k, v in values.items()))
+    lines += [f"- **{label}**: {text}" for label, text in run_facts(report)]
     before, after = report.get("before") or {}, report.get("after") or {}
-    lines += ["", "## Metrics (held-out data)", "", _markdown_table(comparison_rows(before, after)), ""]
-    lines += noise_sentences(before, after)
+    tests = noise_tests(before, after)
+    lines += ["", "## Metrics (held-out data, 95% bootstrap intervals)", "",
+              _markdown_table(comparison_rows(before, after, tests)), ""]
+    lines += noise_sentences(before, after, tests)
     change = (report.get("forgetting") or {}).get("change")
     if change:
         lines += ["## Forgetting (general-domain set)", "", change["sentence"], ""]
@@ -219,48 +259,54 @@ def render_report(report: Mapping[str, Any]) -> str:
         lines += _class_sections(title, metrics)
         for task, task_metrics in (metrics.get("tasks") or {}).items():  # multi-task runs
             lines += _class_sections(f"{title}, task {task}", task_metrics)
-    samples = report.get("samples") or []
-    if samples:
-        lines += ["## Sample generations", ""]
-        for i, sample in enumerate(samples, 1):
-            lines.append(f"### Sample {i}")
-            for key in ("prompt", "reference", "before", "after"):
-                if key in sample:
-                    lines += ["", f"**{key}**", "", _fenced(str(sample[key]))]
-            lines.append("")
+    lines += _sample_sections(report)
     return "\n".join(lines).rstrip() + "\n"
 
 
-def noise_sentences(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[str]:
-    """Markdown lines saying, per tested metric, whether before -> after is beyond noise."""
-    tests = noise_tests(before, after)
-    if not tests:
+def _sample_sections(report: Mapping[str, Any]) -> list[str]:
+    samples = report.get("samples") or []
+    if not samples:
+        return []
+    from lmforge.evaluate.samples import describe_counts
+
+    lines = ["## Sample generations", ""]
+    counts = describe_counts(report.get("sample_flags") or {})
+    if counts:
+        lines += [f"- {line}" for line in counts] + [""]
+    for i, sample in enumerate(samples, 1):
+        lines.append(f"### Sample {i}")
+        flags = sample.get("flags") or {}
+        for key in ("prompt", "reference", "before", "after"):
+            if key in sample:
+                flagged = f" ({', '.join(flags[key])})" if flags.get(key) else ""
+                lines += ["", f"**{key}**{flagged}", "", _fenced(str(sample[key]))]
+        lines.append("")
+    return lines
+
+
+def noise_sentences(before: Mapping[str, Any], after: Mapping[str, Any], tests: Mapping[str, dict] | None = None
+                    ) -> list[str]:
+    """Markdown lines saying, per tested headline metric, whether before -> after is beyond noise."""
+    tests = noise_tests(before, after) if tests is None else tests
+    headline = {k: t for k, t in tests.items() if not k.startswith("per_class/")}
+    if not headline:
         return []
     lines = ["## Is the change real? (paired bootstrap, 95%)", ""]
-    for name, t in tests.items():
-        if name == "perplexity":
-            continue
+    for name, t in headline.items():
         verdict = "within noise" if t["within_noise"] else "beyond noise"
-        lines.append(f"- {name}: {t['before']['value']:.4g} [{t['before']['low']:.4g}, {t['before']['high']:.4g}] -> "
-                     f"{t['after']['value']:.4g} [{t['after']['low']:.4g}, {t['after']['high']:.4g}], change "
+        lines.append(f"- {name}: {_ci(t['before'])} -> {_ci(t['after'])}, change "
                      f"{t['difference']:+.4g} [{t['low']:+.4g}, {t['high']:+.4g}], {p_text(t['p_value'])}: "
                      f"change {verdict}")
     return lines + [""]
 
 
-def p_text(p_value: float, resamples: int = 1000) -> str:
-    """``p=0.031``, or ``p<0.001`` when no resample reached the observed difference (p is then 0 only
-    because the resampling is finite)."""
-    return f"p<{1 / resamples:.3g}" if p_value < 1 / resamples else f"p={p_value:.3g}"
-
-
 def format_comparison(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> str:
     """A plain-text table ``metric | before | after | change`` of the numeric metrics.
 
-    ``change`` is after - before, with ``(better)`` / ``(worse)`` when the direction is known
-    (loss / perplexity go down, scores go up), and ``, within noise`` / ``, beyond noise`` when
-    both sides carry ``per_example`` values (see :func:`noise_tests`). Metrics missing on one side
-    show ``-``.
+    Values carry their 95% interval where the metrics have one; ``change`` is after - before with
+    its paired interval, ``(better)`` / ``(worse)`` when the direction is known (loss / perplexity
+    go down, scores go up), and ``within noise`` / ``beyond noise`` with the p-value when both sides
+    carry ``per_example`` rows (see :func:`noise_tests`). Metrics missing on one side show ``-``.
     """
     rows = comparison_rows(before or {}, after)
     header = ("metric", "before", "after", "change")
@@ -271,19 +317,43 @@ def format_comparison(before: Mapping[str, Any] | None, after: Mapping[str, Any]
     return "\n".join(out)
 
 
-def comparison_rows(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[tuple[str, str, str, str]]:
+def comparison_rows(before: Mapping[str, Any], after: Mapping[str, Any], tests: Mapping[str, dict] | None = None
+                    ) -> list[tuple[str, str, str, str]]:
     """(metric, before, after, change) strings for each numeric metric of ``after`` then ``before``."""
     names = [k for k in after if _number(after[k])] + [k for k in before if _number(before[k]) and k not in after]
-    tests = noise_tests(before, after)
+    tests = noise_tests(before, after) if tests is None else tests
     rows = []
     for name in names:
         b, a = before.get(name), after.get(name)
         change = _change(name, b, a)
         if change and name in tests:
-            verdict = "within noise" if tests[name]["within_noise"] else "beyond noise"
-            change = change[:-1] + f", {verdict})" if change.endswith(")") else f"{change} ({verdict})"
-        rows.append((name, _cell(b) if _number(b) else "-", _cell(a) if _number(a) else "-", change))
+            t = tests[name]
+            verdict = "within noise" if t["within_noise"] else "beyond noise"
+            head, _, tail = change.partition(" (")
+            direction = f"{tail[:-1]}, " if tail else ""
+            change = f"{head} [{t['low']:+.4g}, {t['high']:+.4g}] ({direction}{verdict}, {p_text(t['p_value'])})"
+        rows.append((name, _side_cell(before, name, tests.get(name, {}).get("before")),
+                     _side_cell(after, name, tests.get(name, {}).get("after")), change))
     return rows
+
+
+def _side_cell(metrics: Mapping[str, Any], name: str, tested: Mapping[str, Any] | None = None) -> str:
+    value = metrics.get(name)
+    if not _number(value):
+        return "-"
+    interval = (metrics.get("intervals") or {}).get(name) or tested
+    return _ci({**interval, "value": value}) if interval else _cell(value)
+
+
+def _ci(cell: Mapping[str, Any]) -> str:
+    if not (_number(cell.get("low")) and _number(cell.get("high"))) or not math.isfinite(cell["low"]):
+        return _cell(cell["value"])
+    return f"{cell['value']:.4g} [{cell['low']:.4g}, {cell['high']:.4g}]"  # as the HTML report writes it
+
+
+def lower_is_better(name: str) -> bool:
+    """Whether a lower value of metric ``name`` is better (loss, perplexity, error, ECE)."""
+    return any(part in _LOWER_IS_BETTER for part in re.split(r"[_/]", name.lower()))
 
 
 def _change(name: str, before: Any, after: Any) -> str:
@@ -294,8 +364,7 @@ def _change(name: str, before: Any, after: Any) -> str:
     delta = after - before
     if delta == 0:
         return "0"
-    lower = any(part in _LOWER_IS_BETTER for part in re.split(r"[_/]", name.lower()))  # task/<name>/eval_loss too
-    verdict = "better" if (delta < 0) == lower else "worse"
+    verdict = "better" if (delta < 0) == lower_is_better(name) else "worse"  # task/<name>/eval_loss too
     return f"{delta:+.4g} ({verdict})"
 
 
@@ -303,8 +372,14 @@ def _class_sections(title: str, metrics: Mapping[str, Any]) -> list[str]:
     per_class, matrix, labels = metrics.get("per_class"), metrics.get("confusion_matrix"), metrics.get("labels")
     if not per_class:
         return []
-    rows = [(name, _cell(v["precision"]), _cell(v["recall"]), _cell(v["f1"]), str(v["support"]))
-            for name, v in per_class.items()]
+    intervals = metrics.get("intervals") or {}
+
+    def cell(name: str, key: str, value: float) -> str:
+        ci = intervals.get(f"per_class/{name}/{key}")
+        return _ci({**ci, "value": value}) if ci else _cell(value)
+
+    rows = [(name, cell(name, "precision", v["precision"]), cell(name, "recall", v["recall"]), cell(name, "f1", v["f1"]),
+             str(v["support"])) for name, v in per_class.items()]
     lines = [f"## Per class ({title})", "", _markdown_table(rows, ("label", "precision", "recall", "f1", "support")), ""]
     if matrix and labels:
         head = ("gold \\ predicted", *labels)

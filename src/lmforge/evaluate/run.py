@@ -28,10 +28,10 @@ def evaluate(objective: Any, model: nn.Module, features: list[dict], collate: Ca
 
     With ``per_example`` the result gains per-example values, taken from batched forwards when the
     objective splits each batch into ``EvalOutput.rows`` (causal LM, classification), else from
-    evaluating every feature on its own (a batch of one): the result gains
-    ``"per_example": {"loss": [mean loss per unit of each example], "count": [units],
-    "correct": [1.0 / 0.0 per example, only when the objective yields predictions]}``, in feature
-    order: what bootstrap intervals and paired before -> after tests resample. An example with no
+    evaluating every feature on its own (a batch of one): ``"per_example"`` holds the rows of
+    :func:`per_example_values` in feature order (ids, losses, counts, labels / predictions, scores):
+    what bootstrap intervals and paired before -> after tests resample; and ``"intervals"`` holds a
+    95% bootstrap interval for every reported metric (:func:`metric_intervals`). An example with no
     scored unit gets loss ``None``. The aggregate metrics are the same as without it.
     """
     if not features:
@@ -44,7 +44,8 @@ def evaluate(objective: Any, model: nn.Module, features: list[dict], collate: Ca
         outputs, sizes = _run(objective, model, features, collate, 1)  # no per-row split: one by one
     metrics = summarize(outputs, objective, model, len(features))
     if per_example:
-        metrics["per_example"] = per_example_values(outputs)
+        metrics["per_example"] = per_example_values(outputs, features)
+        metrics["intervals"] = metric_intervals(metrics, outputs, objective)
     return metrics
 
 
@@ -61,18 +62,84 @@ def _run(objective: Any, model: nn.Module, features: list[dict], collate: Callab
     return outputs, sizes
 
 
-def per_example_values(outputs: list[EvalOutput]) -> dict[str, list]:
-    """``{"loss", "count"[, "correct"]}`` lists in feature order (see :func:`evaluate`), from each
-    output's ``rows`` or, for one-example outputs without rows, from the output itself."""
+def per_example_values(outputs: list[EvalOutput], features: list[dict] | None = None) -> dict[str, list]:
+    """Per-example rows in feature order (see :func:`evaluate`), from each output's ``rows`` or, for
+    one-example outputs without rows, from the output itself:
+
+    ``id`` (a stable id of the example's tokens, hex; with ``features``), ``loss`` (mean per unit;
+    None for an example with no scored unit), ``count`` (units), and when the objective predicts:
+    ``label`` / ``prediction`` (class ids) and ``correct`` (1.0 / 0.0); ``score`` when the objective
+    yields one score row per example (class probabilities, preference rewards)."""
     rows = [r for o in outputs for r in (o.rows or [(o.loss_total, o.count)])]
-    values: dict[str, list] = {
-        "loss": [float(total) / count if count else None for total, count in rows],
-        "count": [int(count) for _total, count in rows],
-    }
+    values: dict[str, list] = {}
+    if features is not None and len(features) == len(rows) and all(
+            isinstance(f, dict) and ("uid" in f or "input_ids" in f or "prompt_ids" in f) for f in features):
+        values["id"] = [example_id(f) for f in features]
+    values["loss"] = [float(total) / count if count else None for total, count in rows]
+    values["count"] = [int(count) for _total, count in rows]
     if outputs and all(o.predictions for o in outputs):
         pairs = [(p, r) for o in outputs for p, r in zip(o.predictions, o.references)]
+        if all(isinstance(v, int) for pair in pairs for v in pair):
+            values["label"] = [r for _p, r in pairs]
+            values["prediction"] = [p for p, _r in pairs]
         values["correct"] = [float(p == r) for p, r in pairs]
+    scores = [sc for o in outputs for sc in o.scores]
+    if scores and len(scores) == len(rows):
+        values["score"] = [_plain(sc) for sc in scores]
     return values
+
+
+def example_id(feature: dict) -> str:
+    """A stable id of an encoded example: its ``uid`` if it has one, else a hash of its token ids (hex)."""
+    from lmforge.data.preference import example_uid
+
+    uid = feature.get("uid")
+    if uid is None:
+        uid = example_uid(list(feature.get("input_ids") or feature.get("prompt_ids") or []))
+    return f"{int(uid):016x}"
+
+
+def metric_intervals(metrics: dict, outputs: list[EvalOutput], objective: Any) -> dict[str, dict]:
+    """Bootstrap intervals of every metric in ``metrics`` (see :mod:`lmforge.evaluate.intervals`):
+    loss, perplexity and classification metrics from the per-example rows, the objective's own
+    metrics (``eval_metrics``) by recomputing them on resampled examples."""
+    from lmforge.evaluate.intervals import output_intervals, system_intervals
+
+    found = system_intervals(metrics["per_example"], metrics.get("labels"))
+    extra = getattr(objective, "eval_metrics", None)
+    names = [k for k, v in metrics.items() if k not in found and k != "eval_examples"
+             and isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if extra is not None and names:
+        singles = _single_outputs(outputs)
+        if singles is not None:
+            found.update(output_intervals(singles, lambda part: extra(part), names))
+    return {k: v for k, v in found.items() if k in metrics or k.startswith("per_class/")}
+
+
+def _single_outputs(outputs: list[EvalOutput]) -> list[EvalOutput] | None:
+    """One EvalOutput per example (split by ``rows``), or None when outputs cannot be split."""
+    singles = []
+    for o in outputs:
+        if not o.rows:
+            singles.append(o)
+            continue
+        n = len(o.rows)
+        if any(len(seq) not in (0, n) for seq in (o.predictions, o.references, o.scores)):
+            return None
+        for i, (total, count) in enumerate(o.rows):
+            singles.append(EvalOutput(total, count, o.predictions[i:i + 1], o.references[i:i + 1], o.scores[i:i + 1]))
+    return singles
+
+
+def _plain(value: Any) -> Any:
+    """JSON-able copy of a score row (floats rounded to 6 digits)."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float):
+        return round(value, 6)
+    if hasattr(value, "tolist"):
+        return _plain(value.tolist())
+    return value
 
 
 def summarize(outputs: list[EvalOutput], objective: Any, model: nn.Module, examples: int) -> dict:

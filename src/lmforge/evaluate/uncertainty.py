@@ -174,10 +174,16 @@ def _paired_arrays(values_a: Sequence[float], values_b: Sequence[float]) -> tupl
     return a, b
 
 
+def p_text(p_value: float, resamples: int = 1000) -> str:
+    """``p=0.031``, or ``p<0.001`` when no resample reached the observed difference (p is then 0 only
+    because the resampling is finite)."""
+    return f"p<{1 / resamples:.3g}" if p_value < 1 / resamples else f"p={p_value:.3g}"
+
+
 def describe_difference(name_a: str, name_b: str, metric: str, result: PairedResult) -> str:
     """One sentence for a report, e.g. 'fine-tuned vs base on token_f1: +0.120 [0.05, 0.19], p=0.002'."""
     verdict = "within noise" if result.within_noise else "significant"
     return (
         f"{name_b} vs {name_a} on {metric}: {result.difference:+.3f} "
-        f"[{result.low:+.3f}, {result.high:+.3f}], p={result.p_value:.3f} ({verdict})"
+        f"[{result.low:+.3f}, {result.high:+.3f}], {p_text(result.p_value)} ({verdict})"
     )

@@ -15,7 +15,7 @@ from safetensors import SafetensorError
 from lmforge.config.hints import did_you_mean
 from lmforge.config.schema import ModelConfig
 from lmforge.errors import UserError
-from lmforge.model.quiet import quiet_transformers
+from lmforge.model.quiet import quiet_transformers, silence_library_notices
 from lmforge.model.source import resolve_model
 from lmforge.model.task import TaskInfo
 
@@ -105,14 +105,13 @@ def load_model(model_cfg: ModelConfig, task: TaskInfo, **load_kwargs: Any):
     one); ``tokenizer=`` may pass an already loaded tokenizer (its pad id goes into the config).
     Raises UserError when the head is unknown, an override names no config field, or loading fails.
     """
+    silence_library_notices()  # before transformers / peft import bitsandbytes
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     if task.head not in HEADS:
         raise ValueError(f"unknown head '{task.head}', expected one of {HEADS}")
-    if task.tasks:  # several classification heads on one encoder
-        from lmforge.model.multihead import build_multihead
-
-        return build_multihead(model_cfg, task, **load_kwargs)
+    if task.tasks:
+        raise ValueError("several heads: load the encoder with lmforge.model.multihead.single_head, then build_multihead")
     tokenizer = load_kwargs.pop("tokenizer", None)
     if tokenizer is None:
         tokenizer = load_tokenizer(model_cfg)

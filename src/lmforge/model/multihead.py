@@ -149,14 +149,18 @@ def pool(out: Any, attention_mask: torch.Tensor | None) -> torch.Tensor:
     return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
 
 
-def build_multihead(model_cfg: ModelConfig, task: TaskInfo, **load_kwargs: Any) -> MultiHeadClassifier:
-    """Load ``model_cfg``'s encoder (see module doc) with one head per ``task.tasks`` entry."""
-    from lmforge.model.load import load_model
+def single_head(task: TaskInfo) -> TaskInfo:
+    """The one-head classifier to load first: the encoder :func:`build_multihead` puts ``task.tasks``' heads on."""
+    if not task.tasks:
+        raise ValueError("a multi-head TaskInfo needs tasks")
+    _name, labels = task.tasks[0]
+    return TaskInfo("sequence_classification", len(labels), tuple(labels))
 
+
+def build_multihead(single: nn.Module, task: TaskInfo) -> MultiHeadClassifier:
+    """One head per ``task.tasks`` entry on the encoder of ``single`` (a classifier loaded with :func:`single_head`)."""
     if not task.tasks:
         raise ValueError("build_multihead needs TaskInfo.tasks")
-    name, labels = task.tasks[0]
-    single = load_model(model_cfg, TaskInfo("sequence_classification", len(labels), tuple(labels)), **load_kwargs)
     encoder = single.base_model
     config = encoder.config
     dropout = getattr(config, "classifier_dropout", None)

@@ -28,7 +28,7 @@ class ObjectiveSpec:
     name: str
     params: type[ObjectiveParams]
     factory: str  # "module.path:ClassName"
-    formats: tuple[str, ...]  # data formats it consumes
+    kinds: tuple[str, ...]  # kinds of data format it consumes (lmforge.data.formats: text, messages, labelled, pairs)
     head: Literal["causal_lm", "sequence_classification"]
     default_metric: str  # picks the best checkpoint unless eval.metric says otherwise
     metric_mode: Literal["min", "max"]

@@ -20,12 +20,14 @@ _TYPES = {
 class APIError(Exception):
     """An error answered to the client; ``status`` is the HTTP status, ``code`` a short slug."""
 
-    def __init__(self, status: int, message: str, code: str, param: str | None = None):
+    def __init__(self, status: int, message: str, code: str, param: str | None = None,
+                 headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status = status
         self.message = message
         self.code = code
         self.param = param
+        self.headers = headers  # extra response headers (Retry-After on 503 server_busy)
 
     def body(self) -> dict[str, Any]:
         """The JSON body OpenAI clients parse."""

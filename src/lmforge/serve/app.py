@@ -15,15 +15,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
 from lmforge.serve import completion, encoding
 from lmforge.serve.accesslog import AccessLog
+from lmforge.serve.admission import Admission
 from lmforge.serve.apierror import APIError
 from lmforge.serve.drift import DriftRecorder
 from lmforge.serve.engine import Engine
-from lmforge.serve.http import Slots, check_auth, read_json
+from lmforge.serve.http import check_auth, read_json
 from lmforge.serve.metrics import Metrics
 from lmforge.serve.protocol import (AdapterRequest, ChatRequest, ClassifyRequest, CompletionRequest,
                                     EmbeddingRequest, parse_body)
@@ -35,7 +37,7 @@ class ServerState:
     store: ModelStore
     cfg: object
     keys: list[str]
-    slots: Slots
+    admission: Admission
     metrics: Metrics
     log: AccessLog
     engine: Engine | None
@@ -51,13 +53,14 @@ def build_state(store: ModelStore, cfg, window_file: Path | None) -> ServerState
     if store.kind == "causal":
         hook = (lambda job, stats: recorder.record(stats, job.model)) if recorder else None
         engine = Engine(store, lim.max_batch_size, lim.batch_wait_ms, on_prefill=hook)
-    slots = Slots(lim.max_concurrent)
-    metrics = Metrics(queue_depth=(engine.depth if engine else (lambda: 0)), in_flight=lambda: slots.used)
+    admission = Admission(lim.max_concurrent, lim.max_queue)
+    metrics = Metrics(queue_depth=(engine.depth if engine else (lambda: 0)), in_flight=lambda: admission.used,
+                      waiting=admission.waiting)
     if engine is not None:
         engine.on_batch = metrics.batch_size.observe
     log = AccessLog(cfg.log.enabled, cfg.log.file, cfg.log.log_prompts, cfg.log.redact)
     max_pos = getattr(store.model.config, "max_position_embeddings", None)
-    return ServerState(store, cfg, cfg.resolved_api_keys(), slots, metrics, log, engine, recorder, max_pos)
+    return ServerState(store, cfg, cfg.resolved_api_keys(), admission, metrics, log, engine, recorder, max_pos)
 
 
 def create_app(target, serve_cfg, window_file: str | Path | None = None) -> FastAPI:
@@ -78,15 +81,15 @@ def create_app(target, serve_cfg, window_file: str | Path | None = None) -> Fast
     app = FastAPI(title="lmforge", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.lm = state
     _errors(app, state)
-    _observe(app, state)
     _routes(app, state)
+    app.add_middleware(Observe, state=state)
     return app
 
 
 def _errors(app: FastAPI, state: ServerState) -> None:
     def reply(err: APIError) -> JSONResponse:
         state.metrics.errors.labels(err.code).inc()
-        return JSONResponse(err.body(), status_code=err.status)
+        return JSONResponse(err.body(), status_code=err.status, headers=err.headers)
 
     @app.exception_handler(APIError)
     async def api_error(request: Request, exc: APIError):
@@ -97,25 +100,44 @@ def _errors(app: FastAPI, state: ServerState) -> None:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return reply(APIError(exc.status_code, str(exc.detail), code))
 
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):  # a path parameter
+        return reply(APIError(400, "invalid request path", "invalid_request"))
+
     @app.exception_handler(Exception)
-    async def crash(request: Request, exc: Exception):
+    async def crash(request: Request, exc: Exception):  # a bug of ours: logged with its traceback
         return reply(APIError(500, f"internal error: {type(exc).__name__}", "internal_error"))
 
 
-def _observe(app: FastAPI, state: ServerState) -> None:
-    @app.middleware("http")
-    async def observe(request: Request, call_next):
-        start, rid = time.monotonic(), uuid.uuid4().hex[:16]
-        response = await call_next(request)
-        route = request.scope.get("route")
-        endpoint = getattr(route, "path", "unmatched")
-        seconds = time.monotonic() - start
-        state.metrics.observe(endpoint, response.status_code, seconds)
-        response.headers["x-request-id"] = rid
-        state.log.write(request_id=rid, method=request.method, path=endpoint, status=response.status_code,
-                        latency_ms=round(seconds * 1000, 2),
-                        client=request.client.host if request.client else None)
-        return response
+class Observe:
+    """ASGI middleware: request id header, metrics and one access-log line per HTTP request.
+
+    Plain ASGI (not BaseHTTPMiddleware), so streamed responses and client disconnects pass
+    through untouched; a request that ends in an exception is counted as 500."""
+
+    def __init__(self, app, state: ServerState):
+        self.app, self.state = app, state
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start, rid, status = time.monotonic(), uuid.uuid4().hex[:16], [500]
+
+        async def send_with_id(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+                message = {**message, "headers": [*message.get("headers", []), (b"x-request-id", rid.encode())]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            endpoint = getattr(scope.get("route"), "path", "unmatched")
+            seconds = time.monotonic() - start
+            self.state.metrics.observe(endpoint, status[0], seconds)
+            client = scope.get("client")
+            self.state.log.write(request_id=rid, method=scope.get("method"), path=endpoint, status=status[0],
+                                 latency_ms=round(seconds * 1000, 2), client=client[0] if client else None)
 
 
 def _routes(app: FastAPI, state: ServerState) -> None:
@@ -143,8 +165,6 @@ def _routes(app: FastAPI, state: ServerState) -> None:
         req = await body(request, CompletionRequest)
         need_causal()
         prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
-        if not prompts:
-            raise APIError(400, "prompt must not be empty", "invalid_request", "prompt")
         return await completion.answer(state, req, [store.tokenizer(p)["input_ids"] for p in prompts], False)
 
     @app.post("/v1/embeddings")
@@ -170,7 +190,8 @@ def _routes(app: FastAPI, state: ServerState) -> None:
     @app.get("/health")
     async def health():
         return {"status": "ok", "model": store.name, "kind": store.kind, "adapters": list(store.adapters),
-                "queue_depth": state.engine.depth() if state.engine else 0, "in_flight": state.slots.used}
+                "queue_depth": state.engine.depth() if state.engine else 0, "in_flight": state.admission.used,
+                "waiting": state.admission.waiting()}
 
     @app.get("/metrics")
     async def metrics():

@@ -9,6 +9,7 @@ import uuid
 from typing import AsyncIterator
 
 from starlette.responses import JSONResponse, StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from lmforge.serve.apierror import APIError
 from lmforge.serve.engine import GenJob
@@ -27,19 +28,22 @@ def chat_prompt_ids(tokenizer, req: ChatRequest) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
-def plan_tokens(state, req: Sampling, prompt_ids: list[int]) -> int:
-    """Check prompt/max_tokens limits (400) and return the number of tokens to generate."""
+def plan_tokens(state, req: Sampling, prompt_ids: list[int], field: str) -> int:
+    """Check prompt/max_tokens limits (400 naming ``field`` for the prompt) and return the number
+    of tokens to generate."""
     lim = state.cfg.limits
+    if not prompt_ids:
+        raise APIError(400, f"{field}: the prompt has no tokens; send some text", "empty_prompt", field)
     if len(prompt_ids) > lim.max_prompt_tokens:
         raise APIError(400, f"prompt is {len(prompt_ids)} tokens; the limit is {lim.max_prompt_tokens}",
-                       "context_length_exceeded", "messages")
+                       "context_length_exceeded", field)
     wanted = req.wanted_tokens(min(256, lim.max_tokens))
     if wanted > lim.max_tokens:
         raise APIError(400, f"max_tokens {wanted} is above the limit {lim.max_tokens}",
                        "max_tokens_too_large", "max_tokens")
     room = state.max_positions - len(prompt_ids) if state.max_positions else wanted
     if room < 1:
-        raise APIError(400, "prompt fills the model's context window", "context_length_exceeded")
+        raise APIError(400, "prompt fills the model's context window", "context_length_exceeded", field)
     return min(wanted, room)
 
 
@@ -85,25 +89,25 @@ def account(state, done: list[dict], seconds: float) -> None:
 
 
 async def answer(state, req: Sampling, prompts: list[list[int]], chat: bool):
-    """Run one job per prompt and build the OpenAI response (JSON, or SSE when req.stream)."""
-    limits = [plan_tokens(state, req, ids) for ids in prompts]
+    """Run one job per prompt and build the OpenAI response (JSON, or SSE when req.stream).
+
+    The request first waits for its turn (state.admission); request_timeout_s counts from arrival."""
+    field = "messages" if chat else "prompt"
+    limits = [plan_tokens(state, req, ids, field) for ids in prompts]
+    deadline = time.monotonic() + state.cfg.limits.request_timeout_s
     if req.stream:
         if len(prompts) != 1:
             raise APIError(400, "streaming supports a single prompt", "invalid_request", "prompt")
-        return stream(state, req, prompts[0], limits[0], chat)
-    state.slots.acquire()
-    try:
+        return await stream(state, req, prompts[0], limits[0], chat, deadline)
+    async with state.admission.turn(deadline):
         start = time.monotonic()
-        deadline = start + state.cfg.limits.request_timeout_s
         jobs = [start_job(state, req, ids, n) for ids, n in zip(prompts, limits)]
         try:
             done = [await collect(job, ev, deadline) for job, ev in jobs]
         except BaseException:
-            for job, _ in jobs:  # a timeout or failure ends the whole request
+            for job, _ in jobs:  # a timeout, failure or cancellation ends the whole request
                 job.cancelled = True
             raise
-    finally:
-        state.slots.release()
     account(state, done, time.monotonic() - start)
     rid, created = uuid.uuid4().hex[:24], int(time.time())
     if chat:
@@ -122,12 +126,39 @@ async def answer(state, req: Sampling, prompts: list[list[int]], chat: bool):
     return JSONResponse(body)
 
 
-def stream(state, req: Sampling, prompt_ids: list[int], max_tokens: int, chat: bool) -> StreamingResponse:
-    """SSE in the OpenAI chunk format, ending with ``data: [DONE]``; the slot is held until the end."""
-    state.slots.acquire()
-    job, events = start_job(state, req, prompt_ids, max_tokens)
-    return StreamingResponse(sse_events(state, req, job, events, chat), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+class OwnedStream(StreamingResponse):
+    """A streaming response that runs ``on_close`` when it ends however it ends: finished, failed,
+    or the client went away, even before the first chunk (then the body generator never starts and
+    its own ``finally`` never runs)."""
+
+    def __init__(self, content, on_close, **kwargs):
+        super().__init__(content, **kwargs)
+        self.on_close = on_close
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.on_close()
+
+
+async def stream(state, req: Sampling, prompt_ids: list[int], max_tokens: int, chat: bool,
+                 deadline: float) -> StreamingResponse:
+    """SSE in the OpenAI chunk format, ending with ``data: [DONE]``; the turn is held until the end.
+    When the client disconnects, the job is cancelled (the engine stops it at its next token)."""
+    ticket = await state.admission.enter(deadline)
+    try:
+        job, events = start_job(state, req, prompt_ids, max_tokens)
+    except BaseException:
+        ticket.release()
+        raise
+
+    def close() -> None:
+        job.cancelled = True  # no-op when finished; stops decoding when the client went away
+        ticket.release()
+
+    return OwnedStream(sse_events(state, req, job, events, chat, deadline, close), close,
+                       media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
 def _chunk(base: dict, chat: bool, delta: dict | None, text: str, finish: str | None) -> str:
@@ -136,9 +167,9 @@ def _chunk(base: dict, chat: bool, delta: dict | None, text: str, finish: str | 
     return f"data: {json.dumps({**base, 'choices': [choice]})}\n\n"
 
 
-async def sse_events(state, req: Sampling, job: GenJob, events: asyncio.Queue, chat: bool) -> AsyncIterator[str]:
+async def sse_events(state, req: Sampling, job: GenJob, events: asyncio.Queue, chat: bool, deadline: float,
+                     close) -> AsyncIterator[str]:
     start = time.monotonic()
-    deadline = start + state.cfg.limits.request_timeout_s
     rid, created = uuid.uuid4().hex[:24], int(time.time())
     base = {"id": f"{'chatcmpl' if chat else 'cmpl'}-{rid}",
             "object": "chat.completion.chunk" if chat else "text_completion",
@@ -169,5 +200,4 @@ async def sse_events(state, req: Sampling, job: GenJob, events: asyncio.Queue, c
                 break
         yield "data: [DONE]\n\n"
     finally:
-        job.cancelled = True  # no-op when finished; stops decoding when the client went away
-        state.slots.release()
+        close()

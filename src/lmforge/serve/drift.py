@@ -30,8 +30,13 @@ SCALARS = ("input_tokens", "unk_rate", "perplexity")
 
 def row_statistics(lm_logits: torch.Tensor | None, hidden: torch.Tensor | None, ids: torch.Tensor,
                    mask: torch.Tensor, unk_id: int | None) -> list[dict]:
-    """ids/mask [B, T]; lm_logits [B, T, V] or None; hidden [B, T, H] or None -> one dict per row."""
+    """ids/mask [B, T]; lm_logits [B, T', V] or None; hidden [B, T', H] or None -> one dict per row.
+
+    T' >= T: prompt-learning methods (prompt tuning, p-tuning) prepend their virtual tokens to the
+    model's outputs, so the first T' - T positions are dropped and only the input's own tokens count.
+    """
     rows = []
+    lm_logits, hidden = input_positions(lm_logits, ids.shape[1]), input_positions(hidden, ids.shape[1])
     m = mask.bool()
     nll = None
     if lm_logits is not None and ids.shape[1] > 1:
@@ -48,6 +53,16 @@ def row_statistics(lm_logits: torch.Tensor | None, hidden: torch.Tensor | None, 
             rec["embedding"] = [round(float(v), 5) for v in hidden[i][m[i]].float().mean(0)]
         rows.append(rec)
     return rows
+
+
+def input_positions(output: torch.Tensor | None, length: int) -> torch.Tensor | None:
+    """``output`` [B, T', ...] cut to its last ``length`` positions (the input's tokens; virtual tokens
+    of prompt / p-tuning come first). ValueError when it is shorter than the input."""
+    if output is None or output.shape[1] == length:
+        return output
+    if output.shape[1] < length:
+        raise ValueError(f"model output covers {output.shape[1]} positions, the input has {length}")
+    return output[:, output.shape[1] - length:]
 
 
 def _head(model) -> str:

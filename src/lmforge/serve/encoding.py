@@ -15,39 +15,50 @@ from lmforge.serve.drift import row_statistics
 from lmforge.serve.protocol import ClassifyRequest, EmbeddingRequest
 
 
+CHUNK = 32  # inputs per forward pass: padding to the longest input stays bounded (memory)
+
+
 def _inputs(state, texts: str | list[str]) -> list[str]:
+    """The request's texts; 400 naming ``input.<i>`` for an empty one or one longer than the limit
+    (``limits.max_prompt_tokens``, or the model's positions when fewer)."""
     items = [texts] if isinstance(texts, str) else list(texts)
-    if not items or not all(isinstance(t, str) and t for t in items):
-        raise APIError(400, "input must be a non-empty string or list of non-empty strings", "invalid_input", "input")
-    lim = state.cfg.limits.max_prompt_tokens
-    for t in items:
+    lim = min(state.cfg.limits.max_prompt_tokens, state.max_positions or state.cfg.limits.max_prompt_tokens)
+    for i, t in enumerate(items):
+        where = "input" if isinstance(texts, str) else f"input.{i}"
+        if not t:
+            raise APIError(400, f"{where}: must be a non-empty string", "invalid_input", where)
         if len(state.store.tokenizer(t)["input_ids"]) > lim:
-            raise APIError(400, f"an input is longer than {lim} tokens", "context_length_exceeded", "input")
+            raise APIError(400, f"{where}: longer than {lim} tokens", "context_length_exceeded", where)
     return items
 
 
-def _forward(state, model_name: str, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
-    """-> (pooled [B, H], class logits [B, C] or None, encoding). Runs under the store lock."""
+def _forward(state, model_name: str, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor | None, list[dict]]:
+    """-> (pooled [B, H], class logits [B, C] or None, per-row statistics), CHUNK texts per pass
+    (one at a time when the tokenizer has no pad token). Runs under the store lock."""
     store = state.store
-    enc = store.tokenizer(texts, padding=True, return_tensors="pt")
-    with store.lock, torch.inference_mode(), store.activate(model_name):
-        out = store.model(**enc, output_hidden_states=True)
-    hidden = out.hidden_states[-1]
-    mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-    logits = out.logits if store.kind == "classifier" else None
-    stats = row_statistics(None, hidden, enc["input_ids"], enc["attention_mask"], store.tokenizer.unk_token_id)
-    return pooled.float(), logits, stats
+    size = CHUNK if store.tokenizer.pad_token is not None else 1
+    pooled, logits, stats = [], [], []
+    for at in range(0, len(texts), size):
+        enc = store.tokenizer(texts[at:at + size], padding=size > 1, return_tensors="pt")
+        with store.lock, torch.inference_mode(), store.activate(model_name):
+            out = store.model(**enc, output_hidden_states=True)
+        hidden = out.hidden_states[-1]
+        mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled.append(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).float())
+        if store.kind == "classifier":
+            logits.append(out.logits)
+        stats += row_statistics(None, hidden, enc["input_ids"], enc["attention_mask"], store.tokenizer.unk_token_id)
+    return torch.cat(pooled), (torch.cat(logits) if logits else None), stats
 
 
 async def _run(state, fn):
-    state.slots.acquire()
-    try:
-        return await asyncio.wait_for(asyncio.to_thread(fn), state.cfg.limits.request_timeout_s)
-    except asyncio.TimeoutError:
-        raise APIError(504, "request timed out", "timeout") from None
-    finally:
-        state.slots.release()
+    """Run ``fn`` in a thread once the request has its turn; 504 past request_timeout_s (waiting included)."""
+    deadline = time.monotonic() + state.cfg.limits.request_timeout_s
+    async with state.admission.turn(deadline):
+        try:
+            return await asyncio.wait_for(asyncio.to_thread(fn), max(0.001, deadline - time.monotonic()))
+        except asyncio.TimeoutError:
+            raise APIError(504, "request timed out", "timeout") from None
 
 
 def _record(state, model: str, stats: list[dict], labels: list[str] | None = None) -> None:

@@ -10,7 +10,7 @@ LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120
 class Metrics:
     """requests{endpoint,status}, latency{endpoint}, tokens, tokens/s, queue depth, errors{code}."""
 
-    def __init__(self, queue_depth=lambda: 0, in_flight=lambda: 0):
+    def __init__(self, queue_depth=lambda: 0, in_flight=lambda: 0, waiting=lambda: 0):
         self.registry = r = CollectorRegistry()
         self.requests = Counter("lmforge_requests", "HTTP requests", ["endpoint", "status"], registry=r)
         self.latency = Histogram("lmforge_request_latency_seconds", "Request latency", ["endpoint"],
@@ -26,6 +26,8 @@ class Metrics:
         depth.set_function(queue_depth)
         flight = Gauge("lmforge_requests_in_flight", "Requests being served", registry=r)
         flight.set_function(in_flight)
+        queued = Gauge("lmforge_requests_waiting", "Requests queued for their turn", registry=r)
+        queued.set_function(waiting)
 
     def observe(self, endpoint: str, status: int, seconds: float) -> None:
         self.requests.labels(endpoint, str(status)).inc()

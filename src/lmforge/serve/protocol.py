@@ -1,47 +1,73 @@
-"""Request bodies of the OpenAI-compatible endpoints (unknown OpenAI fields are accepted and ignored)."""
+"""Request bodies of the OpenAI-compatible endpoints, validated strictly: a bad field is a 400 naming it.
+
+Types are strict (``"max_tokens": "5"`` or ``"stream": "yes"`` are refused, not guessed). Unknown
+fields are accepted and ignored, as OpenAI clients send many optional ones; but asking for a
+feature this server does not implement (``logprobs: true``, ``tools: [...]``, ``echo: true`` ...)
+is a 400 naming the field instead of an answer that silently lacks it (see ``UNSUPPORTED``).
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from lmforge.config.serve import adapter_name_problem
 from lmforge.serve.apierror import APIError
+
+MAX_INPUTS = 2048  # texts per embeddings / classify request (OpenAI's own limit)
+MAX_PROMPTS = 128  # prompts per /v1/completions request (each becomes one generation)
+
+Texts = Annotated[list[str], Field(min_length=1, max_length=MAX_INPUTS)]
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", strict=True)
+    # field -> the values that mean "off"; any other value is an unsupported feature (400)
+    UNSUPPORTED: ClassVar[dict[str, tuple]] = {}
+
+
+class ContentPart(_Body):
+    """One part of a message's content list; only ``{"type": "text", "text": str}`` is read."""
+
+    type: str
+    text: str | None = None
+
+    @model_validator(mode="after")
+    def _text_only(self) -> ContentPart:
+        if self.type != "text":
+            raise ValueError(f"content part type {self.type[:40]!r} is not supported: this server reads text only")
+        if self.text is None:
+            raise ValueError("a text part needs a string 'text'")
+        return self
 
 
 class Message(_Body):
-    role: str
-    content: str | list[dict[str, Any]] | None = ""
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[ContentPart] | None = ""
 
     def text(self) -> str:
-        """Plain text of the message (OpenAI content parts of type text are joined)."""
+        """Plain text of the message (the text parts of a content list, joined)."""
         if isinstance(self.content, list):
-            return "".join(p.get("text", "") for p in self.content if p.get("type") == "text")
+            return "".join(p.text or "" for p in self.content)
         return self.content or ""
 
 
 class Sampling(_Body):
-    model: str
+    model: str = Field(min_length=1)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
-    stop: str | list[str] | None = None
+    stop: str | Annotated[list[str], Field(max_length=4)] | None = None
     stream: bool = False
     stream_options: dict[str, Any] | None = None
-    seed: int | None = None
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**64 - 1)  # what torch.Generator accepts
     n: int = Field(default=1, ge=1, le=1)
-
-    @field_validator("stop")
-    @classmethod
-    def _stops(cls, v: Any) -> Any:
-        if isinstance(v, list) and len(v) > 4:
-            raise ValueError("at most 4 stop sequences")
-        return v
+    UNSUPPORTED: ClassVar[dict[str, tuple]] = {
+        "logprobs": (None, False), "top_logprobs": (None, 0), "logit_bias": (None, {}),
+        "presence_penalty": (None, 0), "frequency_penalty": (None, 0), "best_of": (None, 1),
+    }
 
     def stop_list(self) -> list[str]:
         if self.stop is None:
@@ -54,36 +80,86 @@ class Sampling(_Body):
 
 class ChatRequest(Sampling):
     messages: list[Message] = Field(min_length=1)
+    UNSUPPORTED: ClassVar[dict[str, tuple]] = {
+        **Sampling.UNSUPPORTED, "tools": (None, []), "tool_choice": (None, "none", "auto"), "functions": (None, []),
+        "function_call": (None, "none", "auto"), "response_format": (None, {"type": "text"}), "audio": (None,),
+    }
 
 
 class CompletionRequest(Sampling):
-    prompt: str | list[str]
-    echo: bool = False
+    prompt: str | Annotated[list[str], Field(min_length=1, max_length=MAX_PROMPTS)]
+    UNSUPPORTED: ClassVar[dict[str, tuple]] = {**Sampling.UNSUPPORTED, "echo": (None, False), "suffix": (None, "")}
 
 
 class EmbeddingRequest(_Body):
-    model: str
-    input: str | list[str]
-    encoding_format: str = "float"
+    model: str = Field(min_length=1)
+    input: str | Texts
+    encoding_format: Literal["float", "base64"] = "float"
+    UNSUPPORTED: ClassVar[dict[str, tuple]] = {"dimensions": (None,)}
 
 
 class ClassifyRequest(_Body):
-    model: str
-    input: str | list[str]
+    model: str = Field(min_length=1)
+    input: str | Texts
 
 
 class AdapterRequest(_Body):
-    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:\-]+$")
-    path: str = Field(min_length=1)
+    name: str
+    path: str = Field(min_length=1, max_length=4096)
+
+    @field_validator("name")
+    @classmethod
+    def _a_name(cls, value: str) -> str:
+        problem = adapter_name_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
 
 
-def parse_body(cls: type[BaseModel], data: Any) -> Any:
-    """Validate ``data`` into ``cls``; a validation failure becomes a 400 APIError."""
+def parse_body(cls: type[_Body], data: Any) -> Any:
+    """Validate ``data`` into ``cls``; a failure becomes a 400 APIError whose ``param`` is the field."""
     if not isinstance(data, dict):
         raise APIError(400, "request body must be a JSON object", "invalid_body")
+    for key, off in cls.UNSUPPORTED.items():
+        if key in data and not any(_same(data[key], v) for v in off):
+            shown = repr(data[key])[:60]
+            raise APIError(400, f"{key}: {shown} is not supported by this server (leave it out)",
+                           "unsupported_parameter", key)
     try:
         return cls.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        raise APIError(400, f"{loc}: {first['msg']}", "invalid_request", param=loc or None) from None
+        field, msg = describe(exc, data)
+        raise APIError(400, f"{field}: {msg}" if field else msg, "invalid_request", field or None) from None
+
+
+def _same(value: Any, off: Any) -> bool:
+    """``value == off`` without Python's ``0 == False`` (``logprobs: 0`` is not a boolean)."""
+    return value == off and isinstance(value, bool) == isinstance(off, bool)
+
+
+def describe(exc: ValidationError, data: dict) -> tuple[str, str]:
+    """(dotted field path, message) of the most specific error: the one reaching deepest into ``data``.
+
+    pydantic's locations carry union member tags (``str``, ``list[str]``); only keys and indexes
+    present in the body are kept, so the path is the client's own field."""
+    best: tuple[str, str] | None = None
+    for err in exc.errors(include_url=False, include_input=False):
+        path = _field_path(err["loc"], data, err["type"] == "missing")
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        if best is None or path.count(".") > best[0].count(".") or (path and not best[0]):
+            best = (path, msg)
+    return best or ("", "invalid request body")
+
+
+def _field_path(loc: tuple, data: Any, missing: bool) -> str:
+    parts, node = [], data
+    for i, part in enumerate(loc):
+        if isinstance(node, dict) and isinstance(part, str) and part in node:
+            parts.append(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            parts.append(str(part))
+            node = node[part]
+        elif missing and i == len(loc) - 1:
+            parts.append(str(part))
+    return ".".join(parts)

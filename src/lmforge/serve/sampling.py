@@ -14,7 +14,9 @@ def next_tokens(logits: torch.Tensor, temperatures: list[float], top_ps: list[fl
         if t <= 0.0:
             out[i] = int(row.argmax())
             continue
-        probs = torch.softmax(row / t, dim=-1)
+        # Subtract the max first, and keep t a normal float32 (1e-300 would round to 0): a tiny
+        # temperature then gives 0 for the best token and -inf for the rest, never 0/0 = nan.
+        probs = torch.softmax((row - row.max()) / max(t, 1e-30), dim=-1)
         if p < 1.0:
             sorted_p, order = probs.sort(descending=True)
             keep = sorted_p.cumsum(-1) - sorted_p < p  # smallest set whose mass reaches p

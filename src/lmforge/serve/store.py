@@ -101,18 +101,47 @@ def resolve_target(target: Path | str, cfg) -> ServeTarget:
         raise UserError("a method 'adapter' run (bottleneck adapters) cannot be served with extra PEFT adapters",
                         where="serve.adapters", hint="serve the PEFT adapters over the plain base model instead")
     for key, rel in cfg.adapters.items():
-        adapters[key] = jail_path(models_dir, rel)
+        adapters[key] = configured_adapter(models_dir, key, rel)
     return ServeTarget(base=base, name=name, models_dir=models_dir, adapters=adapters, bottleneck=bottleneck)
 
 
 def jail_path(models_dir: Path, rel: str) -> Path:
-    """``models_dir / rel`` resolved; APIError 403 if it escapes models_dir (.., absolute, symlink)."""
+    """``models_dir / rel`` resolved; APIError 403 if it escapes models_dir (.., absolute, symlink),
+    400 if the path cannot be looked at (too long, a loop)."""
     if Path(rel).is_absolute() or "\x00" in rel:
-        raise APIError(403, "adapter paths must be relative to the models directory", "path_forbidden")
-    path = (models_dir / rel).resolve()
-    if not path.is_relative_to(models_dir.resolve()):
-        raise APIError(403, "adapter path leaves the models directory", "path_forbidden")
+        raise APIError(403, "adapter paths must be relative to the models directory", "path_forbidden", "path")
+    try:
+        path = (models_dir / rel).resolve()
+        inside = path.is_relative_to(models_dir.resolve())
+    except (OSError, RuntimeError) as exc:  # ENAMETOOLONG, symlink loops
+        raise APIError(400, f"cannot resolve the adapter path: {exc.__class__.__name__}", "invalid_path",
+                       "path") from None
+    if not inside:
+        raise APIError(403, "adapter path leaves the models directory", "path_forbidden", "path")
     return path
+
+
+def configured_adapter(models_dir: Path, name: str, rel: str) -> Path:
+    """The folder of ``serve.adapters.<name>``: inside ``models_dir`` and holding adapter_config.json.
+
+    UserError naming the setting otherwise (the CLI exits 2, nothing is loaded)."""
+    where = f"serve.adapters.{name}"
+    try:
+        path = jail_path(models_dir, rel)
+    except APIError as exc:
+        raise UserError(f"{rel!r}: {exc.message}", where=where,
+                        hint=f"give a folder inside {models_dir} (serve.models_dir), relative to it") from None
+    if not _is_file(path / "adapter_config.json"):
+        raise UserError(f"{rel!r} resolves to {path}, which has no adapter_config.json", where=where,
+                        hint="point it at a PEFT adapter folder (export/adapter of a LoRA run)")
+    return path
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name too long for the file system is simply not a file
+        return False
 
 
 def model_kind(base: Path) -> str:
@@ -184,7 +213,10 @@ class ModelStore:
         self.adapters: dict[str, Path] = {}
         self.lock = threading.RLock()
         for name, path in target.adapters.items():
-            self.add_adapter(name, path)
+            try:
+                self.add_adapter(name, path)
+            except APIError as exc:  # at start-up a bad adapter is the user's setting, not a request
+                raise UserError(f"adapter {name!r}: {exc.message}", where=str(path)) from None
 
     def names(self) -> list[str]:
         """Model ids a request may name: the base first, then adapters."""
@@ -198,9 +230,9 @@ class ModelStore:
         from peft import PeftModel
 
         if name == self.name or name in self.adapters:
-            raise APIError(409, f"model {name!r} already exists", "model_exists")
-        if not (path / "adapter_config.json").is_file():
-            raise APIError(400, "no adapter_config.json in that folder", "not_an_adapter")
+            raise APIError(409, f"model {name!r} already exists", "model_exists", "name")
+        if not _is_file(path / "adapter_config.json"):
+            raise APIError(400, "no adapter_config.json in that folder", "not_an_adapter", "path")
         if is_bottleneck_adapter(path):
             raise APIError(400, "only PEFT adapters can be added at run time; serve a method 'adapter' run "
                            "with `lmforge serve RUN`", "adapter_not_peft")
@@ -213,10 +245,20 @@ class ModelStore:
                     self.model.load_adapter(str(path), adapter_name=name)
                 else:
                     self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=name)
-            except (ValueError, KeyError, RuntimeError, OSError) as exc:
-                raise APIError(400, f"cannot load adapter: {exc}", "adapter_load_failed") from None
+            except Exception as exc:  # any failure to read a folder the client named is a bad request
+                self._forget(name)
+                raise APIError(400, f"cannot load adapter: {type(exc).__name__}: {str(exc)[:300]}",
+                               "adapter_load_failed", "path") from None
             self.model.eval()
             self.adapters[name] = path
+
+    def _forget(self, name: str) -> None:
+        """Drop what a failed load of adapter ``name`` registered (peft may have added its config)."""
+        if name in getattr(self.model, "peft_config", {}):
+            try:
+                self.model.delete_adapter(name)
+            except Exception:  # nothing registered deeply enough to remove; the name stays unusable
+                pass
 
     def remove_adapter(self, name: str) -> None:
         """Unload adapter ``name``; 404 if unknown."""
@@ -229,7 +271,7 @@ class ModelStore:
     def check_model(self, name: str) -> str:
         """Return ``name`` if served, else APIError 404."""
         if name not in self.names():
-            raise APIError(404, f"the model {name!r} does not exist", "model_not_found", "model")
+            raise APIError(404, f"the model {name[:100]!r} does not exist", "model_not_found", "model")
         return name
 
     def activate(self, name: str):

@@ -1,4 +1,4 @@
-"""Loop callbacks: progress bar, metrics.jsonl, TensorBoard. The loop only calls these hooks.
+"""Loop callbacks: progress bar, metrics.jsonl, TensorBoard, run status. The loop only calls these hooks.
 
 Hooks (all optional no-ops on :class:`Callback`):
   on_begin(plan, state)  once, after any resume (state.step = first step already done)
@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lmforge import status
 from lmforge.atomic import atomic_write_text
 from lmforge.train.state import LoopState, StepPlan
 
@@ -101,8 +102,20 @@ class TensorBoardWriter(Callback):
         self.writer.close()
 
 
+class StatusProgress(Callback):
+    """Step k of N (and the ETA) into ``<run>/status.json`` through :mod:`lmforge.status`; a no-op
+    unless the pipeline is tracking the run (``status.tracking``)."""
+
+    def on_begin(self, plan: StepPlan, state: LoopState) -> None:
+        self.total = plan.total_steps
+        status.set_progress(state.step, self.total)
+
+    def on_step(self, state: LoopState, logs: dict[str, Any]) -> None:
+        status.set_progress(state.step, self.total)
+
+
 def default_callbacks(run_dir: str | Path, tensorboard: bool) -> list[Callback]:
-    found: list[Callback] = [ProgressBar(), MetricsWriter(run_dir)]
+    found: list[Callback] = [ProgressBar(), MetricsWriter(run_dir), StatusProgress()]
     if tensorboard:
         found.append(TensorBoardWriter(run_dir))
     return found

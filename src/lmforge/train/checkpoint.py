@@ -8,7 +8,8 @@ A checkpoint folder holds:
   rng.safetensors        torch CPU (+ CUDA) RNG states; rng.json: python / numpy RNG states
   state.json             ``LoopState`` (step, epoch, position, best so far, early stopping, history)
 Folders appear whole or not at all (``lmforge.atomic.atomic_dir``); a crash inside the final
-swap leaves ``.last.old``, which ``find_resume_dir`` accepts.
+swap leaves ``.last.old``, which ``find_resume_dir`` accepts, and a kill while writing leaves a
+``.last.*.tmp`` folder, which a resume removes (``remove_stale_temporaries``).
 
 Checkpoints do not depend on the number of processes: tensors are stored whole (FSDP shards are
 gathered first, on every rank, and re-sharded on load) and the data position is global, so a run
@@ -19,15 +20,18 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from lmforge.atomic import atomic_dir
+from lmforge.atomic import atomic_dir, remove_temporaries
+from lmforge.errors import UserError
 from lmforge.train.state import LoopState
 
 LAST, BEST = "last", "best"
@@ -85,9 +89,15 @@ def save_checkpoint(folder: Path, model: nn.Module, state: LoopState, optimizer=
 def load_trainable(model: nn.Module, checkpoint: str | Path) -> nn.Module:
     """Copy the saved trainable parameters of ``checkpoint`` into ``model`` (in place).
 
-    Raises ValueError when a saved name is not a parameter of ``model`` or a shape differs.
+    Raises ValueError when a saved name is not a parameter of ``model`` or a shape differs, and
+    UserError naming the file when it is missing or not a safetensors file.
     """
-    tensors = load_file(str(Path(checkpoint) / "model.safetensors"))
+    path = Path(checkpoint) / "model.safetensors"
+    try:
+        tensors = load_file(str(path))
+    except (OSError, SafetensorError) as exc:
+        raise UserError(f"cannot read the checkpoint's weights: {exc}", where=str(path),
+                        hint="the file is damaged or missing; train the run again (or resume from an intact checkpoint)") from None
     params = dict(model.named_parameters())
     missing = [n for n in tensors if n not in params]
     if missing:
@@ -100,22 +110,68 @@ def load_trainable(model: nn.Module, checkpoint: str | Path) -> nn.Module:
     return model
 
 
-def find_resume_dir(run_dir: str | Path) -> Path | None:
-    """The last complete checkpoint of ``run_dir`` (``last``, else a crash-left ``.last.old``)."""
+# Every file a resumable checkpoint (``last``) holds; ``best`` keeps model.safetensors + state.json only.
+RESUME_FILES = ("model.safetensors", "optimizer.safetensors", "optimizer.json", "scheduler.json",
+                "rng.json", "rng.safetensors", "state.json")
+
+
+def missing_files(folder: Path) -> list[str]:
+    """The :data:`RESUME_FILES` that ``folder`` lacks (empty files count as missing)."""
+    return [name for name in RESUME_FILES if not (folder / name).is_file() or (folder / name).stat().st_size == 0]
+
+
+def find_resume_dir(run_dir: str | Path, say: Callable[[str], None] = print) -> Path | None:
+    """The last complete checkpoint of ``run_dir``: ``last``, else the previous one a crash inside the
+    final swap left as ``.last.old``; None when the run has no checkpoint yet.
+
+    Raises UserError naming the missing files when checkpoints exist but none is complete.
+    """
     last = checkpoint_dir(run_dir, LAST)
+    problems = []
     for candidate in (last, last.with_name(f".{LAST}.old")):
-        if (candidate / "state.json").is_file() and (candidate / "optimizer.json").is_file():
+        if not candidate.is_dir():
+            continue
+        missing = missing_files(candidate)
+        if not missing:
+            if problems:
+                say(f"resume: {problems[0]}; falling back to the previous complete checkpoint {candidate}")
             return candidate
+        problems.append(f"{candidate} lacks {', '.join(missing)}")
+    if problems:
+        folder = Path(run_dir) / "checkpoints"
+        raise UserError(f"no complete checkpoint to resume from: {'; '.join(problems)}", where=str(folder),
+                        hint=f"to start this run over, remove {folder} and train without --resume "
+                             "(or train into a new run.output_dir)")
     return None
 
 
+def remove_stale_temporaries(run_dir: str | Path) -> list[Path]:
+    """Delete what a killed checkpoint write left in ``<run_dir>/checkpoints`` (``.last.*.tmp``,
+    ``.best.*.tmp``; ``.last.old`` once ``last`` is complete). Returns what was removed."""
+    folder = Path(run_dir) / "checkpoints"
+    removed = remove_temporaries(folder) if folder.is_dir() else []
+    old = folder / f".{LAST}.old"
+    if old.is_dir() and not missing_files(folder / LAST):
+        shutil.rmtree(old, ignore_errors=True)
+        removed.append(old)
+    return removed
+
+
 def load_checkpoint(folder: Path, model: nn.Module, optimizer, scheduler) -> LoopState:
-    """Restore weights, optimizer, scheduler and RNG states in place; return the loop state."""
-    load_trainable(model, folder)
-    _load_optimizer(folder, optimizer)
-    scheduler.load_state_dict(json.loads((folder / "scheduler.json").read_text()))
-    _load_rng(folder)
-    return LoopState.from_dict(json.loads((folder / "state.json").read_text()))
+    """Restore weights, optimizer, scheduler and RNG states in place; return the loop state.
+
+    UserError naming the checkpoint when one of its files cannot be read.
+    """
+    try:
+        load_trainable(model, folder)
+        _load_optimizer(folder, optimizer)
+        scheduler.load_state_dict(json.loads((folder / "scheduler.json").read_text()))
+        _load_rng(folder)
+        return LoopState.from_dict(json.loads((folder / "state.json").read_text()))
+    except (OSError, ValueError, KeyError, TypeError, IndexError, SafetensorError) as exc:
+        raise UserError(f"cannot resume from this checkpoint: {type(exc).__name__}: {exc}", where=str(folder),
+                        hint="a checkpoint written by another lmforge version or another config does not resume; "
+                             "train into a new run.output_dir") from None
 
 
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:

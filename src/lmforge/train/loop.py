@@ -17,7 +17,8 @@ from torch import nn
 from lmforge.config.schema import TrainConfig
 from lmforge.errors import UserError
 from lmforge.train.callbacks import Callback, StepTimer, default_callbacks
-from lmforge.train.checkpoint import BEST, LAST, checkpoint_dir, find_resume_dir, load_checkpoint, save_checkpoint
+from lmforge.train.checkpoint import (BEST, LAST, checkpoint_dir, find_resume_dir, load_checkpoint,
+                                      remove_stale_temporaries, save_checkpoint)
 from lmforge.train.optim import build_optimizer, build_scheduler
 from lmforge.train.runtime import Runtime, build_runtime
 from lmforge.train.state import LoopState, StepPlan, TrainResult, improved, next_window, plan_steps
@@ -59,7 +60,7 @@ def train(
     plan = plan_steps(len(train_features), train_cfg)
     optimizer = build_optimizer(model, train_cfg)
     scheduler = build_scheduler(optimizer, train_cfg, plan.total_steps)
-    state = _start_state(run_dir, resume, model, optimizer, scheduler)
+    state = _start_state(run_dir, resume, model, optimizer, scheduler, clean=runtime.is_main)
     hooks = runtime.callbacks(default_callbacks(run_dir, train_cfg.tensorboard), callbacks or [])
     _emit(hooks, "on_begin", plan, state)
     pending = _LogWindow()
@@ -150,10 +151,16 @@ def _evaluate(model, evaluate_fn, state: LoopState, hooks, run_dir, best_metric,
         state.stopped_early = state.bad_evals >= stopping.patience
 
 
-def _start_state(run_dir, resume: bool, model, optimizer, scheduler) -> LoopState:
-    """Fresh state, or the state restored (with weights, optimizer, scheduler, RNG) from last."""
+def _start_state(run_dir, resume: bool, model, optimizer, scheduler, clean: bool = True) -> LoopState:
+    """Fresh state, or the state restored (with weights, optimizer, scheduler, RNG) from last.
+
+    ``clean`` (the main process): a resume first removes what a killed checkpoint write left behind.
+    """
     if not resume:
         return LoopState()
+    if clean:
+        for path in remove_stale_temporaries(run_dir):
+            print(f"resume: removed {path} (left by an interrupted checkpoint write)")
     folder = find_resume_dir(run_dir)
     if folder is None:
         print(f"resume: no checkpoint in {Path(run_dir) / 'checkpoints'}; starting fresh")

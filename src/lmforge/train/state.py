@@ -20,6 +20,7 @@ class TrainResult:
     history: list[dict[str, Any]]
     stopped_early: bool
     base_rounded: bool = False  # frozen weights were stored in bf16 while training (rounded in place)
+    fit: dict[str, Any] | None = None  # a solved run's summary (lmforge.train.fitted.record_fit), else None
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ import yaml
 
 from lmforge.config import load_config, save_resolved
 from lmforge.errors import UserError
-from lmforge.plan import plan_run
+from lmforge.pipeline.multitask import task_sections
+from lmforge.pipeline.plan import plan_run
 
 CLS = """model: {name: minilm-l6}
 data:
@@ -42,20 +43,20 @@ def error(tmp_path, text, overrides=()) -> str:
 
 def test_classification_tasks_inherit_and_override(tmp_path):
     cfg = load(tmp_path, CLS)
-    sentiment, topic = cfg.data.task_sections()
+    sentiment, topic = task_sections(cfg.data)
     assert cfg.data.mixing == "temperature" and cfg.data.temperature == 2.0
     assert [t.weight for t in cfg.data.tasks] == [2.0, 1.0]
     assert sentiment.format == topic.format == "classification"
     assert sentiment.columns == {"text": "review", "label": "score"} and topic.columns == {}
     assert topic.train.path == "b.csv" and topic.train.limit == 10 and topic.eval.path == "c.csv"
     assert sentiment.eval is None and topic.labels == ["x", "y"] and sentiment.labels is None
-    assert cfg.data.train is None and cfg.objective_name == "classification"
+    assert cfg.data.train is None and cfg.objective_name is None
     assert plan_run(cfg).objective.name == "classification"
 
 
 def test_lm_tasks_mix_instruction_and_chat(tmp_path):
     cfg = load(tmp_path, LM)
-    finance, chat, general = cfg.data.task_sections()
+    finance, chat, general = task_sections(cfg.data)
     assert (finance.format, chat.format, general.format) == ("instruction", "chat", "instruction")
     assert finance.system_prompt == "Be brief." and general.system_prompt == "Answer in one word."
     assert finance.columns == {"instruction": "question", "output": "answer"} and chat.columns == {}
@@ -71,7 +72,7 @@ def test_resolved_config_loads_back_to_the_same_tasks(tmp_path):
     cfg = load(tmp_path, LM)
     save_resolved(cfg, tmp_path)
     again = load_config(tmp_path / "config.yaml")
-    assert again.data.task_sections() == cfg.data.task_sections()
+    assert task_sections(again.data) == task_sections(cfg.data)
     assert yaml.safe_load((tmp_path / "config.yaml").read_text())["data"]["tasks"][1]["name"] == "chat"
 
 
@@ -84,7 +85,7 @@ def test_resolved_config_loads_back_to_the_same_tasks(tmp_path):
     (CLS.replace("labels: [x, y]", "format: instruction"), "data.tasks.1.format: 'instruction' cannot be mixed"),
     (LM.replace("format: chat", "format: text"), "data.tasks.1.format: 'text' cannot be mixed"),
     (CLS.replace("label: score", "lable: score"), "data.tasks.0.columns.lable: not a field of format 'classification'"),
-    (LM.replace("system_prompt: Answer in one word.", "labels: [a]"), "data.tasks.2.labels: labels are only used"),
+    (LM.replace("system_prompt: Answer in one word.", "labels: [a, b]"), "data.tasks.2.labels: labels are only used"),
     (CLS.replace("mixing: temperature", "mixing: shuffle"), "data.mixing"),
     (CLS.replace("weight: 2", "wieght: 2"), "data.tasks.0.wieght: unknown key; did you mean 'weight'?"),
     ("model: {name: m}\ndata: {format: classification, tasks: []}\n", "data.tasks: give at least one task"),
@@ -104,7 +105,7 @@ def test_validation_stays_torch_free():
     import subprocess
     import sys
 
-    code = ("import sys; from lmforge.config.schema import RunConfig; from lmforge.plan import plan_run; "
+    code = ("import sys; from lmforge.config.schema import RunConfig; from lmforge.pipeline.plan import plan_run; "
             "c = RunConfig.model_validate({'model': {'name': 'm'}, 'data': {'format': 'classification', 'tasks': "
             "[{'name': 'a', 'train': 'a.csv'}, {'name': 'b', 'train': 'b.csv'}]}}); plan_run(c); "
             "print('torch' in sys.modules)")

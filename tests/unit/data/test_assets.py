@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from lmforge.config.schema import DataConfig
-from lmforge.data import load_splits
+from lmforge.data.splits import load_splits
 from lmforge.data.assets import ASSETS, asset_path, package_dir
 from lmforge.errors import UserError
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from lmforge.data import collate_causal, collate_classification
+from lmforge.data.collate import collate_causal, collate_classification
 
 
 def test_collate_causal_pads_right():

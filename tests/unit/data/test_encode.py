@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lmforge.config.schema import DataConfig
-from lmforge.data import encode_causal, encode_classification, label_set
+from lmforge.data.encode import encode_causal, encode_classification, label_set
 from lmforge.data.chat import _trained_by_prefix, encode_chat
 from lmforge.errors import UserError
 

@@ -9,7 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 from lmforge.config.schema import DataConfig
-from lmforge.data import load_splits
+from lmforge.data.formats import check_data_config
+from lmforge.data.splits import load_splits
 from lmforge.data.splits import load_records, load_records_lazily
 from lmforge.errors import UserError
 
@@ -74,10 +75,10 @@ def test_bad_source_errors_name_the_source(tmp_path):
 
 
 def test_config_rejects_unconvertible_formats_unknown_columns_and_empty_lists(tmp_path):
-    with pytest.raises(ValidationError, match=r"train\[1\]\.format: 'preference' records cannot be converted"):
-        DataConfig(format="chat", train=["a.jsonl", {"path": "b.jsonl", "format": "preference"}])
-    with pytest.raises(ValidationError, match=r"train\[0\]\.columns\.txt: not a field of format 'text'"):
-        DataConfig(format="text", train=[{"path": "a.jsonl", "columns": {"txt": "body"}}])
+    with pytest.raises(UserError, match=r"train\[1\]\.format: 'preference' records cannot be converted"):
+        check_data_config(DataConfig(format="chat", train=["a.jsonl", {"path": "b.jsonl", "format": "preference"}]))
+    with pytest.raises(UserError, match=r"train\[0\]\.columns\.txt: not a field of format 'text'"):
+        check_data_config(DataConfig(format="text", train=[{"path": "a.jsonl", "columns": {"txt": "body"}}]))
     with pytest.raises(ValidationError, match="the list of sources is empty"):
         DataConfig(format="text", train=[])
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from lmforge.config.schema import DataConfig
-from lmforge.data import preview, prompt_messages, reference_text
+from lmforge.data.preview import preview
+from lmforge.data.messages import prompt_messages, reference_text
 
 CHAT = {
     "messages": [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lmforge.config.schema import DataConfig
-from lmforge.data import encode_causal
+from lmforge.data.encode import encode_causal
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +43,7 @@ def test_mask_covers_exactly_assistant_tokens_and_im_end(smollm2_tokenizer):
 
 
 def test_own_system_prompt_replaces_the_default_and_preview_marks_answers(smollm2_tokenizer):
-    from lmforge.data import preview
+    from lmforge.data.preview import preview
 
     tok = smollm2_tokenizer
     cfg = DataConfig(format="instruction", train="unused.jsonl", system_prompt="You answer tax questions.")

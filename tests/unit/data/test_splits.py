@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from lmforge.config.schema import DataConfig
-from lmforge.data import load_splits
+from lmforge.data.splits import load_splits
 from lmforge.errors import UserError
 
 

@@ -189,7 +189,7 @@ def test_preparing_a_file_streams_in_far_less_memory_than_its_records(tmp_path):
 
 
 def test_standalone_prepare_reports_counts_and_training_gets_lists(tmp_path, tiny_llama_dir):
-    from lmforge.pipeline import prepare_data, prepare_splits
+    from lmforge.pipeline.prepare import prepare_data, prepare_splits
 
     path = tmp_path / "t.jsonl"
     path.write_text("".join(json.dumps({"text": f"document number {i} says {i * 7}"}) + "\n" for i in range(60)))

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from lmforge.config.schema import DataConfig
+from lmforge.pipeline.multitask import task_sections
 from lmforge.data.tasks import (add_task_ids, load_tasks, merge_splits, mix_features, mixing_probabilities, tag_task,
                                 task_counts)
 
@@ -66,7 +67,7 @@ def test_load_tasks_reads_each_task_with_its_own_section(tmp_path):
     data = DataConfig.model_validate({"format": "classification", "eval_fraction": 0.25, "tasks": [
         {"name": "sent", "train": str(tmp_path / "a.csv"), "columns": {"text": "review", "label": "score"}},
         {"name": "qa", "train": str(tmp_path / "b.jsonl"), "weight": 2}]})
-    sent, qa = load_tasks(data, seed=0)
+    sent, qa = load_tasks(data.tasks, task_sections(data), seed=0)
     assert (sent.name, qa.name, qa.weight) == ("sent", "qa", 2.0)
     assert len(sent.splits.train) == 15 and len(sent.splits.eval) == 5
     assert {r["label"] for r in sent.splits.train} == {"great", "other"}

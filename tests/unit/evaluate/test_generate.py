@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lmforge.evaluate.generate import generate_reply, sample_generations, stop_token_ids, template_end_of_turn
+from lmforge.evaluate.generate import generate, generate_reply, sample_generations, stop_token_ids, template_end_of_turn
 
 QUESTION = [{"role": "user", "content": "what is the capital of france?"}]
 
@@ -79,6 +79,8 @@ def test_stops_at_end_of_turn_token_that_is_not_eos(tok_other_eos):
 def test_returns_only_new_text_up_to_max_new_tokens(tok):
     model = chain_llama(tok, {_last_prompt_token(tok): "paris", "paris": "paris"})
     assert generate_reply(model, tok, QUESTION, max_new_tokens=3) == "paris paris paris"
+    # no end-of-turn within max_new_tokens: the answer is cut, and says so
+    assert generate(model, tok, QUESTION, max_new_tokens=3) == {"text": "paris paris paris", "tokens": 3, "truncated": True}
 
 
 def test_sample_generations_on_instruction_records(tok):
@@ -86,7 +88,8 @@ def test_sample_generations_on_instruction_records(tok):
     records = [{"instruction": "what is the capital of france?", "input": "", "output": "paris", "system": None},
                {"instruction": "tax?", "input": "a loan", "output": "no", "system": "you are a bank"}]
     samples = sample_generations(model, tok, records, None, n=5, max_new_tokens=8)
-    assert samples[0] == {"prompt": "user: what is the capital of france?", "reference": "paris", "output": "paris"}
+    assert samples[0] == {"prompt": "user: what is the capital of france?", "reference": "paris", "output": "paris",
+                          "tokens": 1, "truncated": False}
     assert samples[1]["prompt"] == "system: you are a bank\nuser: tax?\n\na loan" and samples[1]["reference"] == "no"
     assert sample_generations(model, tok, records, None, n=1, max_new_tokens=8) == samples[:1]
 

@@ -94,7 +94,7 @@ def test_judge_talks_to_lmforge_own_server(tiny_llama_dir, tmp_path, monkeypatch
 
 
 def test_compare_reports_get_a_judge_column(stub):
-    from lmforge.comparison import add_judge
+    from lmforge.pipeline.compare import add_judge
 
     records = [{"instruction": "capital of france?", "input": "", "output": "paris", "system": None},
                {"instruction": "what is a bond?", "input": "", "output": "a loan", "system": None}]

@@ -25,10 +25,14 @@ def _report():
 def test_write_report_writes_both_files_that_parse(tmp_path):
     path = write_report(tmp_path, _report())
     assert path == tmp_path / "report.md"
-    assert json.loads((tmp_path / "results.json").read_text()) == _report()
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert {k: v for k, v in results.items() if k not in ("samples", "sample_flags")} == \
+        {k: v for k, v in _report().items() if k != "samples"}
+    assert results["samples"] == [{**_report()["samples"][0], "flags": {"before": [], "after": []}}]
+    assert results["sample_flags"]["repetitive"] == {"before": 0, "after": 0}
     md = path.read_text()
     assert "| eval_loss | 4.0000 | 2.5000 | -1.5 (better) |" in md
-    assert "what is a bond?" in md and "a loan ```x```" in md and "best_step 3" in md
+    assert "what is a bond?" in md and "a loan ```x```" in md and "best checkpoint at step 3" in md
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "report.md", "results.json"]  # no temp files left
 
 
@@ -88,8 +92,9 @@ def test_paired_tests_say_beyond_noise_or_within_noise(tmp_path):
     after = {"eval_loss": 2.0, "accuracy": 0.5,
              "per_example": _per_example([2.0 + 0.01 * (i % 5) for i in range(40)], counts, [(i + 1) % 2 for i in range(40)])}
     rows = {r[0]: r for r in comparison_rows(before, after)}
-    assert rows["eval_loss"][3].endswith("(better, beyond noise)")
-    assert rows["accuracy"][3] == "0 (within noise)"
+    assert rows["eval_loss"][3].endswith("(better, beyond noise, p<0.001)") and " [-" in rows["eval_loss"][3]
+    assert rows["accuracy"][3].startswith("0 [") and rows["accuracy"][3].endswith("(within noise, p=1)")
+    assert rows["eval_loss"][1].startswith("4 [")  # values carry their interval (as the HTML writes them)
     tests = noise_tests(before, after)
     assert tests["eval_loss"]["before"]["low"] <= 4.0 + 0.01 * 3 <= tests["eval_loss"]["before"]["high"]
     assert not tests["eval_loss"]["within_noise"] and tests["accuracy"]["within_noise"]
@@ -97,7 +102,9 @@ def test_paired_tests_say_beyond_noise_or_within_noise(tmp_path):
     md = write_report(tmp_path, report).read_text()
     assert "eval_loss:" in md and "change beyond noise" in md and "accuracy:" in md and "change within noise" in md
     page = (tmp_path / "report.html").read_text()
-    assert "before vs after" not in page and "after vs before on eval_loss" in page and "(significant)" in page
+    assert "Change before -&gt; after" in page and "better, beyond noise" in page and "within noise" in page
+    assert "p=0<" not in page and "p&lt;0.001" in page  # as the Markdown says it
+    assert "perplexity" in page or "perplexity" not in after
 
 
 def test_no_paired_test_without_matching_per_example_values():
@@ -119,7 +126,8 @@ def test_html_report_has_curves_bars_confusion_lengths_and_samples(tmp_path):
               "samples": [{"prompt": "q <x>", "reference": "r", "before": "b", "after": "a"}]}
     write_report(tmp_path, report)
     page = (tmp_path / "report.html").read_text()
-    for alt in ("metric bars", "training curves", "confusion", "length histogram"):
+    for alt in ("metric points", "training curves", "confusion", "length histogram: Held-out examples: scored tokens",
+                "length histogram: Sample answers: words"):
         assert f'alt="{alt}"' in page
     assert "q &lt;x&gt;" in page and "http://" not in page
 
@@ -153,5 +161,6 @@ def test_run_report_html_renders_in_headless_chromium(tmp_path):
     dom = subprocess.run(args + ["--dump-dom", (tmp_path / "report.html").as_uri()],
                          capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
-    assert len(re.findall(r"<img[^>]+src=\"data:image/png;base64,", dom.stdout)) == 3  # bars, curves, lengths
-    assert "what is a bond?" in dom.stdout and "after vs before on eval_loss" in dom.stdout
+    # the change plot, curves, and two length histograms (held-out tokens, sample words)
+    assert len(re.findall(r"<img[^>]+src=\"data:image/png;base64,", dom.stdout)) == 4
+    assert "what is a bond?" in dom.stdout and "Change before -&gt; after" in dom.stdout

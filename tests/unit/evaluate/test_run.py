@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from lmforge.errors import UserError
-from lmforge.evaluate import evaluate
+from lmforge.evaluate.metrics import classification_metrics
+from lmforge.evaluate.run import evaluate
 from lmforge.objectives.base import EvalOutput
 
 
@@ -164,3 +165,32 @@ def test_batched_per_example_values_equal_one_by_one_for_the_causal_lm_objective
     for loss, feature in zip(per["loss"], FEATURES):
         assert loss == pytest.approx(_reference_loss(llama, [feature]), rel=1e-5)
     assert m["eval_loss"] == pytest.approx(_reference_loss(llama, FEATURES), rel=1e-5)
+
+
+def test_per_example_rows_keep_ids_labels_predictions_and_intervals_for_every_metric(tiny_bert_dir):
+    """results.json can recompute any interval: stable ids, label / prediction per example; and every
+    reported metric (macro-F1, precision, recall, per class, loss) has a bootstrap interval around it."""
+    from transformers import AutoModelForSequenceClassification
+
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_bert_dir, num_labels=2)
+    feats = [{"input_ids": [2, 10 + i % 7, 11 + i % 3, 3], "label": i % 2} for i in range(24)]
+
+    def collate_cls(batch):
+        return {"input_ids": torch.tensor([f["input_ids"] for f in batch]),
+                "attention_mask": torch.ones(len(batch), 4, dtype=torch.long),
+                "labels": torch.tensor([f["label"] for f in batch])}
+
+    m = evaluate(Classify(), model, feats, collate_cls, 8, per_example=True)
+    per = m["per_example"]
+    assert per["id"] == evaluate(Classify(), model, feats, collate_cls, 5, per_example=True)["per_example"]["id"]
+    assert len(per["id"]) == 24 and len(set(per["id"])) == len({tuple(f["input_ids"]) for f in feats})
+    assert per["label"] == [f["label"] for f in feats] and len(per["prediction"]) == 24
+    again = classification_metrics(per["prediction"], per["label"], m["labels"])
+    assert again["f1_macro"] == m["f1_macro"]
+    for name in ("eval_loss", "accuracy", "precision_macro", "recall_macro", "f1_macro", "f1_micro",
+                 f"per_class/{m['labels'][0]}/f1"):
+        ci = m["intervals"][name]
+        value = m[name] if "/" not in name else m["per_class"][m["labels"][0]]["f1"]
+        assert ci["low"] <= value <= ci["high"] and ci["n"] == 24 and ci["value"] == pytest.approx(value, abs=1e-12)
+    json.dumps(m)

@@ -5,9 +5,10 @@ import torch
 
 from lmforge.config.schema import ModelConfig
 from lmforge.data.tasks import add_task_ids, tag_task
-from lmforge.evaluate import evaluate
+from lmforge.evaluate.run import evaluate
 from lmforge.evaluate.report import comparison_rows, render_report
 from lmforge.evaluate.tasks import evaluate_tasks
+from lmforge.model.multihead import build_multihead, single_head
 from lmforge.model import load_model
 from lmforge.model.task import TaskInfo
 from lmforge.objectives import build_objective
@@ -21,7 +22,7 @@ def objective(name: str):
 def test_classification_metrics_per_task_and_overall(tiny_bert_dir):
     torch.manual_seed(0)
     task = TaskInfo("sequence_classification", 3, None, (("sent", ("great", "other")), ("topic", ("a", "b", "c"))))
-    model = load_model(ModelConfig(name=str(tiny_bert_dir)), task)
+    model = build_multihead(load_model(ModelConfig(name=str(tiny_bert_dir)), single_head(task)), task)
     obj = objective("classification")
     feats = (tag_task([{"input_ids": [2, 10 + i, 3], "label": i % 2} for i in range(6)], 0)
              + tag_task([{"input_ids": [2, 20 + i, 21, 3], "label": i % 3} for i in range(9)], 1))

@@ -12,7 +12,7 @@ from lmforge.errors import UserError
 from lmforge.methods import METHODS, build_method
 from lmforge.methods.freeze.method import MANIFEST
 from lmforge.methods.freeze.pooled import FeatureCache, PooledForSequenceClassification, pool
-from lmforge.plan import plan_run
+from lmforge.pipeline.plan import plan_run
 from tests.contracts.cases import fresh_base, make_batch, task_for
 
 HEAD = "sequence_classification"

@@ -10,7 +10,7 @@ from lmforge.config.schema import RunConfig
 from lmforge.errors import UserError
 from lmforge.methods import METHODS, build_method
 from lmforge.model.load import load_tokenizer
-from lmforge.plan import plan_run
+from lmforge.pipeline.plan import plan_run
 from tests.contracts.cases import fresh_base, logits, make_batch, model_config, task_for
 
 

@@ -10,7 +10,7 @@ from lmforge.config.schema import ModelConfig
 from lmforge.methods import build_method
 from lmforge.methods.registry import get_method_spec
 from lmforge.model import load_model
-from lmforge.model.multihead import MultiHeadClassifier, load_multihead, pool, save_multihead
+from lmforge.model.multihead import MultiHeadClassifier, build_multihead, load_multihead, pool, save_multihead, single_head
 from lmforge.model.task import TaskInfo
 
 TASK = TaskInfo("sequence_classification", 3, None, (("sent", ("great", "other")), ("topic", ("a", "b", "c"))))
@@ -19,7 +19,7 @@ LOW = torch.finfo(torch.float32).min
 
 def build(tiny_bert_dir, method: str = "full"):
     torch.manual_seed(0)
-    base = load_model(ModelConfig(name=str(tiny_bert_dir)), TASK)
+    base = build_multihead(load_model(ModelConfig(name=str(tiny_bert_dir)), single_head(TASK)), TASK)
     spec = get_method_spec(method)
     return build_method(method, spec.params()).apply(base, TASK)
 

@@ -69,6 +69,13 @@ class LiveServer:
 def http(method: str, url: str, body=None, key: str | None = KEY, raw: bytes | None = None,
          headers: dict | None = None) -> tuple[int, dict | str]:
     """(status, parsed JSON or text) for one request; never raises on 4xx/5xx."""
+    status, parsed, _ = http_with_headers(method, url, body, key, raw, headers)
+    return status, parsed
+
+
+def http_with_headers(method: str, url: str, body=None, key: str | None = KEY, raw: bytes | None = None,
+                      headers: dict | None = None) -> tuple[int, dict | str, dict]:
+    """(status, parsed JSON or text, response headers with lower-case names); never raises on 4xx/5xx."""
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
     req = urllib.request.Request(url, data=data, method=method)
     req.add_header("Content-Type", "application/json")
@@ -78,13 +85,14 @@ def http(method: str, url: str, body=None, key: str | None = KEY, raw: bytes | N
         req.add_header(k, v)
     try:
         with urllib.request.urlopen(req, timeout=60) as resp:
-            status, text = resp.status, resp.read().decode()
+            status, text, got = resp.status, resp.read().decode(), resp.headers
     except urllib.error.HTTPError as err:
-        status, text = err.code, err.read().decode()
+        status, text, got = err.code, err.read().decode(), err.headers
+    got = {k.lower(): v for k, v in got.items()}
     try:
-        return status, json.loads(text)
+        return status, json.loads(text), got
     except json.JSONDecodeError:
-        return status, text
+        return status, text, got
 
 
 @pytest.fixture(scope="package")

@@ -126,3 +126,32 @@ def test_recorder_trims_to_window(tmp_path):
         rec.record({"input_tokens": i}, "m")
     kept = read_window(tmp_path / "w.jsonl")
     assert 10 <= len(kept) < 20 and kept[-1]["input_tokens"] == 24
+
+
+def test_virtual_tokens_of_prompt_tuning_are_left_out_of_the_statistics(tiny_llama_dir):
+    """Prompt / p-tuning prepend virtual tokens to the outputs: the statistics of a prompt-tuned model
+    cover the input's own tokens (the perplexity and embedding of the same positions as the base)."""
+    import torch
+    from peft import PromptTuningConfig, TaskType, get_peft_model
+
+    from lmforge.serve.drift import input_positions, row_statistics
+
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_llama_dir)
+    batch = ["the food is good", "what is the capital of france"]
+    plain = text_statistics(model, tok, batch)
+    torch.manual_seed(0)
+    tuned = get_peft_model(model, PromptTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=5)).eval()
+    rows = text_statistics(tuned, tok, batch)
+    for text, row, base_row in zip(batch, rows, plain):
+        assert row["input_tokens"] == base_row["input_tokens"] == len(tok(text)["input_ids"])
+        assert len(row["embedding"]) == len(base_row["embedding"]) == model.config.hidden_size
+        assert row["embedding"] != base_row["embedding"]  # the virtual tokens change the real tokens' states
+    ids = torch.ones(1, 3, dtype=torch.long)
+    hidden = torch.arange(7 * 2, dtype=torch.float).reshape(1, 7, 2)
+    assert input_positions(hidden, 3).tolist() == hidden[:, 4:].tolist()
+    assert row_statistics(None, hidden, ids, torch.ones_like(ids), None)[0]["embedding"] == [10.0, 11.0]
+    with pytest.raises(ValueError):
+        input_positions(hidden[:, :2], 3)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.serve.conftest import KEY, LiveServer, http
+from tests.unit.serve.conftest import KEY, LiveServer, http, http_with_headers
 
 CHAT = "/v1/chat/completions"
 
@@ -75,34 +75,47 @@ def strict_server(tiny_llama_dir):
     from lmforge.serve import create_app
 
     cfg = ServeConfig(api_keys=[KEY], model_name="tiny", log={"enabled": False}, drift={"enabled": False},
-                      limits={"max_concurrent": 1, "request_timeout_s": 0.5, "max_tokens": 4})
+                      limits={"max_concurrent": 1, "max_queue": 1, "request_timeout_s": 0.5, "max_tokens": 4})
     live = LiveServer(create_app(Path(tiny_llama_dir), cfg))
     yield live
     live.stop()
 
 
-def test_busy_server_503_and_timeout_504(strict_server):
+def _wait_for(condition, seconds: float = 10.0) -> None:
+    for _ in range(int(seconds / 0.01)):
+        if condition():
+            return
+        time.sleep(0.01)
+    raise AssertionError("condition not reached")
+
+
+def test_full_queue_503_with_retry_after_and_timeout_504(strict_server):
+    adm = strict_server.state.admission
     lock = strict_server.state.store.lock
-    lock.acquire()  # the engine cannot run: the first request waits, holding the only slot
+    lock.acquire()  # the engine cannot run: the first request holds the only turn, the second waits
     try:
-        first: dict = {}
-        t = threading.Thread(target=lambda: first.update(r=http("POST", strict_server.url + CHAT, chat_body())))
-        t.start()
-        for _ in range(100):
-            if strict_server.state.slots.used:
-                break
-            time.sleep(0.01)
-        status, body = http("POST", strict_server.url + CHAT, chat_body())
+        early: list = []
+        threads = [threading.Thread(target=lambda: early.append(http("POST", strict_server.url + CHAT, chat_body())))
+                   for _ in range(2)]
+        threads[0].start()
+        _wait_for(lambda: adm.used == 1)
+        threads[1].start()
+        _wait_for(lambda: adm.waiting() == 1)
+        status, body, headers = http_with_headers("POST", strict_server.url + CHAT, chat_body())
         assert_error(status, body, 503, "server_busy")
-        t.join(timeout=10)
-        assert_error(*first["r"], 504, "timeout")
+        assert int(headers["retry-after"]) >= 1
+        for t in threads:
+            t.join(timeout=10)
+        for got in early:  # both ran out of time: one in the engine, one still waiting for its turn
+            assert_error(*got, 504, "timeout")
     finally:
         lock.release()
+    assert adm.used == 0 and adm.waiting() == 0
     status, body = http("POST", strict_server.url + CHAT, chat_body())
     assert status == 200 and body["choices"][0]["message"]["role"] == "assistant"
     status, metrics = http("GET", strict_server.url + "/metrics")
     assert 'lmforge_requests_total{endpoint="/v1/chat/completions",status="503"} 1.0' in metrics
-    assert 'lmforge_errors_total{code="timeout"} 1.0' in metrics
+    assert 'lmforge_errors_total{code="timeout"} 2.0' in metrics
 
 
 def test_binds_loopback_by_default():
@@ -123,8 +136,4 @@ def test_stream_past_the_timeout_ends_with_an_error_event(strict_server):
     assert status == 200
     events = [e[len("data: "):] for e in text.split("\n\n") if e.startswith("data: ")]
     assert events[-1] == "[DONE]" and json.loads(events[-2])["error"]["code"] == "timeout"
-    for _ in range(100):
-        if not strict_server.state.slots.used:
-            break
-        time.sleep(0.01)
-    assert strict_server.state.slots.used == 0
+    _wait_for(lambda: strict_server.state.admission.used == 0)

@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from lmforge.config.serve import ServeConfig
 from lmforge.errors import UserError
@@ -36,11 +37,27 @@ def test_adapter_folder_and_bad_targets(models_dir, tmp_path):
         resolve_target(tmp_path / "run", ServeConfig())
 
 
-def test_configured_adapter_paths_are_jailed(tiny_llama_dir, models_dir):
-    with pytest.raises(APIError) as err:
-        resolve_target(tiny_llama_dir, ServeConfig(models_dir=str(models_dir), adapters={"x": "../../etc"}))
-    assert err.value.status == 403
+@pytest.mark.parametrize("adapters", [{"../x": "alpha"}, {"a/b": "alpha"}, {".hidden": "alpha"}, {"": "alpha"},
+                                      {"x": "../../etc"}, {"x": "/etc"}, {"x": "alpha/../../etc"}])
+def test_configured_adapter_names_are_names_and_paths_stay_relative(adapters):
+    with pytest.raises(ValidationError, match="adapters"):
+        ServeConfig(adapters=adapters)
+
+
+def test_configured_adapter_paths_are_jailed(tiny_llama_dir, models_dir, tmp_path):
+    jail = tmp_path / "jail"
+    jail.mkdir()
+    (jail / "out").symlink_to(models_dir / "alpha")  # a real adapter, but outside the jail
+    (jail / "empty").mkdir()
+    for rel, needle in (("out", "leaves the models directory"), ("empty", "no adapter_config.json"),
+                        ("missing", "no adapter_config.json"), ("x" * 5000, "")):
+        with pytest.raises(UserError, match="serve.adapters.x") as err:
+            resolve_target(tiny_llama_dir, ServeConfig(models_dir=str(jail), adapters={"x": rel}))
+        assert needle in str(err.value)
     assert jail_path(models_dir, "alpha") == (models_dir / "alpha").resolve()
+    with pytest.raises(APIError) as api:
+        jail_path(models_dir, "../alpha")
+    assert api.value.status == 403
 
 
 def test_api_keys_from_env(monkeypatch):

@@ -1,14 +1,19 @@
 from __future__ import annotations
 
+import shutil
+
 import json
 import random
 
 import numpy as np
+import pytest
 import torch
 from torch import nn
 
 from lmforge.config.schema import TrainConfig
-from lmforge.train.checkpoint import find_resume_dir, load_checkpoint, load_trainable, save_checkpoint
+from lmforge.errors import UserError
+from lmforge.train.checkpoint import (find_resume_dir, load_checkpoint, load_trainable, remove_stale_temporaries,
+                                      save_checkpoint)
 from lmforge.train.optim import build_optimizer, build_scheduler
 from lmforge.train.state import LoopState
 
@@ -70,3 +75,49 @@ def test_a_half_swapped_checkpoint_is_still_found(tmp_path):
     (tmp_path / "checkpoints" / "last").rename(tmp_path / "checkpoints" / ".last.old")
     assert find_resume_dir(tmp_path).name == ".last.old"
     assert find_resume_dir(tmp_path / "nothing") is None
+
+
+def test_an_incomplete_last_falls_back_to_the_previous_complete_checkpoint(tmp_path):
+    model, opt, sched = _setup(0)
+    checkpoints = tmp_path / "checkpoints"
+    save_checkpoint(checkpoints / "last", model, LoopState(step=4), opt, sched)
+    shutil.copytree(checkpoints / "last", checkpoints / ".last.old")
+    (checkpoints / "last" / "rng.safetensors").unlink()
+    said = []
+    assert find_resume_dir(tmp_path, say=said.append).name == ".last.old"
+    assert "lacks rng.safetensors" in said[0] and "falling back" in said[0]
+
+
+def test_no_complete_checkpoint_names_what_is_missing_and_how_to_start_over(tmp_path):
+    model, opt, sched = _setup(0)
+    save_checkpoint(tmp_path / "checkpoints" / "last", model, LoopState(step=4), opt, sched)
+    (tmp_path / "checkpoints" / "last" / "optimizer.safetensors").unlink()
+    (tmp_path / "checkpoints" / "last" / "scheduler.json").write_text("")
+    with pytest.raises(UserError) as info:
+        find_resume_dir(tmp_path)
+    assert "lacks optimizer.safetensors, scheduler.json" in str(info.value)
+    assert "remove" in str(info.value) and "without --resume" in str(info.value)
+
+
+def test_resume_removes_what_a_killed_checkpoint_write_left(tmp_path):
+    model, opt, sched = _setup(0)
+    checkpoints = tmp_path / "checkpoints"
+    save_checkpoint(checkpoints / "last", model, LoopState(step=4), opt, sched)
+    (checkpoints / ".last.k2j4x9_a.tmp").mkdir()
+    (checkpoints / ".last.k2j4x9_a.tmp" / "model.safetensors").write_bytes(b"half")
+    (checkpoints / ".best.abcdefgh.tmp").mkdir()
+    (checkpoints / ".last.old").mkdir()  # last is complete: the old one is not needed
+    removed = remove_stale_temporaries(tmp_path)
+    assert len(removed) == 3
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["last"]
+
+
+def test_a_damaged_checkpoint_file_is_a_user_error(tmp_path):
+    model, opt, sched = _setup(0)
+    folder = save_checkpoint(tmp_path / "last", model, LoopState(step=1), opt, sched)
+    (folder / "optimizer.json").write_text("{not json")
+    with pytest.raises(UserError, match="cannot resume from this checkpoint"):
+        load_checkpoint(folder, model, opt, sched)
+    (folder / "model.safetensors").write_bytes(b"\x00" * 8)
+    with pytest.raises(UserError, match="model.safetensors"):
+        load_trainable(model, folder)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lmforge.config.schema import ModelConfig, TrainConfig
-from lmforge.data import collate_causal
+from lmforge.data.collate import collate_causal
 from lmforge.methods import METHODS, build_method
 from lmforge.model import load_model
 from lmforge.model.task import TaskInfo

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lmforge.config.schema import ModelConfig, TrainConfig
-from lmforge.data import collate_causal
+from lmforge.data.collate import collate_causal
 from lmforge.errors import UserError
 from lmforge.methods import METHODS, build_method
 from lmforge.model import load_model
@@ -130,7 +130,7 @@ def test_classification_head_with_bf16_base_trains_and_evaluates(tiny_llama_dir,
     _, model = _lora(tiny_llama_dir, task)
     objective = build_objective("classification", get_objective_spec("classification").params())
     features = [{"input_ids": [5 + i % 7, 9, 11 + i % 3], "label": i % 2} for i in range(16)]
-    from lmforge.data import collate_classification
+    from lmforge.data.collate import collate_classification
 
     collate = lambda f: collate_classification(f, 0)  # noqa: E731
     seen = []

@@ -14,9 +14,8 @@ import random
 from collections import Counter, defaultdict
 from typing import Callable, Iterable, Iterator, Sequence
 
+from lmforge.data.formats import get_format
 from lmforge.config.prepare import AugmentConfig
-
-TEXT_FIELD = {"text": "text", "classification": "text", "instruction": "instruction"}
 
 SYNONYMS: dict[str, tuple[str, ...]] = {
     "good": ("fine", "nice", "decent"), "great": ("excellent", "superb", "wonderful"),
@@ -108,7 +107,8 @@ class Augmenter:
         self.data_format, self.cfg = data_format, cfg
         self.rng = random.Random(seed)
         self.counts: Counter = Counter()
-        self.field = TEXT_FIELD.get(data_format)
+        self.spec = get_format(data_format)
+        self.field = self.spec.augment_field
         self.paraphrase = paraphrase if cfg.paraphrase is not None and self.field is not None else None
 
     def _eda(self, record: dict) -> list[dict]:
@@ -135,7 +135,7 @@ class Augmenter:
 
     def extras(self, records: Iterable[dict]) -> Iterator[dict]:
         """The augmented copies of ``records`` (EDA, then paraphrases), in a fixed order."""
-        eda = self.cfg.eda and self.data_format in ("text", "classification")
+        eda = self.cfg.eda and self.spec.kind in ("text", "labelled")  # kinds whose canonical string is "text"
         size = self.cfg.paraphrase.batch_size if self.paraphrase is not None else 1
         batch: list[dict] = []
         for record in records:
@@ -154,7 +154,7 @@ def augment_records(records: list[dict], data_format: str, cfg: AugmentConfig, s
     """Train records plus augmented copies (appended after the originals) and counts per operation."""
     augmenter = Augmenter(data_format, cfg, seed, paraphrase)
     extra = list(augmenter.extras(records))
-    if cfg.oversample and data_format == "classification":
+    if cfg.oversample and get_format(data_format).label:
         copies = oversample(records + extra, augmenter.rng)
         augmenter.counts["oversample"] += len(copies)
         extra += copies

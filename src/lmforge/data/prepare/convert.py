@@ -9,37 +9,12 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from lmforge.data.messages import chat_to_instruction, instruction_to_chat, provenance
 from lmforge.data.prepare.fields import where
 from lmforge.errors import UserError
 
 _SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "chatgpt": "assistant", "system": "system"}
 _OPENAI_ROLES = {"user": "human", "assistant": "gpt", "system": "system"}
-
-
-def _meta(record: dict) -> dict:
-    return {k: v for k, v in record.items() if k.startswith("_")}
-
-
-def instruction_to_chat(record: dict) -> dict:
-    """``{instruction, input, output, system}`` -> ``{messages}``; input is appended to the instruction after a blank line."""
-    user = record["instruction"] + (f"\n\n{record['input']}" if record.get("input") else "")
-    messages = [{"role": "system", "content": record["system"]}] if record.get("system") else []
-    messages += [{"role": "user", "content": user}, {"role": "assistant", "content": record["output"]}]
-    return {"messages": messages, **_meta(record)}
-
-
-def chat_to_instruction(record: dict) -> dict:
-    """Single-turn ``{messages}`` (optional system, one user, one assistant) -> instruction record."""
-    messages = record["messages"]
-    system = messages[0]["content"] if messages and messages[0]["role"] == "system" else None
-    turns = messages[1:] if system is not None else messages
-    if [m["role"] for m in turns] != ["user", "assistant"]:
-        raise UserError(
-            "only single-turn chats (user, assistant) convert to instruction records",
-            where=where(record),
-            hint="keep the data in chat format for multi-turn conversations",
-        )
-    return {"instruction": turns[0]["content"], "input": "", "output": turns[1]["content"], "system": system, **_meta(record)}
 
 
 def sharegpt_to_openai(record: dict) -> dict:
@@ -54,7 +29,7 @@ def sharegpt_to_openai(record: dict) -> dict:
                 hint=f"speakers must be one of {', '.join(sorted(_SHAREGPT_ROLES))}",
             )
         messages.append({"role": role, "content": turn["value"]})
-    return {"messages": messages, **_meta(record)}
+    return {"messages": messages, **provenance(record)}
 
 
 def openai_to_sharegpt(record: dict) -> dict:
@@ -64,7 +39,7 @@ def openai_to_sharegpt(record: dict) -> dict:
         if m["role"] not in _OPENAI_ROLES:
             raise UserError(f"role '{m['role']}' has no ShareGPT speaker", where=where(record))
         turns.append({"from": _OPENAI_ROLES[m["role"]], "value": m["content"]})
-    return {"conversations": turns, **_meta(record)}
+    return {"conversations": turns, **provenance(record)}
 
 
 def csv_to_classification(path: Path, text_column: str, label_column: str, pair_column: str | None = None) -> list[dict]:

@@ -1,32 +1,15 @@
 """Which strings of a canonical record are text, and how to read and rewrite them.
 
-Canonical records (see ``lmforge.data``) by format: text ``{"text"}``; instruction
-``{"instruction", "input", "output", "system"}``; chat ``{"messages": [{"role", "content"}]}``;
-classification ``{"text", "text_pair", "label"}``; preference ``{"prompt", "chosen", "rejected"}``.
-Keys starting with ``_`` (``_where``, ``_source``) are provenance, never text.
+Each format's spec (:mod:`lmforge.data.formats`) names its required and text fields; a field holding
+a list of messages (``[{"role", "content"}]``) contributes each message's content. Keys starting with ``_`` (``_where``, ``_source``) are provenance, never text.
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
+from lmforge.data.formats import get_format
 from lmforge.errors import UserError
-
-TEXT_FIELDS: dict[str, tuple[str, ...]] = {
-    "text": ("text",),
-    "instruction": ("system", "instruction", "input", "output"),
-    "chat": ("messages",),
-    "classification": ("text", "text_pair"),
-    "preference": ("prompt", "chosen", "rejected"),
-}
-REQUIRED: dict[str, tuple[str, ...]] = {
-    "text": ("text",),
-    "instruction": ("instruction", "output"),
-    "chat": ("messages",),
-    "classification": ("text", "label"),
-    "preference": ("prompt", "chosen", "rejected"),
-}
-
 
 def where(record: dict) -> str:
     """The record's ``file:line`` (or ``"?"``)."""
@@ -35,12 +18,10 @@ def where(record: dict) -> str:
 
 def check_record(record: dict, data_format: str) -> None:
     """Raise UserError naming the record when a required field is missing or not a string."""
-    if data_format not in TEXT_FIELDS:
-        raise UserError(f"unknown data format '{data_format}'", hint=f"one of {', '.join(TEXT_FIELDS)}")
-    for name in REQUIRED[data_format]:
+    for name in get_format(data_format).required:
         value = record.get(name)
-        if name == "messages":
-            ok = isinstance(value, list) and all(
+        if isinstance(value, list):  # a list of messages
+            ok = all(
                 isinstance(m, dict) and isinstance(m.get("content"), str) and "role" in m for m in value
             )
         else:
@@ -56,7 +37,7 @@ def check_record(record: dict, data_format: str) -> None:
 
 def text_fields(data_format: str, only: list[str] | None = None) -> tuple[str, ...]:
     """Text field names of ``data_format``, restricted to ``only`` when given."""
-    names = TEXT_FIELDS[data_format]
+    names = get_format(data_format).text_fields
     return tuple(n for n in names if only is None or n in only or (n == "messages" and "content" in only))
 
 
@@ -65,7 +46,7 @@ def map_text(record: dict, data_format: str, fn: Callable[[str], str], only: lis
     out = dict(record)
     for name in text_fields(data_format, only):
         value = record.get(name)
-        if name == "messages" and isinstance(value, list):
+        if isinstance(value, list):  # messages
             out[name] = [dict(m, content=fn(m["content"])) for m in value]
         elif isinstance(value, str):
             out[name] = fn(value)
@@ -73,12 +54,16 @@ def map_text(record: dict, data_format: str, fn: Callable[[str], str], only: lis
 
 
 def strings(record: dict, data_format: str) -> list[str]:
-    """All text strings of the record, in field order (chat: message contents)."""
+    """All text strings of the record, in field order (a list of messages: their contents)."""
+    return _strings(record, get_format(data_format).text_fields)
+
+
+def _strings(record: dict, names: tuple[str, ...], skip_roles: tuple[str, ...] = ()) -> list[str]:
     found: list[str] = []
-    for name in TEXT_FIELDS[data_format]:
+    for name in names:
         value = record.get(name)
-        if name == "messages" and isinstance(value, list):
-            found.extend(m.get("content", "") for m in value)
+        if isinstance(value, list):  # messages
+            found.extend(m.get("content", "") for m in value if isinstance(m, dict) and m.get("role") not in skip_roles)
         elif isinstance(value, str):
             found.append(value)
     return found
@@ -90,12 +75,11 @@ def joined_text(record: dict, data_format: str) -> str:
 
 
 def content_text(record: dict, data_format: str) -> str:
-    """:func:`joined_text` without system prompts: what deduplication compares.
+    """:func:`joined_text` without system prompts (the format's ``content_fields``): what deduplication compares.
 
     A system prompt shared by every record would otherwise make short examples look alike.
     """
-    if data_format == "chat":
-        return "\n".join(m.get("content", "") for m in record.get("messages", []) if m.get("role") != "system")
-    if data_format == "instruction":
-        return "\n".join(record.get(k) or "" for k in ("instruction", "input", "output"))
-    return joined_text(record, data_format)
+    spec = get_format(data_format)
+    if spec.content_fields is not None:
+        return "\n".join(record.get(k) or "" for k in spec.content_fields)
+    return "\n".join(s for s in _strings(record, spec.text_fields, skip_roles=("system",)) if s)

@@ -2,8 +2,10 @@
 
 :func:`detect` returns non-overlapping :class:`Span` s (type, start, end, value) for the types in
 ``config.prepare.PII_TYPES``. Patterns are validated where a checksum or a grammar exists (Luhn
-for cards, ISO 13616 mod-97 for IBANs, ``ipaddress`` for IPs, SSN area/group/serial rules, a
-length and separator check for phones, an entropy and character-class check for secrets), so
+for cards, ISO 13616 mod-97 for IBANs, ``ipaddress`` for IPs, SSN area/group/serial rules,
+phone shapes of E.164 and the national formats of the US/Canada, UK, Ireland, Australia, New Zealand,
+India and South Africa (a + or trunk 0, a North American 3-3-4 shape, or a phone word before ten bare
+digits), an entropy and character-class check for secrets), so
 dates, version strings, order numbers and placeholders are not flagged. Where two spans overlap,
 the one found by the earlier, more specific detector wins.
 """
@@ -30,7 +32,7 @@ _KEY_VALUE_SECRET = re.compile(
 )
 _EMAIL = re.compile(r"(?<![\w.+-])[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,24}\b")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b")
-_CARD = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
+_CARD = re.compile(r"(?<![\d+-])\d(?:[ -]?\d){12,18}(?![\d-])")  # after a "+" it is a phone number
 _SSN = re.compile(r"(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-])")
 _UK_NINO = re.compile(r"\b(?!BG|GB|NK|KN|TN|NT|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?\d{2} ?\d{2} ?\d{2} ?[A-D]\b")
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\w)")
@@ -38,6 +40,21 @@ _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?:%\w+
 _PHONE = re.compile(
     r"(?<![\w+])(?<!\d[ .-])(?:\+\d{8,15}(?!\d)|(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{1,5}(?:[ .-]\d{2,4}){0,4}[ .-]\d{2,8})(?![\w])(?![ .-]\d)"
 )
+# Bare digit runs (SMS style: "Statement for 07815296484"). A national number with its trunk 0 and
+# 10-11 digits (UK 11; IE, AU, NZ, ZA 10; India 0 + 10) is a phone on its own; a 10-digit number
+# without the 0 (North American NANP, Indian mobiles) only after a phone word, since ten bare digits
+# are as often an order or account number.
+_NOT_ISBN = r"(?<!ISBN )(?<!ISBN: )(?<!ISBN-10 )(?<!ISBN-10: )(?<!ISBN10: )"  # ISBN-10s also start with 0
+_PHONE_TRUNK = re.compile(_NOT_ISBN + r"(?<![\w+.,/=&-])0[1-9]\d{8,9}(?![\w,.-]\d|\w)")
+_PHONE_WORDED = re.compile(
+    r"(?i)\b(?:call|calls|text|txt|sms|phone|ph|tel|telephone|mobile|mob|cell|whatsapp|ring|dial|fax|number|contact"
+    r"|reach)\b[^\d\n]{0,20}?(?<![\w+])((?:[2-9]\d{2}[2-9]\d{6})|(?:[6-9]\d{9}))(?![\w,.-]\d|\w)")
+# Written with separators but no + or trunk 0: North American 1-800-555-0199 / 1 (888) 555-0123, and
+# Indian mobiles 098765 43210 / 98765 43210 (5 + 5 digits).
+_PHONE_NANP = re.compile(r"(?<![\w+.-])1[ .-]?\(\d{3}\)[ .-]?\d{3}[ .-]\d{4}(?![\w]|[ .-]\d)")
+_PHONE_IN = re.compile(r"(?<![\w+.-])0?[6-9]\d{4}[ -]\d{5}(?![\w]|[ .-]\d)")
+_PHONE_AU_BUSINESS = re.compile(r"(?<![\w+.=&/-])1[38]00[ -]?\d{3}[ -]?\d{3}(?![\w]|[ .-]\d)")  # 1300 / 1800 numbers
+_NANP_SHAPE = re.compile(r"^(?:1[ .-]?)?(?:\(\d{3}\)|\d{3})[ .-]?\d{3}[ .-]\d{4}$")
 _DATE_LIKE = re.compile(r"^(?:\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4})$")
 _SSN_SHAPE = re.compile(r"^\d{3}-\d{2}-\d{4}$")
 _THOUSANDS = re.compile(r"^\d{1,3}(?:[ .,]\d{3})+$")
@@ -95,6 +112,12 @@ def _phone_ok(value: str) -> bool:
         return False
     if _SSN_SHAPE.match(value):
         return False
+    if not value.startswith(("+", "0", "(")) and not _NANP_SHAPE.match(value):
+        # no country code and no trunk 0: only North American numbers are written this way; order
+        # numbers (40512-7781), invoice ids (2023-004512) and catalogue refs (5555-4444-3333) are not
+        return False
+    if all(len(g) <= 2 for g in groups if g) and not value.startswith("+") and len(digits) != 10:
+        return False  # 04 15 23 42 08 16: lottery numbers, not a 10-digit (French-style) phone
     if "." in value and not value.startswith("+"):
         parts = value.split(".")
         if len(parts) == 4 and all(p.isdigit() for p in parts):  # an IPv4 address
@@ -139,6 +162,11 @@ _DETECTORS: list[tuple[str, re.Pattern, int, Callable[[str], bool]]] = [
     ("IP_ADDRESS", _IPV4, 0, _ipv4_ok),
     ("IP_ADDRESS", _IPV6, 0, _ipv6_ok),
     ("PHONE", _PHONE, 0, _phone_ok),
+    ("PHONE", _PHONE_NANP, 0, lambda v: True),
+    ("PHONE", _PHONE_IN, 0, lambda v: True),
+    ("PHONE", _PHONE_AU_BUSINESS, 0, lambda v: True),
+    ("PHONE", _PHONE_TRUNK, 0, lambda v: True),
+    ("PHONE", _PHONE_WORDED, 1, lambda v: True),
 ]
 
 

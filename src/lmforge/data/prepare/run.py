@@ -25,7 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+from lmforge.atomic import publish_dir
 from lmforge.config.prepare import PrepareConfig
+from lmforge.data.formats import get_format
 from lmforge.data.prepare import clean
 from lmforge.data.prepare.audit import RuleLog, library_versions, sha256_file, write_manifest, write_report
 from lmforge.data.prepare.augment import Augmenter, oversample_picks
@@ -35,7 +37,8 @@ from lmforge.data.prepare.html_report import write_html
 from lmforge.data.prepare.labels import ConflictVotes, drop_conflicts, infer_known, resolve_records, similar_labels
 from lmforge.data.prepare.split import TRAIN, VALIDATION, SplitPlan
 from lmforge.data.prepare.store import read_jsonl, spool, write_jsonl
-from lmforge.errors import UserError
+from lmforge.errors import UserError, storage_error
+from lmforge.outputs import read_marker, write_marker
 
 SPLITS = ("train", "validation", "test")
 Paraphrase = Callable[[list[str]], list[list[str]]]
@@ -90,11 +93,12 @@ def _clean(run: _Run, records: Iterable[dict], name: str) -> tuple[Path, Counter
     stream = clean.redact_records(stream, fmt, cfg.pii, str(run.seed), run.log)
     stream = clean.filter_records(stream, fmt, cfg.filter, run.tokenizer, run.log)
     labels: Counter = Counter()
+    label = get_format(fmt).label
 
     def counted() -> Iterator[dict]:
         for record in stream:
-            if fmt == "classification":
-                labels[record["label"]] += 1
+            if label:
+                labels[record[label]] += 1
             yield record
 
     path = run.path(f"{name}.clean.jsonl")
@@ -139,7 +143,7 @@ def _checked(run: _Run, records: Iterable[dict], held: Iterable[dict] | None) ->
     """Cleaned (and, for classification, label-checked) train and held-out streams."""
     train_path, counts = _clean(run, records, "train")
     held_path = _clean(run, held, "validation")[0] if held is not None else None
-    if run.data_format != "classification":
+    if get_format(run.data_format).label is None:
         return read_jsonl(train_path), read_jsonl(held_path) if held_path else None
     allowed = list(run.cfg.labels.known or infer_known(counts, run.cfg.labels.rare_share))
     train = _labels(run, train_path, allowed, run.cfg.labels.known is None)
@@ -151,7 +155,7 @@ def _split_plan(run: _Run, held_given: bool) -> SplitPlan:
     if held_given:  # the user's eval set is the validation split; test still comes out of train
         share = cfg.test / (1 - cfg.validation) if cfg.test else 0.0
         cfg = cfg.model_copy(update={"validation": 0.0, "test": share})
-    return SplitPlan(cfg, run.seed, run.cfg.split.stratify and run.data_format == "classification")
+    return SplitPlan(cfg, run.seed, run.cfg.split.stratify and get_format(run.data_format).label is not None)
 
 
 def _dedup_and_split(
@@ -204,15 +208,16 @@ def _write_train(
         for record in read_jsonl(extras_path):
             offsets.append(fh.tell())
             write_jsonl(fh, record)
-    if run.cfg.augment.oversample and fmt == "classification":
+    label = get_format(fmt).label
+    if run.cfg.augment.oversample and label:
         _oversample(path, offsets, augmenter)
     for op, n in sorted(augmenter.counts.items()):
         run.log.rules[f"augment_{op}"] = {"changed": 0, "removed": 0, "found": n, "examples": []}
     balance: Counter = Counter()
     for record in read_jsonl(path):
         lengths.append(length_of(joined_text(record, fmt), run.tokenizer))
-        if fmt == "classification":
-            balance[record["label"]] += 1
+        if label:
+            balance[record[label]] += 1
     return lengths, dict(sorted(balance.items())), len(lengths)
 
 
@@ -268,14 +273,43 @@ def _manifest(run: _Run, out_dir: Path, inputs: list[Path], counts: dict[str, in
     }
 
 
-def _publish(run: _Run, out_dir: Path) -> None:
-    """Move the finished split files from the work folder into ``out_dir`` (one rename each)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+def _stage(run: _Run, manifest: dict, lengths: array, paraphrase: Paraphrase | None) -> Path:
+    """The finished output folder, assembled in the work folder: the three splits, manifest.json,
+    report.md / report.html and the lmforge marker (published by one rename, see :func:`run_prepare`)."""
+    stage = run.path("out")
+    stage.mkdir()
     for name in SPLITS:
         path = run.path(f"{name}.jsonl")
         with open(path, "rb") as fh:
             os.fsync(fh.fileno())
-        os.replace(path, out_dir / f"{name}.jsonl")
+        os.replace(path, stage / f"{name}.jsonl")
+    if paraphrase is not None and getattr(paraphrase, "counts", None):
+        for op, n in sorted(paraphrase.counts.items()):
+            manifest["rules"][f"augment_{op}"] = {"changed": 0, "removed": n, "found": 0, "examples": []}
+        manifest["rules"] = dict(sorted(manifest["rules"].items()))
+    balance = manifest["label_balance"]
+    write_manifest(stage, manifest)
+    write_report(stage, manifest, lengths, balance)
+    write_html(stage, manifest, lengths, balance)
+    write_marker(stage, "data")
+    return stage
+
+
+def remove_leftovers(out_dir: Path) -> list[Path]:
+    """Delete what a killed prepare left beside ``out_dir``: its work folders (``.<name>.*.prepare``,
+    recognised by their marker) and a folder replaced mid-swap (``.<name>.old``, lmforge data output)."""
+    removed = []
+    parent = out_dir.parent
+    if not parent.is_dir():
+        return removed
+    for entry in sorted(parent.glob(f".{out_dir.name}.*.prepare")) + [parent / f".{out_dir.name}.old"]:
+        if entry.is_dir() and ((entry / WORK_MARKER).is_file() or read_marker(entry) == "data"):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
+WORK_MARKER = ".lmforge-work"
 
 
 def run_prepare(
@@ -289,6 +323,7 @@ def run_prepare(
     tokenizer: Any = None,
     eval_records: Iterable[dict] | None = None,
     paraphrase: Paraphrase | None = None,
+    check_out: Callable[[list[Path]], None] | None = None,
 ) -> PrepareResult:
     """Prepare canonical ``records`` (each with ``_where``) and write splits + audit into ``out_dir``.
 
@@ -298,8 +333,14 @@ def run_prepare(
     validation/test is dropped and logged. ``tokenizer`` (optional) makes length filters count
     tokens. ``paraphrase`` (texts -> paraphrases per text) is required when
     ``augment.paraphrase`` is set (see :class:`~lmforge.data.prepare.paraphrase.ModelParaphraser`).
+    ``check_out(inputs)`` (optional) runs once every input was read, before anything is published:
+    it raises UserError when ``out_dir`` may not receive the outputs (``lmforge.outputs``).
     Raises UserError (naming the record's ``_where``) on malformed records or, with label policy
-    ``fail``, on label problems; ``out_dir`` is then left untouched.
+    ``fail``, on label problems; ``out_dir`` is then left untouched. The outputs (splits, manifest,
+    reports, marker) are assembled in a work folder beside ``out_dir`` and published in one rename
+    (:func:`lmforge.atomic.publish_dir`): a kill at any point leaves the previous folder or the
+    new one, whole; the next run removes the leftovers (:func:`remove_leftovers`). A full disk is
+    a :class:`~lmforge.errors.StorageError`.
     """
     cfg, out_dir = prepare_cfg, Path(out_dir)
     if cfg.augment.paraphrase is not None and paraphrase is None:
@@ -309,22 +350,24 @@ def run_prepare(
             hint="run through `lmforge data prepare` / `lmforge train`, or pass paraphrase= to run_prepare",
         )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
+    remove_leftovers(out_dir)
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".prepare", dir=out_dir.parent))
     try:
+        (work / WORK_MARKER).write_text("a work folder of lmforge data prepare; safe to delete\n")
         run = _Run(data_format, cfg, seed, tokenizer, RuleLog(cfg.examples_per_rule), work)
         train, held = _checked(run, records, eval_records)
         counts, lengths, balance = _outputs(run, train, held, paraphrase)
         manifest = _manifest(run, out_dir, inputs, counts)
-        manifest["label_balance"] = balance if data_format == "classification" else None
-        _publish(run, out_dir)
+        manifest["label_balance"] = balance if get_format(data_format).label else None
+        if check_out is not None:
+            check_out(inputs)  # every input file is known now that the inputs were read
+        publish_dir(_stage(run, manifest, lengths, paraphrase), out_dir)
+    except BaseException as exc:
+        full = storage_error(exc, str(out_dir))
+        if full is not None:
+            raise full from full.__cause__
+        raise
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    if paraphrase is not None and getattr(paraphrase, "counts", None):
-        for op, n in sorted(paraphrase.counts.items()):
-            manifest["rules"][f"augment_{op}"] = {"changed": 0, "removed": n, "found": 0, "examples": []}
-        manifest["rules"] = dict(sorted(manifest["rules"].items()))
-    balance_or_none = manifest["label_balance"]
-    manifest_path = write_manifest(out_dir, manifest)
-    report_path = write_report(out_dir, manifest, lengths, balance_or_none)
-    write_html(out_dir, manifest, lengths, balance_or_none)
+    manifest_path, report_path = out_dir / "manifest.json", out_dir / "report.md"
     return PrepareResult(out_dir, counts, manifest_path, report_path)

@@ -89,6 +89,16 @@ class FreezeMethod:
                 params[name].copy_(state[name].to(params[name].dtype))
         return base.eval()
 
+    def fit(self, model: nn.Module, train_features, collate, *, seed: int) -> dict | None:
+        """Solve the trainable parameters directly, in place of the training loop, where this method can:
+        ``head: pooled`` with a linear head on a frozen encoder (:attr:`FreezeParams.solves_head`).
+        Returns a JSON-able summary (C, cross-validation scores, examples, seconds), or None: train
+        with the loop. ``train_features`` / ``collate``: the objective's encoded training examples and
+        batch builder (batches carry ``labels``); ``seed``: the run seed (cross-validation folds)."""
+        if not (self.params.solves_head and isinstance(model, PooledForSequenceClassification)):
+            return None
+        return solve_pooled_head(model, train_features, collate, self.params, seed)
+
     def merge(self, model: nn.Module) -> nn.Module:
         """The trained tensors live in the model itself: nothing to fold in (``head: pooled``:
         a UserError, no transformers architecture holds a pooled MLP head)."""
@@ -202,6 +212,36 @@ def apply_pooled(model: nn.Module, task: TaskInfo, params: FreezeParams) -> Pool
         head_hidden=params.head_hidden, dropout=params.head_dropout, cache=cache)
     pooled.name_or_path = getattr(model, "name_or_path", "")
     return pooled
+
+
+def solve_pooled_head(model: PooledForSequenceClassification, train_features, collate, params: FreezeParams,
+                      seed: int, batch_size: int = 64) -> dict:
+    """Pooled features of every training example (one encoder pass; through the feature cache when it
+    is on), then :func:`lmforge.methods.freeze.fit.fit_logistic` copied into the linear head."""
+    import time
+
+    from lmforge.methods.freeze.fit import fit_logistic
+
+    start = time.perf_counter()
+    device = next(model.head.parameters()).device
+    xs, ys = [], []
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for at in range(0, len(train_features), batch_size):
+            batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v
+                     for k, v in collate([train_features[i] for i in range(at, min(at + batch_size, len(train_features)))]).items()}
+            mask = batch.get("attention_mask", torch.ones_like(batch["input_ids"]))
+            xs.append(model.features(batch["input_ids"], mask, batch.get("token_type_ids")).float())
+            ys.append(batch["labels"])
+    model.train(was_training)
+    linear = model.head[-1]
+    solved = fit_logistic(torch.cat(xs), torch.cat(ys), linear.out_features, c=params.c, folds=params.cv_folds, seed=seed)
+    with torch.no_grad():
+        linear.weight.copy_(solved.weight.to(linear.weight))
+        linear.bias.copy_(solved.bias.to(linear.bias))
+    return {"fit": "lbfgs", "examples": len(train_features), **solved.summary(),
+            "seconds": round(time.perf_counter() - start, 3)}
 
 
 def describe_pooled(model: PooledForSequenceClassification) -> dict:

@@ -6,7 +6,7 @@ register_objective(
         name="causal_lm",
         params=CausalLMParams,
         factory="lmforge.objectives.causal_lm.objective:CausalLMObjective",
-        formats=("text", "instruction", "chat"),
+        kinds=("text", "messages"),
         head="causal_lm",
         default_metric="eval_loss",
         metric_mode="min",

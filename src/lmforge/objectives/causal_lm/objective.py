@@ -30,7 +30,7 @@ class CausalLMObjective:
         return TaskInfo(head="causal_lm")
 
     def encode(self, records: list[dict], tokenizer: Any, data: DataConfig) -> list[dict]:
-        from lmforge.data import encode_causal
+        from lmforge.data.encode import encode_causal
 
         return encode_causal(records, tokenizer, data)
 
@@ -41,7 +41,7 @@ class CausalLMObjective:
             from lmforge.data.packing import collate_packed
 
             return collate_packed(features, pad_id)
-        from lmforge.data import collate_causal
+        from lmforge.data.collate import collate_causal
 
         return collate_causal(features, pad_id)
 

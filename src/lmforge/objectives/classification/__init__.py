@@ -6,7 +6,7 @@ register_objective(
         name="classification",
         params=ClassificationParams,
         factory="lmforge.objectives.classification.objective:ClassificationObjective",
-        formats=("classification",),
+        kinds=("labelled",),
         head="sequence_classification",
         default_metric="f1_macro",
         metric_mode="max",

@@ -35,13 +35,13 @@ class ClassificationObjective:
     def encode(self, records: list[dict], tokenizer: Any, data: DataConfig, labels: list[str] | None = None) -> list[dict]:
         """Features with class ids from ``labels``, else the set given to ``task_info`` (so train
         and eval splits share one mapping), else the labels of ``records``."""
-        from lmforge.data import encode_classification, label_set
+        from lmforge.data.encode import encode_classification, label_set
 
         chosen = labels or self.labels or label_set(records, data)
         return encode_classification(records, tokenizer, data, chosen)
 
     def collate(self, features: list[dict], tokenizer: Any) -> dict[str, torch.Tensor]:
-        from lmforge.data import collate_classification
+        from lmforge.data.collate import collate_classification
 
         pad = getattr(tokenizer, "pad_token_id", None)
         return collate_classification(features, 0 if pad is None else int(pad))

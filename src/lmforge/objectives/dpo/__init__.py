@@ -15,7 +15,7 @@ for _name, _params, _cls, _summary in (
             name=_name,
             params=_params,
             factory=f"lmforge.objectives.dpo.objective:{_cls}",
-            formats=("preference",),
+            kinds=("pairs",),
             head="causal_lm",
             default_metric="eval_loss",
             metric_mode="min",

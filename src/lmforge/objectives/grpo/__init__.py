@@ -8,7 +8,7 @@ register_objective(
         name="grpo",
         params=GRPOParams,
         factory="lmforge.objectives.grpo.objective:GRPOObjective",
-        formats=("instruction", "chat"),
+        kinds=("messages",),
         head="causal_lm",
         default_metric="reward_mean",
         metric_mode="max",

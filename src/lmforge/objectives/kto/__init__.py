@@ -8,7 +8,7 @@ register_objective(
         name="kto",
         params=KTOParams,
         factory="lmforge.objectives.kto.objective:KTOObjective",
-        formats=("preference", "classification"),
+        kinds=("pairs", "labelled"),
         head="causal_lm",
         default_metric="eval_loss",
         metric_mode="min",

@@ -8,7 +8,7 @@ register_objective(
         name="reward",
         params=RewardParams,
         factory="lmforge.objectives.reward.objective:RewardObjective",
-        formats=("preference",),
+        kinds=("pairs",),
         head="sequence_classification",
         default_metric="eval_loss",
         metric_mode="min",

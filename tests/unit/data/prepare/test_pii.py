@@ -66,3 +66,31 @@ def test_score_script_prints_the_published_table(capsys):
     assert main([str(LABELLED)]) == 0
     out = capsys.readouterr().out
     assert out.startswith("| type | labelled | found | precision | recall |") and "| ALL | 91 |" in out
+
+
+def test_phone_set_written_before_the_change():
+    """pii_phones.jsonl (E.164 and national formats of US/CA, UK, IE, AU, NZ, IN, ZA; order numbers,
+    dates, amounts and IDs as negatives) was committed before the detector changed. Before: PHONE
+    precision 0.941, recall 0.831 (and one E.164 number taken for a card); published in
+    docs/data-prepare.md with the figures after."""
+    lines = read_labelled(LABELLED.with_name("pii_phones.jsonl"))
+    assert len(lines) >= 110 and sum(1 for line in lines if not line["pii"]) >= 40
+    scores = score_pii(lines)
+    assert scores["PHONE"]["precision"] >= 0.98 and scores["PHONE"]["recall"] >= 0.97, scores["PHONE"]
+    assert scores["CARD"]["fp"] == 0
+
+
+def test_sms_style_phone_numbers_are_redacted_and_reference_numbers_are_not():
+    cases = {
+        "Statement for 07815296484 is ready": "Statement for <PHONE> is ready",
+        "Call 09061701461 to claim": "Call <PHONE> to claim",
+        "ring +447700900456 now": "ring <PHONE> now",
+        "my cell 6502530000": "my cell <PHONE>",
+        "order 6502530000 shipped": "order 6502530000 shipped",  # ten bare digits without a phone word
+        "ISBN-10: 0738551856": "ISBN-10: 0738551856",
+        "Your order no. 40512-7781 is on its way": "Your order no. 40512-7781 is on its way",
+        "won 21-17 18-21 21-19": "won 21-17 18-21 21-19",
+        "call +8613812345678": "call <PHONE>",
+    }
+    for text, expected in cases.items():
+        assert redact(text, detect(text, PII_TYPES)) == expected, text

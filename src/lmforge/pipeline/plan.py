@@ -6,15 +6,18 @@ only), never an implementation, so it needs no torch.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from pydantic import ValidationError
 
 from lmforge.config.load import format_validation_error
 from lmforge.config.schema import RunConfig
+from lmforge.data.formats import FormatSpec, check_data_config, formats_of
 from lmforge.errors import UserError
 from lmforge.methods.registry import MethodParams, MethodSpec, get_method_spec
 from lmforge.objectives.registry import ObjectiveParams, ObjectiveSpec, get_objective_spec
+from lmforge.pipeline.multitask import check_config as check_multitask
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,7 @@ class RunPlan:
     method_params: MethodParams
     objective: ObjectiveSpec
     objective_params: ObjectiveParams
+    data_format: FormatSpec
 
     @property
     def best_metric(self) -> str:
@@ -37,6 +41,11 @@ class RunPlan:
         if metric == self.objective.default_metric:
             return self.objective.metric_mode
         return "min" if metric.endswith(("loss", "perplexity", "error")) else "max"
+
+    @property
+    def generative(self) -> bool:
+        """The run's examples have prompts and reference answers to generate (sample answers, generation metrics)."""
+        return self.data_format.generative
 
     @property
     def export_merged(self) -> bool:
@@ -51,20 +60,16 @@ def method_mergeable(spec: MethodSpec, params: MethodParams) -> bool:
 
 def plan_run(config: RunConfig, source: str = "<config>") -> RunPlan:
     """Validate the method / objective parameters and every cross-axis rule."""
+    where = source
+    data_format = check_data_config(config.data, f"{where}: data")
     method = get_method_spec(config.method.name)
     method_params = _params(method.params, config.method.params, "method", source)
-    objective = get_objective_spec(config.objective_name)
+    objective = get_objective_spec(config.objective_name or data_format.default_objective)
     objective_params = _params(
         objective.params, config.objective.params if config.objective else {}, "objective", source
     )
-    where = source
-    if config.data.format not in objective.formats:
-        raise UserError(
-            f"objective '{objective.name}' does not train on data.format '{config.data.format}'",
-            where=f"{where}: data.format",
-            hint=f"use one of: {', '.join(objective.formats)}",
-        )
-    _check_tasks(config, objective, objective_params, where)
+    check_consumes(objective, data_format, f"{where}: data.format")
+    check_multitask(config, objective, objective_params, where)
     if method.objectives is not None and objective.name not in method.objectives:
         raise UserError(
             f"method '{method.name}' does not support objective '{objective.name}'",
@@ -93,31 +98,20 @@ def plan_run(config: RunConfig, source: str = "<config>") -> RunPlan:
     check_run = getattr(method_params, "check_run", None)
     if check_run is not None:  # rules that depend on the method's own settings (its config.py says which)
         check_run(config, objective, where)
-    if config.data.labels is not None and config.data.format != "classification":
-        raise UserError("labels are only used by classification data", where=f"{where}: data.labels")
-    return RunPlan(config, method, method_params, objective, objective_params)
+    return RunPlan(config, method, method_params, objective, objective_params, data_format)
 
 
-def _check_tasks(config: RunConfig, objective: ObjectiveSpec, objective_params, where: str) -> None:
-    """Multi-task rules the objective decides: every task's format, and no label smoothing across
-    several classification heads (their label sets differ, so smoothing over padded classes is undefined)."""
-    for i, section in enumerate(config.data.task_sections()):
-        if section.format not in objective.formats:
-            raise UserError(f"objective '{objective.name}' does not train on format '{section.format}'",
-                            where=f"{where}: data.tasks.{i}.format", hint=f"use one of: {', '.join(objective.formats)}")
-    multihead = bool(config.data.tasks) and objective.head == "sequence_classification"
-    if multihead and getattr(objective_params, "label_smoothing", 0):
-        raise UserError("label smoothing is not supported with several classification tasks",
-                        where=f"{where}: objective.label_smoothing", hint="remove objective.label_smoothing")
-    if multihead and (config.export.merged or config.export.formats):
-        raise UserError("a multi-task classifier (one head per task) is exported as export/multitask, not as a "
-                        "merged transformers model or GGUF / ONNX", where=f"{where}: export",
-                        hint="remove export.merged and export.formats")
+def check_consumes(objective: ObjectiveSpec, data_format: FormatSpec, where: str) -> None:
+    """UserError unless ``objective`` trains on data of ``data_format``'s kind."""
+    if data_format.kind not in objective.kinds:
+        raise UserError(f"objective '{objective.name}' does not train on data.format '{data_format.name}'",
+                        where=where, hint=f"use one of: {', '.join(formats_of(objective.kinds))}")
 
 
 def _params(cls, raw: dict, section: str, source: str):
     try:
         return cls.model_validate(raw)
     except ValidationError as exc:
-        text = format_validation_error(exc, cls).replace("\n  ", f"\n  {section}.")
-        raise UserError(text, where=source) from None
+        head, *lines = format_validation_error(exc, cls).split("\n  ")
+        lines = [f"{section}.{line}" if re.match(r"^[\w.\[\]]+: ", line) else f"{section}: {line}" for line in lines]
+        raise UserError("\n  ".join([head, *lines]), where=source) from None

@@ -1,7 +1,7 @@
-"""Glue for `lmforge compare`: prompting vs RAG vs fine-tuning on a run's own held-out set.
+"""`lmforge compare`: prompting vs RAG vs fine-tuning on a run's own held-out set.
 
-Like :mod:`lmforge.pipeline`, short and readable top to bottom: find the trained run, rebuild it
-(:func:`lmforge.pipeline.restore_session`: saved config, data splits, trained weights), load the
+Short and readable top to bottom: find the trained run, rebuild it
+(:func:`lmforge.pipeline.session.restore_session`: saved config, data splits, trained weights), load the
 plain base model next to it, run :func:`lmforge.evaluate.compare.run_compare`, optionally grade
 every answer with an LLM judge, and write compare.html / compare.md / compare.json into the run
 folder. Heavy imports happen inside the functions.
@@ -13,9 +13,6 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from lmforge.errors import UserError
-
-GENERATIVE_FORMATS = ("chat", "instruction")
-
 
 def run_comparison(config_path: str, overrides: Sequence[str] = (), *, run_dir: str | None = None,
                    retrievers: Sequence[str] = ("bm25", "dense"), few_shot: int = 3, top_k: int = 3,
@@ -33,12 +30,18 @@ def run_comparison(config_path: str, overrides: Sequence[str] = (), *, run_dir: 
     """
     from lmforge.config import load_config
 
+    from lmforge.pipeline.plan import plan_run
+
     config = load_config(config_path, list(overrides))
-    _check_format(config.data.format, "data.format")
+    _check_generative(plan_run(config, config_path), "data.format")
     folder = Path(run_dir) if run_dir else Path(config.run.dir)
     if not (folder / "config.yaml").is_file() or not (folder / "checkpoints").is_dir():
         raise UserError("no trained run to compare", where=str(folder),
                         hint=f"train it first (lmforge train {config_path}) or pass --run RUN_FOLDER")
+    from lmforge.config.inputs import input_paths
+    from lmforge.outputs import claim_output_dir
+
+    claim_output_dir(folder, "run", inputs=input_paths(config), where="--run", create=False)  # compare.* go in here
     report = compare_run(folder, overrides, retrievers=retrievers, few_shot=few_shot, top_k=top_k,
                          max_examples=max_examples, judge=judge, say=say)
     from lmforge.evaluate.compare import write_compare_report
@@ -55,18 +58,17 @@ def compare_run(run_dir: Path, overrides: Sequence[str] = (), *, retrievers: Seq
     """The compare report dict for a trained run folder (see :func:`run_comparison`); writes nothing."""
     from lmforge.evaluate.compare import run_compare
     from lmforge.evaluate.generate import generate_reply
-    from lmforge.model import load_model
-    from lmforge.pipeline import restore_session
+    from lmforge.pipeline.session import restore_session
 
     s = restore_session(run_dir, overrides, trained=True, say=say)
-    _check_format(s.config.data.format, f"{run_dir}/config.yaml: data.format")
+    _check_generative(s.plan, f"{run_dir}/config.yaml: data.format")
     limit = max_examples or s.config.eval.max_examples
     eval_records = s.splits.eval[:limit] if limit else s.splits.eval
     if not eval_records:
         raise UserError("the run has no held-out example to compare on", where="data.eval",
                         hint="give data.eval a file or raise data.eval_fraction")
     say(f"compare: {len(eval_records)} held-out examples, retrieval over {len(s.splits.train)} training examples")
-    base = load_model(s.config.model, s.task, tokenizer=s.tokenizer).eval()
+    base = s.tasks.load_model(s.config.model, s.task, tokenizer=s.tokenizer).eval()
     s.model.eval()
     report = run_compare(
         base, s.tokenizer, eval_records, generate_fn=generate_reply, train_records=s.splits.train,
@@ -77,26 +79,33 @@ def compare_run(run_dir: Path, overrides: Sequence[str] = (), *, retrievers: Seq
                         "held_out_examples": len(eval_records), "few_shot": few_shot, "top_k": top_k,
                         "retrievers": list(retrievers)}
     if judge is not None:
-        add_judge(report, judge, eval_records)
+        add_judge(report, judge, eval_records, s.config.data)
     return report
 
 
-def add_judge(report: dict, judge: Any, eval_records: Sequence[dict]) -> None:
+def add_judge(report: dict, judge: Any, eval_records: Sequence[dict], data_cfg: Any = None) -> None:
     """Grade every system's answers with ``judge``; adds ``report["judge"]`` and a judge column to the table."""
-    from lmforge.data import prompt_messages, reference_text
+    from lmforge.data.messages import prompt_messages, reference_text
     from lmforge.evaluate.judge import judge_outputs
 
     outputs = report["per_example"]
     samples = []
     for i, record in enumerate(eval_records):
-        users = [m["content"] for m in prompt_messages(record) if m["role"] == "user"]
-        samples.append({"prompt": users[-1] if users else "", "reference": reference_text(record),
+        users = [m["content"] for m in prompt_messages(record, data_cfg) if m["role"] == "user"]
+        samples.append({"prompt": users[-1] if users else "", "reference": reference_text(record, data_cfg),
                         **{name: run["outputs"][i] for name, run in outputs.items()}})
     graded = judge_outputs(judge, samples, list(outputs))
     report["judge"] = graded
     for row in report["table"]:
         row[f"judge score (1-{judge.scale})"] = graded["systems"].get(row["system"])
     report["notes"] = list(report.get("notes", [])) + [f"judge {judge.model} prompt: {judge.prompt}"]
+
+
+def judge_endpoint(url: str, model: str, api_key_env: str = "OPENAI_API_KEY"):
+    """An LLM judge at an OpenAI-compatible endpoint (``lmforge compare --judge-url``)."""
+    from lmforge.evaluate.judge import Judge
+
+    return Judge(base_url=url, model=model, api_key_env=api_key_env)
 
 
 def format_compare_table(report: dict) -> str:
@@ -114,8 +123,9 @@ def format_compare_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _check_format(fmt: str, where: str) -> None:
-    if fmt not in GENERATIVE_FORMATS:
-        raise UserError(f"compare needs question/answer data (chat or instruction), not '{fmt}'", where=where,
+def _check_generative(plan, where: str) -> None:
+    if not plan.generative:
+        raise UserError(f"compare needs question/answer data (chat or instruction), not '{plan.data_format.name}'",
+                        where=where,
                         hint="prompting vs RAG vs fine-tuning is measured on generated answers; "
                              "use `lmforge eval` for classification / text / preference runs")

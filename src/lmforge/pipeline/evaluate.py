@@ -1,0 +1,57 @@
+"""`lmforge eval`: a finished run's trained model (or its base, or a config's base model) on held-out data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+from lmforge.pipeline.report import judge_samples
+from lmforge.pipeline.session import generation_scores, open_session, restore_session
+
+Say = Callable[[str], None]
+
+
+def run_eval(target: str, overrides: Sequence[str] = (), *, base: bool = False, data: str | None = None,
+             generate: int = 0, out_dir: str | None = None, say: Say = print) -> dict:
+    """Evaluate a run folder's trained model (or, with ``base``, its base) or a config's base model.
+
+    ``data`` replaces the held-out set; ``generate`` N scores greedy answers on the first N held-out
+    generative examples (exact match, token F1, ROUGE, BLEU with bootstrap intervals).
+    Writes report.md / report.html / results.json into ``out_dir`` (default <run dir>/eval).
+    """
+    from lmforge.config import load_config
+    from lmforge.evaluate.report import write_report
+
+    overrides = list(overrides) + ([f"data.eval={data}"] if data else [])
+    path = Path(target)
+    if path.is_dir():
+        s = restore_session(path, overrides, trained=not base, say=say)
+    else:
+        s = open_session(load_config(path, overrides), source=str(path), say=say)
+    from lmforge.atomic import atomic_dir
+    from lmforge.outputs import eval_output_dir, write_marker
+
+    out = eval_output_dir(s.config, out_dir, (path if path.is_dir() else s.run_dir), "eval-base" if base else "eval")
+    s.model.eval()
+    from lmforge.train.threads import apply_thread_policy
+
+    apply_thread_policy(s.config.train.threads, phase="eval", say=say)
+    metrics = s.evaluate(per_example=True)
+    samples = s.generations()
+    report = {"model": s.config.model.name + (" (base)" if base else ""), "method": s.plan.method.name,
+              "objective": s.plan.objective.name, "after": metrics,
+              "samples": [{"prompt": x["prompt"], "reference": x["reference"], "after": x["output"],
+                           "truncated": {"after": x.get("truncated")}} for x in samples]}
+    judge_samples(s, report, ["after"], say)
+    if generate and s.plan.generative:
+        report["generation"] = generation_scores(s, generate)
+        metrics = {**metrics, **{k: v["value"] for k, v in report["generation"].items()}}
+    with atomic_dir(out) as stage:  # the report folder appears whole
+        write_report(stage, report)
+        write_marker(stage, "eval")
+    for sample in samples:
+        say(f"\nprompt: {sample['prompt'][-300:]}\noutput: {sample['output'][:300]}")
+    for name, v in (report.get("generation") or {}).items():
+        say(f"{name:<12} {v['value']:.4f}  [{v['low']:.4f}, {v['high']:.4f}]")
+    say(f"report: {out / 'report.html'}")
+    return metrics

@@ -1,0 +1,118 @@
+"""`lmforge export` and the export phase of `lmforge train`: adapter, merged model, GGUF / ONNX, model
+card, drift baseline. Every export is parity-checked against the run's model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable, Sequence
+
+from lmforge import status
+from lmforge.errors import UserError
+from lmforge.pipeline.session import Session, restore_session
+
+Say = Callable[[str], None]
+
+
+def run_export(run_dir: str, overrides: Sequence[str] = (), *, say: Say = print) -> Path:
+    """Re-export a finished run (e.g. with other ``export.*`` settings); returns the export folder."""
+    s = restore_session(run_dir, overrides, say=say)
+    results = Path(run_dir) / "results.json"
+    report = json.loads(results.read_text()) if results.exists() else {"after": s.evaluate()}
+    return export_session(s, report)
+
+
+def export_session(s: Session, report: dict) -> Path:
+    """Write the adapter / merged model / extra formats and the model card; returns the export folder.
+
+    The folder (``export.dir``, else <run>/export) must be new, empty or an earlier export, apart from
+    the inputs; it is assembled beside its place and appears whole (a kill, a full disk or a failed
+    parity check leaves the previous one)."""
+    from lmforge.atomic import atomic_dir
+    from lmforge.outputs import export_output_dir, write_marker
+
+    final = export_output_dir(s.config, s.run_dir)
+    with atomic_dir(final) as out:
+        write_exports(s, report, out, final)
+        write_marker(out, "export")
+    return final
+
+
+def write_exports(s: Session, report: dict, out: Path, final: Path) -> None:
+    """The exports and the model card, written into ``out`` (paths in the card name ``final``)."""
+    from lmforge.export import export_adapter, file_sha256, write_model_card
+
+    cfg = s.config
+    s.model.eval()  # the parity reference is the model as evaluated (no dropout)
+    written, parity = {}, {}
+    prompts = parity_prompts(s)
+    if cfg.export.adapter and s.plan.method.name != "full":
+        export_adapter(s.method, s.model, out / "adapter")
+        written["adapter"] = str(out / "adapter")
+    model_written, model_parity = s.tasks.export_model(s, out, prompts)
+    written.update(model_written)
+    parity.update(model_parity)
+    for fmt in cfg.export.formats:
+        if "merged" not in written:
+            raise UserError(f"export format {fmt} is built from the merged model", where="export.formats",
+                            hint="keep export.merged on (the method must be mergeable)")
+        status.set_phase("export")
+        written[fmt], parity[fmt] = export_format(s, fmt, out, prompts)
+    card = {
+        "base_model": cfg.model.name,
+        "method": {"name": s.plan.method.name, **s.plan.method_params.model_dump(mode="json")},
+        "objective": s.plan.objective.name,
+        "data_files": [{"path": str(p), "sha256": file_sha256(p)} for p in s.splits.files],
+        "config": cfg.model_dump(mode="json"),
+        "metrics": {side: {k: v for k, v in (report.get(side) or {}).items() if k != "per_example"}
+                    for side in ("before", "after")},
+        "exports": {k: str(final / Path(v).relative_to(out)) for k, v in written.items()},
+        "parity": {k: {"passed": v["passed"], "max_abs_logit_diff": v["max_abs_logit_diff"]} for k, v in parity.items()},
+    }
+    write_model_card(out, card)
+
+
+def export_format(s: Session, fmt: str, out: Path, prompts: list) -> tuple[str, dict]:
+    """GGUF (+ Ollama Modelfile) or ONNX from the merged folder, parity-checked against the run's model."""
+    if fmt.startswith("gguf-"):
+        from lmforge.export.gguf import export_gguf, verify_gguf
+        from lmforge.export.modelfile import write_modelfile
+
+        outtype = fmt.removeprefix("gguf-")
+        path = export_gguf(out / "merged", out / fmt / "model.gguf", outtype)
+        write_modelfile(path, s.tokenizer)
+        result = verify_gguf(s.model, s.tokenizer, path, prompts, outtype=outtype, report_path=out / fmt / "parity.json")
+        return str(path), result.to_dict()
+    from lmforge.export.onnx import export_onnx, verify_onnx
+    from lmforge.export.parity import load_merged
+
+    merged, tokenizer = load_merged(out / "merged")
+    folder = export_onnx(merged, tokenizer, out / "onnx")
+    texts = [p if isinstance(p, str) else p[-1]["content"] for p in prompts]
+    result = verify_onnx(s.model, s.tokenizer, folder, texts, report_path=out / "onnx" / "parity.json")
+    return str(folder), result.to_dict()
+
+
+def parity_prompts(s: Session) -> list:
+    """A few held-out inputs: message lists for generative data, plain text otherwise."""
+    from lmforge.data.messages import prompt_messages
+
+    records = s.splits.eval[: s.config.export.parity_prompts]
+    if s.plan.generative:
+        return [prompt_messages(r, s.config.data) for r in records]
+    # Parity decodes greedily with full recomputation: a document's opening is enough of a prompt.
+    return [(r.get("text") or r.get("prompt") or "")[:400] for r in records]
+
+
+def save_drift_baseline(s: Session, limit: int = 48) -> Path:
+    """Statistics of the training inputs that `lmforge monitor` compares served traffic with."""
+    from lmforge.data.messages import prompt_messages
+    from lmforge.serve.drift import compute_baseline, save_baseline
+
+    records = s.splits.train[:limit]
+    if s.plan.generative:
+        texts = [prompt_messages(r, s.config.data) for r in records]
+    else:
+        texts = [(r.get("text") or r.get("prompt") or "")[:2000] for r in records]
+    baseline = compute_baseline(s.model, s.tokenizer, texts)
+    return save_baseline(s.run_dir / "monitor" / "baseline.json", baseline)

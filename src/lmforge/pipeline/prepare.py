@@ -1,0 +1,96 @@
+"""`lmforge data prepare` / `lmforge data preview`, and the prepared splits of runs with ``data.prepare``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from lmforge.config import RunConfig
+from lmforge.errors import UserError
+from lmforge.pipeline.plan import plan_run
+
+Say = Callable[[str], None]
+
+
+def run_prepare(config: RunConfig, *, source: str = "<config>", out_dir: str | None = None, say: Say = print) -> Path:
+    """`lmforge data prepare`: clean, deduplicate, redact, label-check and split; returns the output folder."""
+    plan_run(config, source)
+    result, _files = prepare_data(config, out_dir=out_dir, say=say)
+    return result.out_dir
+
+
+def run_preview(config: RunConfig, *, source: str = "<config>", n: int = 3, color: bool = False,
+                marks: tuple[str, str] | None = None) -> str:
+    """`lmforge data preview`: N training examples rendered with the trained tokens marked (per task;
+    ``marks``: (opening, closing) around trained spans, see :func:`lmforge.data.preview.preview`)."""
+    from lmforge.data.preview import preview
+    from lmforge.data.splits import load_splits
+    from lmforge.model import load_tokenizer
+    from lmforge.pipeline.multitask import MultiTask
+
+    plan = plan_run(config, source)
+    tokenizer = load_tokenizer(config.model)
+    if config.data.tasks:  # each task rendered with its own format, columns and system prompt
+        tasks = MultiTask.load(config, plan.objective.head).tasks
+        return "\n".join(f"=== task {t.name} ({t.data.format}, weight {t.weight:g}) ===\n"
+                         + preview(t.splits.train, tokenizer, t.data, n=n, color=color, marks=marks) for t in tasks)
+    return preview(load_splits(config.data, config.run.seed).train, tokenizer, config.data, n=n, color=color,
+                   marks=marks)
+
+
+def prepare_splits(config: RunConfig, *, out_dir: str | Path | None = None, say: Say = print):
+    """Run the data-preparation rules (data.prepare) and return the prepared train / validation splits.
+
+    Outputs, manifest and report go to ``out_dir`` (default <run dir>/data). Test examples stay in
+    test.jsonl there, untouched by training. The prepared splits are read back as lists (training
+    needs them); :func:`prepare_data` alone streams and reads nothing back.
+    """
+    from lmforge.data.splits import Splits
+
+    result, files = prepare_data(config, out_dir=out_dir, say=say)
+    return Splits(result.train, result.validation, files)
+
+
+def prepare_data(config: RunConfig, *, out_dir: str | Path | None = None, say: Say = print):
+    """Prepare ``config.data`` into ``out_dir`` in bounded memory; returns (PrepareResult, input files).
+
+    JSONL / CSV / plain-text inputs are read record by record (lmforge.data.splits.load_records_lazily);
+    only counts are reported. UserError when no validation example is left.
+    """
+    from lmforge.config.prepare import PrepareConfig
+    from lmforge.data.prepare import run_prepare as prepare
+    from lmforge.data.splits import load_records_lazily
+    from lmforge.model import load_tokenizer
+
+    from lmforge.outputs import check_inputs, prepare_output_dir
+
+    prepare_cfg = config.data.prepare or PrepareConfig()
+    out, where = prepare_output_dir(config, out_dir)  # apart from the inputs; new, empty or an earlier prepare output
+    streams = load_records_lazily(config.data)
+    result = prepare(streams.train, config.data.format, prepare_cfg, out, inputs=streams.files, seed=config.run.seed,
+                     eval_records=streams.eval, tokenizer=load_tokenizer(config.model),
+                     paraphrase=paraphraser(prepare_cfg, config.run.seed, say),
+                     check_out=lambda files: check_inputs(out, files, where))
+    counts = result.counts
+    say(f"prepare: {streams.read} records -> train {counts['train']}, "
+        f"validation {counts['validation']}, test {counts['test']}; report {result.report_path}")
+    if not counts["validation"]:
+        raise UserError("data preparation left no validation example", where="data.prepare.split",
+                        hint="raise the validation ratio or give data.eval")
+    return result, list(streams.files)
+
+
+def paraphraser(prepare_cfg, seed: int, say: Say):
+    """The model paraphraser ``augment.paraphrase`` names (loaded here: data may not import model), or None."""
+    pcfg = prepare_cfg.augment.paraphrase
+    if not pcfg:
+        return None
+    from lmforge.config.schema import ModelConfig
+    from lmforge.data.prepare.paraphrase import ModelParaphraser
+    from lmforge.model import load_model, load_tokenizer
+    from lmforge.model.task import TaskInfo
+
+    say(f"prepare: loading {pcfg.model} to paraphrase training texts ...")
+    model_cfg = ModelConfig(name=pcfg.model)
+    tokenizer = load_tokenizer(model_cfg)
+    return ModelParaphraser(load_model(model_cfg, TaskInfo("causal_lm")).eval(), tokenizer, pcfg, seed)

@@ -1,0 +1,80 @@
+"""The report dict a run writes (results.json / report.md / report.html), shared by train and eval."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from lmforge.pipeline.session import Session
+
+Say = Callable[[str], None]
+
+
+def build_report(s: Session, before: dict | None, after: dict, result, trainable: int, total: int) -> dict:
+    """Before / after metrics and samples, data and parameter counts, and how training went."""
+    cfg = s.config
+    samples = []
+    before_samples = (before or {}).get("samples") or []
+    for i, sample in enumerate(after["samples"]):
+        row = {"prompt": sample["prompt"], "reference": sample["reference"], "after": sample["output"],
+               "truncated": {"after": sample.get("truncated")}}
+        if i < len(before_samples):
+            row["before"] = before_samples[i]["output"]
+            row["truncated"]["before"] = before_samples[i].get("truncated")
+        samples.append(row)
+    return {
+        "run": run_facts(s),
+        "model": cfg.model.name,
+        "method": s.plan.method.name,
+        "objective": s.plan.objective.name,
+        "data": {"format": cfg.data.format, "train_examples": len(s.splits.train), "eval_examples": len(s.splits.eval),
+                 **s.tasks.summary(s.train_features)},
+        "parameters": {"trainable": trainable, "total": total},
+        "before": (before or {}).get("metrics"),
+        "after": after["metrics"],
+        "samples": samples,
+        "train": {
+            "steps": result.steps,
+            "best_step": result.best_step,
+            "best_metric": s.plan.best_metric,
+            "stopped_early": result.stopped_early,
+            **({"fit": result.fit} if getattr(result, "fit", None) else {}),
+        },
+    }
+
+
+def run_facts(s: Session) -> dict:
+    """Where the run's outputs go, for the top of its report: run folder, export folders, serve command."""
+    cfg = s.config
+    out = Path(cfg.export.dir or s.run_dir / "export")
+    exports = {}
+    if cfg.export.adapter and s.plan.method.name != "full":
+        exports["adapter"] = str(out / "adapter")
+    if s.plan.export_merged:
+        exports["merged model"] = str(out / "merged")
+    exports.update({fmt: str(out / fmt) for fmt in cfg.export.formats})
+    usage = s.tasks.usage(s, out).split(":", 1)[-1].strip()  # e.g. "lmforge serve runs/x"
+    return {"folder": str(s.run_dir), "exports": exports, "serve": usage}
+
+
+def judge_samples(s: Session, report: dict, systems: list[str], say: Say) -> None:
+    """Grade the report's sample answers with ``eval.judge`` (when set) into ``report["judge"]``;
+    the report then shows only the first ``eval.generations`` samples."""
+    cfg = s.config.eval.judge
+    if cfg is None or not report.get("samples"):
+        return
+    from lmforge.evaluate.judge import DEFAULT_PROMPT, Judge, judge_outputs
+
+    judge = Judge(base_url=cfg.url, model=cfg.model, api_key_env=cfg.api_key_env,
+                  prompt=cfg.prompt or DEFAULT_PROMPT, scale=cfg.scale)
+    say(f"judge: {cfg.model} at {cfg.url} grades {len(report['samples'])} answers per system ...")
+    report["judge"] = judge_outputs(judge, report["samples"], systems)
+    say("judge: " + ", ".join(f"{k} {v:.2f}" if v is not None else f"{k} -" for k, v in report["judge"]["systems"].items())
+        + f" (1..{cfg.scale})")
+    report["samples"] = report["samples"][: s.config.eval.generations]
+
+
+def print_samples(samples: list[dict], say: Say) -> None:
+    for sample in samples:
+        say(f"\nprompt:    {sample['prompt'][-300:]}\nbefore:    {sample.get('before', '')[:300]}\n"
+            f"after:     {sample['after'][:300]}")

@@ -1,0 +1,177 @@
+"""`lmforge train` / `lmforge quickstart`: evaluate the base, train, evaluate again, report, export.
+
+Under a multi-process launcher every process trains; only the main process writes files, measures
+before / after and exports.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+from lmforge import status
+from lmforge.atomic import atomic_write_text
+from lmforge.config import RunConfig, save_resolved
+from lmforge.pipeline.report import build_report, judge_samples, print_samples
+from lmforge.pipeline.session import Session, best_checkpoint, open_session, rebuild_model
+
+Say = Callable[[str], None]
+
+
+def run_train(config: RunConfig, *, source: str = "<config>", resume: bool = False, say: Say = print,
+              callbacks: list | None = None) -> dict:
+    """Train a run end to end and return its report dict (also written to the run folder).
+
+    The main process keeps ``<run>/status.json`` (phase, step k/N, ETA, heartbeat; :mod:`lmforge.status`).
+    ``callbacks``: extra training-loop callbacks (:class:`lmforge.train.Callback`).
+    """
+    from lmforge.train.launch import is_main_process
+
+    with status.tracking(config.run.dir, enabled=is_main_process()):
+        return _run_train(config, source=source, resume=resume, say=say, callbacks=callbacks)
+
+
+def _run_train(config: RunConfig, *, source: str, resume: bool, say: Say, callbacks: list | None) -> dict:
+    from lmforge.evaluate.report import format_comparison, write_report
+    from lmforge.methods.base import count_parameters
+    from lmforge.pipeline.export import export_session, save_drift_baseline
+    from lmforge.train import train
+    from lmforge.train.launch import is_main_process
+    from lmforge.train.threads import apply_thread_policy
+
+    main = is_main_process()
+    run_dir = Path(config.run.dir)
+    if main:
+        from lmforge.pipeline.plan import plan_run
+        from lmforge.train.run_folder import open_run_folder
+
+        plan_run(config, source)  # a config problem is reported before anything is written
+        open_run_folder(config, resume)  # new / empty / lmforge's, apart from the inputs; checkpoints need --resume
+        save_resolved(config, run_dir)
+        status.set_phase("load")
+    session = open_session(config, source=source, say=say if main else (lambda _m: None))
+    trainable, total = count_parameters(session.model)
+    say(f"method: {session.plan.method.name} trains {trainable:,} of {total:,} parameters "
+        f"({100 * trainable / max(total, 1):.2f}%)")
+    status.set_phase("before-eval")
+    apply_thread_policy(config.train.threads, phase="before eval", say=say)
+    before = measure_before(session, say) if main else None
+    last_eval: dict = {}
+
+    def evaluate_fn(model) -> dict:
+        last_eval["metrics"] = session.evaluate(model, per_example=True)  # the loop keeps only the scalars
+        return last_eval["metrics"]
+
+    solved = solve(session, evaluate_fn, say)  # a method that solves its parameters replaces the loop
+    result = solved or train(
+        session.model, session.objective, session.train_features,
+        train_cfg=config.train, run_dir=run_dir, collate=session.collate, evaluate_fn=evaluate_fn,
+        seed=config.run.seed, best_metric=session.plan.best_metric, metric_mode=session.plan.metric_mode,
+        resume=resume, callbacks=callbacks,
+    )
+    if not main:
+        return {}
+    status.set_phase("after-eval")
+    apply_thread_policy(config.train.threads, phase="after eval", say=say)
+    if result.base_rounded or fsdp_sharded(config):
+        # FSDP leaves the trained model sharded across processes, a bf16 base leaves it rounded: free it
+        # first, then rebuild a whole one with the original weights to load the best checkpoint into.
+        session = session.with_model(None)
+        session = rebuild_model(session)
+    load_best(session)
+    evals = [r for r in result.history if r.get("event") == "eval"]
+    final_is_best = bool(evals) and evals[-1]["step"] == result.steps == result.best_step and not result.base_rounded
+    # The loop's last evaluation already measured the best weights over the same base: reuse it
+    # instead of a second pass (not when training rounded the frozen base to bf16: "after" is then
+    # measured on the original base, like "before" and the exports).
+    metrics = last_eval["metrics"] if final_is_best and "metrics" in last_eval else session.evaluate(per_example=True)
+    after = {"metrics": metrics, "samples": session.generations()}
+    report = build_report(session, before and before["eval"], after, result, trainable, total)
+    judge_samples(session, report, ["before", "after"], say)
+    if before and before["forgetting"] is not None:
+        from lmforge.evaluate.forgetting import measure_forgetting
+
+        report["forgetting"] = {"source": config.eval.forgetting, "before": before["forgetting"],
+                                "after": measure_forgetting(session.model, session.tokenizer, before["forget_set"],
+                                                            max_new_tokens=config.eval.max_new_tokens)}
+    write_report(run_dir, report)
+    say(format_comparison(before["eval"]["metrics"] if before and before["eval"] else {}, after["metrics"]))
+    print_samples(report["samples"], say)
+    status.set_phase("export")
+    export_dir = export_session(session, report)
+    save_drift_baseline(session)
+    say(f"\nrun folder: {run_dir}\nexported:   {export_dir}\n{session.tasks.usage(session, export_dir)}")
+    return report
+
+
+def solve(s: Session, evaluate_fn: Callable, say: Say):
+    """``method.fit`` (freeze's pooled linear head: L-BFGS on the frozen features) recorded as a one-step
+    run (lmforge.train.fitted); None when the method trains with the loop."""
+    fit = getattr(s.method, "fit", None)
+    summary = fit(s.model, s.train_features, s.collate, seed=s.config.run.seed) if fit else None
+    if not summary:
+        return None
+    from lmforge.train.fitted import record_fit
+
+    chosen = f"chosen by {summary['folds']}-fold cross-validation on train" if summary["folds"] else "method.c"
+    say(f"method: solved the head on {summary['examples']} training examples in {summary['seconds']:.1f} s "
+        f"(L2: C {summary['c']:g}, {chosen}); train.epochs / lr do not apply")
+    return record_fit(s.model, summary, train_cfg=s.config.train, run_dir=s.run_dir, evaluate_fn=evaluate_fn,
+                      best_metric=s.plan.best_metric)
+
+
+def measure_before(s: Session, say: Say) -> dict:
+    """Base-model metrics, generations and (optionally) the general-domain forgetting set, cached per run."""
+    config = s.config
+    evaluated = cached(s.run_dir / "before.json",
+                       lambda: {"metrics": s.evaluate(per_example=True), "samples": s.generations()},
+                       enabled=config.eval.before)
+    if evaluated:
+        say("before: " + brief(evaluated["metrics"]))
+    forget_set = forgetting = None
+    if config.eval.forgetting:
+        from lmforge.evaluate.forgetting import load_forgetting_set, measure_forgetting
+
+        forget_set = load_forgetting_set(config.eval.forgetting)
+        forgetting = cached(s.run_dir / "forgetting_before.json", lambda: measure_forgetting(
+            s.model, s.tokenizer, forget_set, max_new_tokens=config.eval.max_new_tokens), enabled=True)
+    return {"eval": evaluated, "forgetting": forgetting, "forget_set": forget_set}
+
+
+def fsdp_sharded(config: RunConfig) -> bool:
+    from lmforge.train.distributed import process_info
+
+    return config.train.distributed.strategy == "fsdp" and process_info().world_size > 1
+
+
+def load_best(s: Session) -> None:
+    """Load the best (else last) checkpoint's trained weights into the session's model."""
+    from lmforge.train.checkpoint import load_trainable
+
+    folder = best_checkpoint(s.run_dir)
+    if folder is not None:
+        load_trainable(s.model, folder)
+
+
+def cached(path: Path, compute: Callable[[], dict], *, enabled: bool) -> dict | None:
+    """Compute once per run folder (so --resume does not re-measure the base model)."""
+    if not enabled:
+        return None
+    if path.exists():
+        return json.loads(path.read_text())
+    value = compute()
+    atomic_write_text(path, json.dumps(value, indent=1))
+    return value
+
+
+def brief(metrics: dict) -> str:
+    keys = [k for k, v in metrics.items() if isinstance(v, (int, float))][:5]
+    return ", ".join(f"{k} {metrics[k]:.4g}" for k in keys)
+
+
+def launch_processes(argv: list[str], nproc: int) -> int:
+    """Run ``lmforge <argv>`` in ``nproc`` processes on this machine (torchrun); returns the exit status."""
+    from lmforge.train.launch import launch
+
+    return launch(argv, nproc)

@@ -1,0 +1,100 @@
+"""`lmforge validate`: every problem of a config and of its data, all at once, without importing torch.
+
+1. the YAML file and the command-line overrides (a problem here stops the check: nothing else can be read);
+2. the config against the schema: every wrong key or value, each with a did-you-mean;
+3. the method / objective parameters and cross-axis rules (:func:`lmforge.plan.plan_run`), on the
+   sections that are valid (an invalid section is replaced by its defaults for this step);
+4. the first records of every data source (:func:`lmforge.data.check.check_sources`): missing
+   files, empty datasets, missing columns, records that do not fit the format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from pydantic import ValidationError
+
+from lmforge.config.load import apply_overrides, format_validation_error, read_yaml
+from lmforge.config.schema import RunConfig
+from lmforge.errors import UserError
+from lmforge.pipeline.plan import RunPlan, plan_run
+
+
+def run_validate(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
+                 say: Callable[[str], None] = print) -> str:
+    """The one-line summary of a valid config (notes on unread sources go to ``say``); UserError listing
+    every problem otherwise."""
+    result = validate_config(path, overrides)
+    for note in result.notes:
+        say(f"note: {note}")
+    if result.errors:
+        raise UserError(problems_message(result), where=str(path))
+    config, plan = result.config, result.plan
+    tasks = f" x {len(config.data.tasks)} tasks, mixing {config.data.mixing}" if config.data.tasks else ""
+    return (f"{path}: ok  (model {config.model.name}, data {config.data.format}{tasks}, "
+            f"method {plan.method.name}, objective {plan.objective.name})")
+
+
+@dataclass
+class Validation:
+    """The outcome: the config and plan when they could be built, every problem found, and notes."""
+
+    config: RunConfig | None
+    plan: RunPlan | None
+    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def validate_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *, first: int = 5) -> Validation:
+    """Check ``path`` + ``overrides`` in every way that needs no model (see the module doc).
+
+    ``first``: records read per data source. Raises UserError only when the file or an override
+    cannot be read at all; every other problem is collected into ``Validation.errors``.
+    """
+    from lmforge.data.check import check_sources
+
+    if not Path(path).is_file():
+        raise UserError("config file not found", where=str(path), hint="pass the path to a YAML run config")
+    raw = apply_overrides(read_yaml(path), overrides)
+    result = Validation(None, None)
+    config = _parse(raw, result)
+    if config is not None:
+        try:
+            result.plan = plan_run(config, source=str(path))
+        except UserError as exc:
+            text = str(exc).removeprefix(f"{path}: ")
+            result.errors += ([line.strip() for line in text.splitlines()[1:]] if text.startswith("invalid config:")
+                              else [text])
+        from lmforge.pipeline.multitask import task_sections
+
+        try:
+            sections = task_sections(config.data)
+        except UserError as exc:
+            sections, result.errors = [], result.errors + [str(exc)]
+        errors, result.notes = check_sources(config.data, sections, first)
+        result.errors = list(dict.fromkeys(result.errors + errors))  # a task problem plan_run found too
+    return result
+
+
+def _parse(raw: dict, result: Validation) -> RunConfig | None:
+    """The config (kept in ``result.config`` when valid); on schema errors, record them and return the
+    config with the invalid top-level sections at their defaults (None when that cannot be built)."""
+    try:
+        result.config = RunConfig.model_validate(raw)
+        return result.config
+    except ValidationError as exc:
+        result.errors += [line.strip() for line in format_validation_error(exc, RunConfig).splitlines()[1:]]
+        bad = {str(err["loc"][0]) for err in exc.errors() if err["loc"]}
+    try:
+        return RunConfig.model_validate({k: v for k, v in raw.items() if k not in bad})
+    except ValidationError:
+        return None
+
+
+def problems_message(result: Validation) -> str:
+    """All problems of ``result`` as one message (one per line, continuation lines indented)."""
+    count = len(result.errors)
+    items = ["- " + error.replace("\n", "\n    ") for error in result.errors]
+    return f"{count} problem{'s' if count != 1 else ''}:\n  " + "\n  ".join(items)

@@ -1,0 +1,83 @@
+"""`lmforge validate`: every problem of a config and of the first records of its data, in one run, without torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from lmforge.pipeline.validate import validate_config
+
+QA = json.dumps({"question": "what is a bond?", "answer": "a loan."}) + "\n"
+
+
+def _write(tmp_path, text: str, files: dict[str, str] | None = None):
+    for name, content in (files or {"qa.jsonl": QA}).items():
+        (tmp_path / name).write_text(content)
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_every_problem_is_reported_in_one_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = _write(tmp_path, """
+model: {name: x}
+data: {format: chat, train: qa.jsonl, eval: missing.jsonl}
+train: {learning_rate: 0.1, num_epochs: 2}
+method: {name: lora, lora_r: 8}
+""")
+    errors = validate_config(path).errors
+    expected = ["train.learning_rate: unknown key; did you mean 'lr'?", "train.num_epochs: unknown key; did you mean 'epochs'?",
+                "method.lora_r: unknown key; did you mean 'r'?", "data.train: qa.jsonl:1: missing column 'messages'",
+                "data.eval: missing.jsonl: no such file or folder"]
+    assert len(errors) == len(expected), errors
+    for want, got in zip(expected, errors):
+        assert got.startswith(want), (want, got)
+
+
+def test_a_valid_config_with_its_data_is_ok(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = _write(tmp_path, "model: {name: x}\ndata: {format: instruction, train: qa.jsonl, "
+                            "columns: {instruction: question, output: answer}}\n")
+    result = validate_config(path)
+    assert not result.errors and result.plan.method.name == "lora"
+
+
+def test_later_records_are_read_too(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = _write(tmp_path, "model: {name: x}\ndata: {format: instruction, train: qa.jsonl, "
+                            "columns: {instruction: question, output: answer}}\n",
+                  {"qa.jsonl": QA * 3 + json.dumps({"question": "x"}) + "\n"})
+    (error,) = validate_config(path).errors
+    assert error.startswith("data.train: qa.jsonl:4: missing column 'answer'")
+
+
+def test_every_source_and_task_is_checked(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = _write(tmp_path, """
+model: {name: x}
+data:
+  format: classification
+  tasks:
+    - {name: a, train: a.csv}
+    - {name: b, train: b.csv, eval: c.jsonl}
+""", {"a.csv": "text,label\nx,y\n", "b.csv": "txt,label\nx,y\n", "c.jsonl": '{"text": "x", "label": "y"}\n{bad\n'})
+    errors = validate_config(path).errors
+    assert [e.split(":")[0] for e in errors] == ["data.tasks.1.train", "data.tasks.1.eval"], errors
+    assert "b.csv:2" in errors[0] and "c.jsonl:2" in errors[1]
+
+
+def test_hub_ids_are_noted_not_read(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = _write(tmp_path, "model: {name: x}\ndata: {format: text, train: someone/dataset}\n")
+    result = validate_config(path)
+    assert not result.errors and "not checked" in result.notes[0]
+
+
+def test_validate_cli_lists_all_problems_and_exits_2(tmp_path):
+    path = _write(tmp_path, "model: {name: x}\ndata: {format: chat, train: qa.jsonl}\ntrain: {batchsize: 2}\n")
+    proc = subprocess.run([sys.executable, "-m", "lmforge.cli.main", "validate", str(path)], capture_output=True,
+                          text=True, cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "2 problems" in proc.stderr and "'batch_size'" in proc.stderr and "format: instruction" in proc.stderr
