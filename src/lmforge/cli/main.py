@@ -43,12 +43,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # peft asks models for a property transformers 5 deprecated; the warning is not the user's to act on.
     warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.* is deprecated", category=FutureWarning)
-    if args.command in COMPUTE_COMMANDS and "torch" not in sys.modules:
-        from lmforge.train.threads import choose_wait_policy
+    from lmforge.pipeline import choose_wait_policy, silence_library_notices
 
+    if args.command in COMPUTE_COMMANDS and "torch" not in sys.modules:
         choose_wait_policy()  # PASSIVE on a busy machine; libgomp reads it once, when torch loads
     # torchao's CUDA-kernel and torch's enum notices, bitsandbytes' `kernels` notice: none concerns the user.
-    from lmforge.pipeline import silence_library_notices
 
     silence_library_notices()
     return run_handler(args)

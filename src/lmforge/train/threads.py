@@ -195,14 +195,14 @@ def apply_thread_policy(requested: int | None, phase: str = "", say=print, sampl
         requested_here, busy = requested, None if requested is not None else busy_elsewhere(seconds=sample_s)
     choice = ThreadChoice(threads=choose_threads(requested_here, usable, busy), usable=usable, busy_elsewhere=busy,
                           requested=requested, wait_policy=os.environ.get("OMP_WAIT_POLICY"))
-    if torch.get_num_threads() != choice.threads or _LAST.get("line") is None:
+    if torch.get_num_threads() != choice.threads or _LAST.get("threads") != choice.threads:
         torch.set_num_threads(choice.threads)
         say(choice.describe() + (f" [{phase}]" if phase else ""))
-        _LAST["line"] = choice.describe()
+        _LAST["threads"] = choice.threads
     return choice
 
 
-_LAST: dict[str, str | None] = {"line": None}
+_LAST: dict[str, int | None] = {"threads": None}  # the count last logged in this process
 
 
 def choose_wait_policy(environ: dict | None = None, busy: float | None = None, sample_s: float = SAMPLE_S) -> str | None:

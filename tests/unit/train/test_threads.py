@@ -76,6 +76,7 @@ def test_apply_thread_policy_sets_torch_threads(monkeypatch):
     before = torch.get_num_threads()
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.setitem(threads._LAST, "threads", None)
     monkeypatch.setattr(threads, "usable_cpus", lambda: 2)
     monkeypatch.setattr(threads, "busy_elsewhere", lambda seconds: 1.0)
     try:
@@ -109,3 +110,18 @@ def test_threads_module_imports_without_torch():
     code = "import sys, lmforge.train.threads as t; t.choose_wait_policy({}, busy=0.0); print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_cli_sets_the_wait_policy_before_torch_loads(tmp_path):
+    """`lmforge train` on a busy machine: OMP_WAIT_POLICY=PASSIVE is in the environment before torch is imported."""
+    code = (
+        "import os, sys\n"
+        "import lmforge.train.threads as t\n"
+        "t.busy_elsewhere = lambda seconds=0.3, cpus=None: 1.0  # another job keeps a core busy\n"
+        "from lmforge.cli.main import main\n"
+        f"rc = main(['train', {str(tmp_path / 'missing.yaml')!r}])\n"
+        "print(os.environ.get('OMP_WAIT_POLICY'), rc)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split()[-2:] == ["PASSIVE", "2"]
