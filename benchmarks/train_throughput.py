@@ -18,6 +18,8 @@ Configurations (``--configs``, default ``auto`` = every one that makes sense on 
   hf_bf16_flat    bf16 + padding-free: HF's best           (only where the CPU has native bf16)
   lmforge_fp32    lmforge's loop, precision fp32
   lmforge_auto    lmforge's loop, precision auto           (only where auto resolves to bf16)
+  lmforge_int8    lmforge's loop, precision int8 (opt-in; LoRA only, CPUs with VNNI / AMX-INT8); changes the
+                  numerics of the frozen base, so it is reported beside the exact configurations, not as them
 On a CUDA machine the same script runs the same configurations on the GPU (``--device cuda``).
 
 Run with nothing else busy on the machine (2 threads; see shared pitfalls on oversubscription); the
@@ -37,7 +39,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ALL_CONFIGS = ["hf_fp32_padded", "hf_bf16_padded", "hf_fp32_flat", "hf_bf16_flat", "lmforge_fp32", "lmforge_auto"]
+ALL_CONFIGS = ["hf_fp32_padded", "hf_bf16_padded", "hf_fp32_flat", "hf_bf16_flat", "lmforge_fp32", "lmforge_auto",
+               "lmforge_int8"]
 LABELS = {
     "hf_fp32_padded": "HF Trainer + PEFT defaults (fp32, padded)",
     "hf_bf16_padded": "HF Trainer + PEFT, bf16 padded",
@@ -45,6 +48,7 @@ LABELS = {
     "hf_bf16_flat": "HF Trainer + PEFT, bf16 padding-free",
     "lmforge_fp32": "lmforge, fp32",
     "lmforge_auto": "lmforge, auto (bf16)",
+    "lmforge_int8": "lmforge, precision int8 (opt-in: int8 frozen base)",
 }
 HELDOUT = 16
 
@@ -201,7 +205,8 @@ def run_lmforge(args, name: str) -> dict:
             losses.append(logs["loss_sum"] / max(logs["units"], 1))
 
     cfg = TrainConfig(max_steps=args.steps, batch_size=args.batch, lr=args.lr, warmup_ratio=0.0, scheduler="constant",
-                      precision="fp32" if name == "lmforge_fp32" else "auto", device=args.device, log_every=1,
+                      precision={"lmforge_fp32": "fp32", "lmforge_int8": "int8"}.get(name, "auto"), device=args.device,
+                      log_every=1,
                       tensorboard=False, eval_every=10_000, save_every=10_000, threads=args.threads)
     train(model, objective, rows, train_cfg=cfg, run_dir=Path(tempfile.mkdtemp()),
           collate=lambda feats: objective.collate(feats, None), evaluate_fn=None, seed=args.seed,
@@ -258,15 +263,16 @@ def machine() -> dict:
         text = Path("/proc/cpuinfo").read_text()
         info["cpu"] = next(line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name"))
         flags = set(next(line for line in text.splitlines() if line.startswith("flags")).split(":", 1)[1].split())
-        info["flags"] = sorted(f for f in flags if f.startswith(("avx512", "amx")) or f in ("avx2", "fma"))
+        info["flags"] = sorted(f for f in flags if f.startswith(("avx512", "amx")) or f in ("avx2", "fma", "avx_vnni"))
     except (OSError, StopIteration):
         pass
     return info
 
 
-def default_configs(device: str) -> list[str]:
+def default_configs(device: str, method: str) -> list[str]:
     """Every configuration that makes sense here: bf16 ones only with native bf16 (emulated bf16 takes
-    minutes per step), lmforge_auto only where auto resolves to bf16."""
+    minutes per step), lmforge_auto only where auto resolves to bf16, lmforge_int8 for LoRA on CPUs
+    with int8 dot-product instructions."""
     import torch
 
     from lmforge.train.runtime import choose_precision, cpu_supports_bf16
@@ -275,6 +281,8 @@ def default_configs(device: str) -> list[str]:
     configs = [c for c in ALL_CONFIGS if native or "bf16" not in c]
     if choose_precision("auto", torch.device(device)) != "bf16":
         configs.remove("lmforge_auto")
+    if device != "cpu" or method != "lora" or not set(machine()["flags"]) & {"avx512_vnni", "avx_vnni", "amx_int8"}:
+        configs.remove("lmforge_int8")
     return configs
 
 
@@ -327,7 +335,7 @@ def main() -> int:
         print("RESULT " + json.dumps(result))
         return 0
 
-    configs = default_configs(args.device) if args.configs == "auto" else args.configs.split(",")
+    configs = default_configs(args.device, args.method) if args.configs == "auto" else args.configs.split(",")
     host = machine()
     peak = matmul_peak(args.threads, args.device)
     print(f"machine: {host['cpu']}; flags {' '.join(host['flags'])}; load before {host['load']}")
@@ -372,7 +380,13 @@ def report(args, configs, rounds, peak, host) -> str:
         lines.append(f"| {LABELS[n]} | {m['tokens_per_s']:.0f} | {m['peak_gb']:.2f} | {m['gflops']:.0f} | "
                      f"{100 * m['gflops'] / max(peak['fp32'], peak['bf16']):.0f}% | {m['heldout_loss']:.4f} |")
     hf = [n for n in configs if n.startswith("hf")]
-    ours = [n for n in configs if n.startswith("lmforge")]
+    ours = [n for n in configs if n.startswith("lmforge") and n != "lmforge_int8"]
+    if hf and "lmforge_int8" in configs:
+        best_hf = max(hf, key=lambda n: med[n]["tokens_per_s"])
+        ratios = [r["lmforge_int8"]["tokens_per_s"] / r[best_hf]["tokens_per_s"] for r in rounds]
+        lines.append(f"\nopt-in int8 / HF best tokens/s per round: {', '.join(f'{x:.2f}x' for x in ratios)} "
+                     f"(median {statistics.median(ratios):.2f}x); held-out loss {med['lmforge_int8']['heldout_loss']:.4f} "
+                     f"vs {med[best_hf]['heldout_loss']:.4f}")
     if hf and ours:
         best_hf = max(hf, key=lambda n: med[n]["tokens_per_s"])
         best_ours = max(ours, key=lambda n: med[n]["tokens_per_s"])

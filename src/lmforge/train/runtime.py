@@ -31,7 +31,8 @@ class Runtime:
     """Where and in which precision the loop runs.
 
     device: the torch device batches and the model live on.
-    precision: "bf16" (autocast to bfloat16) or "fp32".
+    precision: "bf16" (autocast to bfloat16), "fp32", or "int8" (fp32, with the frozen base of
+        LoRA layers multiplying in int8 on CPU; switched on in :meth:`prepare`).
     process: rank / world size (one process by default).
     strategy: "ddp" or "fsdp" (used when ``process.world_size > 1``).
     base_dtype: storage dtype of frozen weights while training (bf16 base for LoRA-family runs).
@@ -76,6 +77,8 @@ class Runtime:
             compile_blocks(model)
         elif self.device.type == "cpu":  # measured on CPU only; its Python loop would split a compiled graph
             self._attention["previous"] = use_packed_attention(model)
+        if self.precision == "int8":
+            self._attention["int8"] = use_int8_base(model, True)
         if self.world_size == 1:
             return model
         return distributed.wrap_model(model, self.device, self.strategy)
@@ -88,6 +91,8 @@ class Runtime:
         restore_dtypes(self._changed)
         self._changed.clear()
         restore_attention(model, self._attention.pop("previous", None))
+        if self._attention.pop("int8", 0):
+            use_int8_base(model, False)
         return rounded
 
     def shard(self, window: list[list[int]]) -> list[tuple[list[int], float]]:
@@ -176,9 +181,26 @@ def build_runtime(train_cfg: TrainConfig, seed: int) -> Runtime:
         torch.utils.deterministic.fill_uninitialized_memory = False
     distributed.init_process_group(process, device, train_cfg.distributed)
     precision = choose_precision(train_cfg.precision, device)
+    if precision == "int8" and device.type != "cpu":
+        from lmforge.errors import UserError
+
+        raise UserError("train.precision int8 runs on CPU only (int8 matmuls through oneDNN)", where="train.precision",
+                        hint="on a GPU use bf16 or auto")
     return Runtime(device=device, precision=precision, process=process, strategy=train_cfg.distributed.strategy,
                    base_dtype=resolve_base_dtype(train_cfg.memory.base_dtype, precision), compile=train_cfg.compile,
                    threads=train_cfg.threads)
+
+
+def use_int8_base(model: nn.Module, enabled: bool) -> int:
+    """Switch int8 base products on/off in every layer that offers them (``use_int8_base(enabled)``,
+    e.g. lmforge's fused LoRA layer); returns how many switched on. UserError when enabling finds none."""
+    count = sum(bool(m.use_int8_base(enabled)) for m in model.modules() if hasattr(m, "use_int8_base"))
+    if enabled and count == 0:
+        from lmforge.errors import UserError
+
+        raise UserError("train.precision int8 found no frozen linear layer to run in int8", where="train.precision",
+                        hint="int8 applies to method lora over a plain (unquantized) base; use fp32 or auto")
+    return count
 
 
 def choose_device(requested: str) -> torch.device:

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lmforge.methods.lora.int8 import int8_input_grad, int8_linear, quantize_weight
+
 
 class LoraLinearFunction(torch.autograd.Function):
     """``y = x @ W^T + b + s * (x_lora @ A^T) @ B^T`` with gradients for ``x``, ``x_lora``, ``A``, ``B``.
@@ -35,31 +37,39 @@ class LoraLinearFunction(torch.autograd.Function):
     ``x`` (..., in); ``x_lora`` is ``x`` itself (no dropout) or ``dropout(x)``; ``weight`` (out, in)
     and ``bias`` (out,) frozen; ``lora_a`` (r, in), ``lora_b`` (out, r); ``scale`` a float. Runs
     in ``dtype`` (the autocast dtype, else ``x``'s): the matmuls autocast would run, same
-    roundings except the merged fp32 path (see the module docstring).
+    roundings except the merged fp32 path (see the module docstring). ``int8``: the frozen
+    weight quantized by :func:`lmforge.methods.lora.int8.quantize_weight`; the base's forward and
+    input-gradient products then run in int8 (``train.precision: int8``), the LoRA ones in fp32.
     """
 
     @staticmethod
-    def forward(ctx, x, x_lora, weight, bias, lora_a, lora_b, scale: float, dtype: torch.dtype):  # noqa: D102
+    def forward(ctx, x, x_lora, weight, bias, lora_a, lora_b, scale: float, dtype: torch.dtype,  # noqa: D102
+                int8: tuple | None = None):
         shape = x.shape
         x2 = x.reshape(-1, shape[-1]).to(dtype)
         same = x_lora is x
         xl2 = x2 if same else x_lora.reshape(-1, shape[-1]).to(dtype)
         w, a, b = weight.to(dtype), lora_a.to(dtype), lora_b.to(dtype)
         bias_c = None if bias is None else bias.to(dtype)
-        merged = same and dtype == torch.float32
+        merged = same and dtype == torch.float32 and int8 is None
         xa = xl2 @ a.t()  # (N, r)
         if merged:
             y = F.linear(x2, torch.addmm(w, b, a, alpha=scale), bias_c)
+        elif int8 is not None:
+            y = int8_linear(x2, *int8)
+            if bias_c is not None:
+                y += bias_c
+            y.addmm_(xa, b.t(), alpha=scale)
         else:
             y = F.linear(x2, w, bias_c).addmm_(xa, b.t(), alpha=scale)
         ctx.save_for_backward(xl2, weight, lora_a, lora_b, xa)
-        ctx.info = (shape, same, merged, scale, dtype, x.dtype, x_lora.dtype)
+        ctx.info = (shape, same, merged, scale, dtype, x.dtype, x_lora.dtype, int8)
         return y.view(*shape[:-1], y.shape[-1])
 
     @staticmethod
     def backward(ctx, grad):  # noqa: D102
         xl2, weight, lora_a, lora_b, xa = ctx.saved_tensors
-        shape, same, merged, scale, dtype, x_dtype, xl_dtype = ctx.info
+        shape, same, merged, scale, dtype, x_dtype, xl_dtype, int8 = ctx.info
         w, a, b = weight.to(dtype), lora_a.to(dtype), lora_b.to(dtype)
         g = grad.reshape(-1, grad.shape[-1]).to(dtype)
         gb = g @ b  # (N, r)
@@ -67,15 +77,16 @@ class LoraLinearFunction(torch.autograd.Function):
         grad_a = (gb.t() @ xl2).mul_(scale).to(lora_a.dtype)
         grad_x = grad_xl = None
         if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+            base = int8_input_grad(g, *int8) if int8 is not None else None
             if merged:
                 grad_x = g @ torch.addmm(w, b, a, alpha=scale)
             elif same:
-                grad_x = (g @ w).addmm_(gb, a, alpha=scale)
+                grad_x = (g @ w if base is None else base).addmm_(gb, a, alpha=scale)
             else:
-                grad_x = g @ w
+                grad_x = g @ w if base is None else base
                 grad_xl = (gb @ a).mul_(scale).view(shape).to(xl_dtype)
             grad_x = grad_x.view(shape).to(x_dtype)
-        return grad_x, grad_xl, None, None, grad_a, grad_b, None, None
+        return grad_x, grad_xl, None, None, grad_a, grad_b, None, None, None
 
 
 def _peft_linear() -> type:
@@ -96,8 +107,23 @@ class FusedLoraLinear(_peft_linear()):
         x_lora = x if isinstance(dropout, nn.Identity) else dropout(x)
         device = x.device.type
         dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+        int8 = self.__dict__.get("_int8_base") if dtype == torch.float32 else None
         return LoraLinearFunction.apply(x, x_lora, base.weight, base.bias, self.lora_A[adapter].weight,
-                                        self.lora_B[adapter].weight, float(self.scaling[adapter]), dtype)
+                                        self.lora_B[adapter].weight, float(self.scaling[adapter]), dtype, int8)
+
+    def use_int8_base(self, enabled: bool) -> bool:
+        """Run the frozen base's training products in int8 (``train.precision: int8``) or not.
+
+        Keeps an int8 copy of the base weight beside the fp32 one (not a parameter or buffer:
+        state dicts, checkpoints and adapters are unchanged; evaluation without grad stays fp32).
+        Returns whether this layer can (a plain ``nn.Linear`` base with a frozen weight).
+        """
+        base = self.base_layer
+        if not enabled or type(base) is not nn.Linear or base.weight.requires_grad:
+            self.__dict__.pop("_int8_base", None)
+            return False
+        self.__dict__["_int8_base"] = quantize_weight(base.weight)
+        return True
 
     def _fused_adapter(self, x: torch.Tensor, args: tuple, kwargs: dict) -> str | None:
         """The one adapter the fused path can run, or None (peft's forward runs instead)."""
