@@ -14,6 +14,8 @@ adapter files, merge/unmerge, disable_adapter) with one change: while training a
 and computes the input and LoRA gradients itself (``g @ W'``; ``s * g^T @ (x A^T)``; ``s * (g B)^T
 @ x``). Anything else (evaluation without grad, merged or disabled adapters, several adapters,
 DoRA and other variants, a trainable base weight or bias, quantized bases) runs peft's forward.
+With ``train.precision: int8`` the runtime calls :meth:`FusedLoraLinear.use_int8_base` and the
+base's products run in int8 (:mod:`lmforge.methods.lora.int8`).
 
 Registered through peft's documented custom-module API (``LoraConfig._register_custom_module``,
 "Custom models" in the peft docs, marked experimental there), only for models whose targets are
