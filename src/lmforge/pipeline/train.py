@@ -38,6 +38,7 @@ def _run_train(config: RunConfig, *, source: str, resume: bool, say: Say, callba
     from lmforge.pipeline.export import export_session, save_drift_baseline
     from lmforge.train import train
     from lmforge.train.launch import is_main_process
+    from lmforge.train.threads import apply_thread_policy
 
     main = is_main_process()
     run_dir = Path(config.run.dir)
@@ -54,6 +55,7 @@ def _run_train(config: RunConfig, *, source: str, resume: bool, say: Say, callba
     say(f"method: {session.plan.method.name} trains {trainable:,} of {total:,} parameters "
         f"({100 * trainable / max(total, 1):.2f}%)")
     status.set_phase("before-eval")
+    apply_thread_policy(config.train.threads, phase="before eval", say=say)
     before = measure_before(session, say) if main else None
     last_eval: dict = {}
 
@@ -73,6 +75,7 @@ def _run_train(config: RunConfig, *, source: str, resume: bool, say: Say, callba
     if not main:
         return {}
     status.set_phase("after-eval")
+    apply_thread_policy(config.train.threads, phase="after eval", say=say)
     if result.base_rounded or fsdp_sharded(config):
         # FSDP leaves the trained model sharded across processes, a bf16 base leaves it rounded: free it
         # first, then rebuild a whole one with the original weights to load the best checkpoint into.

@@ -35,21 +35,21 @@ from typing import Any
 # Calibrated constants (docs/performance.md, "Estimator calibration").
 A_H = 10.0  # fp32 activation elements saved per token per layer, per unit of hidden size
 A_I = 4.0  # ... per unit of intermediate (MLP) size (measured 11.8k elements/token/layer, SmolLM2)
-ACT_PRECISION = {"fp32": 1.0, "bf16": 0.7, "fp16": 0.7}  # bytes vs fp32 (norms/residuals stay fp32)
+ACT_PRECISION = {"fp32": 1.0, "bf16": 0.7, "fp16": 0.7, "int8": 1.0}  # bytes vs fp32 (norms/residuals stay fp32)
 ACT_FROZEN = 0.86  # frozen base (LoRA family): no inputs saved for frozen weight grads
 BACKWARD_TRANSIENT = 3.0  # layer-activations' worth of gradient buffers alive in backward (fit)
 OPT_TEMP_COPIES = 2.0  # trainable-sized fp32 temporaries of foreach AdamW during the step
 LOGIT_COPIES = 3.5  # fp32 tokens x vocab tensors alive at the loss peak (logits, log-softmax, grad)
 FRAMEWORK_BYTES = 460e6  # RSS of a process with torch + transformers + peft imported, first step run
 LOAD_COPY_FRACTION = 0.25  # share of the weights' bytes left in RSS by loading (page cache, copies)
-DEFAULT_PEAK_GFLOPS = {"fp32": 400.0, "bf16": 2600.0, "fp16": 400.0}
+DEFAULT_PEAK_GFLOPS = {"fp32": 400.0, "bf16": 2600.0, "fp16": 400.0, "int8": 530.0}  # int8: measured step 1.33x fp32
 DEFAULT_UTILIZATION = 0.3  # achieved / peak matmul rate of a training step (HF reaches ~0.15)
 # achieved rate of a real lmforge training step / the 1024^3 matmul rate measured on the same
 # machine with the same threads (lmforge estimate measures that rate). Fitted on real runs (docs/performance.md): a frozen base
 # (LoRA family) reaches less of it than full fine-tuning, its adapter dropout, small adapter matmuls
 # and elementwise work weigh more against 4 instead of 6 passes of big matmuls.
 MEASURED_UTILIZATION = {"full": 0.65, "frozen": 0.3}
-BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "int8": 1}
 # train.optimizer -> (state bytes per trainable parameter, trainable-sized fp32 temporaries in the step)
 OPTIMIZER_STATE = {"adamw": (8.0, OPT_TEMP_COPIES), "adamw_8bit": (2.03, 0.0), "paged_adamw_8bit": (2.03, 0.0)}
 FROZEN_BYTES = {32: 4.0, 16: 2.0, 8: 1.06, 4: 0.5625}  # 8/4-bit include block scales
@@ -187,7 +187,8 @@ def estimate(
     Args:
         model_config: transformers config, dict of its fields, or a ``ModelShape``.
         trainable_params: trainable parameter count (None = full fine-tuning: all parameters).
-        precision: "fp32" | "bf16" | "fp16" compute precision.
+        precision: "fp32" | "bf16" | "fp16" | "int8" compute precision (int8: fp32 with an int8 copy of the
+            frozen weights).
         batch_size: examples (or packed rows when ``packing``) per micro-batch per process.
         seq_lengths: token lengths of the real training examples.
         packing: padding-free packing (``lmforge.data.packing``).
@@ -230,6 +231,8 @@ def estimate_inputs(x: EstimateInputs) -> Estimate:
     peak_tokens, computed_tokens, real_tokens = _micro_batch_tokens(x, max_len)
     frozen = max(s.total_params - x.trainable_params, 0)
     weights = x.trainable_params * 4.0 + frozen * FROZEN_BYTES[x.frozen_bits]
+    if x.precision == "int8":  # int8 copy of the frozen weights beside the fp32 ones, for the whole run
+        weights += frozen * 1.0
     full = x.trainable_params >= 0.5 * s.total_params
     act_bytes = 4.0 * ACT_PRECISION[x.precision] * (1.0 if full else ACT_FROZEN)
     per_layer = peak_tokens * (A_H * s.hidden + A_I * s.intermediate) * act_bytes
@@ -252,7 +255,7 @@ def estimate_inputs(x: EstimateInputs) -> Estimate:
     # state from the previous step, the output-projection grad already allocated) and the
     # optimizer step (all grads + state + the foreach AdamW temporaries). Autocast keeps a
     # low-precision copy of every fp32 (trainable) weight for the whole forward/backward.
-    cast_cache = x.trainable_params * BYTES[x.precision] if x.precision != "fp32" else 0.0
+    cast_cache = x.trainable_params * BYTES[x.precision] if x.precision not in ("fp32", "int8") else 0.0
     head_grad = s.vocab * s.hidden * 4.0 if full and not x.classifier else 0.0  # LM-head grad, early in backward
     backward_peak = activations + breakdown["logits"] + head_grad + cast_cache
     temp_copies = OPTIMIZER_STATE[x.optimizer][1]

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from lmforge.train.estimate import FROZEN_BYTES, model_shape
+from lmforge.train.estimate import FROZEN_BYTES
 
 
 def _config(tmp_path, model_dir, method: str):

@@ -4,10 +4,13 @@ A plain ``model(**batch).logits`` materialises a ``tokens x vocab`` tensor (plus
 the softmax saved for backward): for SmolLM2 (vocab 49152) that is ~200 KB per token, more than
 the rest of the activations together. Here the decoder body runs alone, hidden states are kept
 only at positions whose shifted label is trained, and the output projection + cross-entropy run
-over ``chunk_size`` of those positions at a time under ``torch.utils.checkpoint``, so at most one
-chunk of logits exists at any moment in forward and in backward (the chunk's logits are
-recomputed in backward: one extra ``chunk x hidden x vocab`` matmul per chunk). Prompt, padding
-and packing-boundary positions never touch the vocabulary projection.
+over ``chunk_size`` of those positions at a time, so at most one chunk of logits exists at any
+moment. For a plain ``nn.Linear`` head (:class:`LinearCrossEntropy`) each chunk's gradients with
+respect to the hidden states (and the head weight, when it trains) are computed in the forward,
+while its logits exist, and kept for backward: no logits are saved and none are recomputed.
+Other heads (a LoRA-wrapped or quantized head) run under ``torch.utils.checkpoint`` instead (the
+chunk's logits are recomputed in backward: one extra ``chunk x hidden x vocab`` matmul per chunk).
+Prompt, padding and packing-boundary positions never touch the vocabulary projection.
 
 Models whose logits cannot be reproduced from ``get_output_embeddings()`` alone (logit soft-
 capping or scaling in the config, PEFT prompt-learning wrappers that prepend virtual tokens, no
@@ -66,6 +69,8 @@ def chunked_causal_lm_loss(
     if count == 0:
         return hidden.sum() * 0.0, 0  # keeps the graph connected (DDP) with a zero loss
     wanted = targets[keep]
+    if type(head) is nn.Linear:
+        return LinearCrossEntropy.apply(selected, head.weight, head.bias, wanted, chunk_size), count
     total = torch.zeros((), dtype=torch.float32, device=hidden.device)
     chunk_loss = functools.partial(_chunk_cross_entropy, head)
     for start in range(0, count, chunk_size):
@@ -107,6 +112,53 @@ def causal_lm_row_losses(
                            or [hidden.new_zeros(0, dtype=torch.float32)])
     totals = torch.zeros(labels.shape[0], dtype=torch.float32, device=labels.device).index_add_(0, rows, losses.float())
     return totals, counts
+
+
+class LinearCrossEntropy(torch.autograd.Function):
+    """``sum(CE(hidden @ weight.T + bias, targets))`` in chunks, gradients computed in the forward.
+
+    Forward, per chunk of ``chunk_size`` rows: logits (in the matmul dtype autocast picks, the
+    cross-entropy in fp32), their loss, and while they exist ``d loss / d logits = softmax -
+    onehot``, from which the chunk's gradient for ``hidden`` (and for ``weight`` / ``bias`` when
+    they require grad) is accumulated. Backward only scales those by the incoming gradient. Same
+    math and matmul count as autograd without the chunking; one ``chunk x vocab`` buffer at a
+    time instead of ``tokens x vocab`` logits, softmax and gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets, chunk_size: int):  # noqa: D102 (see class)
+        need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        grad_h = torch.empty_like(hidden) if need_h else None
+        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
+        grad_b = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device) if need_b else None
+        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        for start in range(0, hidden.shape[0], chunk_size):
+            h, t = hidden[start:start + chunk_size], targets[start:start + chunk_size]
+            logits = F.linear(h, weight, bias).float()
+            lse = torch.logsumexp(logits, dim=-1)
+            total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
+            if not (need_h or need_w or need_b):
+                continue
+            grad = logits.sub_(lse[:, None]).exp_()  # softmax, in place of the logits
+            grad[torch.arange(t.shape[0], device=t.device), t] -= 1.0
+            if need_b:
+                grad_b += grad.sum(0)
+            if not torch.is_autocast_enabled(hidden.device.type):
+                grad = grad.to(weight.dtype)  # under autocast the matmuls pick their dtype
+            if need_h:
+                grad_h[start:start + chunk_size] = torch.matmul(grad, weight)
+            if need_w:
+                grad_w += torch.matmul(grad.t(), h)
+        ctx.save_for_backward(*(g for g in (grad_h, grad_w, grad_b) if g is not None))
+        ctx.needs = (need_h, need_w, need_b)
+        ctx.dtypes = (hidden.dtype, weight.dtype, None if bias is None else bias.dtype)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_total):  # noqa: D102 (see class)
+        saved = iter(ctx.saved_tensors)
+        out = [(next(saved) * grad_total).to(dtype) if need else None for need, dtype in zip(ctx.needs, ctx.dtypes)]
+        return out[0], out[1], out[2], None, None
 
 
 def _chunk_cross_entropy(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
