@@ -135,7 +135,7 @@ from lmforge.config import load_config
 from lmforge.pipeline import open_session
 from lmforge.train import train
 from lmforge.train.callbacks import Callback
-config = load_config(config_path, overrides + [f"train.max_steps={steps}", f"train.threads={threads}",
+config = load_config(config_path, overrides + [f"train.max_steps={steps}", f"runtime.threads={threads}",
                                                "train.eval_every=100000", "train.log_every=1"])
 s = open_session(config, say=lambda _m: None)
 seconds = []
@@ -143,7 +143,7 @@ class Timer(Callback):
     def on_step(self, state, logs):
         seconds.append(logs["seconds"])
 with tempfile.TemporaryDirectory() as tmp:
-    train(s.model, s.objective, s.train_features, train_cfg=config.train, run_dir=tmp, collate=s.collate,
+    train(s.model, s.objective, s.train_features, train_cfg=config.train, runtime_cfg=config.runtime, run_dir=tmp, collate=s.collate,
           evaluate_fn=None, seed=config.run.seed, best_metric=s.plan.best_metric, metric_mode=s.plan.metric_mode,
           callbacks=[Timer()])
 print(json.dumps({"peak_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "step_s": seconds}))
@@ -174,7 +174,7 @@ def run_real(name: str, steps: int, threads: int) -> dict:
     if out.returncode != 0:
         raise SystemExit(f"{name} failed:\n{out.stderr[-3000:]}")
     measured = json.loads(out.stdout.strip().splitlines()[-1])
-    config = load_config(str(path), overrides + [f"train.threads={threads}"])
+    config = load_config(str(path), overrides + [f"runtime.threads={threads}"])
     est = estimate_run(config, plan_run(config, str(path))).estimate
     step_s = statistics.median(measured["step_s"][1:])  # the first step warms up allocators and kernels
     return {

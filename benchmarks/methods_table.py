@@ -41,7 +41,7 @@ TASKS = {
     "fiqa": {
         "model": {"name": "smollm2-135m-instruct"},
         "data": {"format": "instruction", "train": "asset:fiqa", "columns": {"instruction": "question", "output": "answer"},
-                 "eval_fraction": 0.1, "max_length": 256},
+                 "max_length": 256},
         "metric": "eval_loss",
     },
 }

@@ -1,7 +1,7 @@
 """Seconds per LoRA step with lmforge's default thread policy vs fixed threads, under a competing CPU job.
 
 Issue 14 item 2: on a 2-core machine shared with another job, LoRA ran at 12 s/step with torch's
-default threads (2) and 1.3 s/step with 1. lmforge's default (``train.threads`` unset) now picks the
+default threads (2) and 1.3 s/step with 1. lmforge's default (``runtime.threads`` unset) now picks the
 thread count from the CPUs other processes leave free (``lmforge.train.threads``) and, like the
 CLI, sets ``OMP_WAIT_POLICY=PASSIVE`` before torch loads when the machine is busy.
 
@@ -43,7 +43,7 @@ def run_worker(args) -> dict:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from lmforge.config.schema import TrainConfig
+    from lmforge.config.schema import RuntimeConfig, TrainConfig
     from lmforge.methods import METHODS, build_method
     from lmforge.model.task import TaskInfo
     from lmforge.objectives import build_objective, get_objective_spec
@@ -70,12 +70,12 @@ def run_worker(args) -> dict:
         def on_step(self, state, logs):
             times.append(logs["seconds"])
 
-    train_cfg = TrainConfig(max_steps=args.steps, batch_size=args.batch, lr=1e-4, warmup_ratio=0.0, device="cpu",
-                            precision="fp32", threads=CONFIGS[args.worker], log_every=1000, tensorboard=False,
-                            eval_every=10_000, save_every=10_000)
+    train_cfg = TrainConfig(max_steps=args.steps, batch_size=args.batch, lr=1e-4, warmup_ratio=0.0, log_every=1000,
+                            tensorboard=False, eval_every=10_000, save_every=10_000)
+    runtime_cfg = RuntimeConfig(device="cpu", precision="fp32", threads=CONFIGS[args.worker])
     log = io.StringIO()
     with contextlib.redirect_stdout(log):  # keeps the runtime's "threads: ..." line
-        train(model, objective, rows, train_cfg=train_cfg, run_dir=Path(tempfile.mkdtemp()),
+        train(model, objective, rows, train_cfg=train_cfg, runtime_cfg=runtime_cfg, run_dir=Path(tempfile.mkdtemp()),
               collate=lambda feats: objective.collate(feats, None), evaluate_fn=None, seed=0, best_metric="loss",
               metric_mode="min", callbacks=[Timer()])
     lines = log.getvalue().splitlines()

@@ -179,7 +179,7 @@ def run_lmforge(args, name: str) -> dict:
     row per example, concatenated), packed attention, fused LoRA layers, chunked loss."""
     import torch
 
-    from lmforge.config.schema import TrainConfig
+    from lmforge.config.schema import RuntimeConfig, TrainConfig
     from lmforge.objectives import build_objective, get_objective_spec
     from lmforge.train import train
     from lmforge.train.callbacks import Callback
@@ -205,10 +205,10 @@ def run_lmforge(args, name: str) -> dict:
             losses.append(logs["loss_sum"] / max(logs["units"], 1))
 
     cfg = TrainConfig(max_steps=args.steps, batch_size=args.batch, lr=args.lr, warmup_ratio=0.0, scheduler="constant",
-                      precision={"lmforge_fp32": "fp32", "lmforge_int8": "int8"}.get(name, "auto"), device=args.device,
-                      log_every=1,
-                      tensorboard=False, eval_every=10_000, save_every=10_000, threads=args.threads)
-    train(model, objective, rows, train_cfg=cfg, run_dir=Path(tempfile.mkdtemp()),
+                      log_every=1, tensorboard=False, eval_every=10_000, save_every=10_000)
+    runtime_cfg = RuntimeConfig(precision={"lmforge_fp32": "fp32", "lmforge_int8": "int8"}.get(name, "auto"),
+                                device=args.device, threads=args.threads)
+    train(model, objective, rows, train_cfg=cfg, runtime_cfg=runtime_cfg, run_dir=Path(tempfile.mkdtemp()),
           collate=lambda feats: objective.collate(feats, None), evaluate_fn=None, seed=args.seed,
           best_metric="loss", metric_mode="min", callbacks=[Timer()])
     ordered = [examples[i] for i in epoch_order(len(examples), args.seed, 0)]

@@ -115,7 +115,7 @@ def _config(tmp_path, model_dir) -> Path:
         f"run: {{name: t, output_dir: {tmp_path / 'run'}, seed: 0}}\nmodel: {{name: {model_dir}}}\n"
         f"data:\n  format: qa\n  train: {data}\n  columns: {{question: q, answer: a}}\n  split: {{validation: 0.2, test: 0.2}}\n"
         "  max_length: 32\nmethod: {name: norm, bias_too: false}\n"
-        "train: {max_steps: 2, batch_size: 3, lr: 0.05, tensorboard: false, device: cpu}\n"
+        "train: {max_steps: 2, batch_size: 3, lr: 0.05, tensorboard: false}\nruntime: {device: cpu}\n"
         "eval: {generations: 1, max_new_tokens: 4}\nexport: {parity_prompts: 1}\n")
     return path
 

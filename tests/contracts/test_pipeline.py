@@ -97,7 +97,7 @@ def _config(tmp_path, model_dir, method: str, objective: str, fmt: str):
         + _data(tmp_path, fmt, objective)
         + f"method: {{name: {method}{', ' + params if params else ''}}}\n"
         + f"objective: {{name: {objective}{', ' + oparams if oparams else ''}}}\n"
-        + "train: {max_steps: 1, batch_size: 3, lr: 1.0e-3, tensorboard: false, device: cpu}\n"
+        + "train: {max_steps: 1, batch_size: 3, lr: 1.0e-3, tensorboard: false}\nruntime: {device: cpu}\n"
         + "eval: {generations: 1, max_new_tokens: 4" + _forgetting(tmp_path, objective) + "}\n"
         + "export: {parity_prompts: 1}\n")
     return load_config(path)

@@ -52,11 +52,13 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subproce
     )
 
 
-TRAIN = "{max_steps: 6, batch_size: 4, lr: 0.01, eval_every: 3, log_every: 2, precision: fp32}"
+TRAIN = "{max_steps: 6, batch_size: 4, lr: 0.01, eval_every: 3, log_every: 2}"
+RUNTIME = "{precision: fp32}"
 EVAL = "{generations: 2, max_new_tokens: 8}"
 
 
-def lora_config(tmp_path: Path, model_dir, data, extra: str = "", *, train: str = TRAIN, evaluate: str = EVAL) -> Path:
+def lora_config(tmp_path: Path, model_dir, data, extra: str = "", *, train: str = TRAIN, evaluate: str = EVAL,
+                runtime: str = RUNTIME) -> Path:
     """An instruction-tuning LoRA run on the tiny Llama writing to <tmp_path>/run."""
     return write_config(tmp_path, f"""
 run: {{name: tiny, output_dir: {tmp_path / 'run'}}}
@@ -69,6 +71,7 @@ data:
   max_length: 64
 method: {{name: lora, r: 4, alpha: 8, dropout: 0.0}}
 train: {train}
+runtime: {runtime}
 eval: {evaluate}
 {extra}
 """)

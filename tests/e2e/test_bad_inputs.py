@@ -42,7 +42,7 @@ def base_config(**changes) -> dict:
         "model": {"name": "MODEL"},
         "data": {"format": "instruction", "train": "data/qa.jsonl", "columns": {"instruction": "question", "output": "answer"}},
         "method": {"name": "lora", "r": 4},
-        "train": {"max_steps": 1, "batch_size": 2, "precision": "fp32"},
+        "train": {"max_steps": 1, "batch_size": 2}, "runtime": {"precision": "fp32"},
         "eval": {"before": False, "generations": 0},
     }
     for key, value in changes.items():

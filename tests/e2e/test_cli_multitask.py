@@ -31,7 +31,8 @@ data:
     - {{name: sentiment, train: {reviews_file}, columns: {{text: review, label: score}}}}
     - {{name: topic, train: {topics_file}, columns: {{text: q, label: topic}}, weight: 2}}
 method: {{name: full}}
-train: {{max_steps: 4, batch_size: 4, lr: 0.001, precision: fp32, log_every: 2}}
+train: {{max_steps: 4, batch_size: 4, lr: 0.001, log_every: 2}}
+runtime: {{precision: fp32}}
 """)
     valid = run_cli("validate", str(cfg))
     assert valid.returncode == 0 and "2 tasks, mixing interleave" in valid.stdout
@@ -85,7 +86,8 @@ data:
     - {{name: finance, train: {finance}, columns: {{instruction: question, output: answer}}, system_prompt: be brief.}}
     - {{name: general, format: chat, train: {general}}}
 method: {{name: lora, r: 4, alpha: 8}}
-train: {{max_steps: 2, batch_size: 4, precision: fp32}}
+train: {{max_steps: 2, batch_size: 4}}
+runtime: {{precision: fp32}}
 eval: {{generations: 1, max_new_tokens: 4}}
 """)
     proc = run_cli("train", str(cfg))

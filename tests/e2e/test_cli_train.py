@@ -54,7 +54,8 @@ run: {{output_dir: {tmp_path / 'cls'}}}
 model: {{name: {tiny_bert_dir}}}
 data: {{format: classification, train: {reviews_file}, columns: {{text: review, label: score}}, split: {{validation: 0.2, test: 0.2}}, max_length: 16}}
 method: {{name: full}}
-train: {{epochs: 3, batch_size: 4, lr: 0.001, precision: fp32}}
+train: {{epochs: 3, batch_size: 4, lr: 0.001}}
+runtime: {{precision: fp32}}
 export: {{formats: [onnx]}}
 """)
     proc = run_cli("train", str(cfg))

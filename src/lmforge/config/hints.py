@@ -39,9 +39,11 @@ ALIASES: dict[str, str] = {
 # Keys that belong to another section: key -> the full path to use instead.
 ELSEWHERE: dict[str, str] = {
     "seed": "run.seed", "output_dir": "run.output_dir", "output": "run.output_dir",
-    "gradient_checkpointing": "train.memory.activation_checkpointing",
-    "activation_checkpointing": "train.memory.activation_checkpointing",
-    "bf16": "train.precision", "fp16": "train.precision", "precision": "train.precision",
+    "gradient_checkpointing": "runtime.memory.activation_checkpointing",
+    "activation_checkpointing": "runtime.memory.activation_checkpointing",
+    "bf16": "runtime.precision", "fp16": "runtime.precision", "precision": "runtime.precision",
+    "threads": "runtime.threads", "device": "runtime.device", "compile": "runtime.compile", "memory": "runtime.memory",
+    "distributed": "runtime.distributed", "torch_compile": "runtime.compile",
     "epochs": "train.epochs", "lr": "train.lr", "learning_rate": "train.lr", "batch_size": "train.batch_size",
     "max_steps": "train.max_steps", "num_epochs": "train.epochs", "num_train_epochs": "train.epochs",
     "r": "method.r", "lora_r": "method.r", "lora_rank": "method.r", "lora_alpha": "method.alpha",

@@ -265,20 +265,26 @@ class TrainConfig(Section):
     warmup_ratio: float = Field(default=0.05, ge=0, lt=1, description="Share of steps with linear warmup.")
     scheduler: Literal["cosine", "linear", "constant"] = Field(default="cosine", description="Decay after warmup.")
     max_grad_norm: float | None = Field(default=1.0, gt=0, description="Gradient clipping norm; null = off.")
+    eval_every: int | None = Field(default=None, ge=1, description="Steps; default once per epoch.")
+    save_every: int | None = Field(default=None, ge=1, description="Steps; default = eval_every.")
+    log_every: int = Field(default=10, ge=1, description="Steps between log lines / metrics.jsonl entries.")
+    early_stopping: EarlyStopping | None = Field(default=None, description="Stop when eval.metric stops improving.")
+    tensorboard: bool = Field(default=True, description="Write TensorBoard events to <run>/tensorboard.")
+    optimizer: Literal["adamw", "adamw_8bit", "paged_adamw_8bit"] = Field(
+        default="adamw", description="adamw (fused/foreach torch) or bitsandbytes 8-bit AdamW state (paged: CUDA only)."
+    )
+
+
+class RuntimeConfig(Section):
+    """Where and how the math runs: device, precision, threads, compile, memory levers, several processes.
+    None of it changes what is learned beyond floating-point rounding (int8: see docs/performance.md)."""
+
     precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
         default="auto", description="bf16 autocast (AMX / AVX512-BF16 CPUs, bf16 GPUs) or fp32; auto picks bf16 when "
         "native. int8 (CPU, method lora): the frozen base multiplies in int8, the rest fp32 (docs/performance.md)."
     )
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto = cuda when available.")
-    eval_every: int | None = Field(default=None, ge=1, description="Steps; default once per epoch.")
-    save_every: int | None = Field(default=None, ge=1, description="Steps; default = eval_every.")
-    log_every: int = Field(default=10, ge=1, description="Steps between log lines / metrics.jsonl entries.")
-    early_stopping: EarlyStopping | None = Field(default=None, description="Stop when eval.metric stops improving.")
     threads: int | None = Field(default=None, ge=1, description="CPU threads for torch; default: the CPUs other processes leave free, re-checked around evaluations.")
-    tensorboard: bool = Field(default=True, description="Write TensorBoard events to <run>/tensorboard.")
-    optimizer: Literal["adamw", "adamw_8bit", "paged_adamw_8bit"] = Field(
-        default="adamw", description="adamw (fused/foreach torch) or bitsandbytes 8-bit AdamW state (paged: CUDA only)."
-    )
     compile: bool = Field(default=False, description="torch.compile the transformer blocks (see docs/performance.md).")
     memory: MemoryConfig = Field(default_factory=MemoryConfig, description="Memory levers.")
     distributed: DistributedConfig = Field(
@@ -343,6 +349,7 @@ class RunConfig(Section):
         default=None, description="Default: classification for classification data, else causal_lm."
     )
     train: TrainConfig = Field(default_factory=TrainConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
 

@@ -83,9 +83,17 @@ class SplitPlan:
         """Fix the rank limits of validation and test in each stratum."""
         ranks = np.frombuffer(self._ranks, dtype=np.uint64) if self._ranks else np.zeros(0, np.uint64)
         strata = np.frombuffer(self._strata, dtype=np.int32) if self._strata else np.zeros(0, np.int32)
-        for stratum in range(len(self._names)):
-            units = np.unique(ranks[strata == stratum])
-            n_val, n_test = cut_sizes(int(units.size), self.validation, self.test)
+        groups = [np.unique(ranks[strata == stratum]) for stratum in range(len(self._names))]
+        sizes = [cut_sizes(int(units.size), self.validation, self.test) for units in groups]
+        starved = (self.validation > 0 and not sum(v for v, _ in sizes)) or (self.test > 0 and not sum(t for _, t in sizes))
+        if len(groups) > 1 and starved:
+            # Every label has too few distinct records to give each part one: stratifying would hold out
+            # nothing, so split the whole set as one stratum instead (still ranked by each record's text).
+            self._strata = array("i", bytes(len(self._strata) * 4))
+            groups = [np.unique(ranks)]
+            sizes = [cut_sizes(int(groups[0].size), self.validation, self.test)]
+            self._names = {"": 0}
+        for stratum, (units, (n_val, n_test)) in enumerate(zip(groups, sizes)):
             val_max = int(units[n_val - 1]) if n_val else -1
             test_max = int(units[n_val + n_test - 1]) if n_test else -1
             self._limits[stratum] = (val_max, test_max)

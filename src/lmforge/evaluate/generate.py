@@ -11,6 +11,7 @@ batched, with a KV cache.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Sequence
 
 from torch import nn
@@ -25,7 +26,7 @@ BATCH_SIZE = 8  # prompts decoded together; on CPU a batch of 8 costs ~2-3x one 
 
 def sample_generations(model: nn.Module, tokenizer: Any, records: list[dict], data_cfg: Any, n: int,
                        max_new_tokens: int, batch_size: int = BATCH_SIZE) -> list[dict]:
-    """Greedy answers to the first ``n`` chat / instruction ``records``.
+    """Greedy answers to the first ``n`` chat / instruction ``records`` with distinct prompts.
 
     Returns ``[{"prompt": str, "reference": str, "output": str, "tokens": int, "truncated": bool}]``:
     ``prompt`` is the prompt messages as ``role: content`` lines, ``reference`` the record's final
@@ -35,8 +36,16 @@ def sample_generations(model: nn.Module, tokenizer: Any, records: list[dict], da
     """
     from lmforge.data.messages import prompt_messages, reference_text
 
-    chosen = records[: max(n, 0)]
-    conversations = [prompt_messages(record, data_cfg) for record in chosen]
+    chosen, conversations, seen = [], [], set()
+    for record in records:  # the first n distinct prompts: a repeated prompt would only repeat its answer
+        if len(chosen) >= n:
+            break
+        messages = prompt_messages(record, data_cfg)
+        key = json.dumps(messages, sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            chosen.append(record)
+            conversations.append(messages)
     replies = generate_outputs(model, tokenizer, conversations, max_new_tokens, batch_size=batch_size)
     return [{"prompt": "\n".join(f"{m['role']}: {m['content']}" for m in messages),
              "reference": reference_text(record, data_cfg),

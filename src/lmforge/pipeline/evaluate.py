@@ -35,7 +35,7 @@ def run_eval(target: str, overrides: Sequence[str] = (), *, base: bool = False, 
     s.model.eval()
     from lmforge.train.threads import apply_thread_policy
 
-    apply_thread_policy(s.config.train.threads, phase="eval", say=say)
+    apply_thread_policy(s.config.runtime.threads, phase="eval", say=say)
     metrics = s.evaluate(per_example=True)
     samples = s.generations()
     report = {"model": s.config.model.name + (" (base)" if base else ""), "method": s.plan.method.name,

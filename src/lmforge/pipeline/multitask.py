@@ -65,7 +65,7 @@ def check_config(config: RunConfig, objective, objective_params, where: str) -> 
                             "(classification, or instruction/chat, or text)", where=f"{where}: data.tasks.{i}.format")
         check_consumes(objective, spec, f"{where}: data.tasks.{i}.format")
         kinds.append((spec.name, spec.kind))
-    unsupported = {"data.prepare": config.data.prepare, "train.memory.shards": config.train.memory.shards}
+    unsupported = {"data.prepare": config.data.prepare, "runtime.memory.shards": config.runtime.memory.shards}
     for field, value in unsupported.items():
         if value:
             raise UserError(f"{field} is not supported with data.tasks yet", where=f"{where}: {field}",

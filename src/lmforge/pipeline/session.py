@@ -121,10 +121,10 @@ def open_session(config: RunConfig, *, source: str = "<config>", say: Say = prin
     seed_everything(config.run.seed)  # new heads and adapter weights are initialised from run.seed
     model = method.apply(tasks.load_model(config.model, task, **method.load_kwargs()), task)
     objective.bind(model, tokenizer, lambda: method.reference(model))  # before any step changes the weights
-    if config.train.memory.activation_checkpointing:
+    if config.runtime.memory.activation_checkpointing:
         from lmforge.train.checkpointing import enable_activation_checkpointing
 
-        ac = config.train.memory.activation_checkpointing
+        ac = config.runtime.memory.activation_checkpointing
         enable_activation_checkpointing(model, "all" if ac is True else int(ac))
     train_features, held_out = tasks.encode(objective, tokenizer, config, say)
     if config.data.packing and isinstance(train_features, list):  # shards are packed as they are written

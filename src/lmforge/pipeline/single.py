@@ -51,7 +51,7 @@ class SingleTask:
 
     def encode(self, objective, tokenizer, config: RunConfig, say: Say) -> tuple[Sequence[dict], dict[str, list[dict]]]:
         """Training features, and the features of each held-out part (``eval.max_examples`` applies to each)."""
-        train = (sharded_features(config, self.splits.train, objective, tokenizer, say) if config.train.memory.shards
+        train = (sharded_features(config, self.splits.train, objective, tokenizer, say) if config.runtime.memory.shards
                  else objective.encode(self.splits.train, tokenizer, config.data))
         limit = config.eval.max_examples
         held = {part: getattr(self.splits, part)[:limit] if limit else getattr(self.splits, part) for part in HELD_OUT}
@@ -87,12 +87,12 @@ class SingleTask:
 
 
 def sharded_features(config: RunConfig, records: list, objective, tokenizer, say: Say):
-    """Training features memory-mapped from ``train.memory.shards`` (tokenized and packed once, block by
+    """Training features memory-mapped from ``runtime.memory.shards`` (tokenized and packed once, block by
     block; reused while data, tokenizer and settings are unchanged). Only the main process writes."""
     from lmforge.data.shards import encode_to_shards
     from lmforge.train.launch import is_main_process
 
-    where = config.train.memory.shards
+    where = config.runtime.memory.shards
     folder = Path(config.run.dir) / "shards" if where == "auto" else Path(where)
     key = {"data": config.data.model_dump(mode="json"), "model": config.model.model_dump(mode="json"),
            "objective": config.objective_name, "objective_params": config.objective and config.objective.params,
@@ -102,7 +102,7 @@ def sharded_features(config: RunConfig, records: list, objective, tokenizer, say
         shards = encode_to_shards(records, lambda part: objective.encode(part, tokenizer, config.data), folder, key=key,
                                   pack_length=pack, write=is_main_process())
     except ValueError as exc:
-        raise UserError(f"cannot use train.memory.shards: {exc}", where="train.memory.shards",
+        raise UserError(f"cannot use runtime.memory.shards: {exc}", where="runtime.memory.shards",
                         hint="point it at a new folder or one lmforge wrote shards into") from exc
     say(f"shards: {len(shards)} {'packed rows' if pack else 'examples'} ({shards.meta['tokens']} tokens) "
         f"memory-mapped from {folder}")

@@ -55,7 +55,7 @@ def _run_train(config: RunConfig, *, source: str, resume: bool, say: Say, callba
     say(f"method: {session.plan.method.name} trains {trainable:,} of {total:,} parameters "
         f"({100 * trainable / max(total, 1):.2f}%)")
     status.set_phase("before-eval")
-    apply_thread_policy(config.train.threads, phase="before eval", say=say)
+    apply_thread_policy(config.runtime.threads, phase="before eval", say=say)
     before = measure_before(session, say) if main else None
     last_eval: dict = {}
 
@@ -68,14 +68,14 @@ def _run_train(config: RunConfig, *, source: str, resume: bool, say: Say, callba
     solved = solve(session, evaluate_fn, say)  # a method that solves its parameters replaces the loop
     result = solved or train(
         session.model, session.objective, session.train_features,
-        train_cfg=config.train, run_dir=run_dir, collate=session.collate, evaluate_fn=evaluate_fn,
+        train_cfg=config.train, runtime_cfg=config.runtime, run_dir=run_dir, collate=session.collate, evaluate_fn=evaluate_fn,
         seed=config.run.seed, best_metric=session.plan.best_metric, metric_mode=session.plan.metric_mode,
         resume=resume, callbacks=callbacks,
     )
     if not main:
         return {}
     status.set_phase("after-eval")
-    apply_thread_policy(config.train.threads, phase="after eval", say=say)
+    apply_thread_policy(config.runtime.threads, phase="after eval", say=say)
     if result.base_rounded or fsdp_sharded(config):
         # FSDP leaves the trained model sharded across processes, a bf16 base leaves it rounded: free it
         # first, then rebuild a whole one with the original weights to load the best checkpoint into.
@@ -150,7 +150,7 @@ def measure_before(s: Session, say: Say) -> dict:
 def fsdp_sharded(config: RunConfig) -> bool:
     from lmforge.train.distributed import process_info
 
-    return config.train.distributed.strategy == "fsdp" and process_info().world_size > 1
+    return config.runtime.distributed.strategy == "fsdp" and process_info().world_size > 1
 
 
 def load_best(s: Session) -> None:

@@ -8,7 +8,7 @@ change of torch/transformers). Memory of one process, in bytes:
   4-bit NF4 for QLoRA at ~4.5 bits with block scales);
 - grads: trainable x 4; optimizer: AdamW m and v = trainable x 8 (fp32), or ~2.03 bytes with the
   bitsandbytes 8-bit AdamW (``train.optimizer: adamw_8bit``; uint8 m and v + block scales);
-- frozen base weights in bf16 (``train.memory.base_dtype``, the default under bf16 for a frozen
+- frozen base weights in bf16 (``runtime.memory.base_dtype``, the default under bf16 for a frozen
   base) count 2 bytes: ``frozen_bits=16``;
 - activations: tokens x layers x (A_H x hidden + A_I x intermediate) elements saved for
   backward, in the compute precision; with activation checkpointing only each layer's input is

@@ -10,8 +10,8 @@ What the estimate needs, and where it comes from here:
 - token lengths: a seeded sample of at most ``sample`` training records, encoded by the run's
   objective with the real tokenizer (tokenizer files only; a GGUF model's are read from its
   metadata, nothing is dequantized);
-- precision and frozen-weight storage: the run's resolved ``train.precision`` and
-  ``train.memory.base_dtype`` on this machine (the quantized base's bits for QLoRA);
+- precision and frozen-weight storage: the run's resolved ``runtime.precision`` and
+  ``runtime.memory.base_dtype`` on this machine (the quantized base's bits for QLoRA);
 - time: the step's FLOPs over this machine's measured matmul rate (:func:`measured_gflops`, with
   the run's threads) times the share of it a real training step reaches (``MEASURED_UTILIZATION``,
   fitted on real runs: docs/performance.md);
@@ -75,13 +75,13 @@ def estimate_run(config: Any, plan: Any, *, task_sections: list | None = None, s
         raise UserError("no training example is left after encoding", where="data.train",
                         hint="check data.max_length and that examples have a completion to train on")
     precision, frozen_bits = _storage(config, plan, method)
-    device = choose_device(config.train.device)
-    gflops = measured_gflops(precision, device, config.train.threads)
+    device = choose_device(config.runtime.device)
+    gflops = measured_gflops(precision, device, config.runtime.threads)
     chunk = getattr(plan.objective_params, "chunk_size", None)  # causal LM: loss on labelled positions, chunked
     est = estimate(
         model.config, None if trainable >= total else trainable, precision=precision,
         batch_size=config.train.batch_size, seq_lengths=lengths, packing=config.data.packing,
-        activation_checkpointing=bool(config.train.memory.activation_checkpointing), frozen_bits=frozen_bits,
+        activation_checkpointing=bool(config.runtime.memory.activation_checkpointing), frozen_bits=frozen_bits,
         max_length=config.data.max_length, grad_accumulation=config.train.grad_accum, optimizer=config.train.optimizer,
         classifier=task.head == "sequence_classification", total_params=total,
         chunked_loss=chunk is not None, chunk_size=int(chunk or 1024), dropout_elements=dropout_saved_elements(model),
@@ -132,16 +132,16 @@ def _storage(config: Any, plan: Any, method: Any) -> tuple[str, int]:
     from lmforge.train.precision import resolve_base_dtype
     from lmforge.train.runtime import choose_device, choose_precision
 
-    precision = choose_precision(config.train.precision, choose_device(config.train.device))
+    precision = choose_precision(config.runtime.precision, choose_device(config.runtime.device))
     if plan.method_params.frozen_bits:
         return precision, plan.method_params.frozen_bits
-    return precision, resolve_base_dtype(config.train.memory.base_dtype, precision).itemsize * 8
+    return precision, resolve_base_dtype(config.runtime.memory.base_dtype, precision).itemsize * 8
 
 
 def measured_gflops(precision: str, device: Any, threads: int | None, size: int = 1024) -> float | None:
     """This machine's dense matmul rate right now, in GFLOP/s: the best of 5 products of two
     ``size`` x ``size`` matrices in the run's compute dtype on ``threads`` torch threads (the run's
-    ``train.threads``; None: torch's default). A busy machine measures slower, as the run will be.
+    ``runtime.threads``; None: torch's default). A busy machine measures slower, as the run will be.
     None (use the nominal peaks) off CPU, or for bf16 where it is not native (emulated: minutes)."""
     import time
 

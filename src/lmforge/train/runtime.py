@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from lmforge.config.schema import TrainConfig
+from lmforge.config.schema import RuntimeConfig
 from lmforge.model.packed_attention import restore_attention, use_packed_attention
 from lmforge.train import distributed
 from lmforge.train.distributed import ProcessInfo
@@ -154,11 +154,11 @@ class Runtime:
         return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
-def build_runtime(train_cfg: TrainConfig, seed: int) -> Runtime:
+def build_runtime(runtime_cfg: RuntimeConfig, seed: int) -> Runtime:
     """Resolve device / precision, choose threads, seed every RNG; deterministic kernels on CPU.
 
     On CPU the thread count comes from :func:`lmforge.train.threads.apply_thread_policy`
-    (``train_cfg.threads``, else the CPUs other processes leave free). Deterministic algorithms are
+    (``runtime_cfg.threads``, else the CPUs other processes leave free). Deterministic algorithms are
     on, without ``fill_uninitialized_memory``: torch would NaN-fill every new tensor to expose
     kernels that read memory they did not write (~11% of a bf16 LoRA step, issue 14), which no
     op here does; that same seed gives bit-identical weights and resume equals an uninterrupted
@@ -168,27 +168,27 @@ def build_runtime(train_cfg: TrainConfig, seed: int) -> Runtime:
     ``cuda:<LOCAL_RANK>``. Every rank seeds the same ``seed`` (identical initial weights).
     """
     process = distributed.process_info()
-    device = choose_device(train_cfg.device)
+    device = choose_device(runtime_cfg.device)
     if device.type == "cuda" and process.world_size > 1:
         device = torch.device("cuda", process.local_rank)
     if device.type == "cpu":
-        apply_thread_policy(train_cfg.threads, phase="train")
-    elif train_cfg.threads is not None:
-        torch.set_num_threads(train_cfg.threads)
+        apply_thread_policy(runtime_cfg.threads, phase="train")
+    elif runtime_cfg.threads is not None:
+        torch.set_num_threads(runtime_cfg.threads)
     seed_everything(seed)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.utils.deterministic.fill_uninitialized_memory = False
-    distributed.init_process_group(process, device, train_cfg.distributed)
-    precision = choose_precision(train_cfg.precision, device)
+    distributed.init_process_group(process, device, runtime_cfg.distributed)
+    precision = choose_precision(runtime_cfg.precision, device)
     if precision == "int8" and device.type != "cpu":
         from lmforge.errors import UserError
 
-        raise UserError("train.precision int8 runs on CPU only (int8 matmuls through oneDNN)", where="train.precision",
+        raise UserError("runtime.precision int8 runs on CPU only (int8 matmuls through oneDNN)", where="runtime.precision",
                         hint="on a GPU use bf16 or auto")
-    return Runtime(device=device, precision=precision, process=process, strategy=train_cfg.distributed.strategy,
-                   base_dtype=resolve_base_dtype(train_cfg.memory.base_dtype, precision), compile=train_cfg.compile,
-                   threads=train_cfg.threads)
+    return Runtime(device=device, precision=precision, process=process, strategy=runtime_cfg.distributed.strategy,
+                   base_dtype=resolve_base_dtype(runtime_cfg.memory.base_dtype, precision), compile=runtime_cfg.compile,
+                   threads=runtime_cfg.threads)
 
 
 def use_int8_base(model: nn.Module, enabled: bool) -> int:
@@ -198,7 +198,7 @@ def use_int8_base(model: nn.Module, enabled: bool) -> int:
     if enabled and count == 0:
         from lmforge.errors import UserError
 
-        raise UserError("train.precision int8 found no frozen linear layer to run in int8", where="train.precision",
+        raise UserError("runtime.precision int8 found no frozen linear layer to run in int8", where="runtime.precision",
                         hint="int8 applies to method lora over a plain (unquantized) base; use fp32 or auto")
     return count
 
@@ -210,7 +210,7 @@ def choose_device(requested: str) -> torch.device:
     if requested == "cuda" and not torch.cuda.is_available():
         from lmforge.errors import UserError
 
-        raise UserError("CUDA is not available on this machine", where="train.device", hint="use device: auto or cpu")
+        raise UserError("CUDA is not available on this machine", where="runtime.device", hint="use device: auto or cpu")
     return torch.device(requested)
 
 

@@ -178,7 +178,7 @@ def choose_threads(requested: int | None, usable: int, busy: float | None) -> in
 def apply_thread_policy(requested: int | None, phase: str = "", say=print, sample_s: float = SAMPLE_S) -> ThreadChoice:
     """Choose the threads for the next phase, ``torch.set_num_threads`` them, log when it changes.
 
-    ``requested``: the configured thread count (``train.threads``; None = automatic: an
+    ``requested``: the configured thread count (``runtime.threads``; None = automatic: an
     ``OMP_NUM_THREADS`` set in the environment, else the free CPUs). ``phase`` is only for the log
     line ("train", "eval", ...). Returns the :class:`ThreadChoice`.
     """

@@ -50,7 +50,7 @@ def _train(tmp_path: Path, model_dir: Path, *, classify: bool) -> Path:
     path.write_text(
         f"run: {{name: t, output_dir: {tmp_path / 'run'}, seed: 0}}\nmodel: {{name: {model_dir}}}\n" + section
         + "method: {name: lora, r: 4}\n"
-        + "train: {max_steps: 1, batch_size: 3, lr: 1.0e-2, tensorboard: false, device: cpu}\n"
+        + "train: {max_steps: 1, batch_size: 3, lr: 1.0e-2, tensorboard: false}\nruntime: {device: cpu}\n"
         + "eval: {generations: 0}\nexport: {parity_prompts: 1, merged: true}\n")
     run_train(load_config(path), say=lambda _text: None)
     return tmp_path / "run"

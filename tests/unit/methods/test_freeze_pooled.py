@@ -121,7 +121,7 @@ def test_second_epoch_runs_zero_encoder_forwards(dirs):
 
 
 def test_training_loop_epoch_two_runs_zero_encoder_forwards(dirs, tmp_path):
-    from lmforge.config.schema import TrainConfig
+    from lmforge.config.schema import RuntimeConfig, TrainConfig
     from lmforge.model import load_tokenizer
     from lmforge.objectives import build_objective
     from lmforge.objectives.registry import get_objective_spec
@@ -142,8 +142,8 @@ def test_training_loop_epoch_two_runs_zero_encoder_forwards(dirs, tmp_path):
         def on_step(self, state, logs):
             per_step.append(len(calls))
 
-    cfg = TrainConfig(epochs=2, batch_size=2, lr=0.01, precision="fp32", device="cpu")
-    train(model, objective, features, train_cfg=cfg, run_dir=tmp_path, collate=lambda f: objective.collate(f, tokenizer),
+    cfg = TrainConfig(epochs=2, batch_size=2, lr=0.01)
+    train(model, objective, features, train_cfg=cfg, runtime_cfg=RuntimeConfig(precision="fp32", device="cpu"), run_dir=tmp_path, collate=lambda f: objective.collate(f, tokenizer),
           evaluate_fn=None, seed=0, best_metric="eval_loss", metric_mode="min", resume=False, callbacks=[Count()])
     assert per_step == [1, 2, 3, 3, 3, 3]  # epoch 1: one encoder forward per step; epoch 2: none
     assert model.cache.hits == len(texts) and model.cache.misses == len(texts)

@@ -1,11 +1,11 @@
-"""train.precision: int8 -- the frozen LoRA base multiplies in int8 (W8A8 per token / per channel)."""
+"""runtime.precision: int8 -- the frozen LoRA base multiplies in int8 (W8A8 per token / per channel)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from lmforge.config.schema import TrainConfig
+from lmforge.config.schema import RuntimeConfig, TrainConfig
 from lmforge.errors import UserError
 from lmforge.methods.lora.fused import FusedLoraLinear
 from lmforge.methods.lora.int8 import int8_input_grad, int8_linear, quantize_rows, quantize_weight
@@ -89,4 +89,4 @@ def test_int8_is_refused_without_lora_layers_and_off_cpu(tiny_llama_dir, tmp_pat
         _train(model, tmp_path, _features(n=8), precision="int8", max_steps=1)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     with pytest.raises(UserError, match="CPU only"):
-        build_runtime(TrainConfig(device="cuda", precision="int8"), seed=0)
+        build_runtime(RuntimeConfig(device="cuda", precision="int8"), seed=0)

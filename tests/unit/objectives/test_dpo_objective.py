@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from lmforge.config.schema import TrainConfig
+from lmforge.config.schema import RuntimeConfig, TrainConfig
 from lmforge.data.preference import collate_pairs, encode_pairs
 from lmforge.evaluate.run import evaluate
 from lmforge.methods import build_method, get_method_spec
@@ -60,9 +60,9 @@ def test_dpo_short_training_run_improves_train_pairs(tiny_llama_dir, tmp_path, m
     before = evaluate(obj, net, features, collate, batch_size=4)
     assert before["eval_loss"] == pytest.approx(math.log(2), abs=1e-5)
     cfg = TrainConfig(max_steps=12, batch_size=2, lr=5e-3 if method_name == "lora" else 2e-3, warmup_ratio=0.0,
-                      scheduler="constant", precision="fp32", device="cpu", tensorboard=False, log_every=4,
-                      eval_every=12)
-    result = train(net, obj, features, train_cfg=cfg, run_dir=tmp_path, collate=collate,
+                      scheduler="constant", tensorboard=False, log_every=4, eval_every=12)
+    result = train(net, obj, features, train_cfg=cfg, runtime_cfg=RuntimeConfig(precision="fp32", device="cpu"),
+                   run_dir=tmp_path, collate=collate,
                    evaluate_fn=lambda m: evaluate(obj, m, features, collate, 4), seed=0,
                    best_metric="eval_loss", metric_mode="min")
     after = evaluate(obj, net, features, collate, batch_size=4)

@@ -19,7 +19,7 @@ def _config(tmp_path, model_dir, method: str):
     path = tmp_path / "run.yaml"
     path.write_text(f"run: {{name: t, output_dir: {tmp_path / 'run'}}}\nmodel: {{name: {model_dir}}}\n"
                     f"data: {{format: instruction, train: {data}, split: {{validation: 0.2, test: 0.2}}, max_length: 32}}\n"
-                    f"method: {method}\ntrain: {{batch_size: 2, device: cpu, precision: fp32}}\n")
+                    f"method: {method}\ntrain: {{batch_size: 2}}\nruntime: {{device: cpu, precision: fp32}}\n")
     return load_config(path)
 
 

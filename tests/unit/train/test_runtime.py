@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from lmforge.config.schema import TrainConfig
+from lmforge.config.schema import RuntimeConfig, TrainConfig
 from lmforge.train.runtime import Runtime, build_runtime, choose_precision, cpu_supports_bf16
 
 
@@ -34,7 +34,7 @@ def test_autocast_and_to_device():
 
 
 def test_build_runtime_seeds_every_rng():
-    cfg = TrainConfig(device="cpu", precision="fp32")
+    cfg = RuntimeConfig(device="cpu", precision="fp32")
     runtime = build_runtime(cfg, seed=3)
     first = (random.random(), np.random.rand(), torch.rand(1).item())
     build_runtime(cfg, seed=3)
@@ -47,7 +47,7 @@ def test_cuda_requested_without_cuda_is_a_user_error():
     from lmforge.errors import UserError
 
     with pytest.raises(UserError, match="CUDA"):
-        build_runtime(TrainConfig(device="cuda"), seed=0)
+        build_runtime(RuntimeConfig(device="cuda"), seed=0)
 
 
 def test_cpu_runtime_is_deterministic_without_nan_filling_and_uses_configured_threads():
@@ -55,7 +55,7 @@ def test_cpu_runtime_is_deterministic_without_nan_filling_and_uses_configured_th
     step). Determinism itself is asserted by same-seed / resume bit-identity tests (tests/invariants)."""
     before = torch.get_num_threads()
     try:
-        build_runtime(TrainConfig(device="cpu", precision="fp32", threads=1), seed=0)
+        build_runtime(RuntimeConfig(device="cpu", precision="fp32", threads=1), seed=0)
         assert torch.are_deterministic_algorithms_enabled()
         assert torch.utils.deterministic.fill_uninitialized_memory is False
         assert torch.get_num_threads() == 1

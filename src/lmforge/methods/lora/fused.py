@@ -14,7 +14,7 @@ adapter files, merge/unmerge, disable_adapter) with one change: while training a
 and computes the input and LoRA gradients itself (``g @ W'``; ``s * g^T @ (x A^T)``; ``s * (g B)^T
 @ x``). Anything else (evaluation without grad, merged or disabled adapters, several adapters,
 DoRA and other variants, a trainable base weight or bias, quantized bases) runs peft's forward.
-With ``train.precision: int8`` the runtime calls :meth:`FusedLoraLinear.use_int8_base` and the
+With ``runtime.precision: int8`` the runtime calls :meth:`FusedLoraLinear.use_int8_base` and the
 base's products run in int8 (:mod:`lmforge.methods.lora.int8`).
 
 Registered through peft's documented custom-module API (``LoraConfig._register_custom_module``,
@@ -41,7 +41,7 @@ class LoraLinearFunction(torch.autograd.Function):
     in ``dtype`` (the autocast dtype, else ``x``'s): the matmuls autocast would run, same
     roundings except the merged fp32 path (see the module docstring). ``int8``: the frozen
     weight quantized by :func:`lmforge.methods.lora.int8.quantize_weight`; the base's forward and
-    input-gradient products then run in int8 (``train.precision: int8``), the LoRA ones in fp32.
+    input-gradient products then run in int8 (``runtime.precision: int8``), the LoRA ones in fp32.
     """
 
     @staticmethod
@@ -114,7 +114,7 @@ class FusedLoraLinear(_peft_linear()):
                                         self.lora_B[adapter].weight, float(self.scaling[adapter]), dtype, int8)
 
     def use_int8_base(self, enabled: bool) -> bool:
-        """Run the frozen base's training products in int8 (``train.precision: int8``) or not.
+        """Run the frozen base's training products in int8 (``runtime.precision: int8``) or not.
 
         Keeps an int8 copy of the base weight beside the fp32 one (not a parameter or buffer:
         state dicts, checkpoints and adapters are unchanged; evaluation without grad stays fp32).

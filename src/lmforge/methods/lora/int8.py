@@ -1,4 +1,4 @@
-"""int8 matmuls for a frozen linear base on CPU (``train.precision: int8``): W8A8, dynamic per token.
+"""int8 matmuls for a frozen linear base on CPU (``runtime.precision: int8``): W8A8, dynamic per token.
 
 The frozen weight ``W`` (out, in) is quantized once per output channel (symmetric, scale =
 max|row| / 127). Each call quantizes its activations per token the same way and multiplies in
