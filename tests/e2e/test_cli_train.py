@@ -6,6 +6,8 @@ import json
 
 import pytest
 import torch
+import yaml
+from safetensors.torch import load_file
 
 from tests.e2e.conftest import lora_config, run_cli, write_config
 
@@ -46,6 +48,14 @@ def test_existing_run_needs_resume_and_resume_finishes(tmp_path, tiny_llama_dir,
     assert again.returncode == 2 and "--resume" in again.stderr
     resumed = run_cli("train", str(cfg), "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
+
+    # the run folder's config.yaml has every default filled in and trains the same model again
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["method"]["r"] == 4 and "target_modules" in saved["method"] and saved["objective"]["name"] == "causal_lm"
+    again = run_cli("train", str(tmp_path / "run" / "config.yaml"), f"run.output_dir={tmp_path / 'again'}")
+    assert again.returncode == 0, again.stderr[-2000:]
+    first, second = (load_file(tmp_path / d / "export" / "adapter" / "adapter_model.safetensors") for d in ("run", "again"))
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
 
 
 def test_classification_run(tmp_path, tiny_bert_dir, reviews_file):

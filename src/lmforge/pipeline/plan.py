@@ -47,6 +47,18 @@ class RunPlan:
         """The run's examples have prompts and reference answers to generate (sample answers, generation metrics)."""
         return self.data_format.generative
 
+    def resolved_config(self) -> RunConfig:
+        """The config with every choice it left open filled in: the objective the data format chose and
+        every method / objective parameter at its value (defaults included). Saved as the run folder's
+        ``config.yaml``: training from that file plans the same run."""
+        from lmforge.config.schema import ChoiceConfig
+
+        def choice(name: str, params) -> ChoiceConfig:
+            return ChoiceConfig(name=name, **params.model_dump(mode="json"))
+
+        return self.config.model_copy(update={"method": choice(self.method.name, self.method_params),
+                                              "objective": choice(self.objective.name, self.objective_params)})
+
     @property
     def export_merged(self) -> bool:
         merged = self.config.export.merged

@@ -46,9 +46,9 @@ def _run_train(config: RunConfig, *, source: str, resume: bool, say: Say, callba
         from lmforge.pipeline.plan import plan_run
         from lmforge.train.run_folder import open_run_folder
 
-        plan_run(config, source)  # a config problem is reported before anything is written
+        plan = plan_run(config, source)  # a config problem is reported before anything is written
         open_run_folder(config, resume)  # new / empty / lmforge's, apart from the inputs; checkpoints need --resume
-        save_resolved(config, run_dir)
+        save_resolved(plan.resolved_config(), run_dir)
         status.set_phase("load")
     session = open_session(config, source=source, say=say if main else (lambda _m: None))
     trainable, total = count_parameters(session.model)
