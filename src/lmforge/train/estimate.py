@@ -1,4 +1,4 @@
-"""Predict peak memory and time per optimizer step of a run before launching it (issue 3).
+"""Predict peak memory and time per optimizer step of a run before launching it, without loading its weights.
 
 An analytic model, calibrated against measured peak RSS on this machine kind (the numbers and
 the method are in docs/performance.md; re-run ``benchmarks/calibrate_estimate.py`` after a
