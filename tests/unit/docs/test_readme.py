@@ -66,3 +66,15 @@ def test_yaml_snippets_are_valid_configs(where, snippet):
     unknown = set(raw) - set(RunConfig.model_fields)
     assert not unknown, f"{where}: not config sections: {unknown}"
     plan_run(parse_config(_merge(BASE, raw), where), where)
+
+
+@pytest.mark.parametrize("path", [README, *DOCS], ids=lambda p: p.name)
+def test_relative_links_point_at_files(path):
+    """A link to a file of the repository (README -> docs/x.md, docs/x.md -> y.md, img/...) names a file that exists."""
+    missing = []
+    for target in re.findall(r"\]\(([^)\s]+)\)", path.read_text()):
+        if target.startswith(("http://", "https://", "#", "mailto:")):
+            continue
+        if not (path.parent / target.split("#", 1)[0]).exists():
+            missing.append(target)
+    assert not missing, f"{path.name}: links to missing files: {missing}"
