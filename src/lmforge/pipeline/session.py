@@ -86,9 +86,11 @@ class Session:
 def generation_rows(session: Session, n: int, model=None, part: str | None = None) -> list[dict]:
     """Greedy answers on the first ``n`` examples of held-out ``part`` (default: reported), with their references."""
     from lmforge.evaluate.generate import sample_generations
+    from lmforge.model.sampling import Sampling
 
-    return sample_generations(model or session.model, session.tokenizer, session.records(part or session.reported), session.config.data, n,
-                              session.config.eval.max_new_tokens)
+    cfg = session.config
+    return sample_generations(model or session.model, session.tokenizer, session.records(part or session.reported), cfg.data,
+                              n, cfg.eval.max_new_tokens, sampling=Sampling(repetition_penalty=cfg.eval.repetition_penalty))
 
 
 def generation_scores(session: Session, n: int, model=None) -> dict:
