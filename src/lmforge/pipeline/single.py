@@ -69,21 +69,21 @@ class SingleTask:
     def summary(self, train_features) -> dict:
         return {}
 
-    def export_model(self, s, out: Path, prompts: list) -> tuple[dict, dict]:
+    def export_model(self, session, out: Path, prompts: list) -> tuple[dict, dict]:
         """The merged model (when the plan exports one), parity-checked: ``(written, parity)``."""
-        if not s.plan.export_merged:
+        if not session.plan.export_merged:
             return {}, {}
         from lmforge.export import export_merged, verify_merged
 
-        cfg = s.config.export
-        export_merged(s.method, s.model, s.tokenizer, out / "merged", cfg.dtype)
+        cfg = session.config.export
+        export_merged(session.method, session.model, session.tokenizer, out / "merged", cfg.dtype)
         status.set_phase("parity")
-        parity = verify_merged(s.model, s.tokenizer, out / "merged", prompts, dtype=cfg.dtype,
+        parity = verify_merged(session.model, session.tokenizer, out / "merged", prompts, dtype=cfg.dtype,
                                report_path=out / "merged" / "parity.json").to_dict()
         return {"merged": str(out / "merged")}, {"merged": parity}
 
-    def usage(self, s, export_dir: Path) -> str:
-        return f"serve it:   lmforge serve {s.run_dir}"
+    def usage(self, session, export_dir: Path) -> str:
+        return f"serve it:   lmforge serve {session.run_dir}"
 
 
 def sharded_features(config: RunConfig, records: list, objective, tokenizer, say: Say):
