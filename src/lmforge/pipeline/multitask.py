@@ -78,6 +78,22 @@ def check_config(config: RunConfig, objective, where: str) -> None:
                         hint="remove export.merged and export.formats")
 
 
+def tasks_summary(data: DataConfig) -> str:
+    """`` x N tasks, mixing M`` for a multi-task data section (validate's one-line summary), else ""."""
+    return f" x {len(data.tasks)} tasks, mixing {data.mixing}" if data.tasks else ""
+
+
+def open_tasks(config: RunConfig, head: str, say: Say, *, prepared: bool = True):
+    """The Session's task object: :class:`MultiTask` with ``data.tasks``, else
+    :class:`~lmforge.pipeline.single.SingleTask` (``prepared``: run ``data.prepare`` when configured).
+    The one place a command's path depends on multi-task."""
+    if config.data.tasks:
+        return MultiTask.load(config, head)
+    from lmforge.pipeline.single import SingleTask
+
+    return SingleTask.load(config, say, prepared=prepared)
+
+
 class MultiTask:
     """Several named datasets in one run; see the module doc."""
 
@@ -97,6 +113,13 @@ class MultiTask:
         labels = ([label_set(t.splits.train + t.splits.validation + t.splits.test, t.data) for t in tasks]
                   if head == HEADED else None)
         return cls(tasks, merge_splits(tasks), config, labels)
+
+    def preview(self, tokenizer, **options) -> str:
+        """Training examples of each task rendered with its own format, columns and system prompt."""
+        from lmforge.data.preview import preview
+
+        return "\n".join(f"=== task {t.name} ({t.data.format}, weight {t.weight:g}) ===\n"
+                         + preview(t.splits.train, tokenizer, t.data, **options) for t in self.tasks)
 
     def describe(self, say: Say) -> None:
         for t in self.tasks:

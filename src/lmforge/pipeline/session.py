@@ -106,11 +106,10 @@ def open_session(config: RunConfig, *, source: str = "<config>", say: Say = prin
     from lmforge.methods import build_method
     from lmforge.model import load_tokenizer
     from lmforge.objectives import build_objective
-    from lmforge.pipeline.multitask import MultiTask
-    from lmforge.pipeline.single import SingleTask
+    from lmforge.pipeline.multitask import open_tasks
 
     plan = plan_run(config, source)
-    tasks = MultiTask.load(config, plan.objective.head) if config.data.tasks else SingleTask.load(config, say)
+    tasks = open_tasks(config, plan.objective.head, say)
     describe_splits(tasks.splits, config, say)
     tasks.describe(say)
     tokenizer = load_tokenizer(config.model)

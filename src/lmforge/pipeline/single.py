@@ -25,14 +25,20 @@ class SingleTask:
         self.data_cfg = data_cfg
 
     @classmethod
-    def load(cls, config: RunConfig, say: Say) -> "SingleTask":
-        if config.data.prepare is not None:
+    def load(cls, config: RunConfig, say: Say, *, prepared: bool = True) -> "SingleTask":
+        if prepared and config.data.prepare is not None:
             from lmforge.pipeline.prepare import prepare_splits
 
             return cls(prepare_splits(config, say=say), config.data)
         from lmforge.data.splits import load_splits
 
         return cls(load_splits(config.data, config.run.seed), config.data)
+
+    def preview(self, tokenizer, **options) -> str:
+        """Training examples rendered as the model sees them (see :func:`lmforge.data.preview.preview`)."""
+        from lmforge.data.preview import preview
+
+        return preview(self.splits.train, tokenizer, self.data_cfg, **options)
 
     def describe(self, say: Say) -> None:
         """Nothing beyond the counts open_session prints."""
