@@ -45,9 +45,9 @@ def _run_train(config: RunConfig, *, source: str, resume: bool, say: Say, callba
         from lmforge.pipeline.plan import plan_run
         from lmforge.train.run_folder import open_run_folder
 
-        plan_run(config, source)  # a config problem is reported before anything is written
+        resolved = plan_run(config, source).config  # a config problem is reported before anything is written
         open_run_folder(config, resume)  # new / empty / lmforge's, apart from the inputs; checkpoints need --resume
-        save_resolved(config, run_dir)
+        save_resolved(resolved, run_dir)  # with the method's defaults filled in (train.lr)
         status.set_phase("load")
     session = open_session(config, source=source, say=say if main else (lambda _m: None))
     trainable, total = count_parameters(session.model)
@@ -64,7 +64,7 @@ def _run_train(config: RunConfig, *, source: str, resume: bool, say: Say, callba
     solved = solve(session, evaluate_fn, say)  # a method that solves its parameters replaces the loop
     result = solved or train(
         session.model, session.objective, session.train_features,
-        train_cfg=config.train, run_dir=run_dir, collate=session.collate, evaluate_fn=evaluate_fn,
+        train_cfg=session.config.train, run_dir=run_dir, collate=session.collate, evaluate_fn=evaluate_fn,
         seed=config.run.seed, best_metric=session.plan.best_metric, metric_mode=session.plan.metric_mode,
         resume=resume, callbacks=callbacks,
     )

@@ -1,0 +1,138 @@
+"""Choose each method's default hyperparameters on validation splits carved from the training data.
+
+For every method, each candidate (a learning rate, optionally with method parameters) runs the
+methods table's cell (benchmarks/methods_table.py: open_session, score before, the task's budget of
+lmforge's training loop, score after) with ``--split validation``: trained on the table's training
+examples minus a validation share, scored on that share. The held-out sets the table reports are
+never read. Every cell is appended to ``--log`` (JSON lines; cells already there are not rerun), and
+``--summary`` prints the markdown table of benchmarks/RESULTS.md "Per-method defaults".
+
+    .venv/bin/python benchmarks/method_defaults.py --log benchmarks/method_defaults.jsonl
+    .venv/bin/python benchmarks/method_defaults.py --log benchmarks/method_defaults.jsonl --summary
+
+The rule (:func:`choose`): among a method's candidates that beat their before score beyond noise on
+every task's validation split, the one with the best mean rank over the tasks (ties: the smaller lr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import methods_table  # noqa: E402  (the cell runner shared with the table)
+
+# (method, lr, params JSON or None) per task, in the order they run: the methods the old table left at
+# their before score first (adapter, ia3, prompt / prefix / p-tuning), then the ones that worked.
+CANDIDATES = {
+    "adapter": [1e-3, 3e-3, 1e-2],
+    "ia3": [3e-3, 1e-2, 3e-2],
+    "prompt_tuning": [3e-2, 1e-1, 3e-1],
+    "prefix_tuning": [1e-3, 3e-3, 1e-2],
+    "p_tuning": [3e-3, 1e-2, 3e-2],
+    "lora": [2e-4, 5e-4, 1e-3],
+    "qlora": [2e-4, 5e-4, 1e-3],
+    "full": [2e-5, 5e-5, 1e-4],
+    "freeze": [3e-4, 1e-3, 3e-3],
+}
+
+
+def cells(tasks: list[str], methods: list[str]) -> list[tuple[str, str, float, str | None]]:
+    return [(task, method, lr, None) for method in methods for task in tasks for lr in CANDIDATES[method]]
+
+
+def done(log: Path) -> set[tuple]:
+    if not log.exists():
+        return set()
+    rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    return {(r["task"], r["method"], r["lr_given"], r["params_given"]) for r in rows}
+
+
+def run(args) -> None:
+    log = Path(args.log)
+    finished = done(log)
+    for task, method, lr, params in cells(args.tasks, args.methods):
+        if (task, method, lr, params) in finished:
+            continue
+        cell = methods_table.parse(["--split", "validation", "--threads", str(args.threads),
+                                    "--eval-examples", str(args.eval_examples.get(task, 0)), "--lr", repr(lr),
+                                    *(["--params", params] if params else [])])
+        row = methods_table.run_cell(task, method, cell)
+        row = {**row, "lr_given": lr, "params_given": params}
+        print(json.dumps(row), flush=True)
+        with log.open("a") as out:
+            out.write(json.dumps(row) + "\n")
+
+
+def choose(rows: list[dict], tasks: list[str]) -> dict[str, dict]:
+    """{method: {"lr", "params", "why"}} by the rule in the module doc, from ``rows`` of one log."""
+    chosen = {}
+    for method in sorted({r["method"] for r in rows}):
+        mine = [r for r in rows if r["method"] == method and "error" not in r]
+        keys = sorted({(r["lr_given"], r["params_given"] or "") for r in mine})
+        ranks: dict[tuple, list[int]] = {k: [] for k in keys}
+        ok = {k: True for k in keys}
+        for task in tasks:
+            by_key = {(r["lr_given"], r["params_given"] or ""): r for r in mine if r["task"] == task}
+            lower = methods_table.TASKS[task]["metric"].endswith("loss")
+            order = sorted(by_key, key=lambda k: by_key[k]["value"] * (1 if lower else -1))
+            for k in keys:
+                if k not in by_key:
+                    ok[k] = False
+                    continue
+                ranks[k].append(order.index(k))
+                ok[k] &= by_key[k]["beyond_noise"]
+        eligible = [k for k in keys if ok[k]] or keys
+        best = min(eligible, key=lambda k: (sum(ranks[k]) / max(len(ranks[k]), 1), k[0]))
+        chosen[method] = {"lr": best[0], "params": best[1] or None,
+                          "why": "beyond noise on every task" if ok[best] else "NONE beyond noise on every task"}
+    return chosen
+
+
+def summary(args) -> str:
+    rows = [json.loads(line) for line in Path(args.log).read_text().splitlines() if line.strip()]
+    tasks = [t for t in args.tasks if any(r["task"] == t for r in rows)]
+    chosen = choose(rows, tasks)
+    head = "| method | lr | params | " + " | ".join(f"{t}: {methods_table.TASKS[t]['metric']} before -> after "
+                                                  "(change, beyond noise)" for t in tasks) + " | chosen |"
+    lines = [head, "|" + "---|" * (4 + len(tasks))]
+    for method in sorted(chosen):
+        for lr, params in sorted({(r["lr_given"], r["params_given"] or "") for r in rows if r["method"] == method}):
+            cols = []
+            for task in tasks:
+                r = next((x for x in rows if (x["task"], x["method"], x["lr_given"], x["params_given"] or "")
+                          == (task, method, lr, params)), None)
+                if r is None:
+                    cols.append("-")
+                elif "error" in r:
+                    cols.append(f"failed: {r['error'][:60]}")
+                else:
+                    cols.append(f"{r['before']:.4f} -> {r['value']:.4f} ({r['difference']:+.4f}, "
+                                f"{'yes' if r['beyond_noise'] else 'no'})")
+            pick = chosen[method]
+            mark = "**yes**" if (pick["lr"], pick["params"] or "") == (lr, params) else ""
+            lines.append(f"| {method} | {lr:g} | {params or ''} | " + " | ".join(cols) + f" | {mark} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--log", required=True)
+    parser.add_argument("--tasks", nargs="+", default=list(methods_table.TASKS), choices=list(methods_table.TASKS))
+    parser.add_argument("--methods", nargs="+", default=list(CANDIDATES), choices=list(CANDIDATES))
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--summary", action="store_true", help="print the markdown summary of --log and stop")
+    args = parser.parse_args(argv)
+    args.eval_examples = {"fiqa": 48}  # validation examples scored per FiQA cell (sentiment: all of them)
+    if args.summary:
+        print(summary(args))
+        return 0
+    run(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
