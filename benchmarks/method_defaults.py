@@ -29,12 +29,12 @@ import methods_table  # noqa: E402  (the cell runner shared with the table)
 # their before score first (adapter, ia3, prompt / prefix / p-tuning), then the ones that worked.
 CANDIDATES = {
     "adapter": [1e-3, 3e-3, 1e-2],
-    "ia3": [3e-3, 1e-2, 3e-2],
+    "ia3": [1e-2, 3e-2, 1e-1],
     "prompt_tuning": [3e-2, 1e-1, 3e-1],
     "prefix_tuning": [1e-3, 3e-3, 1e-2],
     "p_tuning": [3e-3, 1e-2, 3e-2],
-    "lora": [2e-4, 5e-4, 1e-3],
-    "qlora": [2e-4, 5e-4, 1e-3],
+    "lora": [5e-4, 1e-3, 2e-3],
+    "qlora": [5e-4, 1e-3, 2e-3],
     "full": [2e-5, 5e-5, 1e-4],
     "freeze": [3e-4, 1e-3, 3e-3],
 }

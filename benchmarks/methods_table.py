@@ -24,6 +24,7 @@ Run with nothing else busy on the machine (see shared pitfalls on oversubscribed
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -43,10 +44,10 @@ WORK = Path(tempfile.gettempdir()) / "lmforge-methods-table"  # validation-split
 TASKS = {
     "sentiment": {
         "model": {"name": "minilm-l6"},
-        "data": {"format": "classification", "train": {"path": "asset:reviews-train", "limit": 600},
+        "data": {"format": "classification", "train": {"path": "asset:reviews-train", "limit": 1200},
                  "eval": {"path": "asset:reviews-test", "limit": 300}, "columns": {"text": "review", "label": "score"},
                  "max_length": 128},
-        "metric": "f1_macro", "budget": (80, 16), "validation_fraction": 0.2,
+        "metric": "f1_macro", "budget": (150, 16), "validation_fraction": 0.2,
     },
     "fiqa": {
         "model": {"name": "smollm2-135m-instruct"},
@@ -78,7 +79,8 @@ def validation_data(task: str) -> dict:
     from lmforge.data.splits import load_splits
 
     spec = TASKS[task]
-    path = WORK / f"{task}-train.jsonl"
+    key = hashlib.sha256(json.dumps(spec["data"], sort_keys=True).encode()).hexdigest()[:12]
+    path = WORK / f"{task}-train-{key}.jsonl"
     if not path.exists():
         splits = load_splits(DataConfig.model_validate(spec["data"]), seed=0)
         path.parent.mkdir(parents=True, exist_ok=True)
