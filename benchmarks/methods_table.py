@@ -47,7 +47,7 @@ TASKS = {
         "data": {"format": "classification", "train": {"path": "asset:reviews-train", "limit": 1200},
                  "eval": {"path": "asset:reviews-test", "limit": 300}, "columns": {"text": "review", "label": "score"},
                  "max_length": 128},
-        "metric": "f1_macro", "budget": (150, 16), "validation_fraction": 0.2,
+        "metric": "f1_macro", "budget": (300, 8), "validation_fraction": 0.2,
     },
     "fiqa": {
         "model": {"name": "smollm2-135m-instruct"},
