@@ -42,7 +42,8 @@ model: {{name: minilm-l6}}
 data:
   format: classification
   train: {{path: "asset:reviews-train", limit: {args.train}}}
-  eval: {{path: "asset:reviews-test", limit: {args.eval}}}
+  test: {{path: "asset:reviews-test", limit: {args.eval}}}
+  split: {{validation: 0}}
   columns: {{text: review, label: score}}
   max_length: 128
 method: {method}
@@ -84,7 +85,7 @@ def sklearn_rows(folder: Path, args) -> list[dict]:
         return torch.cat(rows).numpy(), torch.cat(labels).numpy()
 
     x_train, y_train = pooled(s.train_features)
-    x_eval, y_eval = pooled(s.eval_features)
+    x_eval, y_eval = pooled(s.held_out[s.reported])
     start = time.perf_counter()
     probe = LogisticRegression(max_iter=5000).fit(x_train, y_train)
     rows = [{"row": "scikit-learn LogisticRegression (C=1) on the same cached MiniLM features",
@@ -96,9 +97,9 @@ def sklearn_rows(folder: Path, args) -> list[dict]:
     tfidf = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True)
     clf = LogisticRegression(max_iter=5000).fit(tfidf.fit_transform(texts(s.splits.train)),
                                                 [names.index(r["label"]) for r in s.splits.train])
-    pred = clf.predict(tfidf.transform(texts(s.splits.eval)))
+    pred = clf.predict(tfidf.transform(texts(s.splits.test)))
     rows.append({"row": "TF-IDF (1-2 grams) + LogisticRegression on the texts",
-                 "f1_macro": f1_score([names.index(r["label"]) for r in s.splits.eval], pred, average="macro"),
+                 "f1_macro": f1_score([names.index(r["label"]) for r in s.splits.test], pred, average="macro"),
                  "seconds": round(time.perf_counter() - start, 2)})
     return rows
 

@@ -28,12 +28,14 @@ import hashlib
 import json
 import os
 import platform
+import random
 import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,15 +47,15 @@ TASKS = {
     "sentiment": {
         "model": {"name": "minilm-l6"},
         "data": {"format": "classification", "train": {"path": "asset:reviews-train", "limit": 1200},
-                 "eval": {"path": "asset:reviews-test", "limit": 300}, "columns": {"text": "review", "label": "score"},
+                 "test": {"path": "asset:reviews-test", "limit": 300}, "columns": {"text": "review", "label": "score"},
                  "max_length": 128},
         "metric": "f1_macro", "budget": (300, 8), "validation_fraction": 0.2,
     },
     "fiqa": {
         "model": {"name": "smollm2-135m-instruct"},
         "data": {"format": "instruction", "train": "asset:fiqa", "columns": {"instruction": "question", "output": "answer"},
-                 "eval_fraction": 0.1, "max_length": 192},
-        "metric": "eval_loss", "budget": (30, 4), "validation_fraction": 0.15,
+                 "max_length": 192},
+        "metric": "eval_loss", "budget": (30, 4), "validation_fraction": 0.15, "test_fraction": 0.1,
     },
 }
 
@@ -72,23 +74,70 @@ def budget(task: str, args) -> tuple[int, int]:
     return (args.steps or steps, args.batch or batch)
 
 
-def validation_data(task: str) -> dict:
-    """The data section of ``task``'s validation split: the table's training examples only (its held-out
-    examples never enter), written once to a JSONL file, with ``validation_fraction`` of them held out."""
+def hold_out(records: list, fraction: float, seed: int, key=None) -> tuple[list[int], list[int]]:
+    """The table's own fixed partition (independent of lmforge's split engine, so it never moves with it):
+    sorted (kept, held-out) indices, ``round(n * fraction)`` held out, a seeded shuffle per ``key`` group
+    with largest-remainder quotas (stratified by label for classification)."""
+    n = len(records)
+    n_held = min(n - 1, max(1, round(n * fraction)))
+    rng = random.Random(seed)
+    groups: dict = defaultdict(list)
+    for i, record in enumerate(records):
+        groups[key(record) if key else None].append(i)
+    names = sorted(groups, key=str)
+    for name in names:
+        rng.shuffle(groups[name])
+    quotas = {name: n_held * len(groups[name]) / n for name in names}
+    take = {name: int(quotas[name]) for name in names}
+    for name in sorted(names, key=lambda g: (-(quotas[g] - take[g]), str(g)))[: n_held - sum(take.values())]:
+        take[name] += 1
+    held = sorted(i for name in names for i in groups[name][: take[name]])
+    chosen = set(held)
+    return [i for i in range(n) if i not in chosen], held
+
+
+def _write(path: Path, records: list[dict]) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps({k: v for k, v in r.items() if not k.startswith("_")}, ensure_ascii=False)
+                           + "\n" for r in records))
+    tmp.replace(path)
+    return str(path)
+
+
+def task_data(task: str, split: str) -> dict:
+    """The data section of ``task``'s cell. ``heldout``: trained on the table's training examples, scored
+    on its test examples. ``validation``: trained on the training examples minus ``validation_fraction``
+    of them, scored on that share; the test examples never enter. A task without its own test source
+    holds ``test_fraction`` of its data out as test first. The parts are JSONL files of canonical
+    records under the temp folder, written once (seeded, so always the same examples)."""
     from lmforge.config.schema import DataConfig
-    from lmforge.data.splits import load_splits
+    from lmforge.data.formats import get_format
+    from lmforge.data.splits import load_records
 
     spec = TASKS[task]
-    key = hashlib.sha256(json.dumps(spec["data"], sort_keys=True).encode()).hexdigest()[:12]
-    path = WORK / f"{task}-train-{key}.jsonl"
-    if not path.exists():
-        splits = load_splits(DataConfig.model_validate(spec["data"]), seed=0)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in splits.train))
-        tmp.replace(path)
-    keep = {k: v for k, v in spec["data"].items() if k in ("format", "max_length", "labels")}
-    return {**keep, "train": str(path), "eval_fraction": spec["validation_fraction"]}
+    data = spec["data"]
+    label = get_format(data["format"]).label
+    key = (lambda r: r[label]) if label else None
+    digest = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    folder = WORK / f"{task}-{digest}"
+    names = ["train", "test", "fit", "validation"]
+    if not all((folder / f"{n}.jsonl").exists() for n in names):
+        train, held, _ = load_records(DataConfig.model_validate({**data, "split": {"validation": 0, "test": 0}}))
+        test = held["test"]
+        if test is None:
+            keep, out = hold_out(train, spec["test_fraction"], 0, key)
+            train, test = [train[i] for i in keep], [train[i] for i in out]
+        fit, validation = hold_out(train, spec["validation_fraction"], 0, key)
+        parts = {"train": train, "test": test, "fit": [train[i] for i in fit],
+                 "validation": [train[i] for i in validation]}
+        for name in names:
+            _write(folder / f"{name}.jsonl", parts[name])
+    keep = {k: v for k, v in data.items() if k in ("format", "max_length", "labels")}
+    files = ({"train": "fit", "validation": "validation"} if split == "validation" else
+             {"train": "train", "test": "test"})
+    return {**keep, **{part: str(folder / f"{name}.jsonl") for part, name in files.items()},
+            "split": {"validation": 0, "test": 0}}
 
 
 def run_config(task: str, method: str, args, run_dir: str):
@@ -101,14 +150,14 @@ def run_config(task: str, method: str, args, run_dir: str):
         model["overrides"] = {"num_hidden_layers": args.layers}
     steps, batch = budget(task, args)
     params = {**METHOD_PARAMS.get(method, {}), **json.loads(args.params or "{}")}
-    train = {"batch_size": batch, "max_steps": steps, "threads": args.threads, "tensorboard": False,
-             "save_every": 10**9, "log_every": 10**9}
+    train = {"batch_size": batch, "max_steps": steps, "tensorboard": False, "save_every": 10**9, "log_every": 10**9}
     if args.lr:
         train["lr"] = args.lr
-    data = validation_data(task) if args.split == "validation" else spec["data"]
+    data = task_data(task, args.split)
     return RunConfig.model_validate({
         "run": {"name": f"{task}-{method}", "output_dir": run_dir, "seed": 0},
         "model": model, "data": data, "method": {"name": method, **params}, "train": train,
+        "runtime": {"threads": args.threads, "precision": "fp32"},
         "eval": {"max_examples": args.eval_examples, "generations": 0, "before": True, "metric": spec["metric"]},
     })
 
@@ -130,7 +179,8 @@ def measure(task: str, method: str, args) -> dict:
         torch.set_num_threads(args.threads)
         s = open_session(cfg, say=lambda *_: None)
         trainable, total = count_parameters(s.model)
-        before = s.evaluate(per_example=True)
+        part = "validation" if args.split == "validation" else "test"
+        before = s.evaluate(per_example=True, part=part)
         times: list[float] = []
         losses: list[float] = []
 
@@ -139,10 +189,11 @@ def measure(task: str, method: str, args) -> dict:
                 times.append(logs["seconds"])
                 losses.append(logs["loss_sum"] / max(logs["units"], 1))
 
-        train(s.model, s.objective, s.train_features, train_cfg=s.config.train, run_dir=run_dir, collate=s.collate,
+        train(s.model, s.objective, s.train_features, train_cfg=s.config.train, runtime_cfg=s.config.runtime,
+              run_dir=run_dir, collate=s.collate,
               evaluate_fn=None, seed=cfg.run.seed, best_metric=s.plan.best_metric, metric_mode=s.plan.metric_mode,
               callbacks=[Timer()])
-        after = s.evaluate(per_example=True)
+        after = s.evaluate(per_example=True, part=part)
     test = paired_tests(before["per_example"], after["per_example"], before.get("labels"), seed=0).get(metric, {})
     cuda = torch.cuda.is_available()
     peak = torch.cuda.max_memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -150,7 +201,7 @@ def measure(task: str, method: str, args) -> dict:
     return {"task": task, "method": method, "split": args.split, "metric": metric, "before": before.get(metric),
             "value": after.get(metric), "difference": test.get("difference"), "low": test.get("low"),
             "high": test.get("high"), "p_value": test.get("p_value"), "beyond_noise": bool(better),
-            "n_eval": len(s.eval_features), "n_train": len(s.train_features),
+            "n_eval": min(len(s.held_out[part]), args.eval_examples or len(s.held_out[part])), "n_train": len(s.train_features),
             "trainable": trainable, "total": total, "peak_mib": peak / 2**20, "peak_kind": "cuda" if cuda else "cpu",
             "s_per_step": statistics.median(times[1:] or times), "wall_s": time.perf_counter() - began,
             "lr": s.config.train.lr, "params": s.plan.method_params.model_dump(mode="json"),

@@ -80,3 +80,25 @@ def test_method_contract(method_name, head, dirs, tmp_path):
         assert isinstance(merged, PreTrainedModel)
         assert not any("lora_" in n or "base_layer" in n for n, _ in merged.named_parameters())
         assert type(merged).__module__.startswith("transformers.")
+
+
+@pytest.mark.parametrize(("method_name", "head"), list(_cases()))
+def test_export_loads_back_through_the_method_it_records(method_name, head, dirs, tmp_path):
+    """export_adapter -> lmforge.json -> load_export (what `lmforge serve` runs) gives the trained logits;
+    the method's card usage names the folder."""
+    from lmforge.export import export_adapter, load_export
+
+    method = _method(method_name)
+    task = task_for(head)
+    batch = make_batch(head, dirs)
+    model = method.apply(fresh_base(head, dirs, **method.load_kwargs()), task)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for param in (p for p in model.parameters() if p.requires_grad):
+            param.add_(torch.randn_like(param) * 0.05)
+    trained = logits(model, batch)
+    folder = export_adapter(method, model, tmp_path / "adapter", task=task)
+    loaded, _tokenizer = load_export(folder)
+    torch.testing.assert_close(logits(loaded, batch), trained, rtol=0, atol=1e-6)
+    usage = method.usage(str(folder), str(dirs[head]), task)
+    assert usage.library and any(repr(str(folder)) in line for line in usage.lines)

@@ -17,6 +17,8 @@ import json
 
 import pytest
 
+from lmforge.data.formats import formats_of
+
 from lmforge.errors import UserError
 from lmforge.methods import METHODS
 from lmforge.objectives import OBJECTIVES
@@ -44,12 +46,13 @@ def _cases():
         for objective, ospec in sorted(OBJECTIVES.items()):
             if mspec.objectives is not None and objective not in mspec.objectives:
                 continue
-            formats = list(ospec.formats) if objective == "kto" else [_format(ospec.formats)]
+            consumed = formats_of(ospec.kinds)
+            formats = consumed if objective == "kto" else [_format(consumed)]
             for fmt in formats:
                 yield pytest.param(method, objective, fmt, id=f"{method}-{objective}-{fmt}")
 
 
-def _format(formats: tuple[str, ...]) -> str:
+def _format(formats: list[str]) -> str:
     """Instruction data where an objective takes it (the common SFT case), else its first format."""
     return "instruction" if "instruction" in formats else formats[0]
 
@@ -70,7 +73,7 @@ def _data(tmp_path, fmt: str, objective: str) -> str:
         rows = [{"question": q, "answer": a} for q, a in QA * 3]
         cols = "  columns: {instruction: question, output: answer}\n"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return f"data:\n  format: {fmt}\n  train: {path}\n{cols}  eval_fraction: 0.25\n  max_length: 32\n"
+    return f"data:\n  format: {fmt}\n  train: {path}\n{cols}  split: {{validation: 0.2, test: 0.2}}\n  max_length: 32\n"
 
 
 def _forgetting(tmp_path, objective: str) -> str:
@@ -94,7 +97,7 @@ def _config(tmp_path, model_dir, method: str, objective: str, fmt: str):
         + _data(tmp_path, fmt, objective)
         + f"method: {{name: {method}{', ' + params if params else ''}}}\n"
         + f"objective: {{name: {objective}{', ' + oparams if oparams else ''}}}\n"
-        + "train: {max_steps: 1, batch_size: 3, lr: 1.0e-3, tensorboard: false, device: cpu}\n"
+        + "train: {max_steps: 1, batch_size: 3, lr: 1.0e-3, tensorboard: false}\nruntime: {device: cpu}\n"
         + "eval: {generations: 1, max_new_tokens: 4" + _forgetting(tmp_path, objective) + "}\n"
         + "export: {parity_prompts: 1}\n")
     return load_config(path)

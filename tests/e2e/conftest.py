@@ -33,7 +33,7 @@ def reviews_file(tmp_path) -> Path:
     path = tmp_path / "reviews.csv"
     lines = ["review,score"]
     for i in range(24):
-        lines.append("great food i love it,great" if i % 2 else "bad taste i hate it,other")
+        lines.append(f"great food i love it {i},great" if i % 2 else f"bad taste i hate it {i},other")
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -52,11 +52,13 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subproce
     )
 
 
-TRAIN = "{max_steps: 6, batch_size: 4, lr: 0.01, eval_every: 3, log_every: 2, precision: fp32}"
+TRAIN = "{max_steps: 6, batch_size: 4, lr: 0.01, eval_every: 3, log_every: 2}"
+RUNTIME = "{precision: fp32}"
 EVAL = "{generations: 2, max_new_tokens: 8}"
 
 
-def lora_config(tmp_path: Path, model_dir, data, extra: str = "", *, train: str = TRAIN, evaluate: str = EVAL) -> Path:
+def lora_config(tmp_path: Path, model_dir, data, extra: str = "", *, train: str = TRAIN, evaluate: str = EVAL,
+                runtime: str = RUNTIME) -> Path:
     """An instruction-tuning LoRA run on the tiny Llama writing to <tmp_path>/run."""
     return write_config(tmp_path, f"""
 run: {{name: tiny, output_dir: {tmp_path / 'run'}}}
@@ -65,10 +67,11 @@ data:
   format: instruction
   train: {data}
   columns: {{instruction: question, output: answer}}
-  eval_fraction: 0.25
+  split: {{validation: 0.2, test: 0.2}}
   max_length: 64
 method: {{name: lora, r: 4, alpha: 8, dropout: 0.0}}
 train: {train}
+runtime: {runtime}
 eval: {evaluate}
 {extra}
 """)

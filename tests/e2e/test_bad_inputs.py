@@ -42,7 +42,7 @@ def base_config(**changes) -> dict:
         "model": {"name": "MODEL"},
         "data": {"format": "instruction", "train": "data/qa.jsonl", "columns": {"instruction": "question", "output": "answer"}},
         "method": {"name": "lora", "r": 4},
-        "train": {"max_steps": 1, "batch_size": 2, "precision": "fp32"},
+        "train": {"max_steps": 1, "batch_size": 2}, "runtime": {"precision": "fp32"},
         "eval": {"before": False, "generations": 0},
     }
     for key, value in changes.items():
@@ -119,7 +119,7 @@ CASES = [
     Case("source-wrong-type", train(), ("data.train", "got 5"), config=base_config(**{"data.train": 5})),
     Case("wrong-type", train(), ("train.lr", "fast"), config=base_config(**{"train.lr": "fast"})),
     Case("out-of-range", train(), ("train.batch_size",), config=base_config(**{"train.batch_size": 0})),
-    Case("eval-fraction-too-big", train(), ("data.eval_fraction",), config=base_config(**{"data.eval_fraction": 1.5})),
+    Case("split-share-too-big", train(), ("data.split.validation",), config=base_config(**{"data.split.validation": 1.5})),
     Case("unknown-format", train(), ("data.format", "chats"), config=base_config(**{"data.format": "chats"})),
     Case("unknown-method", train(), ("lorra", "did you mean 'lora'"), config=base_config(**{"method.name": "lorra"})),
     Case("unknown-objective", train(), ("dpoo", "did you mean 'dpo'"), config=base_config(**{"objective.name": "dpoo"})),
@@ -181,7 +181,7 @@ CASES = [
     Case("folder-without-data", train(), ("data", "no data files"), files={"data/notes.docx": "x"},
          config=base_config(**{"data.train": "./data"})),
     Case("unknown-asset", train(), ("fiqaa", "did you mean 'fiqa'"), config=base_config(**{"data.train": "asset:fiqaa"})),
-    Case("one-record-no-eval", train(), ("qa.jsonl", "cannot hold out"), files={"data/qa.jsonl": json.dumps(QA_ROWS[0]) + "\n"}),
+    Case("one-record-no-held-out", train(), ("qa.jsonl", "no held-out example"), files={"data/qa.jsonl": json.dumps(QA_ROWS[0]) + "\n"}),
     Case("preference-missing-field", train(), ("pref.jsonl:1", "rejected"), files={"data/pref.jsonl": PREF_NO_REJECTED},
          config=base_config(**{"data": {"format": "preference", "train": "data/pref.jsonl"}, "objective.name": "dpo"})),
     Case("text-file-for-columns", train(), ("notes.txt", "plain-text"), files={"data/notes.txt": "hello\n"},

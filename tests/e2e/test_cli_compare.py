@@ -9,7 +9,7 @@ from tests.e2e.conftest import lora_config, run_cli, write_config
 
 def _config(tmp_path, model_dir, data):
     return lora_config(tmp_path, model_dir, data,
-                       train="{max_steps: 4, batch_size: 4, lr: 0.01, log_every: 2, precision: fp32}",
+                       train="{max_steps: 4, batch_size: 4, lr: 0.01, log_every: 2}",
                        evaluate="{generations: 1, max_new_tokens: 6, max_examples: 4}")
 
 

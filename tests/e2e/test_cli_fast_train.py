@@ -8,12 +8,12 @@ import torch
 
 from tests.e2e.conftest import lora_config, run_cli
 
-FAST = ("{max_steps: 6, batch_size: 4, lr: 0.01, eval_every: 3, log_every: 2, precision: bf16, "
-        "optimizer: adamw_8bit, memory: {shards: auto}}")
+FAST = "{max_steps: 6, batch_size: 4, lr: 0.01, eval_every: 3, log_every: 2, optimizer: adamw_8bit}"
+FAST_RUNTIME = "{precision: bf16, memory: {shards: auto}}"
 
 
 def test_bf16_base_8bit_optimizer_and_shards_run_end_to_end(tmp_path, tiny_llama_dir, qa_file):
-    cfg = lora_config(tmp_path, tiny_llama_dir, qa_file, train=FAST)
+    cfg = lora_config(tmp_path, tiny_llama_dir, qa_file, train=FAST, runtime=FAST_RUNTIME)
     cfg.write_text(cfg.read_text().replace("  max_length: 64\n", "  max_length: 64\n  packing: true\n"))
     proc = run_cli("train", str(cfg))
     assert proc.returncode == 0, proc.stderr[-3000:]

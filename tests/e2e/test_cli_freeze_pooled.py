@@ -12,9 +12,10 @@ def test_pooled_head_run_trains_evaluates_and_exports(tmp_path, tiny_bert_dir, r
     cfg = write_config(tmp_path, f"""
 run: {{output_dir: {run}}}
 model: {{name: {tiny_bert_dir}}}
-data: {{format: classification, train: {reviews_file}, columns: {{text: review, label: score}}, eval_fraction: 0.25, max_length: 16}}
+data: {{format: classification, train: {reviews_file}, columns: {{text: review, label: score}}, split: {{validation: 0.2, test: 0.2}}, max_length: 16}}
 method: {{name: freeze, head: pooled, pooling: mean, head_hidden: 8, head_dropout: 0.0, cache_features: true}}
-train: {{epochs: 3, batch_size: 4, lr: 0.01, precision: fp32}}
+train: {{epochs: 3, batch_size: 4, lr: 0.01}}
+runtime: {{precision: fp32}}
 """)
     proc = run_cli("train", str(cfg))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -59,9 +60,10 @@ def _solved_config(tmp_path, tiny_bert_dir, reviews_file, name: str, seed: int =
     return write_config(tmp_path / name, f"""
 run: {{output_dir: {tmp_path / name / 'run'}, seed: {seed}}}
 model: {{name: {tiny_bert_dir}}}
-data: {{format: classification, train: {reviews_file}, columns: {{text: review, label: score}}, eval_fraction: 0.25, max_length: 16}}
+data: {{format: classification, train: {reviews_file}, columns: {{text: review, label: score}}, split: {{validation: 0.2, test: 0.2}}, max_length: 16}}
 method: {{name: freeze, head: pooled, cache_features: true}}
-train: {{epochs: 2, batch_size: 4, precision: fp32}}
+train: {{epochs: 2, batch_size: 4}}
+runtime: {{precision: fp32}}
 """)
 
 
@@ -75,7 +77,7 @@ def test_a_linear_pooled_head_is_solved_deterministically_and_the_run_folder_wor
     for name in ("a", "b"):
         proc = run_cli("train", str(_solved_config(tmp_path, tiny_bert_dir, reviews_file, name)))
         assert proc.returncode == 0, proc.stderr[-3000:]
-        assert "solved the head on 18 training examples" in proc.stdout and "(L2: C 1, method.c)" in proc.stdout
+        assert "solved the head on 16 training examples" in proc.stdout and "16 train / 4 validation" in proc.stdout and "(L2: C 1, method.c)" in proc.stdout
         runs.append(tmp_path / name / "run")
     results = [json.loads((run / "results.json").read_text()) for run in runs]
     for key in ("before", "after"):

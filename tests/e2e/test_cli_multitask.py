@@ -25,13 +25,14 @@ model: {{name: {tiny_bert_dir}}}
 data:
   format: classification
   max_length: 16
-  eval_fraction: 0.25
+  split: {{validation: 0.2, test: 0.2}}
   mixing: interleave
   tasks:
     - {{name: sentiment, train: {reviews_file}, columns: {{text: review, label: score}}}}
     - {{name: topic, train: {topics_file}, columns: {{text: q, label: topic}}, weight: 2}}
 method: {{name: full}}
-train: {{max_steps: 4, batch_size: 4, lr: 0.001, precision: fp32, log_every: 2}}
+train: {{max_steps: 4, batch_size: 4, lr: 0.001, log_every: 2}}
+runtime: {{precision: fp32}}
 """)
     valid = run_cli("validate", str(cfg))
     assert valid.returncode == 0 and "2 tasks, mixing interleave" in valid.stdout
@@ -41,7 +42,7 @@ train: {{max_steps: 4, batch_size: 4, lr: 0.001, precision: fp32, log_every: 2}}
 
     proc = run_cli("train", str(cfg))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "task topic: 12 train / 4 held-out" in proc.stdout
+    assert "task topic: 8 train / 4 validation / 4 test" in proc.stdout
     results = json.loads((run / "results.json").read_text())
     after = results["after"]
     for name in ("sentiment", "topic"):
@@ -79,13 +80,14 @@ model: {{name: {tiny_llama_dir}}}
 data:
   format: instruction
   max_length: 64
-  eval_fraction: 0.25
+  split: {{validation: 0.2, test: 0.2}}
   mixing: temperature
   tasks:
     - {{name: finance, train: {finance}, columns: {{instruction: question, output: answer}}, system_prompt: be brief.}}
     - {{name: general, format: chat, train: {general}}}
 method: {{name: lora, r: 4, alpha: 8}}
-train: {{max_steps: 2, batch_size: 4, precision: fp32}}
+train: {{max_steps: 2, batch_size: 4}}
+runtime: {{precision: fp32}}
 eval: {{generations: 1, max_new_tokens: 4}}
 """)
     proc = run_cli("train", str(cfg))

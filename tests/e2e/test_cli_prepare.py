@@ -55,7 +55,8 @@ run: {{output_dir: {tmp_path / 'run'}}}
 model: {{name: {tiny_bert_dir}}}
 data: {{format: classification, train: {data}, columns: {{text: review, label: score}}, prepare: {{}}, max_length: 24}}
 method: {{name: freeze}}
-train: {{max_steps: 2, batch_size: 4, precision: fp32}}
+train: {{max_steps: 2, batch_size: 4}}
+runtime: {{precision: fp32}}
 """)
     proc = run_cli("train", str(cfg))
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -92,7 +93,8 @@ data:
   train:
     - {{path: {shop}, columns: {{text: review, label: stars}}}}
     - {{path: {chats}, columns: {{text: body, label: tag}}}}
-  prepare: {{split: {{validation: 0.2, test: 0.1}}}}
+  split: {{validation: 0.2, test: 0.1}}
+  prepare: {{}}
 """)
     proc = run_cli("data", "prepare", str(cfg), "--out", str(tmp_path / "out"))
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -6,6 +6,8 @@ import json
 
 import pytest
 import torch
+import yaml
+from safetensors.torch import load_file
 
 from tests.e2e.conftest import lora_config, run_cli, write_config
 
@@ -47,14 +49,23 @@ def test_existing_run_needs_resume_and_resume_finishes(tmp_path, tiny_llama_dir,
     resumed = run_cli("train", str(cfg), "--resume")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
 
+    # the run folder's config.yaml has every default filled in and trains the same model again
+    saved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
+    assert saved["method"]["r"] == 4 and "target_modules" in saved["method"] and saved["objective"]["name"] == "causal_lm"
+    again = run_cli("train", str(tmp_path / "run" / "config.yaml"), f"run.output_dir={tmp_path / 'again'}")
+    assert again.returncode == 0, again.stderr[-2000:]
+    first, second = (load_file(tmp_path / d / "export" / "adapter" / "adapter_model.safetensors") for d in ("run", "again"))
+    assert first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
+
 
 def test_classification_run(tmp_path, tiny_bert_dir, reviews_file):
     cfg = write_config(tmp_path, f"""
 run: {{output_dir: {tmp_path / 'cls'}}}
 model: {{name: {tiny_bert_dir}}}
-data: {{format: classification, train: {reviews_file}, columns: {{text: review, label: score}}, eval_fraction: 0.25, max_length: 16}}
+data: {{format: classification, train: {reviews_file}, columns: {{text: review, label: score}}, split: {{validation: 0.2, test: 0.2}}, max_length: 16}}
 method: {{name: full}}
-train: {{epochs: 3, batch_size: 4, lr: 0.001, precision: fp32}}
+train: {{epochs: 3, batch_size: 4, lr: 0.001}}
+runtime: {{precision: fp32}}
 export: {{formats: [onnx]}}
 """)
     proc = run_cli("train", str(cfg))

@@ -41,9 +41,10 @@ ROWS = [{"question": f"what is {w} number {i}?", "answer": f"{w} {i} is a thing.
 CONFIG = """
 run: {output_dir: run, seed: 3}
 model: {name: MODEL}
-data: {format: instruction, train: qa.jsonl, columns: {instruction: question, output: answer}, eval_fraction: 0.1, max_length: 32}
+data: {format: instruction, train: qa.jsonl, columns: {instruction: question, output: answer}, split: {validation: 0.1, test: 0.1}, max_length: 32}
 method: {name: lora, r: 4, dropout: 0.1}
-train: {max_steps: 6, batch_size: 2, lr: 0.01, save_every: 1, eval_every: 3, log_every: 1, precision: fp32, tensorboard: false}
+train: {max_steps: 6, batch_size: 2, lr: 0.01, save_every: 1, eval_every: 3, log_every: 1, tensorboard: false}
+runtime: {precision: fp32}
 eval: {before: false, generations: 0}
 export: {merged: true}
 """

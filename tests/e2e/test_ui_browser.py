@@ -82,10 +82,11 @@ data:
   format: instruction
   train: {data}
   columns: {{instruction: question, output: answer}}
-  eval_fraction: 0.25
+  split: {{validation: 0.2, test: 0.34}}  # 6 distinct questions: 3 train, 1 validation, 2 test
   max_length: 64
 method: {{name: lora, r: 4, alpha: 8, dropout: 0.0}}
-train: {{max_steps: {STEPS}, batch_size: 4, lr: 0.01, eval_every: 10, log_every: 2, precision: fp32}}
+train: {{max_steps: {STEPS}, batch_size: 4, lr: 0.01, eval_every: 10, log_every: 2}}
+runtime: {{precision: fp32}}
 eval: {{generations: 2, max_new_tokens: 8}}
 """
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from lmforge.config.schema import EarlyStopping, TrainConfig
+from lmforge.config.schema import EarlyStopping, RuntimeConfig, TrainConfig
 from lmforge.objectives import build_objective
 from lmforge.objectives.causal_lm.config import CausalLMParams
 from lmforge.train import Callback, train
@@ -62,7 +62,7 @@ def pad_collate(features: list[dict], pad_id: int = 0) -> dict[str, torch.Tensor
 
 
 def fp32_cfg(**overrides) -> TrainConfig:
-    base = dict(device="cpu", precision="fp32", tensorboard=False, warmup_ratio=0.0, log_every=1, lr=1e-2)
+    base = dict(tensorboard=False, warmup_ratio=0.0, log_every=1, lr=1e-2)
     return TrainConfig(**{**base, **overrides})
 
 
@@ -72,6 +72,7 @@ def causal_lm():
 
 def run(model, features, run_dir, cfg, **kw):
     kw.setdefault("evaluate_fn", None)
+    kw.setdefault("runtime_cfg", RuntimeConfig(device="cpu", precision="fp32"))
     return train(model, causal_lm(), features, train_cfg=cfg, run_dir=run_dir, collate=pad_collate,
                  seed=kw.pop("seed", 7), best_metric=kw.pop("best_metric", "eval_loss"),
                  metric_mode=kw.pop("metric_mode", "min"), **kw)
@@ -174,7 +175,8 @@ def test_bf16_autocast_lowers_the_loss_like_fp32(tiny_llama_dir, tmp_path):
     for precision in ("fp32", "bf16"):
         model = tiny_model(tiny_llama_dir)
         start = _final_loss(model, features)
-        run(model, features, tmp_path / precision, fp32_cfg(precision=precision, max_steps=15, batch_size=4))
+        run(model, features, tmp_path / precision, fp32_cfg(max_steps=15, batch_size=4),
+            runtime_cfg=RuntimeConfig(device="cpu", precision=precision))
         losses[precision] = (start, _final_loss(model, features))
     for precision, (start, end) in losses.items():
         assert end < 0.7 * start, (precision, start, end)

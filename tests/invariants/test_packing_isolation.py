@@ -96,3 +96,95 @@ def test_token_weighted_loss_equal_across_layouts(tiny_llama_dir):
     assert p_count == d_count == a_count == expected
     torch.testing.assert_close(p_sum / p_count, d_sum / d_count, atol=1e-5, rtol=0)
     torch.testing.assert_close(p_sum / p_count, a_sum / a_count, atol=1e-5, rtol=0)
+
+
+# ----------------------------------------------------------------------------- packed attention
+# lmforge.model.packed_attention: one causal SDPA call per packed sequence instead of a T x T mask.
+def _tiny_causal_lm(model_type: str):
+    """A random 2-layer model of ``model_type`` (GQA: 4 query heads, 2 key/value heads), sdpa attention."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    config = AutoConfig.for_model(model_type, vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                  num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+                                  max_position_embeddings=128, attn_implementation="sdpa")
+    if model_type == "mistral":
+        config.sliding_window = None  # Mistral v0.3 and later: plain causal attention
+    model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa")
+    model.config.use_cache = False
+    return model
+
+
+@pytest.mark.parametrize("model_type", ["llama", "mistral", "qwen2", "qwen3"])
+def test_packed_attention_equals_sdpa_block_mask_and_alone(model_type):
+    """Packed attention gives sdpa's logits and gradients on a packed row (block-diagonal mask),
+    and every packed example's logits equal the example run alone. Tolerance: fp32 attention
+    over <= 12 keys reassociated (per-segment vs masked full row): ~1e-7 relative, checked at 1e-5."""
+    from lmforge.model.packed_attention import PACKED_ATTENTION, restore_attention, use_packed_attention
+
+    model = _tiny_causal_lm(model_type).train()
+    feats = _features(model.config.vocab_size)
+    batch = collate_packed(pack_features(feats, max_length=40))
+    assert batch["input_ids"].shape[0] == 1 and len(feats) > 3
+
+    def logits_and_grads():
+        model.zero_grad()
+        logits = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"], use_cache=False).logits
+        logits.pow(2).mean().backward()
+        return logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    ref_logits, ref_grads = logits_and_grads()
+    previous = use_packed_attention(model)
+    assert previous == "sdpa" and model.config._attn_implementation == PACKED_ATTENTION
+    logits, grads = logits_and_grads()
+    torch.testing.assert_close(logits, ref_logits, atol=1e-5, rtol=0)
+    for name in ref_grads:
+        torch.testing.assert_close(grads[name], ref_grads[name], atol=1e-5, rtol=1e-4)
+    with torch.no_grad():
+        start = 0
+        for f in sorted(feats, key=lambda f: -len(f["input_ids"])):  # pack order: longest first
+            n = len(f["input_ids"])
+            alone = model(input_ids=torch.tensor([f["input_ids"]])).logits[0]
+            torch.testing.assert_close(logits[0, start:start + n], alone, atol=1e-5, rtol=0)
+            start += n
+    restore_attention(model, previous)
+    assert model.config._attn_implementation == "sdpa"
+
+
+def test_packed_attention_leaves_padding_cache_and_generation_to_sdpa(tiny_llama_dir):
+    """Padded batches (attention_mask), the rows layout and cached generation give sdpa's results."""
+    from lmforge.model.packed_attention import restore_attention, use_packed_attention
+
+    model = _model(tiny_llama_dir, "sdpa")
+    feats = _features(model.config.vocab_size)
+    padded = _padded(feats)
+    rows = collate_packed(pack_features(feats, max_length=20), flat=False)
+    with torch.no_grad():
+        ref = [model(input_ids=padded["input_ids"], attention_mask=padded["attention_mask"]).logits,
+               model(input_ids=rows["input_ids"], position_ids=rows["position_ids"], use_cache=False).logits,
+               model.generate(padded["input_ids"][:1, :6], max_new_tokens=6, do_sample=False)]
+        previous = use_packed_attention(model)
+        got = [model(input_ids=padded["input_ids"], attention_mask=padded["attention_mask"]).logits,
+               model(input_ids=rows["input_ids"], position_ids=rows["position_ids"], use_cache=False).logits,
+               model.generate(padded["input_ids"][:1, :6], max_new_tokens=6, do_sample=False)]
+    restore_attention(model, previous)
+    mask = padded["attention_mask"].bool()
+    torch.testing.assert_close(got[0][mask], ref[0][mask], atol=1e-5, rtol=0)
+    torch.testing.assert_close(got[1], ref[1], atol=1e-5, rtol=0)
+    assert torch.equal(got[2], ref[2])
+
+
+def test_packed_attention_only_for_plain_causal_models():
+    from lmforge.model.packed_attention import packed_attention_support, use_packed_attention
+
+    model = _tiny_causal_lm("mistral")
+    model.config.sliding_window = 4  # a sliding window is not plain causal attention
+    ok, why = packed_attention_support(model)
+    assert not ok and "sliding_window" in why
+    assert use_packed_attention(model) is None and model.config._attn_implementation == "sdpa"
+    qwen = _tiny_causal_lm("qwen2")
+    qwen.config.sliding_window, qwen.config.use_sliding_window = 4096, False  # as Qwen2 checkpoints ship
+    assert packed_attention_support(qwen) == (True, "")
+    eager = _tiny_causal_lm("llama")
+    eager.set_attn_implementation("eager")
+    assert packed_attention_support(eager) == (False, "attention implementation is 'eager', not sdpa")

@@ -1,7 +1,8 @@
 """Preference-learning invariants (issue 5).
 
 - DPO loss at step 0 (policy == reference) is log 2, for every method;
-- a disabled adapter reproduces the reference (base model) log-probs exactly;
+- a disabled adapter (the peft methods' reference hook) reproduces the base model's log-probs exactly;
+- a frozen copy (every other method's reference) does not follow training;
 - the completion log-prob sums exactly the completion tokens: prompt and pad never count
   (tiny ChatML tokenizer here; SmolLM2's real template in the slow test);
 - GRPO advantages are zero when every reward in a group is equal;
@@ -19,8 +20,7 @@ from lmforge.config.schema import DataConfig
 from lmforge.data.preference import collate_pairs, encode_pairs
 from lmforge.methods import METHODS, build_method
 from lmforge.objectives import OBJECTIVES
-from lmforge.objectives.dpo.logprobs import sequence_logps, token_logps
-from lmforge.objectives.dpo.reference import Reference
+from lmforge.objectives.preference import Reference, sequence_logps, token_logps
 from lmforge.objectives.grpo.objective import group_advantages
 from tests.contracts.cases import CONTRACT_PARAMS
 from tests.unit.objectives.preference_cases import PAIRS, PREF_DATA, model, objective, tokenizer
@@ -45,6 +45,11 @@ def _applied(model_dir, obj, method_name):
     return method.apply(base, obj.task_info(None))
 
 
+def _reference(method_name: str, net):
+    """The method's reference hook for ``net``, as the pipeline hands it to ``Objective.bind``."""
+    return lambda: _method(method_name).reference(net)
+
+
 def _methods_for(objective_name: str) -> list[str]:
     return sorted(n for n, s in METHODS.items() if s.objectives is None or objective_name in s.objectives)
 
@@ -54,7 +59,7 @@ def test_dpo_loss_at_step_zero_is_log2(tiny_llama_dir, method_name):
     tok = tokenizer(tiny_llama_dir)
     obj = objective("dpo", precompute_reference=False)
     net = _applied(tiny_llama_dir, obj, method_name)
-    obj.bind(net, tok)
+    obj.bind(net, tok, _reference(method_name, net))
     net.train()
     out = obj.loss(net, obj.collate(obj.encode(PAIRS, tok, PREF_DATA), tok))
     assert out.count == len(PAIRS)
@@ -83,8 +88,28 @@ def test_disabled_adapter_reproduces_reference_logps_exactly(tiny_llama_dir):
                 p.normal_(0, 0.5)
         policy, _ = sequence_logps(lora, batch["input_ids"], batch["attention_mask"], batch["labels"])
     assert not torch.allclose(policy, expected)
-    reference = Reference().sequence_logps(lora, batch)
-    assert torch.equal(reference, expected)
+    reference = Reference()
+    reference.bind(lora, _reference("lora", lora))
+    assert type(reference.policy).__name__ == "AdapterDisabled"  # no second copy of the weights
+    assert torch.equal(reference.sequence_logps(lora, batch), expected)
+
+
+@pytest.mark.parametrize("method_name", ["full", "freeze", "adapter"])
+def test_frozen_copy_reference_does_not_follow_training(tiny_llama_dir, method_name):
+    tok = tokenizer(tiny_llama_dir)
+    obj = objective("dpo")
+    batch = obj.collate(obj.encode(PAIRS, tok, PREF_DATA), tok)
+    net = _applied(tiny_llama_dir, obj, method_name).eval()
+    with torch.no_grad():
+        expected, _ = sequence_logps(net, batch["input_ids"], batch["attention_mask"], batch["labels"])
+    reference = Reference()
+    reference.bind(net, _reference(method_name, net))
+    with torch.no_grad():  # "training" changes every trainable weight after bind
+        for p in (p for p in net.parameters() if p.requires_grad):
+            p.add_(0.5)
+        moved, _ = sequence_logps(net, batch["input_ids"], batch["attention_mask"], batch["labels"])
+    assert not torch.allclose(moved, expected)
+    assert torch.equal(reference.sequence_logps(net, batch), expected)
 
 
 def test_completion_logp_excludes_prompt_and_pad(tiny_llama_dir):
@@ -147,7 +172,7 @@ def test_every_preference_objective_trains_with_every_method(tiny_llama_dir, obj
     else:
         obj, records, data = objective(objective_name), PAIRS[:2], PREF_DATA
     net = _applied(tiny_llama_dir, obj, method_name)
-    obj.bind(net, tok)
+    obj.bind(net, tok, _reference(method_name, net))
     batch = obj.collate(obj.encode(records, tok, data), tok)
     net.train()
     torch.manual_seed(0)

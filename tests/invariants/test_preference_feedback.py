@@ -45,11 +45,11 @@ def test_store_round_trips_and_feeds_training_formats(tmp_path):
     assert [(r["prompt"], r["completion"], r["label"]) for r in ratings] == [
         ("q4", "a4", "bad"), ("q4", "b4", "bad"), ("q4", "fixed answer", "good"), ("q5", "only", "good")]
     # the files load as lmforge training data as they are
-    splits = load_splits(DataConfig(format="preference", train=str(store.preferences), eval_fraction=0.2), seed=0)
-    assert len(splits.train) + len(splits.eval) == 5
-    rated = load_splits(DataConfig(format="classification", train=str(store.ratings), eval_fraction=0.25,
+    splits = load_splits(DataConfig(format="preference", train=str(store.preferences), split={"validation": 0.2, "test": 0}), seed=0)
+    assert len(splits.train) + len(splits.validation) == 5
+    rated = load_splits(DataConfig(format="classification", train=str(store.ratings), split={"validation": 0.25, "test": 0},
                                    columns={"text": "prompt", "text_pair": "completion"}), seed=0)
-    assert sorted(r["label"] for r in rated.train + rated.eval) == ["bad", "bad", "good", "good"]
+    assert sorted(r["label"] for r in rated.train + rated.validation) == ["bad", "bad", "good", "good"]
 
 
 def test_invalid_choice_is_refused():

@@ -30,7 +30,8 @@ def _config(tmp_path, model_dir, objective, method, fmt):
     pairs.write_text("".join(json.dumps(p) + "\n" for p in PAIRS * 3))
     qa = tmp_path / "qa.jsonl"
     qa.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n"
-                          for q, a in [("what is the capital of france", "paris"), ("hello", "hi")] * 4))
+                          for q, a in [("what is the capital of france", "paris"), ("hello", "hi"), ("what is a bond", "a loan"),
+                                       ("is it good", "yes")] * 2))
     data = (f"  train: {pairs}\n" if fmt == "preference"
             else f"  train: {qa}\n  columns: {{instruction: question, output: answer}}\n")
     extra = ("\n  reward: lmforge.objectives.grpo.rewards:contains_answer\n  max_new_tokens: 4\n  group_size: 2"
@@ -38,9 +39,9 @@ def _config(tmp_path, model_dir, objective, method, fmt):
     path = tmp_path / "run.yaml"
     path.write_text(
         f"run: {{name: t, output_dir: {tmp_path / 'run'}}}\nmodel: {{name: {model_dir}}}\n"
-        f"data:\n  format: {fmt}\n{data}  eval_fraction: 0.25\n"
+        f"data:\n  format: {fmt}\n{data}  split: {{validation: 0.2, test: 0.2}}\n"
         f"method: {{name: {method}}}\nobjective:\n  name: {objective}{extra}\n"
-        "train: {max_steps: 3, batch_size: 2, lr: 1.0e-3, tensorboard: false, device: cpu, precision: fp32}\n"
+        "train: {max_steps: 3, batch_size: 2, lr: 1.0e-3, tensorboard: false}\nruntime: {device: cpu, precision: fp32}\n"
         "eval: {generations: 0}\n"
     )
     return load_config(path)
@@ -53,7 +54,7 @@ def test_preference_run_through_the_pipeline(tiny_llama_dir, tmp_path, case):
     s = open_session(config, say=lambda text: None)
     s.objective.bind(s.model, s.tokenizer)  # the hook the pipeline should call after method.apply
     before = s.evaluate()
-    result = train(s.model, s.objective, s.train_features, train_cfg=config.train, run_dir=s.run_dir,
+    result = train(s.model, s.objective, s.train_features, train_cfg=config.train, runtime_cfg=config.runtime, run_dir=s.run_dir,
                    collate=s.collate, evaluate_fn=s.evaluate, seed=0, best_metric=s.plan.best_metric,
                    metric_mode=s.plan.metric_mode)
     after = s.evaluate()

@@ -10,7 +10,7 @@ from lmforge.config.schema import DataConfig, ModelConfig
 from lmforge.data.preference import collate_pairs, encode_pairs
 from lmforge.model import load_model, load_tokenizer
 from lmforge.model.task import TaskInfo
-from lmforge.objectives.dpo.logprobs import sequence_logps
+from lmforge.objectives.preference.logprobs import sequence_logps
 
 pytestmark = pytest.mark.slow
 

@@ -49,11 +49,11 @@ def _config(tmp_path, model_dir, method: str, objective: str, seed: int = 7):
     return parse_config({
         "run": {"output_dir": str(tmp_path / "run"), "seed": seed},
         "model": {"name": str(model_dir)},
-        "data": {"format": fmt, "train": str(data), "columns": columns, "eval_fraction": 0.25, "max_length": 32},
+        "data": {"format": fmt, "train": str(data), "columns": columns, "split": {"validation": 0.2, "test": 0.2}, "max_length": 32},
         "method": {"name": method, **METHOD_PARAMS.get(method, {})},
         "objective": {"name": objective, **params},
-        "train": {"max_steps": 2, "batch_size": 2, "lr": 0.05, "precision": "fp32", "device": "cpu",
-                  "tensorboard": False, "warmup_ratio": 0.0},
+        "train": {"max_steps": 2, "batch_size": 2, "lr": 0.05, "tensorboard": False, "warmup_ratio": 0.0},
+        "runtime": {"precision": "fp32", "device": "cpu"},
         "eval": {"before": False},
     })
 
@@ -79,7 +79,7 @@ def _train_twice(tmp_path, model_dir, method: str, objective: str) -> tuple[dict
         config = _config(folder, model_dir, method, objective)
         s = open_session(config, say=lambda _m: None)
         start = {k: v.detach().clone() for k, v in s.model.state_dict().items()}
-        train(s.model, s.objective, s.train_features, train_cfg=config.train, run_dir=folder / "run", collate=s.collate,
+        train(s.model, s.objective, s.train_features, train_cfg=config.train, runtime_cfg=config.runtime, run_dir=folder / "run", collate=s.collate,
               evaluate_fn=None, seed=config.run.seed, best_metric=s.plan.best_metric, metric_mode=s.plan.metric_mode)
         out.append((start, {k: v.detach().clone() for k, v in s.model.state_dict().items()}))
     return out[0][0], out[0][1], out[1][1]

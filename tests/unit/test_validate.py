@@ -23,14 +23,14 @@ def test_every_problem_is_reported_in_one_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = _write(tmp_path, """
 model: {name: x}
-data: {format: chat, train: qa.jsonl, eval: missing.jsonl}
+data: {format: chat, train: qa.jsonl, test: missing.jsonl}
 train: {learning_rate: 0.1, num_epochs: 2}
 method: {name: lora, lora_r: 8}
 """)
     errors = validate_config(path).errors
     expected = ["train.learning_rate: unknown key; did you mean 'lr'?", "train.num_epochs: unknown key; did you mean 'epochs'?",
                 "method.lora_r: unknown key; did you mean 'r'?", "data.train: qa.jsonl:1: missing column 'messages'",
-                "data.eval: missing.jsonl: no such file or folder"]
+                "data.test: missing.jsonl: no such file or folder"]
     assert len(errors) == len(expected), errors
     for want, got in zip(expected, errors):
         assert got.startswith(want), (want, got)
@@ -61,10 +61,10 @@ data:
   format: classification
   tasks:
     - {name: a, train: a.csv}
-    - {name: b, train: b.csv, eval: c.jsonl}
+    - {name: b, train: b.csv, test: c.jsonl}
 """, {"a.csv": "text,label\nx,y\n", "b.csv": "txt,label\nx,y\n", "c.jsonl": '{"text": "x", "label": "y"}\n{bad\n'})
     errors = validate_config(path).errors
-    assert [e.split(":")[0] for e in errors] == ["data.tasks.1.train", "data.tasks.1.eval"], errors
+    assert [e.split(":")[0] for e in errors] == ["data.tasks.1.train", "data.tasks.1.test"], errors
     assert "b.csv:2" in errors[0] and "c.jsonl:2" in errors[1]
 
 

@@ -12,6 +12,8 @@ import warnings
 from lmforge import __version__
 from lmforge.errors import StorageError, UserError, disk_full_error, is_disk_full
 
+# Commands that run models on this process's CPUs: their OpenMP wait policy is chosen before torch loads.
+COMPUTE_COMMANDS = ("train", "quickstart", "eval", "compare")
 # One entry per subcommand module (lmforge.cli.<module>).
 COMMANDS = ["validate", "train", "data", "quickstart", "methods", "estimate", "eval", "export", "compare", "feedback", "serve", "monitor", "ui"]
 
@@ -41,8 +43,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # peft asks models for a property transformers 5 deprecated; the warning is not the user's to act on.
     warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.* is deprecated", category=FutureWarning)
+    from lmforge.pipeline import choose_wait_policy, silence_library_notices
+
+    if args.command in COMPUTE_COMMANDS and "torch" not in sys.modules:
+        choose_wait_policy()  # PASSIVE on a busy machine; libgomp reads it once, when torch loads
     # torchao's CUDA-kernel and torch's enum notices, bitsandbytes' `kernels` notice: none concerns the user.
-    from lmforge.pipeline import silence_library_notices
 
     silence_library_notices()
     return run_handler(args)

@@ -10,7 +10,7 @@ def register(sub) -> None:
     add_config_args(p)
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last checkpoint")
     p.add_argument("--nproc", type=int, default=1, metavar="N",
-                   help="train with N processes on this machine (torchrun; DDP or FSDP per train.distributed)")
+                   help="train with N processes on this machine (torchrun; DDP or FSDP per runtime.distributed)")
     p.set_defaults(handler=run)
 
 

@@ -9,6 +9,7 @@ from lmforge.config.schema import (
     ChoiceConfig,
     RunConfig,
     RunSection,
+    RuntimeConfig,
     SourceConfig,
     TrainConfig,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "ModelConfig",
     "RunConfig",
     "RunSection",
+    "RuntimeConfig",
     "SourceConfig",
     "TrainConfig",
     "apply_overrides",

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterator
 
-from lmforge.config.schema import RunConfig, source_list
+from lmforge.config.schema import SOURCE_KEYS, RunConfig, source_list
 
 
 def input_paths(config: RunConfig) -> list[Path]:
@@ -16,8 +16,8 @@ def input_paths(config: RunConfig) -> list[Path]:
     file, the forgetting set, and any method / objective parameter naming a local path (a reward
     model folder, a ``file.py:function`` reward). ``asset:`` names and hub ids are not local."""
     data = config.data
-    raw = [s.path for key in ("train", "eval") for s in source_list(getattr(data, key))]
-    raw += [s.path for task in data.tasks or [] for s in source_list(task.train) + source_list(task.eval)]
+    raw = [s.path for key in SOURCE_KEYS for s in source_list(getattr(data, key))]
+    raw += [s.path for task in data.tasks or [] for key in SOURCE_KEYS for s in source_list(getattr(task, key))]
     raw += [config.model.name, config.eval.forgetting or ""]
     raw += list(_strings(config.method.params)) + list(_strings(config.objective.params if config.objective else {}))
     found = []

@@ -2,7 +2,7 @@
 
 Torch-free. Defaults are safe for most users: normalise, drop empty/junk examples, remove exact
 and near duplicates (also across splits), redact personal data with typed placeholders, fix
-obvious label typos, split 80/10/10. Augmentation is off unless asked for.
+obvious label typos, then split like every run (``data.split``). Augmentation is off unless asked for.
 """
 
 from __future__ import annotations
@@ -99,19 +99,6 @@ class LabelConfig(PrepareSection):
     )
 
 
-class SplitConfig(PrepareSection):
-    validation: float = Field(default=0.1, ge=0, lt=1, description="Share held out for validation.")
-    test: float = Field(default=0.1, ge=0, lt=1, description="Share held out for test.")
-    stratify: bool = Field(default=True, description="Keep label shares per split (classification).")
-    group_by: str | None = Field(default=None, description="Record field; one group never spans splits.")
-
-    @model_validator(mode="after")
-    def _ratios(self) -> "SplitConfig":
-        if self.validation + self.test >= 1:
-            raise ValueError("split.validation + split.test must be below 1")
-        return self
-
-
 class ParaphraseConfig(PrepareSection):
     model: str = Field(description="Causal LM that writes the paraphrases (built-in name, folder or hub id).")
     per_example: int = Field(default=1, ge=1, le=8, description="Paraphrases asked for per train example.")
@@ -141,6 +128,5 @@ class PrepareConfig(PrepareSection):
     dedup: DedupConfig = Field(default_factory=DedupConfig, description="Duplicate and leak removal.")
     pii: PiiConfig = Field(default_factory=PiiConfig, description="Personal data and secrets.")
     labels: LabelConfig = Field(default_factory=LabelConfig, description="Label checks (classification).")
-    split: SplitConfig = Field(default_factory=SplitConfig, description="Train/validation/test split.")
     augment: AugmentConfig = Field(default_factory=AugmentConfig, description="Train-set augmentation (off).")
     examples_per_rule: int = Field(default=3, ge=0, le=20, description="Examples kept in the manifest.")

@@ -53,6 +53,23 @@ class ModelConfig(Section):
 DataFormat = str
 
 
+class SplitConfig(Section):
+    """How train / validation / test are carved out of ``data.train`` (the parts not given as files)."""
+
+    validation: float = Field(default=0.1, ge=0, lt=1, description="Share of data.train held out for validation "
+                              "(picks the best checkpoint, early stopping) unless data.validation is given; 0 = none.")
+    test: float = Field(default=0.1, ge=0, lt=1, description="Share of data.train held out for test (the reported "
+                        "before -> after numbers; nothing is tuned on it) unless data.test is given; 0 = none.")
+    stratify: bool = Field(default=True, description="Keep label shares per split (classification).")
+    group_by: str | None = Field(default=None, description="Record field; one group never spans splits.")
+
+    @model_validator(mode="after")
+    def _ratios(self) -> "SplitConfig":
+        if self.validation + self.test >= 1:
+            raise ValueError("validation + test must be below 1")
+        return self
+
+
 class SourceConfig(Section):
     path: str = Field(description="File, folder, datasets.save_to_disk folder, or hub dataset id.")
     split: str | None = Field(default=None, description="Split of a DatasetDict / hub dataset (e.g. train).")
@@ -66,6 +83,9 @@ class SourceConfig(Section):
     )
 
 
+SOURCE_KEYS = ("train", "validation", "test")  # the data sections that name sources
+
+
 def _as_source(value: Any) -> Any:
     if isinstance(value, list):
         return [_as_source(v) for v in value]
@@ -73,7 +93,7 @@ def _as_source(value: Any) -> Any:
 
 
 def source_list(value: "SourceConfig | list[SourceConfig] | None") -> list[SourceConfig]:
-    """``data.train`` / ``data.eval`` as a list of sources (one source, a list of them, or none)."""
+    """``data.train`` / ``validation`` / ``test`` as a list of sources (one source, a list of them, or none)."""
     if value is None:
         return []
     return list(value) if isinstance(value, list) else [value]
@@ -86,8 +106,9 @@ class TaskSource(Section):
     weight: float = Field(default=1.0, gt=0, description="Share of the mix (see data.mixing).")
     format: DataFormat | None = Field(default=None, description="Example format; default: data.format.")
     train: SourceConfig = Field(description="Training data: a path string or {path, split, limit}.")
-    eval: SourceConfig | None = Field(default=None, description="Held-out data; default: eval_fraction of train.")
-    eval_fraction: float | None = Field(default=None, gt=0.0, lt=0.9, description="Default: data.eval_fraction.")
+    validation: SourceConfig | None = Field(default=None, description="Validation data; default: data.split.validation of train.")
+    test: SourceConfig | None = Field(default=None, description="Test data; default: data.split.test of train.")
+    split: SplitConfig | None = Field(default=None, description="Default: data.split.")
     columns: dict[str, str] | None = Field(default=None, description="Canonical field -> your column name; default: data.columns.")
     labels: list[str] | None = Field(default=None, min_length=2,
                                      description="This task's label set (classification, at least two); default: labels seen.")
@@ -97,7 +118,7 @@ class TaskSource(Section):
     @classmethod
     def _sources(cls, values: Any) -> Any:
         if isinstance(values, dict):
-            values = {k: _as_source(v) if k in ("train", "eval") else v for k, v in values.items()}
+            values = {k: _as_source(v) if k in SOURCE_KEYS else v for k, v in values.items()}
         return values
 
 
@@ -110,10 +131,15 @@ class DataConfig(Section):
         description="Training data: a path string, {path, split, limit, format, columns}, or a list of those (collected "
         "into one dataset in order). Required unless data.tasks is given.",
     )
-    eval: SourceConfig | list[SourceConfig] | None = Field(
-        default=None, description="Held-out data (same forms as train); default: eval_fraction of train."
+    validation: SourceConfig | list[SourceConfig] | None = Field(
+        default=None, description="Validation data (same forms as train): picks the best checkpoint and early-stops; "
+        "default: data.split.validation of train."
     )
-    eval_fraction: float = Field(default=0.1, gt=0.0, lt=0.9, description="Share of train held out when eval is not given.")
+    test: SourceConfig | list[SourceConfig] | None = Field(
+        default=None, description="Test data (same forms as train): the reported before -> after numbers, never used "
+        "to choose anything; default: data.split.test of train."
+    )
+    split: SplitConfig = Field(default_factory=SplitConfig, description="Shares of train held out for validation and test.")
     columns: dict[str, str] = Field(default_factory=dict, description="Canonical field -> your column name.")
     max_length: int = Field(default=512, ge=8, description="Tokens per example (text is chunked to it; others truncated).")
     train_on: Literal["completion", "all"] = Field(
@@ -127,7 +153,7 @@ class DataConfig(Section):
         default=None, description="Clean, deduplicate, redact, label-check and split (docs/data-prepare.md)."
     )
     tasks: list[TaskSource] | None = Field(
-        default=None, description="Multi-task: several named datasets in one run (docs: multi-task). Replaces data.train / data.eval."
+        default=None, description="Multi-task: several named datasets in one run (docs: multi-task). Replaces data.train / validation / test."
     )
     mixing: Literal["concatenate", "interleave", "temperature"] = Field(
         default="concatenate",
@@ -141,7 +167,7 @@ class DataConfig(Section):
     def _sources(cls, values: Any) -> Any:
         if isinstance(values, dict):
             values = dict(values)
-            for key in ("train", "eval"):
+            for key in SOURCE_KEYS:
                 if key in values:
                     values[key] = _as_source(values[key])
             tasks = values.get("tasks")
@@ -154,7 +180,7 @@ class DataConfig(Section):
     def _sources_given(self) -> "DataConfig":
         if self.tasks is None and self.train is None:
             raise ValueError("train: required field is missing (or give data.tasks)")
-        for key in ("train", "eval"):
+        for key in SOURCE_KEYS:
             if getattr(self, key) == []:
                 raise ValueError(f"{key}: the list of sources is empty")
         if self.tasks is not None:
@@ -163,9 +189,9 @@ class DataConfig(Section):
 
     def _check_tasks(self) -> None:
         """Multi-task structure: no top-level sources, unique names (the plan checks each task's section)."""
-        for key in ("train", "eval"):
+        for key in SOURCE_KEYS:
             if getattr(self, key) is not None:
-                raise ValueError(f"{key}: not used with data.tasks; give each task its own train (and eval)")
+                raise ValueError(f"{key}: not used with data.tasks; give each task its own train (and validation / test)")
         if not self.tasks:
             raise ValueError("tasks: give at least one task (name, train)")
         seen: set[str] = set()
@@ -243,19 +269,26 @@ class TrainConfig(Section):
     warmup_ratio: float = Field(default=0.05, ge=0, lt=1, description="Share of steps with linear warmup.")
     scheduler: Literal["cosine", "linear", "constant"] = Field(default="cosine", description="Decay after warmup.")
     max_grad_norm: float | None = Field(default=1.0, gt=0, description="Gradient clipping norm; null = off.")
-    precision: Literal["auto", "fp32", "bf16"] = Field(
-        default="auto", description="bf16 autocast (AMX CPUs, bf16 GPUs) or fp32; auto picks bf16 when supported."
-    )
-    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto = cuda when available.")
     eval_every: int | None = Field(default=None, ge=1, description="Steps; default once per epoch.")
     save_every: int | None = Field(default=None, ge=1, description="Steps; default = eval_every.")
     log_every: int = Field(default=10, ge=1, description="Steps between log lines / metrics.jsonl entries.")
     early_stopping: EarlyStopping | None = Field(default=None, description="Stop when eval.metric stops improving.")
-    threads: int | None = Field(default=None, ge=1, description="CPU threads for torch; default: torch's choice.")
     tensorboard: bool = Field(default=True, description="Write TensorBoard events to <run>/tensorboard.")
     optimizer: Literal["adamw", "adamw_8bit", "paged_adamw_8bit"] = Field(
         default="adamw", description="adamw (fused/foreach torch) or bitsandbytes 8-bit AdamW state (paged: CUDA only)."
     )
+
+
+class RuntimeConfig(Section):
+    """Where and how the math runs: device, precision, threads, compile, memory levers, several processes.
+    None of it changes what is learned beyond floating-point rounding (int8: see docs/performance.md)."""
+
+    precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
+        default="auto", description="bf16 autocast (AMX / AVX512-BF16 CPUs, bf16 GPUs) or fp32; auto picks bf16 when "
+        "native. int8 (CPU, method lora): the frozen base multiplies in int8, the rest fp32 (docs/performance.md)."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto = cuda when available.")
+    threads: int | None = Field(default=None, ge=1, description="CPU threads for torch; default: the CPUs other processes leave free, re-checked around evaluations.")
     compile: bool = Field(default=False, description="torch.compile the transformer blocks (see docs/performance.md).")
     memory: MemoryConfig = Field(default_factory=MemoryConfig, description="Memory levers.")
     distributed: DistributedConfig = Field(
@@ -320,6 +353,7 @@ class RunConfig(Section):
         default=None, description="Default: classification for classification data, else causal_lm."
     )
     train: TrainConfig = Field(default_factory=TrainConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
 

@@ -13,7 +13,7 @@ import itertools
 from pathlib import Path
 from typing import Iterator
 
-from lmforge.config.schema import DataConfig, SourceConfig, source_list
+from lmforge.config.schema import SOURCE_KEYS, DataConfig, SourceConfig, source_list
 from lmforge.data.sources import is_saved_dataset, looks_local
 from lmforge.data.splits import iter_records
 from lmforge.errors import UserError
@@ -47,7 +47,7 @@ def _sources(data_cfg: DataConfig, task_sections: list[DataConfig]) -> Iterator[
     tasks = data_cfg.tasks or []
     for prefix, section in sections:
         owner = tasks[int(prefix.rsplit(".", 1)[1])] if prefix != "data" else section
-        for key in ("train", "eval"):
+        for key in SOURCE_KEYS:
             value = getattr(owner, key)
             for i, source in enumerate(source_list(value)):
                 yield f"{prefix}.{key}" + (f"[{i}]" if isinstance(value, list) else ""), section, source

@@ -45,6 +45,17 @@ class FormatSpec:
         """Records are prompts with reference answers: sample answers, generation metrics, compare."""
         return self.messages is not None
 
+    def strings(self, record: dict, skip_roles: tuple[str, ...] = ()) -> list[str]:
+        """The record's text strings in field order (a list of messages: each content, minus ``skip_roles``)."""
+        found: list[str] = []
+        for name in self.text_fields:
+            value = record.get(name)
+            if isinstance(value, list):  # messages
+                found += [m.get("content", "") for m in value if isinstance(m, dict) and m.get("role") not in skip_roles]
+            elif isinstance(value, str):
+                found.append(value)
+        return found
+
     @property
     def label(self) -> str | None:
         """The field holding the class (splits stratify by it; prepare checks it)."""
@@ -109,7 +120,7 @@ def check_data_config(data: Any, prefix: str = "data") -> FormatSpec:
 
     Returns the run's format spec; UserError names the field (``prefix.columns.x``, ``prefix.train[1].format``).
     """
-    from lmforge.config.schema import source_list
+    from lmforge.config.schema import SOURCE_KEYS, source_list
 
     spec = get_format(data.format, f"{prefix}.format")
     _check_columns(data.columns, spec, f"{prefix}.columns")

@@ -28,11 +28,12 @@ def chat_messages(record: dict) -> list[dict]:
 def to_messages(record: dict, data_format: str | None = None) -> list[dict]:
     """A record of a generative format -> ``[{"role", "content"}, ...]`` ending with the assistant answer.
 
-    ``data_format`` names the record's format (its spec says how); without it, chat and instruction
-    records are recognised by their fields.
+    The record's own ``_format`` (set when it was read) wins over ``data_format``; without either, chat
+    and instruction records are recognised by their fields.
     """
     from lmforge.data.formats import get_format
 
+    data_format = record.get("_format") or data_format  # a multi-task run mixes formats: the record knows its own
     if data_format is None:
         data_format = "chat" if "messages" in record else "instruction" if "instruction" in record else None
     spec = get_format(data_format) if data_format else None

@@ -121,7 +121,7 @@ def encode_prompts(records: list[dict], tokenizer, data_cfg: DataConfig) -> list
         text = render_chat(tokenizer, messages, add_generation_prompt=True)
         ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])[-data_cfg.max_length :]
         user = next((m["content"] for m in reversed(messages) if m["role"] == "user"), text)
-        out.append({"prompt_ids": ids, "prompt": user, "reference": reference_text(record), "uid": example_uid(ids)})
+        out.append({"prompt_ids": ids, "prompt": user, "reference": reference_text(record, data_cfg), "uid": example_uid(ids)})
     if not out:
         raise UserError("no prompt to sample completions for", where="data.train")
     return out
@@ -160,6 +160,15 @@ def _report(records: int, kept: int, dropped: int, data_cfg: DataConfig) -> None
             where="data.max_length",
             hint="raise data.max_length: every completion was cut away",
         )
+
+
+def pad_token_id(tokenizer) -> int:
+    """The id preference batches are padded with: the tokenizer's pad id, else eos, else 0 (pads are
+    masked out anyway)."""
+    pad = getattr(tokenizer, "pad_token_id", None)
+    if pad is None:
+        pad = getattr(tokenizer, "eos_token_id", None)
+    return 0 if pad is None else int(pad)
 
 
 def collate_pairs(features: list[dict], pad_id: int | None) -> dict:

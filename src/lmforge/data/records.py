@@ -45,7 +45,7 @@ def convert_rows(rows: Iterable[Row], data_cfg: DataConfig) -> Iterator[dict]:
 
     convert = get_format(data_cfg.format).read
     for row, where in rows:
-        yield {**convert(row, where, data_cfg), "_where": where}
+        yield {**convert(row, where, data_cfg), "_where": where, "_format": data_cfg.format}
 
 
 def _missing(row: dict, where: str, data_cfg: DataConfig, field: str) -> UserError:

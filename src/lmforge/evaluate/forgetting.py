@@ -126,11 +126,12 @@ def _measure_text(model: Any, tokenizer: Any, texts: list[str], batch_size: int)
 
 
 def _measure_qa(model: Any, tokenizer: Any, records: list[dict], max_new_tokens: int) -> dict:
-    from lmforge.evaluate.generate import generate_reply
+    from lmforge.evaluate.generate import generate_replies
 
     f1, em, samples = [], [], []
-    for record in records:
-        output = generate_reply(model, tokenizer, [{"role": "user", "content": record["question"]}], max_new_tokens)
+    outputs = generate_replies(model, tokenizer, [[{"role": "user", "content": r["question"]}] for r in records],
+                               max_new_tokens)
+    for record, output in zip(records, outputs):
         f1.append(max(token_f1(output, a) for a in record["answers"]))
         em.append(max(exact_match(output, a) for a in record["answers"]))
         if len(samples) < 3:

@@ -42,6 +42,7 @@ class Judge:
     scale: int = 5
     max_tokens: int = 32
     timeout_s: float = 60.0
+    concurrency: int = 8  # requests in flight at once: lmforge serve batches them into one decode
 
 
 def render_prompt(judge: Judge, question: str, reference: str, answer: str) -> str:
@@ -94,7 +95,7 @@ def ask(judge: Judge, prompt: str) -> str:
 
 
 def judge_outputs(judge: Judge, samples: Sequence[dict], systems: Sequence[str]) -> dict:
-    """Grade each system's answer on each sample.
+    """Grade each system's answer on each sample, ``judge.concurrency`` requests at a time.
 
     samples: ``[{"prompt": question, "reference": str, <system>: answer, ...}]`` (the report sample
     format: e.g. systems ``["before", "after"]`` or the compare system names).
@@ -103,18 +104,18 @@ def judge_outputs(judge: Judge, samples: Sequence[dict], systems: Sequence[str])
     [score or None]}, "replies": {system: [raw reply]}, "unparsed": count of replies without a
     grade}``.
     """
-    per_example: dict[str, list] = {}
-    replies: dict[str, list[str]] = {}
-    for system in systems:
-        per_example[system], replies[system] = [], []
-        for sample in samples:
-            if system not in sample:
-                continue
-            prompt = render_prompt(judge, str(sample.get("prompt", "")), str(sample.get("reference", "")),
-                                   str(sample[system]))
-            reply = ask(judge, prompt)
-            replies[system].append(reply)
-            per_example[system].append(parse_score(reply, judge.scale))
+    from concurrent.futures import ThreadPoolExecutor
+
+    asks = [(system, render_prompt(judge, str(sample.get("prompt", "")), str(sample.get("reference", "")),
+                                   str(sample[system])))
+            for system in systems for sample in samples if system in sample]
+    with ThreadPoolExecutor(max_workers=max(1, judge.concurrency)) as pool:  # answers come back in order
+        answers = list(pool.map(lambda item: ask(judge, item[1]), asks))
+    per_example: dict[str, list] = {system: [] for system in systems}
+    replies: dict[str, list[str]] = {system: [] for system in systems}
+    for (system, _prompt), reply in zip(asks, answers):
+        replies[system].append(reply)
+        per_example[system].append(parse_score(reply, judge.scale))
     graded = [s for scores in per_example.values() for s in scores if s is not None]
     return {
         "model": judge.model,

@@ -65,6 +65,18 @@ def complete_report(report: Mapping[str, Any]) -> dict:
     return report
 
 
+def held_out_sentence(data: Mapping[str, Any]) -> str:
+    """Which held-out set did what: the reported numbers' set, and the one that picked the checkpoint."""
+    reported, selected = data.get("reported_on"), data.get("selected_on")
+    if reported == "test" and selected:
+        return ("the numbers below come from the test set, which chose nothing; the validation set picked "
+                "the checkpoint (and early stopping)")
+    if reported == "test":
+        return "the numbers below come from the test set, which chose nothing; no validation set: the last step was kept"
+    return ("the numbers below come from the validation set, which also picked the checkpoint: they are "
+            "optimistic (give data.test or data.split.test for unbiased numbers)")
+
+
 def run_facts(report: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The run in words, for the top of both reports: (label, sentence) pairs."""
     facts = []
@@ -73,9 +85,12 @@ def run_facts(report: Mapping[str, Any]) -> list[tuple[str, str]]:
         facts.append(("Run", f"folder {run['folder']}"))
     data = report.get("data") or {}
     if data:
-        parts = [f"{data[k]:,} {label}" for k, label in (("train_examples", "training"), ("eval_examples", "held-out"))
-                 if isinstance(data.get(k), int)]
-        facts.append(("Data", " and ".join(parts) + " examples" + (f" ({data['format']})" if data.get("format") else "")))
+        labels = (("train_examples", "training"), ("validation_examples", "validation"), ("test_examples", "test"),
+                  ("eval_examples", "held-out"))
+        parts = [f"{data[k]:,} {label}" for k, label in labels if isinstance(data.get(k), int)]
+        facts.append(("Data", ", ".join(parts) + " examples" + (f" ({data['format']})" if data.get("format") else "")))
+        if data.get("reported_on"):
+            facts.append(("Held-out sets", held_out_sentence(data)))
     method = f"{report.get('method', '?')} on {report.get('model', '?')}, objective {report.get('objective', '?')}"
     params = report.get("parameters") or {}
     if params.get("total"):
@@ -126,8 +141,9 @@ def html_report(report: Mapping[str, Any], metrics_log: str | Path | None = None
         "facts": run_facts(report), "systems": systems, "changes": changes, "notes": notes,
     }
     history = read_history(metrics_log) if metrics_log else []
-    if history and before:
-        base = {f"eval_{k}" if not k.startswith("eval_") else k: v for k, v in before.items()
+    curve_base = report.get("before_validation") or before  # the curves are validation metrics
+    if history and curve_base:
+        base = {f"eval_{k}" if not k.startswith("eval_") else k: v for k, v in curve_base.items()
                 if _number(v) and k not in ("eval_examples", "perplexity")}
         keys = {k for row in history for k in row}
         history = [{"step": 0, **{k: v for k, v in base.items() if k in keys}}] + history
@@ -245,7 +261,8 @@ def render_report(report: Mapping[str, Any]) -> str:
     lines += [f"- **{label}**: {text}" for label, text in run_facts(report)]
     before, after = report.get("before") or {}, report.get("after") or {}
     tests = noise_tests(before, after)
-    lines += ["", "## Metrics (held-out data, 95% bootstrap intervals)", "",
+    reported = (report.get("data") or {}).get("reported_on") or "held-out"
+    lines += ["", f"## Metrics ({reported} data, 95% bootstrap intervals)", "",
               _markdown_table(comparison_rows(before, after, tests)), ""]
     lines += noise_sentences(before, after, tests)
     change = (report.get("forgetting") or {}).get("change")

@@ -35,8 +35,8 @@ def evaluate(objective: Any, model: nn.Module, features: list[dict], collate: Ca
     scored unit gets loss ``None``. The aggregate metrics are the same as without it.
     """
     if not features:
-        raise UserError("there are no held-out examples to evaluate", where="data.eval",
-                        hint="give data.eval a file, raise data.eval_fraction, or raise eval.max_examples")
+        raise UserError("there are no held-out examples to evaluate", where="data.test",
+                        hint="give data.test a file, raise data.split.test, or raise eval.max_examples")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     outputs, sizes = _run(objective, model, features, collate, batch_size)
@@ -106,13 +106,13 @@ def metric_intervals(metrics: dict, outputs: list[EvalOutput], objective: Any) -
     from lmforge.evaluate.intervals import output_intervals, system_intervals
 
     found = system_intervals(metrics["per_example"], metrics.get("labels"))
-    extra = getattr(objective, "eval_metrics", None)
-    names = [k for k, v in metrics.items() if k not in found and k != "eval_examples"
+    own = objective.eval_metrics(outputs)
+    names = [k for k, v in metrics.items() if k not in found and k in own
              and isinstance(v, (int, float)) and not isinstance(v, bool)]
-    if extra is not None and names:
+    if names:
         singles = _single_outputs(outputs)
         if singles is not None:
-            found.update(output_intervals(singles, lambda part: extra(part), names))
+            found.update(output_intervals(singles, objective.eval_metrics, names))
     return {k: v for k, v in found.items() if k in metrics or k.startswith("per_class/")}
 
 
@@ -148,18 +148,15 @@ def summarize(outputs: list[EvalOutput], objective: Any, model: nn.Module, examp
     count = sum(int(o.count) for o in outputs)
     if count == 0:
         raise UserError("no held-out example has a token to score (all were masked or truncated away)",
-                        where="data.eval", hint="check data.max_length and that examples have completions")
+                        where="data.test", hint="check data.max_length and that examples have completions")
     metrics = lm_metrics(loss_total, count)
-    spec_metrics = getattr(getattr(objective, "spec", None), "metrics", ()) or ()
-    if "perplexity" not in spec_metrics:
+    if "perplexity" not in objective.spec.metrics:
         metrics.pop("perplexity")
     predictions = [p for o in outputs for p in o.predictions]
     if predictions:
         references = [r for o in outputs for r in o.references]
         metrics.update(classification_metrics(predictions, references, label_names(model, predictions, references)))
-    extra = getattr(objective, "eval_metrics", None)  # objective-specific metrics (e.g. preference accuracy)
-    if extra is not None:
-        metrics.update(extra(outputs))
+    metrics.update(objective.eval_metrics(outputs))  # objective-specific metrics (e.g. preference accuracy)
     metrics["eval_examples"] = examples
     return metrics
 

@@ -40,7 +40,7 @@ def evaluate_tasks(objective: Any, model: nn.Module, features: list[dict], colla
     groups: dict[int, list[dict]] = {}
     for feature in features:
         groups.setdefault(int(feature["task"]), []).append(feature)
-    spec_metrics = getattr(getattr(objective, "spec", None), "metrics", ()) or ()
+    spec_metrics = objective.spec.metrics
     metrics: dict[str, Any] = {}
     per_task: dict[str, dict] = {}
     every: list[EvalOutput] = []

@@ -11,7 +11,6 @@ from typing import Any, Mapping
 from lmforge.atomic import atomic_write_text
 
 _CHUNK = 1 << 20
-PEFT_METHODS = frozenset({"lora", "qlora", "ia3", "prompt_tuning", "prefix_tuning", "p_tuning"})
 
 
 def file_sha256(path: str | Path) -> str:
@@ -27,10 +26,13 @@ def write_model_card(out_dir: str | Path, card: Mapping[str, Any]) -> Path:
     """Write ``out_dir/README.md`` atomically; return its path.
 
     card keys (all optional except ``base_model``):
-      base_model: str; method: {"name", ...params}; objective: str;
+      base_model: str, the upstream hub id where there is one (else a path); base_model_path: the local
+      folder the run loaded (a hint); base_gguf: the GGUF file the base was converted from;
+      method: {"name", ...params}; objective: str;
       data_files: [{"path", "sha256"}]; config: the resolved run config (dict);
       metrics: {"before": metrics | None, "after": metrics}; exports: {"adapter"|"merged": folder};
-      head: "causal_lm" | "sequence_classification" (default: read from the exported folders).
+      head: "causal_lm" | "sequence_classification" (default: read from the exported folders);
+      labels: the class names of a classifier, in id order.
     """
     return atomic_write_text(Path(out_dir) / "README.md", render_model_card(card))
 
@@ -43,21 +45,30 @@ def render_model_card(card: Mapping[str, Any]) -> str:
     method_name = method.pop("name", "?")
     exports = dict(card.get("exports") or {})
     head = card.get("head") or _head_of(exports)
-    peft = "adapter" in exports and method_name in PEFT_METHODS
-    front = {"base_model": str(card["base_model"]), "library_name": "peft" if peft else "transformers",
+    usage = adapter_usage(card, exports, head)
+    front = {"base_model": str(card["base_model"]), "library_name": usage.library if usage else "transformers",
              "tags": ["lmforge", method_name, str(card.get("objective", ""))]}
     lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "",
              f"# {Path(str(card['base_model'])).name}, fine-tuned with lmforge ({method_name})", "",
-             f"- **base model**: `{card['base_model']}`",
+             f"- **base model**: `{card['base_model']}`" + _local_copy(card),
              f"- **method**: {method_name}" + (f" ({_params(method)})" if method else ""),
              f"- **objective**: {card.get('objective', '?')}", ""]
     lines += _data_section(card.get("data_files") or [])
     lines += _metrics_section(card.get("metrics") or {})
-    lines += _usage_section(card["base_model"], exports, head, method_name)
+    lines += _usage_section(exports, head, usage)
     if card.get("config"):
         config = yaml.safe_dump(json.loads(json.dumps(card["config"], default=str)), sort_keys=False)
         lines += ["## Resolved config", "", "```yaml", config.rstrip(), "```", ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _local_copy(card: Mapping[str, Any]) -> str:
+    """`` (trained on the local copy `path`, converted from `file.gguf`)`` when the run loaded the base
+    from somewhere other than its id."""
+    path, gguf = card.get("base_model_path"), card.get("base_gguf")
+    if not path or str(path) == str(card["base_model"]):
+        return ""
+    return f" (trained on the local copy `{path}`" + (f", converted from `{gguf}`" if gguf else "") + ")"
 
 
 def _params(params: Mapping[str, Any]) -> str:
@@ -82,9 +93,9 @@ def _metrics_section(metrics: Mapping[str, Any]) -> list[str]:
     return lines + [""]
 
 
-def _usage_section(base_model: str, exports: Mapping[str, str], head: str, method: str = "lora") -> list[str]:
-    """How to load each export: transformers for merged, peft for peft-based methods, lmforge for
-    method ``adapter`` (bottleneck adapters) and ``freeze`` (saved tensors / pooled head)."""
+def _usage_section(exports: Mapping[str, str], head: str, usage) -> list[str]:
+    """How to load each export: transformers for the merged model; for the adapter folder, what the
+    run's method says (its ``usage`` hook)."""
     if not exports:
         return []
     auto = "AutoModelForSequenceClassification" if head == "sequence_classification" else "AutoModelForCausalLM"
@@ -94,70 +105,27 @@ def _usage_section(base_model: str, exports: Mapping[str, str], head: str, metho
                   f"from transformers import {auto}, AutoTokenizer", "",
                   f"model = {auto}.from_pretrained({str(exports['merged'])!r})",
                   f"tokenizer = AutoTokenizer.from_pretrained({str(exports['merged'])!r})", "```", ""]
-    if "adapter" in exports:
-        folder = str(exports["adapter"])
-        if method in PEFT_METHODS:
-            lines += ["Adapter over the base model (peft):", "", "```python", "from peft import PeftModel",
-                      f"from transformers import {auto}, AutoTokenizer", "",
-                      f"base = {auto}.from_pretrained({str(base_model)!r})",
-                      f"model = PeftModel.from_pretrained(base, {folder!r})",
-                      f"tokenizer = AutoTokenizer.from_pretrained({str(base_model)!r})", "```", ""]
-        elif method == "adapter":
-            lines += _bottleneck_usage(folder, head)
-        elif method == "freeze":
-            lines += _freeze_usage(base_model, folder, head, auto)
+    if usage is not None:
+        lines += usage.lines
     if head != "sequence_classification":
         lines += ["Chat: render prompts with `tokenizer.apply_chat_template(messages, add_generation_prompt=True)`.", ""]
     return lines
 
 
-def _bottleneck_usage(folder: str, head: str) -> list[str]:
-    """Method ``adapter``: unmerged bottleneck adapters, attached by lmforge over the recorded base."""
-    if head == "sequence_classification":
-        load = ["labels = saved['task']['labels']",
-                "base = AutoModelForSequenceClassification.from_pretrained(saved['base_model_name_or_path'], "
-                "num_labels=len(labels), id2label=dict(enumerate(labels)))",
-                "model = method.load(base, folder, TaskInfo('sequence_classification', len(labels), tuple(labels)))"]
-        auto = "AutoModelForSequenceClassification"
-    else:
-        load = ["base = AutoModelForCausalLM.from_pretrained(saved['base_model_name_or_path'])",
-                "model = method.load(base, folder, TaskInfo('causal_lm'))"]
-        auto = "AutoModelForCausalLM"
-    return ["Bottleneck adapters over the base model (lmforge; they cannot be merged, peft cannot load them). "
-            "Serve them with `lmforge serve RUN`, or load them in Python:", "", "```python", "import json", "",
-            f"from transformers import {auto}, AutoTokenizer", "",
-            "from lmforge.methods import METHODS, build_method", "from lmforge.model.task import TaskInfo", "",
-            f"folder = {folder!r}",
-            "saved = json.loads(open(folder + '/adapter_config.json').read())",
-            "method = build_method('adapter', METHODS['adapter'].params.model_validate(saved['params']))",
-            *load, "tokenizer = AutoTokenizer.from_pretrained(saved['base_model_name_or_path'])", "```", ""]
+def adapter_usage(card: Mapping[str, Any], exports: Mapping[str, str], head: str):
+    """The run's method's :meth:`~lmforge.methods.base.Method.usage` for the exported adapter folder,
+    or None (no adapter folder, or a method that is not registered here)."""
+    from lmforge.methods import METHODS, build_method
+    from lmforge.model.task import TaskInfo
 
-
-def _freeze_usage(base_model: str, folder: str, head: str, auto: str) -> list[str]:
-    """Method ``freeze``: a pooled classification head, or the trained tensors copied over the base."""
-    if _pooled(folder):
-        return ["Pooled classification head (lmforge; not loadable by plain transformers or peft):", "", "```python",
-                "from lmforge.methods.freeze.method import load_pooled_export", "",
-                f"model, tokenizer = load_pooled_export({folder!r})", "```", ""]
-    if head == "sequence_classification":
-        return [f"The folder `{folder}` holds only the trained tensors (lmforge method freeze); load the merged "
-                "export (`export.merged: true`) with transformers.", ""]
-    return ["Trained tensors over the base model (lmforge method freeze):", "",
-            "```python", f"from transformers import {auto}, AutoTokenizer", "",
-            "from lmforge.methods import METHODS, build_method", "from lmforge.model.task import TaskInfo", "",
-            f"folder = {folder!r}",
-            "method = build_method('freeze', METHODS['freeze'].params())  # copies the saved tensors in",
-            f"model = method.load({auto}.from_pretrained({str(base_model)!r}), folder, TaskInfo('causal_lm'))",
-            f"tokenizer = AutoTokenizer.from_pretrained({str(base_model)!r})", "```", ""]
-
-
-def _pooled(folder: str) -> bool:
-    """True when the freeze export folder holds a pooled head (``pooled_head`` in its manifest)."""
-    manifest = Path(folder) / "freeze_manifest.json"
-    try:
-        return manifest.is_file() and "pooled_head" in json.loads(manifest.read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
+    params = dict(card.get("method") or {})
+    name = params.pop("name", None)
+    if "adapter" not in exports or name not in METHODS:
+        return None
+    method = build_method(name, METHODS[name].params.model_validate(params))
+    labels = tuple(card.get("labels") or ()) or None
+    task = TaskInfo(head, len(labels) if labels else None, labels)
+    return method.usage(str(exports["adapter"]), str(card["base_model"]), task)
 
 
 def _head_of(exports: Mapping[str, str]) -> str:
@@ -172,8 +140,9 @@ def _head_of(exports: Mapping[str, str]) -> str:
         saved = json.loads(adapter.read_text())
         if saved.get("task_type") == "SEQ_CLS" or (saved.get("task") or {}).get("head") == "sequence_classification":
             return "sequence_classification"
-    if "adapter" in exports and _pooled(str(exports["adapter"])):
-        return "sequence_classification"
+    manifest = Path(exports["adapter"]) / "lmforge.json" if "adapter" in exports else None
+    if manifest is not None and manifest.is_file():
+        return (json.loads(manifest.read_text()).get("task") or {}).get("head") or "causal_lm"
     return "causal_lm"
 
 

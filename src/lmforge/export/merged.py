@@ -27,9 +27,8 @@ def export_merged(method: Any, model: nn.Module, tokenizer: Any, out_dir: str | 
     decoding stops at eos and the chat template's end-of-turn token) and the tokenizer files
     (chat template and special tokens kept). Written atomically; returns ``out_dir``.
     """
-    spec = getattr(method, "spec", None)
-    if spec is not None and not getattr(spec, "mergeable", True):
-        raise UserError(f"method '{spec.name}' cannot be merged into the base model", where="export.merged",
+    if not method.spec.mergeable:
+        raise UserError(f"method '{method.spec.name}' cannot be merged into the base model", where="export.merged",
                         hint="set export.merged: false and use the exported adapter folder")
     if dtype not in DTYPES:
         raise UserError(f"unknown export dtype '{dtype}'", where="export.dtype", hint=f"one of {', '.join(DTYPES)}")

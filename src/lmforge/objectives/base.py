@@ -4,17 +4,21 @@ Loss contract (the one place gradient-accumulation correctness comes from): ``lo
 SUM of per-unit losses (units = label tokens for language modelling, examples for
 classification) and the number of units. The training loop divides by the total number of
 units in the whole accumulation window, so batch 8 x accum 1 == batch 1 x accum 8.
+
+Every hook the rest of lmforge calls is declared on :class:`Objective`; :class:`ObjectiveBase`
+gives the optional ones (``bind``, ``eval_metrics``) their defaults.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import torch
 from torch import nn
 
 from lmforge.config.schema import DataConfig
+from lmforge.model.reference import ReferencePolicy
 from lmforge.model.task import TaskInfo
 from lmforge.objectives.registry import ObjectiveParams, ObjectiveSpec
 
@@ -62,3 +66,27 @@ class Objective(Protocol):
 
     def eval_step(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> EvalOutput:
         """Loss sum / count plus predictions and references for metrics (no grad)."""
+
+    def bind(self, model: nn.Module, tokenizer: Any = None,
+             reference: Callable[[], ReferencePolicy] | None = None) -> None:
+        """Called once after the method is applied, before training: ``reference()`` builds the
+        method's reference policy (the model before training) for objectives that compare with it."""
+
+    def eval_metrics(self, outputs: list[EvalOutput]) -> dict[str, float]:
+        """Metrics only this objective computes, from all evaluation outputs (e.g. preference accuracy)."""
+
+
+class ObjectiveBase:
+    """Defaults for the optional hooks of :class:`Objective`."""
+
+    def __init__(self, spec: ObjectiveSpec, params: ObjectiveParams):
+        self.spec = spec
+        self.params = params
+
+    def bind(self, model: nn.Module, tokenizer: Any = None,
+             reference: Callable[[], ReferencePolicy] | None = None) -> None:
+        """Nothing to fix before training."""
+
+    def eval_metrics(self, outputs: list[EvalOutput]) -> dict[str, float]:
+        """No metrics beyond loss (and classification metrics from predictions)."""
+        return {}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -20,7 +20,14 @@ if TYPE_CHECKING:
 
 
 class ObjectiveParams(BaseModel):
+    """Base for every objective's parameters (strict, frozen), and the torch-free half of the objective
+    protocol: hooks the plan calls, each with its default here."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def check_run(self, config: Any, where: str) -> None:
+        """Cross-axis rules that depend on these settings: raise a UserError naming the field
+        (``where`` is the config file). ``config``: the RunConfig. Default: none."""
 
 
 @dataclass(frozen=True)

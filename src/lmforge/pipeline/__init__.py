@@ -20,9 +20,10 @@ from lmforge.pipeline.session import Session, open_session, restore_session
 from lmforge.pipeline.train import launch_processes, run_train
 from lmforge.pipeline.ui import run_ui
 from lmforge.pipeline.validate import run_validate
+from lmforge.train.threads import choose_wait_policy  # torch-free; the CLI calls it before torch loads
 
 __all__ = [
-    "RunPlan", "Session", "describe_methods", "format_monitor", "judge_endpoint", "launch_processes", "load_serve_config",
+    "choose_wait_policy", "RunPlan", "Session", "describe_methods", "format_monitor", "judge_endpoint", "launch_processes", "load_serve_config",
     "open_session", "plan_run", "restore_session", "run_comparison", "run_estimate", "run_eval", "run_export",
     "run_feedback", "run_monitor", "run_prepare", "run_preview", "run_serve", "run_train", "run_ui", "run_validate",
     "silence_library_notices",

@@ -57,21 +57,22 @@ def compare_run(run_dir: Path, overrides: Sequence[str] = (), *, retrievers: Seq
                 say: Callable[[str], None] = print) -> dict:
     """The compare report dict for a trained run folder (see :func:`run_comparison`); writes nothing."""
     from lmforge.evaluate.compare import run_compare
-    from lmforge.evaluate.generate import generate_reply
+    from lmforge.evaluate.generate import generate_replies
     from lmforge.pipeline.session import restore_session
 
     s = restore_session(run_dir, overrides, trained=True, say=say)
     _check_generative(s.plan, f"{run_dir}/config.yaml: data.format")
     limit = max_examples or s.config.eval.max_examples
-    eval_records = s.splits.eval[:limit] if limit else s.splits.eval
+    held = s.records(s.reported)
+    eval_records = held[:limit] if limit else held
     if not eval_records:
-        raise UserError("the run has no held-out example to compare on", where="data.eval",
-                        hint="give data.eval a file or raise data.eval_fraction")
+        raise UserError("the run has no held-out example to compare on", where="data.test",
+                        hint="give data.test a file or raise data.split.test")
     say(f"compare: {len(eval_records)} held-out examples, retrieval over {len(s.splits.train)} training examples")
     base = s.tasks.load_model(s.config.model, s.task, tokenizer=s.tokenizer).eval()
     s.model.eval()
     report = run_compare(
-        base, s.tokenizer, eval_records, generate_fn=generate_reply, train_records=s.splits.train,
+        base, s.tokenizer, eval_records, generate_fn=generate_replies, train_records=s.splits.train,
         tuned_model=s.model, retrievers=tuple(retrievers), few_shot=few_shot, top_k=top_k,
         max_new_tokens=s.config.eval.max_new_tokens, seed=s.config.run.seed, say=say,
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Callable
 
 from lmforge.config import RunConfig
-from lmforge.pipeline.session import open_session
 
 Say = Callable[[str], None]
 
@@ -13,27 +12,17 @@ Say = Callable[[str], None]
 def run_estimate(config: RunConfig, *, source: str = "<config>", budget_gb: float | None = None,
                  say: Say = print) -> dict:
     """Print the estimate (and, with ``budget_gb``, changes that fit it); return it as a dict."""
-    from lmforge.methods.base import count_parameters
-    from lmforge.train.estimate import estimate, suggest
-    from lmforge.train.runtime import build_runtime
+    from lmforge.pipeline.multitask import task_sections
+    from lmforge.pipeline.plan import plan_run
+    from lmforge.train.estimate import suggest
+    from lmforge.train.estimate_run import estimate_run
 
-    s = open_session(config, source=source, say=lambda _m: None)
-    trainable, _total = count_parameters(s.model)
-    lengths = [len(f["input_ids"]) for f in s.train_features]
-    runtime = build_runtime(config.train, config.run.seed)
-    params = s.plan.method_params
-    frozen_bits = int(getattr(params, "bits", 32)) if s.plan.method.quantized_base else runtime.base_dtype.itemsize * 8
-    full = s.plan.method.name == "full"
-    est = estimate(
-        s.model.config, None if full else trainable, precision=runtime.precision, batch_size=config.train.batch_size,
-        seq_lengths=lengths, packing=config.data.packing,
-        activation_checkpointing=bool(config.train.memory.activation_checkpointing),
-        frozen_bits=frozen_bits, max_length=config.data.max_length, grad_accumulation=config.train.grad_accum,
-        optimizer=config.train.optimizer,
-    )
-    say(f"{config.model.name} / {s.plan.method.name} / {runtime.precision} / batch {config.train.batch_size} x "
-        f"accum {config.train.grad_accum} / {len(lengths)} {'packed rows' if config.data.packing else 'examples'} "
-        f"(median {sorted(lengths)[len(lengths) // 2]} tokens)")
+    sections = task_sections(config.data) if config.data.tasks else None
+    run = estimate_run(config, plan_run(config, source), task_sections=sections)  # meta device: no weights loaded
+    est, lengths = run.estimate, run.lengths
+    say(f"{config.model.name} / {config.method.name} / {run.precision} / batch {config.train.batch_size} x "
+        f"accum {config.train.grad_accum} / {run.trainable_params:,} of {run.total_params:,} parameters trained / "
+        f"{run.records} examples (sample of {len(lengths)}: median {sorted(lengths)[len(lengths) // 2]} tokens)")
     say(est.summary())
     out = {"peak_bytes": est.peak_bytes, "time_per_step_s": est.time_per_step_s, "breakdown": est.breakdown}
     if budget_gb is not None:

@@ -22,7 +22,7 @@ def run_eval(target: str, overrides: Sequence[str] = (), *, base: bool = False, 
     from lmforge.config import load_config
     from lmforge.evaluate.report import write_report
 
-    overrides = list(overrides) + ([f"data.eval={data}"] if data else [])
+    overrides = list(overrides) + ([f"data.test={data}"] if data else [])
     path = Path(target)
     if path.is_dir():
         s = restore_session(path, overrides, trained=not base, say=say)
@@ -33,6 +33,9 @@ def run_eval(target: str, overrides: Sequence[str] = (), *, base: bool = False, 
 
     out = eval_output_dir(s.config, out_dir, (path if path.is_dir() else s.run_dir), "eval-base" if base else "eval")
     s.model.eval()
+    from lmforge.train.threads import apply_thread_policy
+
+    apply_thread_policy(s.config.runtime.threads, phase="eval", say=say)
     metrics = s.evaluate(per_example=True)
     samples = s.generations()
     report = {"model": s.config.model.name + (" (base)" if base else ""), "method": s.plan.method.name,

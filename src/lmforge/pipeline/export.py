@@ -41,13 +41,15 @@ def export_session(s: Session, report: dict) -> Path:
 def write_exports(s: Session, report: dict, out: Path, final: Path) -> None:
     """The exports and the model card, written into ``out`` (paths in the card name ``final``)."""
     from lmforge.export import export_adapter, file_sha256, write_model_card
+    from lmforge.model.source import describe_base
 
     cfg = s.config
     s.model.eval()  # the parity reference is the model as evaluated (no dropout)
     written, parity = {}, {}
     prompts = parity_prompts(s)
-    if cfg.export.adapter and s.plan.method.name != "full":
-        export_adapter(s.method, s.model, out / "adapter")
+    base = describe_base(cfg.model)  # the upstream id names the base; the local folder is a hint
+    if cfg.export.adapter and s.plan.method.saves_adapter:
+        export_adapter(s.method, s.model, out / "adapter", task=s.task, base=base)
         written["adapter"] = str(out / "adapter")
     model_written, model_parity = s.tasks.export_model(s, out, prompts)
     written.update(model_written)
@@ -59,7 +61,8 @@ def write_exports(s: Session, report: dict, out: Path, final: Path) -> None:
         status.set_phase("export")
         written[fmt], parity[fmt] = export_format(s, fmt, out, prompts)
     card = {
-        "base_model": cfg.model.name,
+        "base_model": base["id"], "base_model_path": base["path"], "base_gguf": base["gguf_file"],
+        "head": s.task.head, "labels": list(s.task.labels or ()),
         "method": {"name": s.plan.method.name, **s.plan.method_params.model_dump(mode="json")},
         "objective": s.plan.objective.name,
         "data_files": [{"path": str(p), "sha256": file_sha256(p)} for p in s.splits.files],
@@ -69,7 +72,8 @@ def write_exports(s: Session, report: dict, out: Path, final: Path) -> None:
         "exports": {k: str(final / Path(v).relative_to(out)) for k, v in written.items()},
         "parity": {k: {"passed": v["passed"], "max_abs_logit_diff": v["max_abs_logit_diff"]} for k, v in parity.items()},
     }
-    write_model_card(out, card)
+    for folder in (out, *(out / name for name in ("adapter", "merged") if name in written)):
+        write_model_card(folder, card)  # each shareable folder carries the card (replacing peft's blank one)
 
 
 def export_format(s: Session, fmt: str, out: Path, prompts: list) -> tuple[str, dict]:
@@ -97,11 +101,12 @@ def parity_prompts(s: Session) -> list:
     """A few held-out inputs: message lists for generative data, plain text otherwise."""
     from lmforge.data.messages import prompt_messages
 
-    records = s.splits.eval[: s.config.export.parity_prompts]
+    records = s.records(s.reported)[: s.config.export.parity_prompts]
     if s.plan.generative:
         return [prompt_messages(r, s.config.data) for r in records]
-    # Parity decodes greedily with full recomputation: a document's opening is enough of a prompt.
-    return [(r.get("text") or r.get("prompt") or "")[:400] for r in records]
+    from lmforge.export.parity import leading_tokens  # a document up to the length training used
+
+    return [leading_tokens(s.tokenizer, r.get("text") or r.get("prompt") or "", s.config.data.max_length) for r in records]
 
 
 def save_drift_baseline(s: Session, limit: int = 48) -> Path:

@@ -65,9 +65,9 @@ def load_target(target: str, prompts_file: str | None, field: str) -> FeedbackTa
         if prompts_file:
             prompts = read_prompts(Path(prompts_file), field)
         elif s.plan.generative:
-            prompts = [prompt_messages(r, s.config.data)[-1]["content"] for r in s.splits.eval]
+            prompts = [prompt_messages(r, s.config.data)[-1]["content"] for r in s.records(s.reported)]
         else:  # preference pairs carry their prompt
-            prompts = [r["prompt"] for r in s.splits.eval if "prompt" in r]
+            prompts = [r["prompt"] for r in s.records(s.reported) if "prompt" in r]
         if not prompts:
             raise UserError("the run's held-out data holds no prompts", where=str(folder),
                             hint="pass --prompts FILE (.txt, one prompt per line, or .jsonl)")

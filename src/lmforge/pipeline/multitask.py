@@ -7,7 +7,7 @@ by the usual stage code; features are tagged with their task index and mixed by 
 (:mod:`lmforge.model.multihead`); causal-LM tasks share the one LM head. Evaluation reports
 ``task/<name>/<metric>`` next to the overall metrics (:mod:`lmforge.evaluate.tasks`).
 
-:class:`MultiTask` has the same methods as :class:`lmforge.pipeline.session.SingleTask`, so commands
+:class:`MultiTask` has the same methods as :class:`lmforge.pipeline.single.SingleTask`, so commands
 call it without branching; :func:`check_config` holds every "not with data.tasks" rule.
 """
 
@@ -32,7 +32,7 @@ def task_sections(data: DataConfig) -> list[DataConfig]:
     from the task (a field set to null inherits). UserError names a bad task field."""
     from pydantic import ValidationError
 
-    shared = data.model_dump(exclude={"tasks", "mixing", "temperature", "train", "eval", "prepare"})
+    shared = data.model_dump(exclude={"tasks", "mixing", "temperature", "train", "validation", "test", "prepare"})
     sections = []
     for i, task in enumerate(data.tasks or []):
         own = task.model_dump(include=task.model_fields_set - {"name", "weight"})
@@ -65,16 +65,13 @@ def check_config(config: RunConfig, objective, objective_params, where: str) -> 
                             "(classification, or instruction/chat, or text)", where=f"{where}: data.tasks.{i}.format")
         check_consumes(objective, spec, f"{where}: data.tasks.{i}.format")
         kinds.append((spec.name, spec.kind))
-    unsupported = {"data.prepare": config.data.prepare, "train.memory.shards": config.train.memory.shards}
+    unsupported = {"data.prepare": config.data.prepare, "runtime.memory.shards": config.runtime.memory.shards}
     for field, value in unsupported.items():
         if value:
             raise UserError(f"{field} is not supported with data.tasks yet", where=f"{where}: {field}",
                             hint=f"remove {field}")
     if objective.head != HEADED:
         return
-    if getattr(objective_params, "label_smoothing", 0):  # label sets differ: smoothing over padded classes is undefined
-        raise UserError("label smoothing is not supported with several classification tasks",
-                        where=f"{where}: objective.label_smoothing", hint="remove objective.label_smoothing")
     if config.export.merged or config.export.formats:
         raise UserError("a multi-task classifier (one head per task) is exported as export/multitask, not as a "
                         "merged transformers model or GGUF / ONNX", where=f"{where}: export",
@@ -97,12 +94,14 @@ class MultiTask:
         from lmforge.data.tasks import load_tasks, merge_splits
 
         tasks = load_tasks(config.data.tasks, task_sections(config.data), config.run.seed)
-        labels = [label_set(t.splits.train + t.splits.eval, t.data) for t in tasks] if head == HEADED else None
+        labels = ([label_set(t.splits.train + t.splits.validation + t.splits.test, t.data) for t in tasks]
+                  if head == HEADED else None)
         return cls(tasks, merge_splits(tasks), config, labels)
 
     def describe(self, say: Say) -> None:
         for t in self.tasks:
-            say(f"  task {t.name}: {len(t.splits.train)} train / {len(t.splits.eval)} held-out "
+            say(f"  task {t.name}: {len(t.splits.train)} train / {len(t.splits.validation)} validation / "
+                f"{len(t.splits.test)} test "
                 f"({t.data.format}, weight {t.weight:g})")
 
     def task_info(self, objective):
@@ -123,23 +122,28 @@ class MultiTask:
 
         return build_multihead(load_model(model_cfg, single_head(task), **load_kwargs), task)
 
-    def encode(self, objective, tokenizer, config: RunConfig, say: Say) -> tuple[list, list]:
-        """``(train, eval)`` features: each task encoded with its own section and tagged with its index;
-        train mixed by ``data.mixing``; eval kept per task (``eval.max_examples`` applies per task)."""
+    def encode(self, objective, tokenizer, config: RunConfig, say: Say) -> tuple[list, dict[str, list]]:
+        """Train features (each task encoded with its own section, tagged with its index, mixed by
+        ``data.mixing``) and each held-out part's (kept per task; ``eval.max_examples`` applies per task)."""
+        from lmforge.data.splits import HELD_OUT
         from lmforge.data.tasks import mix_features, tag_task, task_counts
 
-        per_task, eval_features = [], []
+        per_task: list = []
+        held: dict[str, list] = {part: [] for part in HELD_OUT}
+        limit = config.eval.max_examples
         for i, t in enumerate(self.tasks):
             extra = {"labels": self.labels[i]} if self.labels else {}
             per_task.append(tag_task(objective.encode(t.splits.train, tokenizer, t.data, **extra), i))
-            records = t.splits.eval[: config.eval.max_examples] if config.eval.max_examples else t.splits.eval
-            eval_features += tag_task(objective.encode(records, tokenizer, t.data, **extra), i)
+            for part in HELD_OUT:
+                records = getattr(t.splits, part)[:limit] if limit else getattr(t.splits, part)
+                if records:
+                    held[part] += tag_task(objective.encode(records, tokenizer, t.data, **extra), i)
         train = mix_features(per_task, [t.weight for t in self.tasks], config.data.mixing, seed=config.run.seed,
                              temperature=config.data.temperature)
         counts = task_counts(train, len(self.tasks))
         say(f"mixing ({config.data.mixing}): " + ", ".join(f"{t.name} {n}" for t, n in zip(self.tasks, counts))
             + " training examples per epoch")
-        return train, eval_features
+        return train, held
 
     def collate(self, objective, tokenizer) -> Callable[[list[dict]], dict]:
         """The objective's collate, plus each row's task index (``task``) when rows route to per-task heads."""
@@ -163,13 +167,14 @@ class MultiTask:
         packed = self.config.data.packing  # packed rows hold several examples: no per-task count
         mixed = [None] * len(self.tasks) if packed else task_counts(train_features, len(self.tasks))
         return {"mixing": self.config.data.mixing, "tasks": {
-            t.name: f"{t.data.format}, {len(t.splits.train)} train / {len(t.splits.eval)} held-out, weight {t.weight:g}"
+            t.name: f"{t.data.format}, {len(t.splits.train)} train / {len(t.splits.validation)} validation / "
+                    f"{len(t.splits.test)} test, weight {t.weight:g}"
                     + (f", {n} per epoch" if n is not None else "") for t, n in zip(self.tasks, mixed)}}
 
     def export_model(self, s, out: Path, prompts: list) -> tuple[dict, dict]:
         """Several heads: export/multitask (no plain transformers class holds them); one LM head: merged."""
         if not self.labels:
-            from lmforge.pipeline.session import SingleTask
+            from lmforge.pipeline.single import SingleTask
 
             return SingleTask(self.splits, self.config.data).export_model(s, out, prompts)
         folder, parity = export_multitask(s, out / "multitask")
@@ -191,7 +196,7 @@ def export_multitask(s, folder: Path) -> tuple[str, dict]:
 
     save_multihead(s.method.merge(copy.deepcopy(s.model)), s.tokenizer, folder)
     device = model_device(s.model)
-    batch = {k: v.to(device) for k, v in s.collate(s.eval_features[: s.config.export.parity_prompts]).items()
+    batch = {k: v.to(device) for k, v in s.collate(s.held_out[s.reported][: s.config.export.parity_prompts]).items()
              if k != "labels"}
     reloaded = load_multihead(folder).to(device)
     with torch.no_grad():

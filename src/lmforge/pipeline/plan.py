@@ -15,7 +15,7 @@ from lmforge.config.load import format_validation_error
 from lmforge.config.schema import RunConfig
 from lmforge.data.formats import FormatSpec, check_data_config, formats_of
 from lmforge.errors import UserError
-from lmforge.methods.registry import MethodParams, MethodSpec, get_method_spec
+from lmforge.methods.registry import MethodParams, MethodSpec, get_method_spec, is_mergeable
 from lmforge.objectives.registry import ObjectiveParams, ObjectiveSpec, get_objective_spec
 from lmforge.pipeline.multitask import check_config as check_multitask
 
@@ -51,15 +51,22 @@ class RunPlan:
         """The run's examples have prompts and reference answers to generate (sample answers, generation metrics)."""
         return self.data_format.generative
 
+    def resolved_config(self) -> RunConfig:
+        """The config with every choice it left open filled in: the objective the data format chose and
+        every method / objective parameter at its value (defaults included). Saved as the run folder's
+        ``config.yaml``: training from that file plans the same run."""
+        from lmforge.config.schema import ChoiceConfig
+
+        def choice(name: str, params) -> ChoiceConfig:
+            return ChoiceConfig(name=name, **params.model_dump(mode="json"))
+
+        return self.config.model_copy(update={"method": choice(self.method.name, self.method_params),
+                                              "objective": choice(self.objective.name, self.objective_params)})
+
     @property
     def export_merged(self) -> bool:
         merged = self.config.export.merged
-        return method_mergeable(self.method, self.method_params) if merged is None else merged
-
-
-def method_mergeable(spec: MethodSpec, params: MethodParams) -> bool:
-    """The spec's capability, narrowed by the method's own settings (a params ``mergeable`` property)."""
-    return spec.mergeable and bool(getattr(params, "mergeable", True))
+        return is_mergeable(self.method, self.method_params) if merged is None else merged
 
 
 def plan_run(config: RunConfig, source: str = "<config>") -> RunPlan:
@@ -74,13 +81,14 @@ def plan_run(config: RunConfig, source: str = "<config>") -> RunPlan:
     )
     check_consumes(objective, data_format, f"{where}: data.format")
     check_multitask(config, objective, objective_params, where)
+    objective_params.check_run(config, where)  # rules that depend on the objective's own settings
     if method.objectives is not None and objective.name not in method.objectives:
         raise UserError(
             f"method '{method.name}' does not support objective '{objective.name}'",
             where=f"{where}: method.name",
             hint=f"it supports: {', '.join(method.objectives)}",
         )
-    if config.export.merged and not method_mergeable(method, method_params):
+    if config.export.merged and not is_mergeable(method, method_params):
         raise UserError(
             f"method '{method.name}' cannot be merged into the base weights",
             where=f"{where}: export.merged",
@@ -99,9 +107,7 @@ def plan_run(config: RunConfig, source: str = "<config>") -> RunPlan:
             where=f"{where}: data.packing",
             hint="set data.packing: false",
         )
-    check_run = getattr(method_params, "check_run", None)
-    if check_run is not None:  # rules that depend on the method's own settings (its config.py says which)
-        check_run(config, objective, where)
+    method_params.check_run(config, objective, where)  # rules that depend on the method's own settings
     return RunPlan(resolve_method_defaults(config, method), method, method_params, objective, objective_params,
                    data_format)
 

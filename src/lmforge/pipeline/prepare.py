@@ -39,16 +39,15 @@ def run_preview(config: RunConfig, *, source: str = "<config>", n: int = 3, colo
 
 
 def prepare_splits(config: RunConfig, *, out_dir: str | Path | None = None, say: Say = print):
-    """Run the data-preparation rules (data.prepare) and return the prepared train / validation splits.
+    """Run the data-preparation rules (data.prepare) and return the prepared train / validation / test splits.
 
-    Outputs, manifest and report go to ``out_dir`` (default <run dir>/data). Test examples stay in
-    test.jsonl there, untouched by training. The prepared splits are read back as lists (training
-    needs them); :func:`prepare_data` alone streams and reads nothing back.
+    Outputs, manifest and report go to ``out_dir`` (default <run dir>/data). The prepared splits are
+    read back as lists (training needs them); :func:`prepare_data` alone streams and reads nothing back.
     """
     from lmforge.data.splits import Splits
 
     result, files = prepare_data(config, out_dir=out_dir, say=say)
-    return Splits(result.train, result.validation, files)
+    return Splits(result.train, result.validation, result.test, files)
 
 
 def prepare_data(config: RunConfig, *, out_dir: str | Path | None = None, say: Say = print):
@@ -68,15 +67,16 @@ def prepare_data(config: RunConfig, *, out_dir: str | Path | None = None, say: S
     out, where = prepare_output_dir(config, out_dir)  # apart from the inputs; new, empty or an earlier prepare output
     streams = load_records_lazily(config.data)
     result = prepare(streams.train, config.data.format, prepare_cfg, out, inputs=streams.files, seed=config.run.seed,
-                     eval_records=streams.eval, tokenizer=load_tokenizer(config.model),
+                     split=config.data.split, validation_records=streams.validation, test_records=streams.test,
+                     tokenizer=load_tokenizer(config.model),
                      paraphrase=paraphraser(prepare_cfg, config.run.seed, say),
                      check_out=lambda files: check_inputs(out, files, where))
     counts = result.counts
     say(f"prepare: {streams.read} records -> train {counts['train']}, "
         f"validation {counts['validation']}, test {counts['test']}; report {result.report_path}")
-    if not counts["validation"]:
-        raise UserError("data preparation left no validation example", where="data.prepare.split",
-                        hint="raise the validation ratio or give data.eval")
+    if not counts["validation"] and not counts["test"]:
+        raise UserError("data preparation left no held-out example", where="data.split",
+                        hint="raise data.split.validation / data.split.test, or give data.validation / data.test")
     return result, list(streams.files)
 
 

@@ -27,7 +27,8 @@ def build_report(s: Session, before: dict | None, after: dict, result, trainable
         "model": cfg.model.name,
         "method": s.plan.method.name,
         "objective": s.plan.objective.name,
-        "data": {"format": cfg.data.format, "train_examples": len(s.splits.train), "eval_examples": len(s.splits.eval),
+        "data": {"format": cfg.data.format, "train_examples": len(s.splits.train), "validation_examples": len(s.splits.validation),
+                 "test_examples": len(s.splits.test), "reported_on": s.reported, "selected_on": s.selection,
                  **s.tasks.summary(s.train_features)},
         "parameters": {"trainable": trainable, "total": total},
         "before": (before or {}).get("metrics"),
@@ -48,7 +49,7 @@ def run_facts(s: Session) -> dict:
     cfg = s.config
     out = Path(cfg.export.dir or s.run_dir / "export")
     exports = {}
-    if cfg.export.adapter and s.plan.method.name != "full":
+    if cfg.export.adapter and s.plan.method.saves_adapter:
         exports["adapter"] = str(out / "adapter")
     if s.plan.export_merged:
         exports["merged model"] = str(out / "merged")

@@ -38,6 +38,7 @@ def _run_train(config: RunConfig, *, source: str, resume: bool, say: Say, callba
     from lmforge.pipeline.export import export_session, save_drift_baseline
     from lmforge.train import train
     from lmforge.train.launch import is_main_process
+    from lmforge.train.threads import apply_thread_policy
 
     main = is_main_process()
     run_dir = Path(config.run.dir)
@@ -45,32 +46,36 @@ def _run_train(config: RunConfig, *, source: str, resume: bool, say: Say, callba
         from lmforge.pipeline.plan import plan_run
         from lmforge.train.run_folder import open_run_folder
 
-        resolved = plan_run(config, source).config  # a config problem is reported before anything is written
+        plan = plan_run(config, source)  # a config problem is reported before anything is written
         open_run_folder(config, resume)  # new / empty / lmforge's, apart from the inputs; checkpoints need --resume
-        save_resolved(resolved, run_dir)  # with the method's defaults filled in (train.lr)
+        save_resolved(plan.resolved_config(), run_dir)
         status.set_phase("load")
     session = open_session(config, source=source, say=say if main else (lambda _m: None))
     trainable, total = count_parameters(session.model)
     say(f"method: {session.plan.method.name} trains {trainable:,} of {total:,} parameters "
         f"({100 * trainable / max(total, 1):.2f}%)")
     status.set_phase("before-eval")
+    apply_thread_policy(config.runtime.threads, phase="before eval", say=say)
     before = measure_before(session, say) if main else None
     last_eval: dict = {}
 
-    def evaluate_fn(model) -> dict:
-        last_eval["metrics"] = session.evaluate(model, per_example=True)  # the loop keeps only the scalars
-        return last_eval["metrics"]
+    def evaluate_fn(model) -> dict:  # validation only: the test part never reaches checkpoint choice
+        last_eval["metrics"] = session.evaluate(model, per_example=True, part="validation")
+        return last_eval["metrics"]  # the loop keeps only the scalars
 
+    if session.selection is None:  # no validation data: keep the last step
+        evaluate_fn = None  # type: ignore[assignment]
     solved = solve(session, evaluate_fn, say)  # a method that solves its parameters replaces the loop
     result = solved or train(
         session.model, session.objective, session.train_features,
-        train_cfg=session.config.train, run_dir=run_dir, collate=session.collate, evaluate_fn=evaluate_fn,
+        train_cfg=session.config.train, runtime_cfg=config.runtime, run_dir=run_dir, collate=session.collate, evaluate_fn=evaluate_fn,
         seed=config.run.seed, best_metric=session.plan.best_metric, metric_mode=session.plan.metric_mode,
         resume=resume, callbacks=callbacks,
     )
     if not main:
         return {}
     status.set_phase("after-eval")
+    apply_thread_policy(config.runtime.threads, phase="after eval", say=say)
     if result.base_rounded or fsdp_sharded(config):
         # FSDP leaves the trained model sharded across processes, a bf16 base leaves it rounded: free it
         # first, then rebuild a whole one with the original weights to load the best checkpoint into.
@@ -79,12 +84,15 @@ def _run_train(config: RunConfig, *, source: str, resume: bool, say: Say, callba
     load_best(session)
     evals = [r for r in result.history if r.get("event") == "eval"]
     final_is_best = bool(evals) and evals[-1]["step"] == result.steps == result.best_step and not result.base_rounded
-    # The loop's last evaluation already measured the best weights over the same base: reuse it
-    # instead of a second pass (not when training rounded the frozen base to bf16: "after" is then
-    # measured on the original base, like "before" and the exports).
-    metrics = last_eval["metrics"] if final_is_best and "metrics" in last_eval else session.evaluate(per_example=True)
+    # Without test data the reported part is validation: the loop's last evaluation already measured the
+    # best weights there over the same base, so it is reused instead of a second pass (not when training
+    # rounded the frozen base to bf16: "after" is then measured on the original base, like "before").
+    reuse = final_is_best and session.reported == session.selection and "metrics" in last_eval
+    metrics = last_eval["metrics"] if reuse else session.evaluate(per_example=True)
     after = {"metrics": metrics, "samples": session.generations()}
     report = build_report(session, before and before["eval"], after, result, trainable, total)
+    if before and before["eval"] and before["eval"].get("validation"):
+        report["before_validation"] = before["eval"]["validation"]  # the base model's point on the curves
     judge_samples(session, report, ["before", "after"], say)
     if before and before["forgetting"] is not None:
         from lmforge.evaluate.forgetting import measure_forgetting
@@ -105,8 +113,7 @@ def _run_train(config: RunConfig, *, source: str, resume: bool, say: Say, callba
 def solve(s: Session, evaluate_fn: Callable, say: Say):
     """``method.fit`` (freeze's pooled linear head: L-BFGS on the frozen features) recorded as a one-step
     run (lmforge.train.fitted); None when the method trains with the loop."""
-    fit = getattr(s.method, "fit", None)
-    summary = fit(s.model, s.train_features, s.collate, seed=s.config.run.seed) if fit else None
+    summary = s.method.fit(s.model, s.train_features, s.collate, seed=s.config.run.seed)
     if not summary:
         return None
     from lmforge.train.fitted import record_fit
@@ -121,9 +128,13 @@ def solve(s: Session, evaluate_fn: Callable, say: Say):
 def measure_before(s: Session, say: Say) -> dict:
     """Base-model metrics, generations and (optionally) the general-domain forgetting set, cached per run."""
     config = s.config
-    evaluated = cached(s.run_dir / "before.json",
-                       lambda: {"metrics": s.evaluate(per_example=True), "samples": s.generations()},
-                       enabled=config.eval.before)
+    def base() -> dict:
+        out = {"metrics": s.evaluate(per_example=True), "samples": s.generations()}
+        if s.selection is not None and s.selection != s.reported:  # step 0 of the validation curves
+            out["validation"] = {k: v for k, v in s.evaluate(part=s.selection).items() if k != "per_example"}
+        return out
+
+    evaluated = cached(s.run_dir / "before.json", base, enabled=config.eval.before)
     if evaluated:
         say("before: " + brief(evaluated["metrics"]))
     forget_set = forgetting = None
@@ -139,7 +150,7 @@ def measure_before(s: Session, say: Say) -> dict:
 def fsdp_sharded(config: RunConfig) -> bool:
     from lmforge.train.distributed import process_info
 
-    return config.train.distributed.strategy == "fsdp" and process_info().world_size > 1
+    return config.runtime.distributed.strategy == "fsdp" and process_info().world_size > 1
 
 
 def load_best(s: Session) -> None:

@@ -1,10 +1,12 @@
 """Batched generation: a worker thread groups waiting requests into one left-padded decode batch.
 
 Requests (:class:`GenJob`) enter a queue; the worker takes up to ``max_batch_size`` jobs for the
-same model/adapter (waiting ``batch_wait_ms`` for more), prefills them together, then decodes one
-token per step for all live rows with a shared KV cache. Each row has its own temperature, top_p,
-max_tokens, stop strings and stop token ids (eos + the chat template's end-of-turn). Text deltas
-and the final result are handed to the job's ``emit`` callback (thread-safe by contract).
+same model/adapter (waiting ``batch_wait_ms`` for more) and hands them to lmforge's generation
+engine (:func:`lmforge.model.generate.generate_tokens`): one batched prefill, then one token per
+step for all live rows with a shared KV cache; finished rows leave the batch. Each row has its
+own temperature, top_p, seed, max_tokens, stop strings and stop token ids (eos + the chat
+template's end-of-turn). Text deltas and the final result are handed to the job's ``emit``
+callback (thread-safe by contract).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any, Callable
 
 import torch
 
-from lmforge.serve.sampling import next_tokens
+from lmforge.model.generate import Generated, Sampling, generate_tokens, stop_token_ids
 from lmforge.serve.textstream import TextTracker
 
 
@@ -50,7 +52,7 @@ class Engine:
         self.pending: list[GenJob] = []
         tok = store.tokenizer
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        self.stop_ids = stop_token_ids(tok, store.model)
+        self.stop_ids = set(stop_token_ids(tok, store.model))
         self.thread = threading.Thread(target=self._run, name="lmforge-engine", daemon=True)
         self.thread.start()
 
@@ -103,81 +105,37 @@ class Engine:
                     job.emit("error", f"generation failed: {exc}")
 
     def _generate(self, jobs: list[GenJob]) -> None:
-        """Prefill + decode ``jobs`` together; emits deltas and one "done" per job."""
-        model, n = self.store.model, len(jobs)
-        width = max(len(j.prompt_ids) for j in jobs)
-        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((n, width), dtype=torch.long)
-        for i, j in enumerate(jobs):
-            ids[i, width - len(j.prompt_ids):] = torch.tensor(j.prompt_ids)
-            mask[i, width - len(j.prompt_ids):] = 1
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True,
-                    output_hidden_states=self.on_prefill is not None)
-        if self.on_prefill is not None:
-            for i, stats in enumerate(prefill_statistics(out, ids, mask, self.store.tokenizer)):
-                self.on_prefill(jobs[i], stats)
-        gens = [torch.Generator().manual_seed(j.seed) if j.seed is not None else None for j in jobs]
-        trackers = [TextTracker(self.store.tokenizer, j.stops) for j in jobs]
-        live = [True] * n
-        cache, logits, step = out.past_key_values, out.logits[:, -1, :], 0
-        while any(live):
-            toks = next_tokens(logits, [j.temperature for j in jobs], [j.top_p for j in jobs], gens)
-            step += 1
-            for i, j in enumerate(jobs):
-                if not live[i]:
-                    continue
-                reason = self._advance(j, trackers[i], int(toks[i]), step)
-                if reason is not None:
-                    live[i] = False
-                    j.emit("done", {"finish_reason": reason, "text": trackers[i].text,
-                                    "completion_tokens": trackers[i].count,
-                                    "prompt_tokens": len(j.prompt_ids)})
-            if not any(live):
-                break
-            mask = torch.cat([mask, torch.ones((n, 1), dtype=mask.dtype)], dim=1)
-            pos = pos[:, -1:] + 1
-            toks = toks.masked_fill(~torch.tensor(live), self.pad_id)
-            out = model(input_ids=toks[:, None], attention_mask=mask, position_ids=pos,
-                        past_key_values=cache, use_cache=True)
-            cache, logits = out.past_key_values, out.logits[:, -1, :]
+        """Decode ``jobs`` together through lmforge's generation engine; emits deltas and one "done" per job."""
+        tokenizer = self.store.tokenizer
+        trackers = [TextTracker(tokenizer, j.stops) for j in jobs]
 
-    def _advance(self, job: GenJob, tracker: TextTracker, token: int, step: int) -> str | None:
-        """Feed one token to a row; returns a finish reason ("stop"/"length"/"cancelled") or None."""
-        if job.cancelled:
-            return "cancelled"
-        if token in self.stop_ids:
-            delta = tracker.flush()
+        def on_token(row: int, token: int) -> str | None:
+            if jobs[row].cancelled:
+                return "cancelled"
+            delta, hit_stop = trackers[row].add(token)
             if delta:
-                job.emit("delta", delta)
-            return "stop"
-        delta, hit_stop = tracker.add(token)
-        if delta:
-            job.emit("delta", delta)
-        if hit_stop:
-            return "stop"
-        if step >= job.max_tokens:
-            delta = tracker.flush()
-            if delta:
-                job.emit("delta", delta)
-            return "length"
-        return None
+                jobs[row].emit("delta", delta)
+            return "stop" if hit_stop else None
 
+        def on_finish(row: int, result: Generated) -> None:
+            job, tracker = jobs[row], trackers[row]
+            if result.stop_token is not None or result.finish_reason == "length":
+                delta = tracker.flush()  # text held back for a stop string that never completed
+                if delta:
+                    job.emit("delta", delta)
+            job.emit("done", {"finish_reason": result.finish_reason, "text": tracker.text,
+                              "completion_tokens": tracker.count, "prompt_tokens": len(job.prompt_ids)})
 
-def stop_token_ids(tokenizer, model) -> set[int]:
-    """eos ids of the tokenizer and generation config, plus end-of-turn tokens the vocab has."""
-    ids: set[int] = set()
-    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    for value in (tokenizer.eos_token_id, gen_eos):
-        if isinstance(value, int):
-            ids.add(value)
-        elif isinstance(value, list):
-            ids.update(v for v in value if isinstance(v, int))
-    vocab = tokenizer.get_vocab()
-    for marker in ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "</s>", "<|endoftext|>"):
-        if marker in vocab and marker in (tokenizer.chat_template or "") + str(tokenizer.eos_token):
-            ids.add(vocab[marker])
-    return ids
+        def on_prefill(rows: list[int], out, ids, mask) -> None:
+            for row, stats in zip(rows, prefill_statistics(out, ids, mask, tokenizer)):
+                self.on_prefill(jobs[row], stats)
+
+        generate_tokens(
+            self.store.model, [j.prompt_ids for j in jobs], max_new_tokens=[j.max_tokens for j in jobs],
+            stop_ids=self.stop_ids, pad_id=self.pad_id, sampling=[Sampling(j.temperature, j.top_p) for j in jobs],
+            generators=[torch.Generator().manual_seed(j.seed) if j.seed is not None else None for j in jobs],
+            batch_size=len(jobs), on_token=on_token, on_finish=on_finish,
+            on_prefill=on_prefill if self.on_prefill is not None else None)
 
 
 def prefill_statistics(out, ids: torch.Tensor, mask: torch.Tensor, tokenizer) -> list[dict]:

@@ -28,7 +28,7 @@ def run_server(target: Path | str, serve_cfg, say=print) -> None:
     from lmforge.serve.access import check_bind
     from lmforge.serve.app import create_app
 
-    check_bind(serve_cfg.host, serve_cfg.resolved_api_keys())
+    check_bind(serve_cfg.host, serve_cfg.resolved_api_keys(), where="serve.host")
     resolved = resolve_target(target, serve_cfg)
     sock = bind(serve_cfg.host, serve_cfg.port)  # before the model loads: a taken port fails fast
     try:

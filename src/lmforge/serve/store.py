@@ -1,7 +1,9 @@
 """The served model: one base (causal LM, encoder or classifier) plus named PEFT adapters.
 
-A run trained with method ``adapter`` (lmforge's own bottleneck adapters, not peft) is served
-unmerged: the base is loaded with transformers and the adapters are attached by the method itself.
+An lmforge export whose method is not a peft adapter (``lmforge.json`` beside weights peft cannot
+load: bottleneck adapters, freeze tensors, a pooled head, any future method) is served as one
+model: :func:`lmforge.export.load_export` loads its recorded base and lets the recorded method put
+the trained weights over it. Nothing here knows a method by name.
 
 ``resolve_target`` turns what the user passed to ``lmforge serve`` into a :class:`ServeTarget`;
 ``ModelStore`` loads it and adds/removes adapters at run time, only from inside ``models_dir``.
@@ -16,55 +18,50 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lmforge.errors import UserError
+from lmforge.export.adapter import base_folder, manifest_task, read_manifest
 from lmforge.serve.apierror import APIError
 
 
 @dataclass(frozen=True)
 class ServeTarget:
     """base: HF model folder; adapters: name -> PEFT adapter folder; models_dir: adapter jail;
-    bottleneck: a method-``adapter`` folder applied to the base at load time (served as ``name``)."""
+    export: an lmforge export folder loaded over the base by its own method (served as ``name``)."""
 
     base: Path
     name: str
     models_dir: Path
     adapters: dict[str, Path] = field(default_factory=dict)
-    bottleneck: Path | None = None
+    export: Path | None = None
 
 
-def is_bottleneck_adapter(folder: Path) -> bool:
-    """True when ``folder/adapter_config.json`` was written by lmforge's method ``adapter`` (not peft)."""
+def is_peft_adapter(folder: Path) -> bool:
+    """True when ``folder/adapter_config.json`` is a peft adapter config (it names its ``peft_type``)."""
     path = Path(folder) / "adapter_config.json"
     try:
-        return path.is_file() and json.loads(path.read_text()).get("method") == "adapter"
+        return _is_file(path) and "peft_type" in json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return False
 
 
-def _adapter_base(adapter_dir: Path, override: str | None) -> Path:
-    cfg = json.loads((adapter_dir / "adapter_config.json").read_text())
-    base = Path(override or cfg.get("base_model_name_or_path") or "")
-    if not (base / "config.json").is_file():
-        raise UserError(
-            f"the adapter's base model {str(base)!r} is not a local model folder",
-            where=str(adapter_dir / "adapter_config.json"),
-            hint="pass the base folder with serve.base_model (e.g. --base PATH)",
-        )
-    return base
+def is_export(folder: Path) -> bool:
+    """True when ``folder`` is an lmforge export that only lmforge loads (``lmforge.json``, not peft)."""
+    return read_manifest(folder) is not None and not is_peft_adapter(folder)
 
 
 def resolve_target(target: Path | str, cfg) -> ServeTarget:
     """Accept a run folder (export/merged or export/adapter), an HF model folder, or an adapter folder.
 
-    A run folder prefers export/merged/; with only export/adapter/ the adapter is served over the
-    base named in its adapter_config.json (or ``cfg.base_model``), under the run folder's name. A
-    method-``adapter`` folder (bottleneck adapters) is applied to that base and served as one model.
-    Extra PEFT adapters come from ``cfg.adapters`` (paths relative to ``models_dir``, default the
-    target folder); UserError when combined with a method-``adapter`` folder.
+    A run folder prefers export/merged/; with only export/adapter/ a PEFT adapter is served over its
+    base (the local folder recorded in lmforge.json, or its adapter_config.json's, or
+    ``cfg.base_model``) under the run folder's name, and any other lmforge export is loaded over its
+    base by its method and served as one model. Extra PEFT adapters come from ``cfg.adapters`` (paths
+    relative to ``models_dir``, default the target folder); UserError when combined with an export
+    that is not a PEFT adapter.
     """
     target = Path(target).resolve()
     name = cfg.model_name or target.name
     adapters: dict[str, Path] = {}
-    bottleneck: Path | None = None
+    export: Path | None = None
     if (target / "export" / "multitask" / "multitask.json").is_file():
         raise UserError("this run trained one classification head per task (multi-task); lmforge serve does not "
                         "serve multi-head classifiers yet", where=str(target / "export" / "multitask"),
@@ -73,36 +70,35 @@ def resolve_target(target: Path | str, cfg) -> ServeTarget:
         merged, adapter = target / "export" / "merged", target / "export" / "adapter"
         if (merged / "config.json").is_file():
             base = merged
-        elif is_bottleneck_adapter(adapter):
-            base, bottleneck = _adapter_base(adapter, cfg.base_model), adapter
-        elif (adapter / "adapter_config.json").is_file():
-            base = _adapter_base(adapter, cfg.base_model)
+        elif is_peft_adapter(adapter):
+            base = base_folder(adapter, cfg.base_model)
             adapters[name] = adapter
             name = cfg.model_name or "base"
-        elif (adapter / "freeze_manifest.json").is_file():  # method freeze, head: pooled
-            base = adapter
+        elif is_export(adapter):
+            base, export = base_folder(adapter, cfg.base_model), adapter
         else:
             raise UserError("the run folder has no export/merged or export/adapter", where=str(target),
                             hint="run `lmforge export RUN` first")
         models_dir = target / "export"
-    elif is_bottleneck_adapter(target):
-        base, bottleneck, models_dir = _adapter_base(target, cfg.base_model), target, target.parent
-    elif (target / "adapter_config.json").is_file():
-        base = _adapter_base(target, cfg.base_model)
+    elif is_peft_adapter(target):
+        base = base_folder(target, cfg.base_model)
         adapters[target.name] = target
         name, models_dir = cfg.model_name or "base", target.parent
+    elif is_export(target):
+        base, export, models_dir = base_folder(target, cfg.base_model), target, target.parent
     elif (target / "config.json").is_file():
         base, models_dir = target, target
     else:
         raise UserError("not a model folder, adapter folder or run folder", where=str(target),
                         hint="serve a run folder, an exported model folder or a PEFT adapter folder")
     models_dir = Path(cfg.models_dir).resolve() if cfg.models_dir else models_dir
-    if bottleneck is not None and cfg.adapters:
-        raise UserError("a method 'adapter' run (bottleneck adapters) cannot be served with extra PEFT adapters",
+    if export is not None and cfg.adapters:
+        raise UserError(f"this export (method '{read_manifest(export)['method']['name']}') is not a PEFT adapter and "
+                        "cannot be served with extra PEFT adapters",
                         where="serve.adapters", hint="serve the PEFT adapters over the plain base model instead")
     for key, rel in cfg.adapters.items():
         adapters[key] = configured_adapter(models_dir, key, rel)
-    return ServeTarget(base=base, name=name, models_dir=models_dir, adapters=adapters, bottleneck=bottleneck)
+    return ServeTarget(base=base, name=name, models_dir=models_dir, adapters=adapters, export=export)
 
 
 def jail_path(models_dir: Path, rel: str) -> Path:
@@ -146,8 +142,6 @@ def _is_file(path: Path) -> bool:
 
 def model_kind(base: Path) -> str:
     """"causal", "classifier" or "encoder", from the architectures in config.json."""
-    if (base / "freeze_manifest.json").is_file():  # a pooled head (method freeze, head: pooled)
-        return "classifier"
     archs = json.loads((base / "config.json").read_text()).get("architectures") or []
     if any(a.endswith("ForCausalLM") for a in archs):
         return "causal"
@@ -156,38 +150,10 @@ def model_kind(base: Path) -> str:
     return "encoder"
 
 
-def load_bottleneck(base: Path, folder: Path, dtype: str = "float32"):
-    """(model, tokenizer): the base loaded with transformers, with the method-``adapter`` adapters
-    of ``folder`` attached (frozen, eval). The tokenizer comes from ``folder`` when it has one, else
-    from ``base``. UserError when the adapters do not fit the base."""
-    import torch
-    import transformers as tf
-
-    from lmforge.methods import build_method, get_method_spec
-    from lmforge.model.task import TaskInfo
-
-    saved = json.loads((folder / "adapter_config.json").read_text())
-    task = saved.get("task") or {"head": "causal_lm"}
-    if task.get("head") == "sequence_classification":
-        labels = list(task.get("labels") or [])
-        model = tf.AutoModelForSequenceClassification.from_pretrained(
-            base, dtype=getattr(torch, dtype), num_labels=len(labels), id2label=dict(enumerate(labels)),
-            label2id={label: i for i, label in enumerate(labels)})
-        info = TaskInfo("sequence_classification", len(labels), tuple(labels))
-    else:
-        model = tf.AutoModelForCausalLM.from_pretrained(base, dtype=getattr(torch, dtype))
-        info = TaskInfo("causal_lm")
-    method = build_method("adapter", get_method_spec("adapter").params.model_validate(saved["params"]))
-    model = method.load(model, folder, info)
-    has_tokenizer = (folder / "tokenizer_config.json").is_file()
-    tokenizer = tf.AutoTokenizer.from_pretrained(folder if has_tokenizer else base)
-    return model, tokenizer
-
-
-def bottleneck_kind(folder: Path, base: Path) -> str:
-    """The served kind of ``base`` with the method-``adapter`` folder applied (its recorded task head)."""
-    task = json.loads((folder / "adapter_config.json").read_text()).get("task") or {}
-    return "classifier" if task.get("head") == "sequence_classification" else model_kind(base)
+def export_kind(folder: Path, base: Path) -> str:
+    """The served kind of the export ``folder`` over ``base``: a classifier when its recorded task is one."""
+    task = manifest_task(read_manifest(folder) or {})
+    return "classifier" if task.head == "sequence_classification" else model_kind(base)
 
 
 class ModelStore:
@@ -198,13 +164,11 @@ class ModelStore:
         import transformers as tf
 
         self.target, self.name = target, target.name
-        self.kind = bottleneck_kind(target.bottleneck, target.base) if target.bottleneck else model_kind(target.base)
-        if target.bottleneck is not None:
-            self.model, self.tokenizer = load_bottleneck(target.base, target.bottleneck, dtype)
-        elif (target.base / "freeze_manifest.json").is_file():
-            from lmforge.methods.freeze.method import load_pooled_export
+        self.kind = export_kind(target.export, target.base) if target.export else model_kind(target.base)
+        if target.export is not None:
+            from lmforge.export import load_export
 
-            self.model, self.tokenizer = load_pooled_export(target.base, dtype)
+            self.model, self.tokenizer = load_export(target.export, dtype, base=target.base)
         else:
             auto = {"causal": tf.AutoModelForCausalLM, "classifier": tf.AutoModelForSequenceClassification,
                     "encoder": tf.AutoModel}[self.kind]
@@ -225,19 +189,19 @@ class ModelStore:
     def add_adapter(self, name: str, path: Path) -> None:
         """Load the PEFT adapter at ``path`` (already jailed) as ``name``; 400/409 on bad input.
 
-        Method-``adapter`` folders (bottleneck adapters) are refused with 400, and so is any PEFT
-        adapter when the served model itself carries bottleneck adapters."""
+        lmforge exports that are not PEFT adapters are refused with 400, and so is any PEFT adapter
+        when the served model itself is such an export."""
         from peft import PeftModel
 
         if name == self.name or name in self.adapters:
             raise APIError(409, f"model {name!r} already exists", "model_exists", "name")
         if not _is_file(path / "adapter_config.json"):
             raise APIError(400, "no adapter_config.json in that folder", "not_an_adapter", "path")
-        if is_bottleneck_adapter(path):
-            raise APIError(400, "only PEFT adapters can be added at run time; serve a method 'adapter' run "
-                           "with `lmforge serve RUN`", "adapter_not_peft")
-        if self.target.bottleneck is not None:
-            raise APIError(400, "this model runs with method 'adapter' bottleneck adapters; PEFT adapters "
+        if not is_peft_adapter(path):
+            raise APIError(400, "only PEFT adapters can be added at run time; serve an lmforge export of another "
+                           "method with `lmforge serve RUN`", "adapter_not_peft")
+        if self.target.export is not None:
+            raise APIError(400, "this model is an lmforge export that is not a PEFT adapter; PEFT adapters "
                            "cannot be added to it", "adapter_not_supported")
         with self.lock:
             try:

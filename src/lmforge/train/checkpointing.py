@@ -14,6 +14,8 @@ from typing import Literal
 
 from torch import nn
 
+from lmforge.model.parts import inner_model
+
 Layers = Literal["all"] | int | list[int]
 
 
@@ -31,7 +33,7 @@ def enable_activation_checkpointing(model: nn.Module, layers: Layers = "all") ->
     Raises:
         ValueError: the model has no checkpointable layers, ``k < 1``, or an index is out of range.
     """
-    base = _base_model(model)
+    base = inner_model(model)
     if not getattr(base, "supports_gradient_checkpointing", False):
         raise ValueError(f"{type(base).__name__} does not support activation checkpointing")
     base.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
@@ -46,14 +48,14 @@ def enable_activation_checkpointing(model: nn.Module, layers: Layers = "all") ->
 
 def disable_activation_checkpointing(model: nn.Module) -> None:
     """Store all activations again (undoes ``enable_activation_checkpointing``)."""
-    _base_model(model).activation_checkpointing_disable()
+    inner_model(model).activation_checkpointing_disable()
 
 
 def checkpointable_layers(model: nn.Module) -> list[nn.Module]:
     """The repeated blocks (``GradientCheckpointingLayer`` instances) of ``model``, in order."""
     from transformers.modeling_layers import GradientCheckpointingLayer
 
-    return [m for m in _base_model(model).modules() if isinstance(m, GradientCheckpointingLayer)]
+    return [m for m in inner_model(model).modules() if isinstance(m, GradientCheckpointingLayer)]
 
 
 def _select(layers: Layers, n: int) -> set[int]:
@@ -72,10 +74,3 @@ def _select(layers: Layers, n: int) -> set[int]:
             raise ValueError(f"layer index {i} out of range for a model with {n} layers")
         chosen.add(i % n)
     return chosen
-
-
-def _base_model(model: nn.Module) -> nn.Module:
-    """The transformers model inside a PEFT wrapper (or the model itself)."""
-    if hasattr(model, "peft_config") and hasattr(model, "get_base_model"):
-        return model.get_base_model()
-    return model

@@ -8,13 +8,15 @@ change of torch/transformers). Memory of one process, in bytes:
   4-bit NF4 for QLoRA at ~4.5 bits with block scales);
 - grads: trainable x 4; optimizer: AdamW m and v = trainable x 8 (fp32), or ~2.03 bytes with the
   bitsandbytes 8-bit AdamW (``train.optimizer: adamw_8bit``; uint8 m and v + block scales);
-- frozen base weights in bf16 (``train.memory.base_dtype``, the default under bf16 for a frozen
+- frozen base weights in bf16 (``runtime.memory.base_dtype``, the default under bf16 for a frozen
   base) count 2 bytes: ``frozen_bits=16``;
 - activations: tokens x layers x (A_H x hidden + A_I x intermediate) elements saved for
   backward, in the compute precision; with activation checkpointing only each layer's input is
-  kept, plus one layer's full activations during its recompute;
+  kept, plus one layer's full activations during its recompute; LoRA dropout (p > 0) adds each
+  adapted layer's dropped-out input and its mask (``dropout_elements`` per token);
 - logits: tokens x vocab x LOGIT_COPIES x 4 bytes (logits, log-softmax, their gradient), or one
   chunk of labelled positions when the loss is chunked (``objectives/causal_lm/chunked.py``);
+  none for a sequence classifier (``classifier=True``: batch x labels logits, negligible);
 - framework: the Python process with torch + transformers loaded, plus a share of the weights
   for load-time copies.
 
@@ -33,16 +35,21 @@ from typing import Any
 # Calibrated constants (docs/performance.md, "Estimator calibration").
 A_H = 10.0  # fp32 activation elements saved per token per layer, per unit of hidden size
 A_I = 4.0  # ... per unit of intermediate (MLP) size (measured 11.8k elements/token/layer, SmolLM2)
-ACT_PRECISION = {"fp32": 1.0, "bf16": 0.7, "fp16": 0.7}  # bytes vs fp32 (norms/residuals stay fp32)
+ACT_PRECISION = {"fp32": 1.0, "bf16": 0.7, "fp16": 0.7, "int8": 1.0}  # bytes vs fp32 (norms/residuals stay fp32)
 ACT_FROZEN = 0.86  # frozen base (LoRA family): no inputs saved for frozen weight grads
 BACKWARD_TRANSIENT = 3.0  # layer-activations' worth of gradient buffers alive in backward (fit)
 OPT_TEMP_COPIES = 2.0  # trainable-sized fp32 temporaries of foreach AdamW during the step
 LOGIT_COPIES = 3.5  # fp32 tokens x vocab tensors alive at the loss peak (logits, log-softmax, grad)
 FRAMEWORK_BYTES = 460e6  # RSS of a process with torch + transformers + peft imported, first step run
 LOAD_COPY_FRACTION = 0.25  # share of the weights' bytes left in RSS by loading (page cache, copies)
-DEFAULT_PEAK_GFLOPS = {"fp32": 400.0, "bf16": 2600.0, "fp16": 400.0}
+DEFAULT_PEAK_GFLOPS = {"fp32": 400.0, "bf16": 2600.0, "fp16": 400.0, "int8": 530.0}  # int8: measured step 1.33x fp32
 DEFAULT_UTILIZATION = 0.3  # achieved / peak matmul rate of a training step (HF reaches ~0.15)
-BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+# achieved rate of a real lmforge training step / the 1024^3 matmul rate measured on the same
+# machine with the same threads (lmforge estimate measures that rate). Fitted on real runs (docs/performance.md): a frozen base
+# (LoRA family) reaches less of it than full fine-tuning, its adapter dropout, small adapter matmuls
+# and elementwise work weigh more against 4 instead of 6 passes of big matmuls.
+MEASURED_UTILIZATION = {"full": 0.65, "frozen": 0.3}
+BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "int8": 1}
 # train.optimizer -> (state bytes per trainable parameter, trainable-sized fp32 temporaries in the step)
 OPTIMIZER_STATE = {"adamw": (8.0, OPT_TEMP_COPIES), "adamw_8bit": (2.03, 0.0), "paged_adamw_8bit": (2.03, 0.0)}
 FROZEN_BYTES = {32: 4.0, 16: 2.0, 8: 1.06, 4: 0.5625}  # 8/4-bit include block scales
@@ -61,6 +68,9 @@ class ModelShape:
     head_dim: int
     tied: bool = True
     gated: bool = True  # SwiGLU-style MLP (3 matrices) vs. 2 matrices
+    params: int | None = None  # counted on the built (meta-device) model; None: from the sizes above
+    attn_dropout: float = 0.0  # > 0: training materialises attention probabilities (BERT-style models)
+    hidden_dropout: float = 0.0  # > 0: two dropped-out hidden states per layer are saved with masks
 
     @property
     def layer_params(self) -> int:
@@ -71,6 +81,8 @@ class ModelShape:
 
     @property
     def total_params(self) -> int:
+        if self.params is not None:
+            return self.params
         embed = self.vocab * self.hidden * (1 if self.tied else 2)
         return self.layers * self.layer_params + embed + self.hidden
 
@@ -94,7 +106,18 @@ def model_shape(config: Any) -> ModelShape:
         head_dim=int(get("head_dim") or hidden // heads),
         tied=bool(get("tie_word_embeddings", True)),
         gated=model_type not in {"bert", "roberta", "distilbert", "gpt2", "xlm-roberta", "electra"},
+        attn_dropout=float(_first(get, ("attention_probs_dropout_prob", "attention_dropout", "attn_pdrop"))),
+        hidden_dropout=float(_first(get, ("hidden_dropout_prob", "hidden_dropout", "resid_pdrop"))),
     )
+
+
+def _first(get: Any, keys: tuple[str, ...]) -> float:
+    """The first of ``keys`` the config sets to a number, else 0."""
+    for key in keys:
+        value = get(key, None)
+        if isinstance(value, (int, float)):
+            return value
+    return 0.0
 
 
 @dataclass(frozen=True)
@@ -118,6 +141,8 @@ class EstimateInputs:
     utilization: float = DEFAULT_UTILIZATION
     shared_compute: bool = True  # processes share one CPU (True) or each has a device (False)
     optimizer: str = "adamw"  # train.optimizer: adamw | adamw_8bit | paged_adamw_8bit
+    classifier: bool = False  # a sequence-classification head: no vocabulary logits, no LM-head matmul
+    dropout_elements: int = 0  # per token, all layers: inputs that adapter dropout saves (LoRA, p > 0)
 
 
 @dataclass
@@ -154,6 +179,7 @@ def estimate(
     packing: bool = False,
     activation_checkpointing: bool = False,
     n_processes: int = 1,
+    total_params: int | None = None,
     **options: Any,
 ) -> Estimate:
     """Estimate peak memory and step time of a training run.
@@ -161,12 +187,15 @@ def estimate(
     Args:
         model_config: transformers config, dict of its fields, or a ``ModelShape``.
         trainable_params: trainable parameter count (None = full fine-tuning: all parameters).
-        precision: "fp32" | "bf16" | "fp16" compute precision.
+        precision: "fp32" | "bf16" | "fp16" | "int8" compute precision (int8: fp32 with an int8 copy of the
+            frozen weights).
         batch_size: examples (or packed rows when ``packing``) per micro-batch per process.
         seq_lengths: token lengths of the real training examples.
         packing: padding-free packing (``lmforge.data.packing``).
         activation_checkpointing: recompute every layer's activations in backward.
         n_processes: data-parallel processes on this machine.
+        total_params: the model's parameter count when known (counted on the meta-device model);
+            None: computed from the config's sizes.
         **options: other ``EstimateInputs`` fields (frozen_bits, max_length, chunked_loss,
             grad_accumulation, peak_gflops, utilization, shared_compute, chunk_size, optimizer;
             ``frozen_bits=16`` for a bf16 frozen base).
@@ -175,6 +204,8 @@ def estimate(
         An ``Estimate``; ``peak_bytes`` sums all processes, ``breakdown`` is per process.
     """
     shape = model_config if isinstance(model_config, ModelShape) else model_shape(model_config)
+    if total_params is not None:
+        shape = dataclasses.replace(shape, params=int(total_params))
     if not seq_lengths:
         raise ValueError("seq_lengths is empty: estimate needs the lengths of the real examples")
     if precision not in BYTES:
@@ -200,27 +231,32 @@ def estimate_inputs(x: EstimateInputs) -> Estimate:
     peak_tokens, computed_tokens, real_tokens = _micro_batch_tokens(x, max_len)
     frozen = max(s.total_params - x.trainable_params, 0)
     weights = x.trainable_params * 4.0 + frozen * FROZEN_BYTES[x.frozen_bits]
+    if x.precision == "int8":  # int8 copy of the frozen weights beside the fp32 ones, for the whole run
+        weights += frozen * 1.0
     full = x.trainable_params >= 0.5 * s.total_params
     act_bytes = 4.0 * ACT_PRECISION[x.precision] * (1.0 if full else ACT_FROZEN)
     per_layer = peak_tokens * (A_H * s.hidden + A_I * s.intermediate) * act_bytes
+    per_layer += _dropout_bytes(x, peak_tokens, max_len)
     kept_layers = 0 if x.activation_checkpointing else s.layers
     inputs_kept = peak_tokens * s.hidden * 4.0 * s.layers if x.activation_checkpointing else 0.0
     activations = inputs_kept + per_layer * (kept_layers + BACKWARD_TRANSIENT)
+    if not x.activation_checkpointing:  # dropped-out adapter inputs (compute precision) + 1-byte masks
+        activations += peak_tokens * x.dropout_elements * (4.0 * ACT_PRECISION[x.precision] + 1.0)
     loss_tokens = min(peak_tokens, x.chunk_size) if x.chunked_loss else peak_tokens
     breakdown = {
         "weights": weights,
         "grads": x.trainable_params * 4.0,
         "optimizer": x.trainable_params * OPTIMIZER_STATE[x.optimizer][0],
         "activations": activations,
-        "logits": loss_tokens * s.vocab * 4.0 * LOGIT_COPIES,
+        "logits": 0.0 if x.classifier else loss_tokens * s.vocab * 4.0 * LOGIT_COPIES,
         "framework": FRAMEWORK_BYTES + LOAD_COPY_FRACTION * weights,
     }
     # Two phases peak separately: the start of backward (activations + logits alive, optimizer
     # state from the previous step, the output-projection grad already allocated) and the
     # optimizer step (all grads + state + the foreach AdamW temporaries). Autocast keeps a
     # low-precision copy of every fp32 (trainable) weight for the whole forward/backward.
-    cast_cache = x.trainable_params * BYTES[x.precision] if x.precision != "fp32" else 0.0
-    head_grad = s.vocab * s.hidden * 4.0 if full else 0.0  # output-projection grad, early in backward
+    cast_cache = x.trainable_params * BYTES[x.precision] if x.precision not in ("fp32", "int8") else 0.0
+    head_grad = s.vocab * s.hidden * 4.0 if full and not x.classifier else 0.0  # LM-head grad, early in backward
     backward_peak = activations + breakdown["logits"] + head_grad + cast_cache
     temp_copies = OPTIMIZER_STATE[x.optimizer][1]
     step_peak = breakdown["grads"] * (1 + temp_copies)
@@ -235,6 +271,22 @@ def estimate_inputs(x: EstimateInputs) -> Estimate:
         rate *= x.n_processes
     tokens = real_tokens * x.grad_accumulation * x.n_processes
     return Estimate(peak, flops / rate, tokens, breakdown, x)
+
+
+def _dropout_bytes(x: EstimateInputs, tokens: float, max_len: int) -> float:
+    """Per layer, what the model's own dropout keeps for backward in training: with attention
+    dropout the attention probabilities are materialised (scores, probabilities, dropped-out
+    copy in the compute precision + a 1-byte mask, per head and key), with hidden dropout two
+    dropped-out hidden states and their masks."""
+    s, elem = x.shape, 4.0 * ACT_PRECISION[x.precision]
+    out = 0.0
+    if s.attn_dropout > 0:
+        rows = x.batch_size if not x.packing else tokens / max_len
+        length = tokens / max(rows, 1)
+        out += rows * s.heads * length * length * (3 * elem + 1.0)
+    if s.hidden_dropout > 0:
+        out += 2 * tokens * s.hidden * (elem + 1.0)
+    return out
 
 
 def _micro_batch_tokens(x: EstimateInputs, max_len: int) -> tuple[float, float, float]:
@@ -270,7 +322,7 @@ def _step_flops(x: EstimateInputs, tokens: float, max_len: int) -> float:
     context = max_len / 2 if x.packing else sum(x.seq_lengths) / len(x.seq_lengths) / 2
     attention = passes * 2 * s.layers * s.heads * s.head_dim * context * tokens
     head_passes = 8.0 if x.chunked_loss else 6.0  # chunked recomputes the projection in backward
-    head = head_passes * s.vocab * s.hidden * tokens
+    head = 0.0 if x.classifier else head_passes * s.vocab * s.hidden * tokens
     return body + attention + head + 2 * x.trainable_params * 8  # + optimizer, negligible
 
 

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from lmforge.config.schema import TrainConfig
+from lmforge.config.schema import RuntimeConfig, TrainConfig
 from lmforge.errors import UserError
 from lmforge.train.callbacks import Callback, StepTimer, default_callbacks
 from lmforge.train.checkpoint import (BEST, LAST, checkpoint_dir, find_resume_dir, load_checkpoint,
@@ -30,6 +30,7 @@ def train(
     train_features: Sequence[dict],
     *,
     train_cfg: TrainConfig,
+    runtime_cfg: RuntimeConfig | None = None,
     run_dir: str | Path,
     collate: Callable[[list[dict]], dict[str, torch.Tensor]],
     evaluate_fn: Callable[[nn.Module], dict[str, float]] | None,
@@ -41,6 +42,7 @@ def train(
 ) -> TrainResult:
     """Train ``model`` (its ``requires_grad`` params) on ``train_features``; return the result.
 
+    ``runtime_cfg``: device, precision, threads, compile, memory levers, distribution (default: automatic).
     Every optimizer step consumes ``train_cfg.grad_accum`` micro-batches of ``batch_size``
     features (``collate(features) -> batch``) and minimises sum(loss totals) / sum(counts) over
     the window. ``evaluate_fn(model) -> {metric: value}`` runs every ``eval_every`` steps (default
@@ -51,11 +53,11 @@ def train(
 
     ``train_features`` is any sequence (``len`` + ``[i]``), e.g. memory-mapped
     :class:`lmforge.data.shards.TokenShards`. While training, frozen weights are stored in
-    ``train.memory.base_dtype`` (restored after; see :meth:`Runtime.finish`). Under a launcher (``WORLD_SIZE`` > 1) every process
+    ``runtime.memory.base_dtype`` (restored after; see :meth:`Runtime.finish`). Under a launcher (``WORLD_SIZE`` > 1) every process
     calls ``train`` alike: the global window (``batch_size x grad_accum`` examples) is split over
     processes with the same math as one process; rank 0 writes checkpoints and metrics.
     """
-    runtime = build_runtime(train_cfg, seed)
+    runtime = build_runtime(runtime_cfg or RuntimeConfig(), seed)
     wrapped = runtime.prepare(model)
     plan = plan_steps(len(train_features), train_cfg)
     optimizer = build_optimizer(model, train_cfg)

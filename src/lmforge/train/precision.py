@@ -19,7 +19,7 @@ BASE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 def resolve_base_dtype(requested: str, precision: str) -> torch.dtype:
-    """``train.memory.base_dtype`` -> the storage dtype of frozen weights.
+    """``runtime.memory.base_dtype`` -> the storage dtype of frozen weights.
 
     "auto": bfloat16 when the compute ``precision`` is "bf16", else float32. "bfloat16" needs
     bf16 compute (mixed-dtype layers run only under autocast): UserError with fp32.
@@ -27,9 +27,9 @@ def resolve_base_dtype(requested: str, precision: str) -> torch.dtype:
     if requested == "auto":
         return torch.bfloat16 if precision == "bf16" else torch.float32
     if requested == "bfloat16" and precision != "bf16":
-        raise UserError("train.memory.base_dtype bfloat16 needs bf16 compute, but precision resolved to fp32",
-                        where="train.memory.base_dtype",
-                        hint="set train.precision: bf16, or base_dtype: auto / float32")
+        raise UserError("runtime.memory.base_dtype bfloat16 needs bf16 compute, but precision resolved to fp32",
+                        where="runtime.memory.base_dtype",
+                        hint="set runtime.precision: bf16, or base_dtype: auto / float32")
     return BASE_DTYPES[requested]
 
 

@@ -18,10 +18,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from lmforge.config.schema import TrainConfig
+from lmforge.config.schema import RuntimeConfig
+from lmforge.model.packed_attention import restore_attention, use_packed_attention
 from lmforge.train import distributed
 from lmforge.train.distributed import ProcessInfo
 from lmforge.train.precision import cast_for_training, resolve_base_dtype, restore_dtypes
+from lmforge.train.threads import apply_thread_policy
 
 
 @dataclass(frozen=True)
@@ -29,11 +31,14 @@ class Runtime:
     """Where and in which precision the loop runs.
 
     device: the torch device batches and the model live on.
-    precision: "bf16" (autocast to bfloat16) or "fp32".
+    precision: "bf16" (autocast to bfloat16), "fp32", or "int8" (fp32, with the frozen base of
+        LoRA layers multiplying in int8 on CPU; switched on in :meth:`prepare`).
     process: rank / world size (one process by default).
     strategy: "ddp" or "fsdp" (used when ``process.world_size > 1``).
     base_dtype: storage dtype of frozen weights while training (bf16 base for LoRA-family runs).
     compile: ``torch.compile`` the transformer blocks in :meth:`prepare`.
+    threads: the configured CPU thread count (None = chosen from the free CPUs, re-checked
+        around every evaluation; :mod:`lmforge.train.threads`).
     """
 
     device: torch.device
@@ -42,7 +47,9 @@ class Runtime:
     strategy: str = "ddp"
     base_dtype: torch.dtype = torch.float32
     compile: bool = False
+    threads: int | None = None
     _changed: dict = field(default_factory=dict, repr=False, compare=False)
+    _attention: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def is_main(self) -> bool:
@@ -58,13 +65,20 @@ class Runtime:
 
         Frozen fp32 weights are stored in ``base_dtype`` and trainable ones in fp32 (undone by
         :meth:`finish`); with ``compile`` the transformer blocks are compiled in place (parameter
-        names and ``state_dict`` keys unchanged). One process: ``model`` itself. Several: the DDP
-        wrapper (``model`` keeps the same parameters) or ``model`` converted in place by FSDP.
+        names and ``state_dict`` keys unchanged), else a supported causal LM switches to packed
+        attention (one causal SDPA call per packed sequence, no ``T x T`` mask; undone by
+        :meth:`finish`; :mod:`lmforge.model.packed_attention`). One process: ``model`` itself.
+        Several: the DDP wrapper (``model`` keeps the same parameters) or ``model`` converted in
+        place by FSDP.
         """
         model.to(self.device)
         self._changed.update(cast_for_training(model, self.base_dtype))
         if self.compile:
             compile_blocks(model)
+        elif self.device.type == "cpu":  # measured on CPU only; its Python loop would split a compiled graph
+            self._attention["previous"] = use_packed_attention(model)
+        if self.precision == "int8":
+            self._attention["int8"] = use_int8_base(model, True)
         if self.world_size == 1:
             return model
         return distributed.wrap_model(model, self.device, self.strategy)
@@ -76,6 +90,9 @@ class Runtime:
         rounded = any(not p.requires_grad and dtype.itemsize > p.dtype.itemsize for p, dtype in self._changed.items())
         restore_dtypes(self._changed)
         self._changed.clear()
+        restore_attention(model, self._attention.pop("previous", None))
+        if self._attention.pop("int8", 0):
+            use_int8_base(model, False)
         return rounded
 
     def shard(self, window: list[list[int]]) -> list[tuple[list[int], float]]:
@@ -114,8 +131,12 @@ class Runtime:
         """``evaluate_fn(model)`` on rank 0 (DDP) or on every rank (FSDP needs all shards for a
         forward); every process returns rank 0's metrics, so all take the same decisions."""
         runs_here = self.is_main or self.strategy == "fsdp"
+        if self.device.type == "cpu":
+            apply_thread_policy(self.threads, phase="eval")
         with self.autocast():  # a bf16 base feeds bf16 activations to fp32 trainable layers
             metrics = dict(evaluate_fn(model)) if runs_here else None
+        if self.device.type == "cpu":
+            apply_thread_policy(self.threads, phase="train")  # the load may have changed meanwhile
         return distributed.broadcast_object(metrics)
 
     def callbacks(self, writers: list, user: list) -> list:
@@ -133,25 +154,53 @@ class Runtime:
         return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
-def build_runtime(train_cfg: TrainConfig, seed: int) -> Runtime:
-    """Resolve device / precision, set threads, seed every RNG; deterministic kernels on CPU.
+def build_runtime(runtime_cfg: RuntimeConfig, seed: int) -> Runtime:
+    """Resolve device / precision, choose threads, seed every RNG; deterministic kernels on CPU.
+
+    On CPU the thread count comes from :func:`lmforge.train.threads.apply_thread_policy`
+    (``runtime_cfg.threads``, else the CPUs other processes leave free). Deterministic algorithms are
+    on, without ``fill_uninitialized_memory``: torch would NaN-fill every new tensor to expose
+    kernels that read memory they did not write (~11% of a bf16 LoRA step, issue 14), which no
+    op here does; that same seed gives bit-identical weights and resume equals an uninterrupted
+    run is tested directly (tests/invariants/test_loop.py, tests/unit/train/test_runtime.py).
 
     Under a launcher (``WORLD_SIZE`` > 1) it also joins the process group; CUDA processes use
     ``cuda:<LOCAL_RANK>``. Every rank seeds the same ``seed`` (identical initial weights).
     """
     process = distributed.process_info()
-    device = choose_device(train_cfg.device)
+    device = choose_device(runtime_cfg.device)
     if device.type == "cuda" and process.world_size > 1:
         device = torch.device("cuda", process.local_rank)
-    if train_cfg.threads is not None:
-        torch.set_num_threads(train_cfg.threads)
+    if device.type == "cpu":
+        apply_thread_policy(runtime_cfg.threads, phase="train")
+    elif runtime_cfg.threads is not None:
+        torch.set_num_threads(runtime_cfg.threads)
     seed_everything(seed)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
-    distributed.init_process_group(process, device, train_cfg.distributed)
-    precision = choose_precision(train_cfg.precision, device)
-    return Runtime(device=device, precision=precision, process=process, strategy=train_cfg.distributed.strategy,
-                   base_dtype=resolve_base_dtype(train_cfg.memory.base_dtype, precision), compile=train_cfg.compile)
+        torch.utils.deterministic.fill_uninitialized_memory = False
+    distributed.init_process_group(process, device, runtime_cfg.distributed)
+    precision = choose_precision(runtime_cfg.precision, device)
+    if precision == "int8" and device.type != "cpu":
+        from lmforge.errors import UserError
+
+        raise UserError("runtime.precision int8 runs on CPU only (int8 matmuls through oneDNN)", where="runtime.precision",
+                        hint="on a GPU use bf16 or auto")
+    return Runtime(device=device, precision=precision, process=process, strategy=runtime_cfg.distributed.strategy,
+                   base_dtype=resolve_base_dtype(runtime_cfg.memory.base_dtype, precision), compile=runtime_cfg.compile,
+                   threads=runtime_cfg.threads)
+
+
+def use_int8_base(model: nn.Module, enabled: bool) -> int:
+    """Switch int8 base products on/off in every layer that offers them (``use_int8_base(enabled)``,
+    e.g. lmforge's fused LoRA layer); returns how many switched on. UserError when enabling finds none."""
+    count = sum(bool(m.use_int8_base(enabled)) for m in model.modules() if hasattr(m, "use_int8_base"))
+    if enabled and count == 0:
+        from lmforge.errors import UserError
+
+        raise UserError("runtime.precision int8 found no frozen linear layer to run in int8", where="runtime.precision",
+                        hint="int8 applies to method lora over a plain (unquantized) base; use fp32 or auto")
+    return count
 
 
 def choose_device(requested: str) -> torch.device:
@@ -161,7 +210,7 @@ def choose_device(requested: str) -> torch.device:
     if requested == "cuda" and not torch.cuda.is_available():
         from lmforge.errors import UserError
 
-        raise UserError("CUDA is not available on this machine", where="train.device", hint="use device: auto or cpu")
+        raise UserError("CUDA is not available on this machine", where="runtime.device", hint="use device: auto or cpu")
     return torch.device(requested)
 
 

@@ -25,6 +25,7 @@ from starlette.responses import HTMLResponse, RedirectResponse
 
 from lmforge.atomic import atomic_write_text
 from lmforge.errors import UserError
+from lmforge.outputs import write_marker
 from lmforge.status import STATUS_FILE
 from lmforge.ui.app import UIContext
 from lmforge.ui.forms import field, read_form
@@ -70,6 +71,7 @@ class Launcher:
         """Create ``folder`` (it must not exist), write launch.yaml + a first status, start training."""
         with self.lock:
             folder.mkdir(parents=False, exist_ok=False)
+            write_marker(folder, "run")  # lmforge made this run folder: training may write into it
             text = yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
             launch_file = atomic_write_text(folder / "launch.yaml", text)
             log = open(folder / "train.log", "ab")

@@ -66,12 +66,12 @@ def _load(run_dir: Path) -> tuple[list[Side], list]:
     from lmforge.config.serve import ServeConfig
     from lmforge.model.source import resolve_model
     from lmforge.serve.engine import Engine
-    from lmforge.serve.store import ModelStore, ServeTarget, is_bottleneck_adapter, resolve_target
+    from lmforge.serve.store import ModelStore, ServeTarget, is_peft_adapter, resolve_target
 
     config = load_config(run_dir / "config.yaml")
     base = resolve_model(config.model).path
     adapter = run_dir / "export" / "adapter"
-    if (adapter / "adapter_config.json").is_file() and not is_bottleneck_adapter(adapter):
+    if is_peft_adapter(adapter):
         store = ModelStore(ServeTarget(base=base, name="base", models_dir=run_dir / "export",
                                        adapters={"tuned": adapter}))
         stores = {"base": store, "tuned": store}

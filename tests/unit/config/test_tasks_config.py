@@ -14,7 +14,7 @@ data:
   mixing: temperature
   tasks:
     - {name: sentiment, train: a.csv, columns: {text: review, label: score}, weight: 2}
-    - {name: topic, train: {path: b.csv, limit: 10}, eval: c.csv, labels: [x, y]}
+    - {name: topic, train: {path: b.csv, limit: 10}, test: c.csv, labels: [x, y]}
 """
 
 LM = """model: {name: smollm2-135m-instruct}
@@ -48,8 +48,8 @@ def test_classification_tasks_inherit_and_override(tmp_path):
     assert [t.weight for t in cfg.data.tasks] == [2.0, 1.0]
     assert sentiment.format == topic.format == "classification"
     assert sentiment.columns == {"text": "review", "label": "score"} and topic.columns == {}
-    assert topic.train.path == "b.csv" and topic.train.limit == 10 and topic.eval.path == "c.csv"
-    assert sentiment.eval is None and topic.labels == ["x", "y"] and sentiment.labels is None
+    assert topic.train.path == "b.csv" and topic.train.limit == 10 and topic.test.path == "c.csv"
+    assert sentiment.test is None and topic.labels == ["x", "y"] and sentiment.labels is None
     assert cfg.data.train is None and cfg.objective_name is None
     assert plan_run(cfg).objective.name == "classification"
 

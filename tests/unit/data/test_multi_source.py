@@ -38,7 +38,7 @@ def test_sources_with_their_own_columns_are_collected_in_order(tmp_path):
     train, held, files = load_records(cfg)
     assert [(r["text"], r["label"]) for r in train] == [("tasty", "great"), ("bland", "other"), ("fast reply", "great")]
     assert [r["_where"].split(":")[0].rsplit("/", 1)[-1] for r in train] == ["shop.csv", "shop.csv", "support.jsonl"]
-    assert held is None and [f.name for f in files] == ["shop.csv", "support.jsonl"]
+    assert held == {"validation": None, "test": None} and [f.name for f in files] == ["shop.csv", "support.jsonl"]
 
 
 def test_instruction_source_is_converted_into_a_chat_run(tmp_path):
@@ -56,8 +56,8 @@ def test_instruction_source_is_converted_into_a_chat_run(tmp_path):
 def test_split_over_several_sources_and_limits_per_source(tmp_path):
     a = _jsonl(tmp_path / "a.jsonl", [{"text": f"a {i}"} for i in range(30)])
     b = _jsonl(tmp_path / "b.jsonl", [{"text": f"b {i}"} for i in range(30)])
-    split = load_splits(DataConfig(format="text", train=[{"path": a, "limit": 10}, b], eval_fraction=0.25), 0)
-    texts = [r["text"] for r in split.train + split.eval]
+    split = load_splits(DataConfig(format="text", train=[{"path": a, "limit": 10}, b], split={"validation": 0.2, "test": 0.05}), 0)
+    texts = [r["text"] for r in split.train + split.validation + split.test]
     assert len(texts) == 40 and sum(t.startswith("a ") for t in texts) == 10
 
 

@@ -18,7 +18,7 @@ def one(row, format, **kw):
 
 
 def test_text_and_column_mapping():
-    assert one({"body": "hello"}, "text", columns={"text": "body"}) == {"text": "hello", "_where": "f.jsonl:7"}
+    assert one({"body": "hello"}, "text", columns={"text": "body"}) == {"text": "hello", "_where": "f.jsonl:7", "_format": "text"}
 
 
 def test_missing_column_names_line_field_did_you_mean_and_hint():
@@ -80,7 +80,7 @@ def test_chat_unknown_role_and_last_turn():
 def test_classification_label_stringified_stripped_and_checked():
     assert one({"text": "t", "label": 1}, "classification")["label"] == "1"
     rec = one({"text": "t", "label": " pos ", "text_pair": "p"}, "classification")
-    assert rec == {"text": "t", "text_pair": "p", "label": "pos", "_where": "f.jsonl:7"}
+    assert rec == {"text": "t", "text_pair": "p", "label": "pos", "_where": "f.jsonl:7", "_format": "classification"}
     with pytest.raises(UserError) as err:
         one({"text": "t", "label": "postive"}, "classification", labels=["positive", "negative"])
     assert "label 'postive'" in str(err.value) and "did you mean 'positive'" in str(err.value)

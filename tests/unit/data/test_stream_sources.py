@@ -86,11 +86,11 @@ def test_jsonl_records_and_files_match_the_list_loader(tmp_path):
     train.write_text("".join(json.dumps({"q": f"ask {i}", "a": f"answer {i}"}) + ("\n\n" if i == 3 else "\n") for i in range(9)))
     held.write_text(json.dumps({"q": "held", "a": "out"}) + "\n")
     cfg = DataConfig(
-        format="instruction", train=str(train), eval=str(held), columns={"instruction": "q", "output": "a"}
+        format="instruction", train=str(train), test=str(held), columns={"instruction": "q", "output": "a"}
     )
     eager_train, eager_eval, eager_files = load_records(cfg)
     streams = load_records_lazily(cfg)
-    assert list(streams.train) == eager_train and list(streams.eval) == eager_eval
+    assert list(streams.train) == eager_train and list(streams.test) == eager_eval["test"] and streams.validation is None
     assert streams.files == eager_files == [train, held]
     assert streams.read == 10
     assert eager_train[4]["_where"] == f"{train}:6"  # the blank line still counts
@@ -202,5 +202,6 @@ def test_standalone_prepare_reports_counts_and_training_gets_lists(tmp_path, tin
     assert files == [path] and sum(result.counts.values()) == 60
     assert said[0].startswith(f"prepare: 60 records -> train {result.counts['train']}, ")
     splits = prepare_splits(config, out_dir=tmp_path / "b", say=said.append)
-    assert len(splits.train) == result.counts["train"] and len(splits.eval) == result.counts["validation"]
+    assert len(splits.train) == result.counts["train"] and len(splits.validation) == result.counts["validation"]
+    assert len(splits.test) == result.counts["test"]
     assert splits.files == [path]

@@ -64,14 +64,15 @@ def test_load_tasks_reads_each_task_with_its_own_section(tmp_path):
     (tmp_path / "a.csv").write_text("review,score\n" + "".join(f"good {i},great\nbad {i},other\n" for i in range(10)))
     (tmp_path / "b.jsonl").write_text("".join(json.dumps({"text": f"q{i}", "label": "yes" if i % 2 else "no"}) + "\n"
                                               for i in range(8)))
-    data = DataConfig.model_validate({"format": "classification", "eval_fraction": 0.25, "tasks": [
+    data = DataConfig.model_validate({"format": "classification", "split": {"validation": 0.2, "test": 0.2}, "tasks": [
         {"name": "sent", "train": str(tmp_path / "a.csv"), "columns": {"text": "review", "label": "score"}},
         {"name": "qa", "train": str(tmp_path / "b.jsonl"), "weight": 2}]})
     sent, qa = load_tasks(data.tasks, task_sections(data), seed=0)
     assert (sent.name, qa.name, qa.weight) == ("sent", "qa", 2.0)
-    assert len(sent.splits.train) == 15 and len(sent.splits.eval) == 5
+    assert (len(sent.splits.train), len(sent.splits.validation), len(sent.splits.test)) == (12, 4, 4)
     assert {r["label"] for r in sent.splits.train} == {"great", "other"}
-    assert {r["label"] for r in qa.splits.train} == {"yes", "no"} and len(qa.splits.eval) == 2
+    assert {r["label"] for r in qa.splits.train} == {"yes", "no"} and len(qa.splits.test) == 2
     merged = merge_splits([sent, qa])
-    assert len(merged.train) == 15 + 6 and merged.eval == sent.splits.eval + qa.splits.eval
+    assert len(merged.train) == 12 + len(qa.splits.train) and merged.test == sent.splits.test + qa.splits.test
+    assert merged.validation == sent.splits.validation + qa.splits.validation
     assert [p.name for p in merged.files] == ["a.csv", "b.jsonl"]

@@ -39,13 +39,21 @@ class Base:
     """Stand-in for a base model: answers only from retrieved context."""
 
 
-def _stub_generate(model, tokenizer, messages, max_new_tokens):
+def one_by_one(generate_one):
+    """A batched generate_fn from a one-conversation function."""
+    return lambda model, tok, conversations, n: [generate_one(model, tok, messages, n) for messages in conversations]
+
+
+def _stub_one(model, tokenizer, messages, max_new_tokens):
     question = messages[-1]["content"]
     item = re.search(r"item(\d+)", question.split("Question:")[-1]).group(1)
     if isinstance(model, Tuned):
         return CODES[int(item)]
     found = re.search(rf"item{item} \w+ is (code\d+)", question)
     return found.group(1) if found else "i do not know"
+
+
+_stub_generate = one_by_one(_stub_one)
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +96,9 @@ def test_without_tuned_and_without_documents(tokenizer):
 
 
 def test_tuned_significantly_better_recommends_fine_tuning(tokenizer):
+    @one_by_one
     def generate(model, tok, messages, n):  # RAG here retrieves nothing useful
-        return _stub_generate(model, tok, [{"role": "user", "content": messages[-1]["content"].split("Question:")[-1]}], n)
+        return _stub_one(model, tok, [{"role": "user", "content": messages[-1]["content"].split("Question:")[-1]}], n)
 
     report = run_compare(
         Base(), tokenizer, _eval_records(), generate_fn=generate, documents=["unrelated text"],
@@ -111,6 +120,7 @@ def test_helpers(tokenizer):
         run_compare(Base(), tokenizer, [], generate_fn=_stub_generate, metric="accuracy")
 
 
+@one_by_one
 def _greedy(model, tokenizer, messages, max_new_tokens):
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     batch = tokenizer(text, return_tensors="pt", add_special_tokens=False)

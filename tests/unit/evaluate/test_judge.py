@@ -30,10 +30,20 @@ def test_judge_grades_each_system_and_keeps_the_prompt(stub, monkeypatch):
     assert result["systems"] == {"before": 3.5, "after": 5.0}
     assert result["mean"] == pytest.approx(17 / 4) and result["unparsed"] == 0
     assert result["prompt"] == DEFAULT_PROMPT and result["model"] == "grader"
-    first = stub.requests[0]
-    assert first["path"] == "/v1/chat/completions" and first["auth"] == "Bearer sk-judge"
-    assert first["body"]["model"] == "grader" and first["body"]["temperature"] == 0
-    assert first["body"]["messages"][0]["content"] == render_prompt(judge, "capital of france?", "paris", "london")
+    assert len(stub.requests) == 4  # sent concurrently: arrival order is not the sample order
+    for request in stub.requests:
+        assert request["path"] == "/v1/chat/completions" and request["auth"] == "Bearer sk-judge"
+        assert request["body"]["model"] == "grader" and request["body"]["temperature"] == 0
+    sent = {r["body"]["messages"][0]["content"] for r in stub.requests}
+    assert render_prompt(judge, "capital of france?", "paris", "london") in sent
+
+
+def test_concurrent_replies_map_back_to_their_samples(stub):
+    samples = [{"prompt": f"q{i}", "reference": f"ref{i}", "after": f"ref{i}" if i % 3 else "wrong"} for i in range(20)]
+    result = judge_outputs(Judge(base_url=stub.url, model="m", concurrency=8), samples, ["after"])
+    assert result["per_example"]["after"] == [2.0 if i % 3 == 0 else 5.0 for i in range(20)]
+    one_by_one = judge_outputs(Judge(base_url=stub.url, model="m", concurrency=1), samples, ["after"])
+    assert one_by_one["per_example"] == result["per_example"] and one_by_one["replies"] == result["replies"]
 
 
 def test_no_key_sends_no_authorization(stub, monkeypatch):
@@ -104,5 +114,5 @@ def test_compare_reports_get_a_judge_column(stub):
     add_judge(report, Judge(base_url=stub.url, model="grader"), records)
     assert report["judge"]["systems"] == {"base zero-shot": 2.0, "fine-tuned": 5.0}
     assert [row["judge score (1-5)"] for row in report["table"]] == [2.0, 5.0]
-    assert "capital of france?" in stub.requests[0]["body"]["messages"][0]["content"]
+    assert any("capital of france?" in r["body"]["messages"][0]["content"] for r in stub.requests)  # sent concurrently
     assert any("grader prompt" in note for note in report["notes"])

@@ -13,10 +13,10 @@ import torch.nn.functional as F
 from lmforge.errors import UserError
 from lmforge.evaluate.metrics import classification_metrics
 from lmforge.evaluate.run import evaluate
-from lmforge.objectives.base import EvalOutput
+from lmforge.objectives.base import EvalOutput, ObjectiveBase
 
 
-class TokenLoss:
+class TokenLoss(ObjectiveBase):
     """A tiny causal objective: summed next-token CE over all non-pad tokens; records what it saw."""
 
     def __init__(self, metrics=("eval_loss", "perplexity")):
@@ -90,8 +90,9 @@ def test_no_features_is_a_user_error(llama):
         evaluate(TokenLoss(), llama, [], collate, 4)
 
 
-class Classify:
-    spec = SimpleNamespace(metrics=("eval_loss", "accuracy", "f1_macro"))
+class Classify(ObjectiveBase):
+    def __init__(self):
+        super().__init__(SimpleNamespace(metrics=("eval_loss", "accuracy", "f1_macro")), None)
 
     def eval_step(self, model, batch):
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits

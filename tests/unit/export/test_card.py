@@ -93,6 +93,7 @@ def test_adapter_method_card_snippet_loads_the_bottleneck_adapters(tmp_path, tin
     import torch
     from transformers import AutoModelForCausalLM
 
+    from lmforge.export import export_adapter
     from lmforge.methods import METHODS, build_method
     from lmforge.model.task import TaskInfo
 
@@ -102,10 +103,10 @@ def test_adapter_method_card_snippet_loads_the_bottleneck_adapters(tmp_path, tin
     with torch.no_grad():
         for param in (p for p in model.parameters() if p.requires_grad):
             param.normal_(0, 0.5)
-    method.save(model, tmp_path / "adapter")
+    export_adapter(method, model, tmp_path / "adapter")
     text = _method_card(tmp_path, "adapter", {"adapter": str(tmp_path / "adapter")})
     assert "PeftModel" not in text and "peft" not in yaml.safe_load(text.split("---")[1])["library_name"]
-    assert "lmforge serve RUN" in text
+    assert "lmforge serve" in text
     (snippet,) = _snippets(text)
     scope: dict = {}
     exec(snippet, scope)  # the card's own usage code attaches the saved adapters
@@ -115,31 +116,43 @@ def test_adapter_method_card_snippet_loads_the_bottleneck_adapters(tmp_path, tin
     assert scope["tokenizer"].chat_template
 
 
-def test_freeze_cards_load_through_lmforge(tmp_path, tiny_llama_dir):
-    pooled = tmp_path / "pooled"
-    pooled.mkdir()
-    (pooled / "freeze_manifest.json").write_text(json.dumps({"method": "freeze", "pooled_head": {}}))
-    text = _method_card(tmp_path, "freeze", {"adapter": str(pooled)})
-    assert f"load_pooled_export({str(pooled)!r})" in text and "PeftModel" not in text
-    assert "apply_chat_template" not in text  # a pooled head is a classifier
-
+def test_freeze_cards_load_through_lmforge(tmp_path, tiny_llama_dir, tiny_bert_dir):
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
+    from lmforge.export import export_adapter
     from lmforge.methods import METHODS, build_method
     from lmforge.model.task import TaskInfo
+
+    labels = ("neg", "pos")
+    task = TaskInfo("sequence_classification", 2, labels)
+    pooled = build_method("freeze", METHODS["freeze"].params.model_validate({"head": "pooled", "head_hidden": 4}))
+    torch.manual_seed(0)
+    base = AutoModelForSequenceClassification.from_pretrained(
+        tiny_bert_dir, num_labels=2, id2label=dict(enumerate(labels)), label2id={v: i for i, v in enumerate(labels)})
+    head = pooled.apply(base, task).eval()
+    export_adapter(pooled, head, tmp_path / "pooled", task=task)
+    card = _card(tmp_path, {"adapter": str(tmp_path / "pooled")})
+    card["method"], card["objective"] = {"name": "freeze", "head": "pooled", "head_hidden": 4}, "classification"
+    text = write_model_card(tmp_path, card).read_text()
+    assert "PeftModel" not in text and "apply_chat_template" not in text  # a pooled head is a classifier
+    scope: dict = {}
+    exec(_snippets(text)[0], scope)
+    batch = scope["tokenizer"](["good food", "bad taste here"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        assert torch.allclose(scope["model"](**batch).logits, head(**batch).logits, atol=1e-6)
 
     method = build_method("freeze", METHODS["freeze"].params.model_validate({"last_layers": 1}))
     model = method.apply(AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32), TaskInfo("causal_lm"))
     trained = next(n for n, p in model.named_parameters() if p.requires_grad)
     with torch.no_grad():
         model.get_parameter(trained).add_(1.0)
-    method.save(model, tmp_path / "tensors")
+    export_adapter(method, model, tmp_path / "tensors")
     card = _card(tmp_path, {"adapter": str(tmp_path / "tensors")})
-    card["method"], card["base_model"] = {"name": "freeze"}, str(tiny_llama_dir)
+    card["method"], card["base_model"] = {"name": "freeze", "last_layers": 1}, str(tiny_llama_dir)
     text = write_model_card(tmp_path, card).read_text()
     assert "PeftModel" not in text
-    scope: dict = {}
+    scope = {}
     exec(_snippets(text)[0], scope)
     assert type(scope["model"]).__name__ == "LlamaForCausalLM"
     assert torch.equal(scope["model"].get_parameter(trained), model.get_parameter(trained))

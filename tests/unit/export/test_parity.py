@@ -74,12 +74,10 @@ def test_lost_chat_template_fails(reference, tiny_llama_dir, tmp_path):
 def test_greedy_divergence_beyond_tie_fails(reference, tmp_path):
     model, tok = reference
 
-    prompt_len = len(tok(tok.apply_chat_template(PROMPTS[0], tokenize=False, add_generation_prompt=True))["input_ids"])
-
-    class Drifting(torch.nn.Module):  # exact on the prompt, pushed toward one token once generating
+    class Drifting(torch.nn.Module):  # exact on the prompt, pushed toward one token once decoding from the cache
         def forward(self, **inputs):
             out = model(**inputs)
-            if inputs["input_ids"].shape[1] > prompt_len:
+            if inputs.get("past_key_values") is not None:
                 out.logits[..., 10] += 100.0
             return out
 
@@ -104,3 +102,19 @@ def test_verify_merged_per_dtype(reference, tiny_llama_dir, tmp_path, dtype):
     result = verify_merged(model, tok, tmp_path / dtype, PROMPTS, dtype=dtype, max_new_tokens=4)
     assert result.passed and result.format == f"merged-{dtype}"
     assert (tmp_path / dtype / "parity.json").is_file()
+
+
+def test_document_prompts_keep_max_length_tokens_not_400_characters(reference):
+    from lmforge.export.parity import leading_tokens
+
+    _, tok = reference
+    text = " ".join(["the bank loan interest rate is good"] * 80)  # ~2700 characters, 560 tokens
+    assert len(text) > 400 and leading_tokens(tok, text, 10_000) == text
+    cut = leading_tokens(tok, text, 100)
+    assert text.startswith(cut) and len(cut) > 400
+    assert len(tok(cut, add_special_tokens=False)["input_ids"]) == 100
+
+
+def test_parity_result_records_its_wall_time(reference, tiny_llama_dir, tmp_path):
+    result = _check(reference, _reload(tiny_llama_dir), tmp_path)
+    assert result.seconds > 0 and json.loads((tmp_path / "parity.json").read_text())["seconds"] == result.seconds

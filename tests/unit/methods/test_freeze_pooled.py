@@ -121,7 +121,7 @@ def test_second_epoch_runs_zero_encoder_forwards(dirs):
 
 
 def test_training_loop_epoch_two_runs_zero_encoder_forwards(dirs, tmp_path):
-    from lmforge.config.schema import TrainConfig
+    from lmforge.config.schema import RuntimeConfig, TrainConfig
     from lmforge.model import load_tokenizer
     from lmforge.objectives import build_objective
     from lmforge.objectives.registry import get_objective_spec
@@ -142,8 +142,8 @@ def test_training_loop_epoch_two_runs_zero_encoder_forwards(dirs, tmp_path):
         def on_step(self, state, logs):
             per_step.append(len(calls))
 
-    cfg = TrainConfig(epochs=2, batch_size=2, lr=0.01, precision="fp32", device="cpu")
-    train(model, objective, features, train_cfg=cfg, run_dir=tmp_path, collate=lambda f: objective.collate(f, tokenizer),
+    cfg = TrainConfig(epochs=2, batch_size=2, lr=0.01)
+    train(model, objective, features, train_cfg=cfg, runtime_cfg=RuntimeConfig(precision="fp32", device="cpu"), run_dir=tmp_path, collate=lambda f: objective.collate(f, tokenizer),
           evaluate_fn=None, seed=0, best_metric="eval_loss", metric_mode="min", resume=False, callbacks=[Count()])
     assert per_step == [1, 2, 3, 3, 3, 3]  # epoch 1: one encoder forward per step; epoch 2: none
     assert model.cache.hits == len(texts) and model.cache.misses == len(texts)
@@ -247,12 +247,13 @@ def test_pooled_head_needs_a_classification_objective(tmp_path):
 
 
 def test_export_folder_loads_for_serving_with_labels_and_hidden_states(dirs, tmp_path):
-    from lmforge.methods.freeze.method import load_pooled_export
+    from lmforge.export import export_adapter, load_export
 
-    method, model = _pooled(dirs, head_hidden=4)
+    method, model = _pooled(dirs, head_hidden=4, cache_features=True)
     model.eval()
-    method.save(model, tmp_path)
-    served, tokenizer = load_pooled_export(tmp_path)
+    export_adapter(method, model, tmp_path / "adapter", task=task_for(HEAD))
+    served, tokenizer = load_export(tmp_path / "adapter")
+    assert served.cache is None  # loaded for inference: no feature cache growing with traffic
     enc = tokenizer(["good food", "bad taste here"], padding=True, return_tensors="pt")
     out = served(**enc, output_hidden_states=True)
     assert torch.allclose(out.logits, model(**enc).logits, atol=1e-6)
@@ -260,11 +261,13 @@ def test_export_folder_loads_for_serving_with_labels_and_hidden_states(dirs, tmp
     assert list(served.config.id2label.values()) == list(task_for(HEAD).labels)
 
 
-def test_loading_a_non_pooled_folder_for_serving_is_a_user_error(tmp_path):
-    from lmforge.methods.freeze.method import load_pooled_export
+def test_loading_a_folder_without_an_export_manifest_is_a_user_error(dirs, tmp_path):
+    from lmforge.export import load_export
 
-    with pytest.raises(UserError, match="not a pooled-head export"):
-        load_pooled_export(tmp_path)
+    method, model = _pooled(dirs)
+    method.save(model, tmp_path)  # the method's files alone: no lmforge.json naming base, task and method
+    with pytest.raises(UserError, match="not an lmforge export"):
+        load_export(tmp_path)
 
 
 @pytest.mark.slow

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from lmforge.config.schema import TrainConfig
+from lmforge.config.schema import RuntimeConfig, TrainConfig
 from lmforge.data.preference import collate_pairs, encode_pairs
 from lmforge.evaluate.run import evaluate
 from lmforge.methods import build_method, get_method_spec
@@ -54,15 +54,15 @@ def test_dpo_short_training_run_improves_train_pairs(tiny_llama_dir, tmp_path, m
     obj = objective("dpo", beta=0.5)
     method = build_method(method_name, get_method_spec(method_name).params(**({"r": 8} if method_name == "lora" else {})))
     net = method.apply(model(tiny_llama_dir, obj), obj.task_info(None))
-    obj.bind(net, tok)
+    obj.bind(net, tok, lambda: method.reference(net))
     features = obj.encode(PAIRS, tok, PREF_DATA)
     collate = lambda f: obj.collate(f, tok)  # noqa: E731
     before = evaluate(obj, net, features, collate, batch_size=4)
     assert before["eval_loss"] == pytest.approx(math.log(2), abs=1e-5)
     cfg = TrainConfig(max_steps=12, batch_size=2, lr=5e-3 if method_name == "lora" else 2e-3, warmup_ratio=0.0,
-                      scheduler="constant", precision="fp32", device="cpu", tensorboard=False, log_every=4,
-                      eval_every=12)
-    result = train(net, obj, features, train_cfg=cfg, run_dir=tmp_path, collate=collate,
+                      scheduler="constant", tensorboard=False, log_every=4, eval_every=12)
+    result = train(net, obj, features, train_cfg=cfg, runtime_cfg=RuntimeConfig(precision="fp32", device="cpu"),
+                   run_dir=tmp_path, collate=collate,
                    evaluate_fn=lambda m: evaluate(obj, m, features, collate, 4), seed=0,
                    best_metric="eval_loss", metric_mode="min")
     after = evaluate(obj, net, features, collate, batch_size=4)
@@ -101,7 +101,7 @@ def test_frozen_reference_ignores_training_for_full_models(tiny_llama_dir):
             p.mul_(1.05)
     after = obj.pair_stats(net, batch)
     assert torch.allclose(before.ref_chosen, after.ref_chosen)
-    assert not all(p.requires_grad for p in obj.reference.frozen.parameters())
+    assert not all(p.requires_grad for p in obj.reference.policy.frozen.parameters())
 
 
 @pytest.mark.parametrize("name", ["simpo", "orpo"])

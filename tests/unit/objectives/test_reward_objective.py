@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from lmforge.config.schema import TrainConfig
+from lmforge.config.schema import RuntimeConfig, TrainConfig
 from lmforge.evaluate.run import evaluate
 from lmforge.objectives.reward.objective import bradley_terry_losses
 from lmforge.train import train
@@ -35,9 +35,8 @@ def test_reward_model_learns_to_rank_pairs(tiny_llama_dir, tmp_path):
     collate = lambda f: obj.collate(f, tok)  # noqa: E731
     batch = collate(features)
     assert "labels" not in batch and batch["input_ids"].shape[0] == 2 * len(PAIRS)
-    cfg = TrainConfig(max_steps=15, batch_size=4, lr=3e-3, warmup_ratio=0.0, scheduler="constant",
-                      precision="fp32", device="cpu", tensorboard=False)
-    train(net, obj, features, train_cfg=cfg, run_dir=tmp_path, collate=collate, evaluate_fn=None, seed=0,
+    cfg = TrainConfig(max_steps=15, batch_size=4, lr=3e-3, warmup_ratio=0.0, scheduler="constant", tensorboard=False)
+    train(net, obj, features, train_cfg=cfg, runtime_cfg=RuntimeConfig(precision="fp32", device="cpu"), run_dir=tmp_path, collate=collate, evaluate_fn=None, seed=0,
           best_metric="eval_loss", metric_mode="min")
     metrics = evaluate(obj, net, features, collate, batch_size=4)
     assert metrics["pairwise_accuracy"] == 1.0

@@ -1,4 +1,7 @@
-"""Serving a method-``adapter`` run (lmforge's bottleneck adapters, unmerged) and refusing them at run time."""
+"""Serving a method-``adapter`` run (lmforge's bottleneck adapters, unmerged) and refusing them at run time.
+
+The server knows no method by name: it reads the export's ``lmforge.json`` and lets the recorded
+method load its weights (lmforge.export.load_export)."""
 
 from __future__ import annotations
 
@@ -11,7 +14,8 @@ import torch
 
 from lmforge.config.serve import ServeConfig
 from lmforge.errors import UserError
-from lmforge.serve.store import is_bottleneck_adapter, resolve_target
+from lmforge.export import export_adapter
+from lmforge.serve.store import is_export, is_peft_adapter, resolve_target
 from tests.unit.serve.conftest import KEY, LiveServer, http
 
 PROMPT = "what is the interest rate of the bank"
@@ -37,12 +41,12 @@ def _adapted(tiny_llama_dir: Path):
 
 @pytest.fixture(scope="module")
 def run_dir(tiny_llama_dir, tmp_path_factory):
-    """A run folder whose only export is export/adapter/ written by AdapterMethod.save (+ the greedy reference)."""
+    """A run folder whose only export is export/adapter/ written by export_adapter (+ the greedy reference)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     run = tmp_path_factory.mktemp("runs") / "bankrun"
     method, model = _adapted(Path(tiny_llama_dir))
-    method.save(model, run / "export" / "adapter")
+    export_adapter(method, model, run / "export" / "adapter")
     tokenizer = AutoTokenizer.from_pretrained(tiny_llama_dir)
     tokenizer.save_pretrained(run / "export" / "adapter")
     ids = tokenizer(PROMPT, return_tensors="pt")["input_ids"]
@@ -75,16 +79,20 @@ def _greedy(live, model: str) -> dict:
     return body["choices"][0]
 
 
-def test_save_records_the_base_model_and_task(run_dir, tiny_llama_dir):
-    saved = json.loads((run_dir / "export" / "adapter" / "adapter_config.json").read_text())
-    assert saved["method"] == "adapter" and Path(saved["base_model_name_or_path"]) == Path(tiny_llama_dir)
-    assert saved["task"] == {"head": "causal_lm", "labels": None}
-    assert is_bottleneck_adapter(run_dir / "export" / "adapter")
+def test_export_records_the_method_base_model_and_task(run_dir, tiny_llama_dir):
+    folder = run_dir / "export" / "adapter"
+    manifest = json.loads((folder / "lmforge.json").read_text())
+    assert manifest["method"]["name"] == "adapter" and manifest["method"]["params"]["reduction_factor"] == 2
+    assert Path(manifest["base_model"]["path"]) == Path(tiny_llama_dir)
+    assert manifest["task"] == {"head": "causal_lm", "labels": None}
+    saved = json.loads((folder / "adapter_config.json").read_text())
+    assert saved["base_model_name_or_path"] == manifest["base_model"]["id"]
+    assert is_export(folder) and not is_peft_adapter(folder)
 
 
 def test_resolve_target_serves_the_run_under_its_name(run_dir, tiny_llama_dir, tmp_path):
     t = resolve_target(run_dir, ServeConfig())
-    assert t.name == "bankrun" and not t.adapters and t.bottleneck == (run_dir / "export" / "adapter").resolve()
+    assert t.name == "bankrun" and not t.adapters and t.export == (run_dir / "export" / "adapter").resolve()
     assert t.base == Path(tiny_llama_dir)
     override = tmp_path / "base-copy"
     shutil.copytree(tiny_llama_dir, override)
@@ -96,9 +104,9 @@ def test_resolve_target_serves_the_run_under_its_name(run_dir, tiny_llama_dir, t
 def test_missing_base_path_asks_for_base(run_dir, tmp_path):
     folder = tmp_path / "old"
     shutil.copytree(run_dir / "export" / "adapter", folder)
-    saved = json.loads((folder / "adapter_config.json").read_text())
-    del saved["base_model_name_or_path"]
-    (folder / "adapter_config.json").write_text(json.dumps(saved))
+    manifest = json.loads((folder / "lmforge.json").read_text())  # a base that moved away
+    manifest["base_model"].update(path=str(tmp_path / "gone"), model={"name": str(tmp_path / "gone")})
+    (folder / "lmforge.json").write_text(json.dumps(manifest))
     with pytest.raises(UserError) as err:
         resolve_target(folder, ServeConfig())
     assert "base_model" in err.value.hint
@@ -152,8 +160,8 @@ def test_classification_run_is_served_as_a_classifier(tiny_bert_dir, tmp_path):
     with torch.no_grad():
         for param in (p for p in model.parameters() if p.requires_grad):
             param.normal_(0, 0.5)
-    method.save(model.eval(), tmp_path / "clfrun" / "export" / "adapter")
-    saved = json.loads((tmp_path / "clfrun" / "export" / "adapter" / "adapter_config.json").read_text())
+    export_adapter(method, model.eval(), tmp_path / "clfrun" / "export" / "adapter")  # task read from the model
+    saved = json.loads((tmp_path / "clfrun" / "export" / "adapter" / "lmforge.json").read_text())
     assert saved["task"] == {"head": "sequence_classification", "labels": list(labels)}
     store = ModelStore(resolve_target(tmp_path / "clfrun", ServeConfig()))
     assert store.kind == "classifier" and store.name == "clfrun"

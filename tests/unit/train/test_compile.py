@@ -1,11 +1,11 @@
-"""train.compile: the transformer blocks are torch.compile'd in place behind the runtime."""
+"""runtime.compile: the transformer blocks are torch.compile'd in place behind the runtime."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from lmforge.config.schema import ModelConfig, TrainConfig
+from lmforge.config.schema import ModelConfig, RuntimeConfig, TrainConfig
 from lmforge.data.collate import collate_causal
 from lmforge.methods import METHODS, build_method
 from lmforge.model import load_model
@@ -48,10 +48,10 @@ def test_compiled_training_matches_eager_and_checkpoints_load(tiny_llama_dir, tm
     results = {}
     for compiled in (False, True):
         model = _model(tiny_llama_dir)
-        cfg = TrainConfig(max_steps=4, batch_size=8, lr=1e-3, device="cpu", precision="fp32", tensorboard=False,
-                          log_every=1, compile=compiled)
+        cfg = TrainConfig(max_steps=4, batch_size=8, lr=1e-3, tensorboard=False, log_every=1)
         losses = _Losses()
-        train(model, objective, features, train_cfg=cfg, run_dir=tmp_path / str(compiled),
+        train(model, objective, features, train_cfg=cfg, runtime_cfg=RuntimeConfig(device="cpu", precision="fp32", compile=compiled),
+              run_dir=tmp_path / str(compiled),
               collate=lambda f: collate_causal(f, 0), evaluate_fn=None, seed=0, best_metric="eval_loss",
               metric_mode="min", callbacks=[losses])
         results[compiled] = (losses.values, trainable_state(model))

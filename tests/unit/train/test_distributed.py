@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from lmforge.config.schema import TrainConfig
+from lmforge.config.schema import RuntimeConfig, TrainConfig
 from lmforge.train.distributed import ProcessInfo, RootForward, process_info, shard_window
 from lmforge.train.launch import launched, strip_nproc, torchrun_command
 from lmforge.train.runtime import Runtime
@@ -88,10 +88,10 @@ def test_root_forward_runs_the_wrapped_module_and_hides_its_decoder():
 
 
 def test_distributed_config_defaults_and_strictness():
-    cfg = TrainConfig()
+    cfg = RuntimeConfig()
     assert (cfg.distributed.strategy, cfg.distributed.backend) == ("ddp", "auto")
-    assert TrainConfig(distributed={"strategy": "fsdp"}).distributed.strategy == "fsdp"
+    assert RuntimeConfig(distributed={"strategy": "fsdp"}).distributed.strategy == "fsdp"
     with pytest.raises(ValueError):
-        TrainConfig(distributed={"strategy": "deepspeed"})
+        RuntimeConfig(distributed={"strategy": "deepspeed"})
     with pytest.raises(ValueError):
-        TrainConfig(distributed={"stratgy": "ddp"})
+        RuntimeConfig(distributed={"stratgy": "ddp"})

@@ -104,3 +104,27 @@ def test_bf16_base_halves_frozen_weights():
     frozen = 134_515_008 - lora
     assert fp32_base.breakdown["weights"] - bf16_base.breakdown["weights"] == pytest.approx(frozen * 2, rel=0.01)
     assert any("base_dtype" in s.change for s in suggest(fp32_base, fp32_base.peak_bytes - frozen))
+
+
+MINILM = {"hidden_size": 384, "num_hidden_layers": 6, "intermediate_size": 1536, "vocab_size": 30522,
+          "num_attention_heads": 12, "model_type": "bert", "attention_probs_dropout_prob": 0.1,
+          "hidden_dropout_prob": 0.1}
+
+
+def test_model_dropout_keeps_attention_probabilities_and_masks():
+    args = {"trainable_params": None, "batch_size": 16, "seq_lengths": [128] * 16, "classifier": True}
+    with_dropout = estimate(MINILM, **args).breakdown["activations"]
+    without = estimate({**MINILM, "attention_probs_dropout_prob": 0.0, "hidden_dropout_prob": 0.0},
+                       **args).breakdown["activations"]
+    layers_kept = 6 + 3  # every layer + the backward transient ones
+    attn = 16 * 12 * 128 * 128 * (3 * 4 + 1)  # scores, probabilities, dropped copy (fp32) + mask, per layer
+    hidden = 2 * 16 * 128 * 384 * (4 + 1)
+    assert with_dropout - without == pytest.approx(layers_kept * (attn + hidden))
+
+
+def test_classifier_and_adapter_dropout_terms():
+    base = _est(trainable_params=4_000_000)
+    assert _est(trainable_params=4_000_000, classifier=True).breakdown["logits"] == 0.0 < base.breakdown["logits"]
+    dropped = _est(trainable_params=4_000_000, dropout_elements=30 * 4992)
+    tokens = 4 * 512  # the worst padded micro-batch of LENGTHS at batch 4
+    assert dropped.breakdown["activations"] - base.breakdown["activations"] == pytest.approx(tokens * 30 * 4992 * 5)

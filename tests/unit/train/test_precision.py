@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lmforge.config.schema import ModelConfig, TrainConfig
+from lmforge.config.schema import ModelConfig, RuntimeConfig, TrainConfig
 from lmforge.data.collate import collate_causal
 from lmforge.errors import UserError
 from lmforge.methods import METHODS, build_method
@@ -59,10 +59,12 @@ class _Spy(Callback):
 
 def _train(model, tmp_path, features, **options):
     objective = build_objective("causal_lm", get_objective_spec("causal_lm").params())
-    settings = dict(max_steps=24, batch_size=8, lr=1e-2, device="cpu", tensorboard=False, log_every=100, warmup_ratio=0.0)
+    settings = dict(max_steps=24, batch_size=8, lr=1e-2, tensorboard=False, log_every=100, warmup_ratio=0.0)
+    runtime = {k: options.pop(k) for k in list(options) if k in RuntimeConfig.model_fields}
     cfg = TrainConfig(**{**settings, **options})
     spy = _Spy(model)
-    result = train(model, objective, features, train_cfg=cfg, run_dir=tmp_path, collate=lambda f: collate_causal(f, 0),
+    result = train(model, objective, features, train_cfg=cfg, runtime_cfg=RuntimeConfig(device="cpu", **runtime),
+                   run_dir=tmp_path, collate=lambda f: collate_causal(f, 0),
                    evaluate_fn=None, seed=0, best_metric="eval_loss", metric_mode="min", callbacks=[spy])
     return spy, result
 
@@ -142,8 +144,8 @@ def test_classification_head_with_bf16_base_trains_and_evaluates(tiny_llama_dir,
             out = m(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
         return {"eval_loss": float(out.logits.float().abs().mean())}
 
-    cfg = TrainConfig(max_steps=2, batch_size=4, device="cpu", precision="bf16", tensorboard=False, eval_every=1)
-    train(model, objective, features, train_cfg=cfg, run_dir=tmp_path, collate=collate, evaluate_fn=evaluate_fn,
+    cfg = TrainConfig(max_steps=2, batch_size=4, tensorboard=False, eval_every=1)
+    train(model, objective, features, train_cfg=cfg, runtime_cfg=RuntimeConfig(device="cpu", precision="bf16"), run_dir=tmp_path, collate=collate, evaluate_fn=evaluate_fn,
           seed=0, best_metric="eval_loss", metric_mode="min")
     assert seen == [torch.bfloat16, torch.bfloat16]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from lmforge.config.schema import ModelConfig, TrainConfig
+from lmforge.config.schema import ModelConfig, RuntimeConfig, TrainConfig
 from lmforge.data.packing import pack_features
 from lmforge.data.shards import TokenShards, encode_to_shards, write_token_shards
 from lmforge.methods import METHODS, build_method
@@ -36,10 +36,9 @@ def _losses(model_dir, features, tmp_path):
     method = build_method("lora", METHODS["lora"].params())
     model = method.apply(load_model(ModelConfig(name=str(model_dir)), task), task)
     objective = build_objective("causal_lm", get_objective_spec("causal_lm").params())
-    cfg = TrainConfig(max_steps=6, batch_size=4, grad_accum=2, lr=1e-2, device="cpu", precision="fp32",
-                      tensorboard=False, log_every=100)
+    cfg = TrainConfig(max_steps=6, batch_size=4, grad_accum=2, lr=1e-2, tensorboard=False, log_every=100)
     spy = _Losses()
-    train(model, objective, features, train_cfg=cfg, run_dir=tmp_path, collate=lambda f: objective.collate(f, _Pad()),
+    train(model, objective, features, train_cfg=cfg, runtime_cfg=RuntimeConfig(device="cpu", precision="fp32"), run_dir=tmp_path, collate=lambda f: objective.collate(f, _Pad()),
           evaluate_fn=None, seed=0, best_metric="eval_loss", metric_mode="min", callbacks=[spy])
     return spy.values
 

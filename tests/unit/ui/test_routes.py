@@ -108,7 +108,8 @@ def test_feedback_round_trip_feeds_preference_training(ui, runs_dir):
 
     cfg = parse_config({"model": {"name": "x"}, "data": {"format": "preference", "train": str(folder / "preferences.jsonl")},
                         "objective": {"name": "dpo"}})
-    assert len(load_splits(cfg.data, 0).train) + len(load_splits(cfg.data, 0).eval) == len(prefs)
+    splits = load_splits(cfg.data, 0)
+    assert sum(map(len, (splits.train, splits.validation, splits.test))) == len(prefs)
 
 
 def test_feedback_same_form_twice_and_same_item_twice_store_one(ui, runs_dir):

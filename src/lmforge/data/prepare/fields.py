@@ -55,18 +55,7 @@ def map_text(record: dict, data_format: str, fn: Callable[[str], str], only: lis
 
 def strings(record: dict, data_format: str) -> list[str]:
     """All text strings of the record, in field order (a list of messages: their contents)."""
-    return _strings(record, get_format(data_format).text_fields)
-
-
-def _strings(record: dict, names: tuple[str, ...], skip_roles: tuple[str, ...] = ()) -> list[str]:
-    found: list[str] = []
-    for name in names:
-        value = record.get(name)
-        if isinstance(value, list):  # messages
-            found.extend(m.get("content", "") for m in value if isinstance(m, dict) and m.get("role") not in skip_roles)
-        elif isinstance(value, str):
-            found.append(value)
-    return found
+    return get_format(data_format).strings(record)
 
 
 def joined_text(record: dict, data_format: str) -> str:
@@ -82,4 +71,4 @@ def content_text(record: dict, data_format: str) -> str:
     spec = get_format(data_format)
     if spec.content_fields is not None:
         return "\n".join(record.get(k) or "" for k in spec.content_fields)
-    return "\n".join(s for s in _strings(record, spec.text_fields, skip_roles=("system",)) if s)
+    return "\n".join(s for s in spec.strings(record, skip_roles=("system",)) if s)

@@ -27,6 +27,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from lmforge.atomic import publish_dir
 from lmforge.config.prepare import PrepareConfig
+from lmforge.config.schema import SplitConfig
 from lmforge.data.formats import get_format
 from lmforge.data.prepare import clean
 from lmforge.data.prepare.audit import RuleLog, library_versions, sha256_file, write_manifest, write_report
@@ -35,12 +36,13 @@ from lmforge.data.prepare.fields import joined_text
 from lmforge.data.prepare.filters import length_of
 from lmforge.data.prepare.html_report import write_html
 from lmforge.data.prepare.labels import ConflictVotes, drop_conflicts, infer_known, resolve_records, similar_labels
-from lmforge.data.prepare.split import TRAIN, VALIDATION, SplitPlan
+from lmforge.data.split import TRAIN, VALIDATION, SplitPlan
 from lmforge.data.prepare.store import read_jsonl, spool, write_jsonl
 from lmforge.errors import UserError, storage_error
 from lmforge.outputs import read_marker, write_marker
 
 SPLITS = ("train", "validation", "test")
+Held = dict  # "validation" / "test" -> records (None: carved out of train)
 Paraphrase = Callable[[list[str]], list[list[str]]]
 
 
@@ -76,6 +78,7 @@ class _Run:
 
     data_format: str
     cfg: PrepareConfig
+    split: SplitConfig
     seed: int
     tokenizer: Any
     log: RuleLog
@@ -139,31 +142,29 @@ def _labels(run: _Run, path: Path, allowed: list[str], inferred: bool) -> Iterat
     return drop_conflicts(read_jsonl(labelled), votes.conflicts(), cfg, event)
 
 
-def _checked(run: _Run, records: Iterable[dict], held: Iterable[dict] | None) -> tuple[Iterator[dict], Iterator[dict] | None]:
-    """Cleaned (and, for classification, label-checked) train and held-out streams."""
+def _checked(run: _Run, records: Iterable[dict], held: Held) -> tuple[Iterator[dict], Held]:
+    """Cleaned (and, for classification, label-checked) train and held-out (validation / test) streams."""
     train_path, counts = _clean(run, records, "train")
-    held_path = _clean(run, held, "validation")[0] if held is not None else None
+    held_paths = {part: _clean(run, stream, part)[0] for part, stream in held.items() if stream is not None}
     if get_format(run.data_format).label is None:
-        return read_jsonl(train_path), read_jsonl(held_path) if held_path else None
+        return read_jsonl(train_path), {part: read_jsonl(path) for part, path in held_paths.items()}
     allowed = list(run.cfg.labels.known or infer_known(counts, run.cfg.labels.rare_share))
     train = _labels(run, train_path, allowed, run.cfg.labels.known is None)
-    return train, _labels(run, held_path, allowed, False) if held_path else None
+    return train, {part: _labels(run, path, allowed, False) for part, path in held_paths.items()}
 
 
-def _split_plan(run: _Run, held_given: bool) -> SplitPlan:
-    cfg = run.cfg.split
-    if held_given:  # the user's eval set is the validation split; test still comes out of train
-        share = cfg.test / (1 - cfg.validation) if cfg.test else 0.0
-        cfg = cfg.model_copy(update={"validation": 0.0, "test": share})
-    return SplitPlan(cfg, run.seed, run.cfg.split.stratify and get_format(run.data_format).label is not None)
+def _split_plan(run: _Run, held: Held) -> SplitPlan:
+    """The run's split (data.split); a held-out part the user gave as its own source is not carved."""
+    shares = {part: 0.0 if held.get(part) is not None else getattr(run.split, part) for part in ("validation", "test")}
+    return SplitPlan(run.split, run.seed, run.data_format, **shares)
 
 
 def _dedup_and_split(
-    run: _Run, train: Iterator[dict], held: Iterator[dict] | None, out: dict[str, Any], leaks: clean.LeakIndex
+    run: _Run, train: Iterator[dict], held: Held, out: dict[str, Any], leaks: clean.LeakIndex
 ) -> tuple[Path, SplitPlan, clean.Deduplicator]:
-    """Deduplicate train (spooled, ranked for the split) and the user's eval set (written as validation)."""
+    """Deduplicate train (spooled, ranked for the split) and the user's own validation / test sets."""
     fmt, dcfg = run.data_format, run.cfg.dedup
-    plan = _split_plan(run, held is not None)
+    plan = _split_plan(run, held)
     keeper = clean.Deduplicator(fmt, dcfg, run.seed, run.log, "train", str(run.work))
 
     def kept() -> Iterator[dict]:
@@ -174,13 +175,15 @@ def _dedup_and_split(
 
     path = run.path("train.kept.jsonl")
     spool(kept(), path)
-    if held is not None:
-        held_keeper = clean.Deduplicator(fmt, dcfg, run.seed, run.log, "validation", str(run.work))
-        for record in held:
+    for part, stream in held.items():
+        if stream is None:
+            continue
+        held_keeper = clean.Deduplicator(fmt, dcfg, run.seed, run.log, part, str(run.work))
+        for record in stream:
             if held_keeper.keep(record):
-                write_jsonl(out["validation"], record)
+                write_jsonl(out[part], record)
                 leaks.add(record)
-                out["counts"]["validation"] += 1
+                out["counts"][part] += 1
     plan.finish()
     return path, plan, keeper
 
@@ -197,7 +200,7 @@ def _write_train(
 
         def originals() -> Iterator[dict]:
             for i, record in enumerate(read_jsonl(kept)):
-                if plan.side(record, i) == TRAIN and not leaks.leaks(record, keeper.signature(i)):
+                if plan.side(i) == TRAIN and not leaks.leaks(record, keeper.signature(i)):
                     offsets.append(fh.tell())
                     write_jsonl(fh, record)
                     yield record
@@ -238,7 +241,7 @@ def _oversample(path: Path, offsets: array, augmenter: Augmenter) -> None:
             write_jsonl(out, record)
 
 
-def _outputs(run: _Run, train: Iterator[dict], held: Iterator[dict] | None, paraphrase: Paraphrase | None) -> tuple[dict[str, int], array, dict[str, int]]:
+def _outputs(run: _Run, train: Iterator[dict], held: Held, paraphrase: Paraphrase | None) -> tuple[dict[str, int], array, dict[str, int]]:
     """All passes after cleaning; writes the three split files into the work folder."""
     leaks = clean.LeakIndex(run.data_format, run.cfg.dedup, run.seed, run.log, str(run.work))
     counts = {name: 0 for name in SPLITS}
@@ -246,7 +249,7 @@ def _outputs(run: _Run, train: Iterator[dict], held: Iterator[dict] | None, para
         out = {"validation": val, "test": test, "counts": counts}
         kept, plan, keeper = _dedup_and_split(run, train, held, out, leaks)
         for i, record in enumerate(read_jsonl(kept)):
-            side = plan.side(record, i)
+            side = plan.side(i)
             if side != TRAIN:
                 name = "validation" if side == VALIDATION else "test"
                 write_jsonl(out[name], record)
@@ -321,15 +324,18 @@ def run_prepare(
     inputs: list[Path],
     seed: int,
     tokenizer: Any = None,
-    eval_records: Iterable[dict] | None = None,
+    split: SplitConfig | None = None,
+    validation_records: Iterable[dict] | None = None,
+    test_records: Iterable[dict] | None = None,
     paraphrase: Paraphrase | None = None,
     check_out: Callable[[list[Path]], None] | None = None,
 ) -> PrepareResult:
     """Prepare canonical ``records`` (each with ``_where``) and write splits + audit into ``out_dir``.
 
-    ``records`` / ``eval_records`` may be lists or one-shot iterators (e.g. a generator reading
-    a file); each is read once. ``eval_records`` (optional) become the validation split after
-    the same cleaning; the train copy of any example also found (exactly or nearly) in
+    ``records`` / ``validation_records`` / ``test_records`` may be lists or one-shot iterators (e.g. a
+    generator reading a file); each is read once. ``split`` (``data.split``; default shares 0.1 / 0.1)
+    carves validation and test out of ``records`` with the one split engine (:mod:`lmforge.data.split`),
+    except a part given as its own records: those become that split after the same cleaning. The train copy of any example also found (exactly or nearly) in
     validation/test is dropped and logged. ``tokenizer`` (optional) makes length filters count
     tokens. ``paraphrase`` (texts -> paraphrases per text) is required when
     ``augment.paraphrase`` is set (see :class:`~lmforge.data.prepare.paraphrase.ModelParaphraser`).
@@ -354,8 +360,8 @@ def run_prepare(
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".prepare", dir=out_dir.parent))
     try:
         (work / WORK_MARKER).write_text("a work folder of lmforge data prepare; safe to delete\n")
-        run = _Run(data_format, cfg, seed, tokenizer, RuleLog(cfg.examples_per_rule), work)
-        train, held = _checked(run, records, eval_records)
+        run = _Run(data_format, cfg, split or SplitConfig(), seed, tokenizer, RuleLog(cfg.examples_per_rule), work)
+        train, held = _checked(run, records, {"validation": validation_records, "test": test_records})
         counts, lengths, balance = _outputs(run, train, held, paraphrase)
         manifest = _manifest(run, out_dir, inputs, counts)
         manifest["label_balance"] = balance if get_format(data_format).label else None

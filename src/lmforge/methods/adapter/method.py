@@ -7,15 +7,14 @@ output projection is the last linear layer whose name mentions ``attn`` / ``atte
 be named explicitly (``method.mlp_output`` / ``method.attention_output``).
 
 Saved folder: ``adapter_weights.safetensors`` (adapters + the trained task head) and
-``adapter_config.json`` (method, the base model's path, the task head and labels, params, the
-projections adapted, the tensor names).
+``adapter_config.json`` (method, the base model's path, params, the projections adapted, the
+tensor names). The export around it (``lmforge.json``) records the base model and the task head.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -25,8 +24,8 @@ from lmforge.atomic import atomic_write_text
 from lmforge.errors import UserError
 from lmforge.methods.adapter.config import AdapterParams
 from lmforge.methods.adapter.module import CHILD, attach_adapter
+from lmforge.methods.base import MethodBase
 from lmforge.methods.freeze.method import head_names, transformer_blocks
-from lmforge.methods.registry import MethodSpec
 from lmforge.model.task import TaskInfo
 
 WEIGHTS = "adapter_weights.safetensors"
@@ -89,23 +88,11 @@ def _base_path(model: nn.Module) -> str:
     return str(Path(name).resolve()) if name and Path(name).exists() else name
 
 
-def _task_record(model: nn.Module) -> dict[str, Any]:
-    """{"head": "causal_lm" | "sequence_classification", "labels": [...] | None} of ``model`` (for serving)."""
-    if type(model).__name__.endswith("ForSequenceClassification"):
-        id2label = getattr(model.config, "id2label", None) or {}
-        return {"head": "sequence_classification", "labels": [id2label[i] for i in sorted(id2label)]}
-    return {"head": "causal_lm", "labels": None}
+class AdapterMethod(MethodBase):
+    """Freezes the base, attaches bottleneck adapters, trains them (+ the classification head).
+    Not mergeable (the default ``merge``): the adapters are non-linear."""
 
-
-class AdapterMethod:
-    """Freezes the base, attaches bottleneck adapters, trains them (+ the classification head)."""
-
-    def __init__(self, spec: MethodSpec, params: AdapterParams):
-        self.spec = spec
-        self.params = params
-
-    def load_kwargs(self) -> dict[str, Any]:
-        return {}
+    params: AdapterParams
 
     def apply(self, model: nn.Module, task: TaskInfo) -> nn.Module:
         """Attach fresh adapters at :func:`adapter_sites`; returns ``model`` itself (outputs unchanged)."""
@@ -126,7 +113,6 @@ class AdapterMethod:
         config = {
             "method": "adapter",
             "base_model_name_or_path": _base_path(model),
-            "task": _task_record(model),
             "params": self.params.model_dump(),
             "sites": sorted({n.rsplit("." + CHILD + ".", 1)[0] for n in state if f".{CHILD}." in n}),
             "tensors": sorted(state),
@@ -152,8 +138,3 @@ class AdapterMethod:
                 params[name].copy_(state[name].to(params[name].dtype))
         model.requires_grad_(False)
         return model.eval()
-
-    def merge(self, model: nn.Module) -> nn.Module:
-        """Bottleneck adapters are non-linear: they cannot be folded into the base weights."""
-        raise UserError("method 'adapter' cannot be merged into the base weights", where="export.merged",
-                        hint="set export.merged: false; serve the base model with the exported adapter folder")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -23,24 +22,19 @@ from torch import nn
 
 from lmforge.atomic import atomic_write_text
 from lmforge.errors import UserError
+from lmforge.methods.base import MethodBase
 from lmforge.methods.freeze.config import FreezeParams
 from lmforge.methods.freeze.pooled import FeatureCache, PooledForSequenceClassification
-from lmforge.methods.registry import MethodSpec, get_method_spec
 from lmforge.model.task import TaskInfo
 
 WEIGHTS = "freeze_weights.safetensors"
 MANIFEST = "freeze_manifest.json"
 
 
-class FreezeMethod:
+class FreezeMethod(MethodBase):
     """Trains the head (+ ``params.last_layers`` top blocks); saves only those tensors."""
 
-    def __init__(self, spec: MethodSpec, params: FreezeParams):
-        self.spec = spec
-        self.params = params
-
-    def load_kwargs(self) -> dict[str, Any]:
-        return {}
+    params: FreezeParams
 
     def apply(self, model: nn.Module, task: TaskInfo) -> nn.Module:
         """Freeze everything, then unfreeze :func:`trainable_names`; returns ``model`` itself
@@ -87,6 +81,8 @@ class FreezeMethod:
         with torch.no_grad():
             for name in manifest["tensors"]:
                 params[name].copy_(state[name].to(params[name].dtype))
+        if isinstance(base, PooledForSequenceClassification):
+            base.cache = None  # loaded for inference: no feature cache growing with traffic
         return base.eval()
 
     def fit(self, model: nn.Module, train_features, collate, *, seed: int) -> dict | None:
@@ -251,28 +247,3 @@ def describe_pooled(model: PooledForSequenceClassification) -> dict:
             "num_labels": int(model.head[-1].out_features),
             "id2label": {str(k): v for k, v in (getattr(config, "id2label", None) or {}).items()},
             "base_model": str(getattr(model, "name_or_path", "") or getattr(config, "_name_or_path", ""))}
-
-
-def load_pooled_export(folder: Path, dtype: str = "float32") -> tuple[PooledForSequenceClassification, Any]:
-    """(model in eval mode, tokenizer) from a ``head: pooled`` export folder (``export/adapter``), for
-    serving: the base model named in its manifest (``pooled_head.base_model``, loaded as in training
-    except ``model.overrides``, which the manifest does not record) + the saved head. No cache.
-    ``model(**tokenized, output_hidden_states=True)`` gives ``.logits`` and ``.hidden_states``;
-    ``model.config.id2label`` names the classes. UserError when ``folder`` holds no pooled head.
-    """
-    from lmforge.config.schema import ModelConfig
-    from lmforge.model import load_model, load_tokenizer
-
-    folder = Path(folder)
-    manifest = json.loads((folder / MANIFEST).read_text()) if (folder / MANIFEST).is_file() else {}
-    head = manifest.get("pooled_head")
-    if head is None:
-        raise UserError("not a pooled-head export (no pooled_head in freeze_manifest.json)", where=str(folder),
-                        hint="pass the export/adapter folder of a run trained with method.head: pooled")
-    labels = tuple(head["id2label"][str(i)] for i in range(int(head["num_labels"])))
-    task = TaskInfo("sequence_classification", num_labels=len(labels), labels=labels)
-    model_cfg = ModelConfig(name=head["base_model"], dtype=dtype)
-    method = FreezeMethod(get_method_spec("freeze"), FreezeParams())
-    model = method.load(load_model(model_cfg, task), folder, task)
-    model.cache = None
-    return model, load_tokenizer(model_cfg)

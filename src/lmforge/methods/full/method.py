@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
 from torch import nn
 
-from lmforge.methods.full.config import FullParams
-from lmforge.methods.registry import MethodSpec
+from lmforge.methods.base import MethodBase
 from lmforge.model.task import TaskInfo
 
 
-class FullMethod:
+class FullMethod(MethodBase):
     """Trains all weights; saves / loads a whole model folder (safetensors)."""
-
-    def __init__(self, spec: MethodSpec, params: FullParams):
-        self.spec = spec
-        self.params = params
-
-    def load_kwargs(self) -> dict[str, Any]:
-        return {}
 
     def apply(self, model: nn.Module, task: TaskInfo) -> nn.Module:
         """Mark every parameter trainable; returns ``model`` itself."""

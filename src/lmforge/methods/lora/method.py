@@ -31,9 +31,19 @@ def lora_config(params: LoraParams, task: TaskInfo) -> Any:
     )
 
 
+def training_lora_config(params: LoraParams, task: TaskInfo, model: Any) -> Any:
+    """:func:`lora_config` with plain ``nn.Linear`` targets built as
+    :class:`~lmforge.methods.lora.fused.FusedLoraLinear` (peft's layer with a fused training step)."""
+    from lmforge.methods.lora.fused import register_fused_linear
+
+    config = lora_config(params, task)
+    register_fused_linear(config, model)
+    return config
+
+
 class LoraMethod(PeftWrapMethod):
     """Injects LoRA layers with peft; saves a peft adapter folder; merges with merge_and_unload."""
 
-    build_config = staticmethod(lambda params, task, model: lora_config(params, task))
+    build_config = staticmethod(training_lora_config)
     error_where = "method.target_modules"
     error_hint = "use target_modules: all-linear, or names of linear layers in the model (e.g. q_proj, v_proj)"

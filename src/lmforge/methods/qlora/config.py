@@ -19,3 +19,8 @@ class QloraParams(LoraParams):
     compute_dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         default="auto", description="dtype of the dequantized matmuls; auto = bfloat16 on a bf16 GPU, else float32."
     )
+
+    @property
+    def frozen_bits(self) -> int:
+        """The quantized base stores its weights in ``bits`` bits."""
+        return self.bits

@@ -22,10 +22,11 @@ from torch import nn
 
 from lmforge.compat.bnb import keep_4bit_weights_trainable
 from lmforge.errors import UserError
+from lmforge.methods.base import MethodBase, Usage
 from lmforge.methods.lora.method import lora_config
+from lmforge.methods.peft_wrap import AdapterDisabled, peft_usage
 from lmforge.methods.qlora.config import QloraParams
 from lmforge.methods.qlora.torchao_base import dequantize_torchao_linears, is_torchao_linear, torchao_quantization_config
-from lmforge.methods.registry import MethodSpec
 from lmforge.model.task import TaskInfo
 
 log = logging.getLogger("lmforge")
@@ -67,12 +68,10 @@ def quantized_linears(model: nn.Module) -> list[str]:
     return [name for name, module in model.named_modules() if isinstance(module, kinds) or is_torchao_linear(module)]
 
 
-class QloraMethod:
+class QloraMethod(MethodBase):
     """LoRA over a quantized base (bitsandbytes / torchao); merges into a dequantized full-precision model."""
 
-    def __init__(self, spec: MethodSpec, params: QloraParams):
-        self.spec = spec
-        self.params = params
+    params: QloraParams
 
     def load_kwargs(self) -> dict[str, Any]:
         """``quantization_config`` for ``from_pretrained`` (non-quantized layers keep model.dtype)."""
@@ -91,6 +90,14 @@ class QloraMethod:
                 where="method.target_modules",
                 hint="use target_modules: all-linear, or names of linear layers in the model (e.g. q_proj, v_proj)",
             ) from exc
+
+    def apply_on_meta(self, model: nn.Module, task: TaskInfo) -> nn.Module:
+        """For ``lmforge estimate``: LoRA injected into an unquantized meta-device base (no weights to
+        quantize there). The trainable parameters are exactly those :meth:`apply` creates; the
+        estimator counts the frozen base at ``params.bits``."""
+        from peft import get_peft_model
+
+        return get_peft_model(model, lora_config(self.params, task))
 
     def _prepare(self, model: nn.Module) -> None:
         """Check the base is quantized, apply the CPU workaround, freeze and upcast the rest."""
@@ -142,3 +149,9 @@ class QloraMethod:
                     "not %d-bit", count, self.params.bits, dtype, dtype, self.params.bits)
         return merged.eval()
 
+    def reference(self, model: nn.Module) -> AdapterDisabled:
+        """The quantized base with LoRA switched off (no second copy)."""
+        return AdapterDisabled()
+
+    def usage(self, folder: str, base: str, task: TaskInfo) -> Usage:
+        return peft_usage(folder, base, task)

@@ -4,10 +4,13 @@ A plain ``model(**batch).logits`` materialises a ``tokens x vocab`` tensor (plus
 the softmax saved for backward): for SmolLM2 (vocab 49152) that is ~200 KB per token, more than
 the rest of the activations together. Here the decoder body runs alone, hidden states are kept
 only at positions whose shifted label is trained, and the output projection + cross-entropy run
-over ``chunk_size`` of those positions at a time under ``torch.utils.checkpoint``, so at most one
-chunk of logits exists at any moment in forward and in backward (the chunk's logits are
-recomputed in backward: one extra ``chunk x hidden x vocab`` matmul per chunk). Prompt, padding
-and packing-boundary positions never touch the vocabulary projection.
+over ``chunk_size`` of those positions at a time, so at most one chunk of logits exists at any
+moment. For a plain ``nn.Linear`` head (:class:`LinearCrossEntropy`) each chunk's gradients with
+respect to the hidden states (and the head weight, when it trains) are computed in the forward,
+while its logits exist, and kept for backward: no logits are saved and none are recomputed.
+Other heads (a LoRA-wrapped or quantized head) run under ``torch.utils.checkpoint`` instead (the
+chunk's logits are recomputed in backward: one extra ``chunk x hidden x vocab`` matmul per chunk).
+Prompt, padding and packing-boundary positions never touch the vocabulary projection.
 
 Models whose logits cannot be reproduced from ``get_output_embeddings()`` alone (logit soft-
 capping or scaling in the config, PEFT prompt-learning wrappers that prepend virtual tokens, no
@@ -25,9 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from lmforge.model.parts import find_body_and_head
+
 IGNORE = -100
-# Config attributes of architectures that transform logits after the output projection.
-_LOGIT_TRANSFORMS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "logit_softcapping")
 
 
 def chunked_causal_lm_loss(
@@ -66,6 +69,8 @@ def chunked_causal_lm_loss(
     if count == 0:
         return hidden.sum() * 0.0, 0  # keeps the graph connected (DDP) with a zero loss
     wanted = targets[keep]
+    if type(head) is nn.Linear:
+        return LinearCrossEntropy.apply(selected, head.weight, head.bias, wanted, chunk_size), count
     total = torch.zeros((), dtype=torch.float32, device=hidden.device)
     chunk_loss = functools.partial(_chunk_cross_entropy, head)
     for start in range(0, count, chunk_size):
@@ -109,6 +114,53 @@ def causal_lm_row_losses(
     return totals, counts
 
 
+class LinearCrossEntropy(torch.autograd.Function):
+    """``sum(CE(hidden @ weight.T + bias, targets))`` in chunks, gradients computed in the forward.
+
+    Forward, per chunk of ``chunk_size`` rows: logits (in the matmul dtype autocast picks, the
+    cross-entropy in fp32), their loss, and while they exist ``d loss / d logits = softmax -
+    onehot``, from which the chunk's gradient for ``hidden`` (and for ``weight`` / ``bias`` when
+    they require grad) is accumulated. Backward only scales those by the incoming gradient. Same
+    math and matmul count as autograd without the chunking; one ``chunk x vocab`` buffer at a
+    time instead of ``tokens x vocab`` logits, softmax and gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets, chunk_size: int):  # noqa: D102 (see class)
+        need_h, need_w, need_b = ctx.needs_input_grad[:3]
+        grad_h = torch.empty_like(hidden) if need_h else None
+        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
+        grad_b = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device) if need_b else None
+        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        for start in range(0, hidden.shape[0], chunk_size):
+            h, t = hidden[start:start + chunk_size], targets[start:start + chunk_size]
+            logits = F.linear(h, weight, bias).float()
+            lse = torch.logsumexp(logits, dim=-1)
+            total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
+            if not (need_h or need_w or need_b):
+                continue
+            grad = logits.sub_(lse[:, None]).exp_()  # softmax, in place of the logits
+            grad[torch.arange(t.shape[0], device=t.device), t] -= 1.0
+            if need_b:
+                grad_b += grad.sum(0)
+            if not torch.is_autocast_enabled(hidden.device.type):
+                grad = grad.to(weight.dtype)  # under autocast the matmuls pick their dtype
+            if need_h:
+                grad_h[start:start + chunk_size] = torch.matmul(grad, weight)
+            if need_w:
+                grad_w += torch.matmul(grad.t(), h)
+        ctx.save_for_backward(*(g for g in (grad_h, grad_w, grad_b) if g is not None))
+        ctx.needs = (need_h, need_w, need_b)
+        ctx.dtypes = (hidden.dtype, weight.dtype, None if bias is None else bias.dtype)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_total):  # noqa: D102 (see class)
+        saved = iter(ctx.saved_tensors)
+        out = [(next(saved) * grad_total).to(dtype) if need else None for need, dtype in zip(ctx.needs, ctx.dtypes)]
+        return out[0], out[1], out[2], None, None
+
+
 def _chunk_cross_entropy(head: nn.Module, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Sum of fp32 cross-entropy of ``head(hidden)`` (N, V) against ``targets`` (N,)."""
     return F.cross_entropy(head(hidden).float(), targets, reduction="sum")
@@ -121,29 +173,3 @@ def full_causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[tor
     count = int((targets != IGNORE).sum())
     loss = F.cross_entropy(flat, targets, ignore_index=IGNORE, reduction="sum")
     return loss, count
-
-
-def find_body_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
-    """(decoder body returning ``last_hidden_state``, output projection) of a causal LM, or None.
-
-    Unwraps a PEFT model (``get_base_model()``; the LoRA layers live inside the base modules, so
-    the body and head found there include them). None when the split would change the math:
-    prompt-learning PEFT methods, logit soft-capping/scaling, or no separable decoder.
-    """
-    base = model
-    if hasattr(model, "peft_config") and hasattr(model, "get_base_model"):
-        active = getattr(model, "active_peft_config", None)
-        if active is None or getattr(active, "is_prompt_learning", False):
-            return None
-        base = model.get_base_model()
-    if not hasattr(base, "get_output_embeddings") or not hasattr(base, "get_decoder"):
-        return None
-    config = getattr(base, "config", None)
-    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    if any(getattr(text_config, name, None) not in (None, 1, 1.0) for name in _LOGIT_TRANSFORMS):
-        return None
-    head = base.get_output_embeddings()
-    body = base.get_decoder()
-    if head is None or body is None or body is base:
-        return None
-    return body, head

@@ -14,17 +14,13 @@ from torch import nn
 
 from lmforge.config.schema import DataConfig
 from lmforge.model.task import TaskInfo
-from lmforge.objectives.base import EvalOutput, LossOutput
+from lmforge.objectives.base import EvalOutput, LossOutput, ObjectiveBase
 from lmforge.objectives.causal_lm.chunked import IGNORE, causal_lm_row_losses, chunked_causal_lm_loss
-from lmforge.objectives.registry import ObjectiveParams, ObjectiveSpec
 
 
-class CausalLMObjective:
+class CausalLMObjective(ObjectiveBase):
     """Token-weighted next-token loss; the unit is one trained label token."""
 
-    def __init__(self, spec: ObjectiveSpec, params: ObjectiveParams):
-        self.spec = spec
-        self.params = params
 
     def task_info(self, labels: list[str] | None = None, model_config: Any | None = None) -> TaskInfo:
         return TaskInfo(head="causal_lm")

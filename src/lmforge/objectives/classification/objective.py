@@ -14,16 +14,15 @@ from torch import nn
 
 from lmforge.config.schema import DataConfig
 from lmforge.model.task import TaskInfo
-from lmforge.objectives.base import EvalOutput, LossOutput
+from lmforge.objectives.base import EvalOutput, LossOutput, ObjectiveBase
 from lmforge.objectives.registry import ObjectiveParams, ObjectiveSpec
 
 
-class ClassificationObjective:
+class ClassificationObjective(ObjectiveBase):
     """Sum of (optionally label-smoothed) CE over the batch; ``count`` = batch size."""
 
     def __init__(self, spec: ObjectiveSpec, params: ObjectiveParams):
-        self.spec = spec
-        self.params = params
+        super().__init__(spec, params)
         self.labels: list[str] | None = None  # set by task_info; encode maps labels to these ids
 
     def task_info(self, labels: list[str] | None, model_config: Any | None = None) -> TaskInfo:
@@ -57,7 +56,7 @@ class ClassificationObjective:
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> LossOutput:
         """Sum over the batch of CE(logits (B, C), labels (B,)) with ``params.label_smoothing``."""
         logits = self._logits(model, batch)
-        smoothing = float(getattr(self.params, "label_smoothing", 0.0))
+        smoothing = float(self.params.label_smoothing)
         total = F.cross_entropy(logits, batch["labels"], reduction="sum", label_smoothing=smoothing)
         return LossOutput(total=total, count=int(batch["labels"].shape[0]))
 

@@ -8,17 +8,17 @@ pair equally. Features come from :func:`lmforge.data.preference.encode_pairs`; b
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
 from lmforge.config.schema import DataConfig
 from lmforge.model.task import TaskInfo
-from lmforge.objectives.base import EvalOutput, LossOutput
+from lmforge.model.reference import ReferencePolicy
+from lmforge.objectives.base import EvalOutput, LossOutput, ObjectiveBase
 from lmforge.objectives.dpo.losses import dpo_losses, orpo_losses, pair_metrics, simpo_losses
-from lmforge.objectives.dpo.logprobs import sequence_logps
-from lmforge.objectives.dpo.reference import Reference
+from lmforge.objectives.preference import Reference, sequence_logps
 from lmforge.objectives.registry import ObjectiveParams, ObjectiveSpec
 
 
@@ -34,24 +34,28 @@ class PairStats:
     ref_rejected: torch.Tensor | None = None
 
 
-class PairObjective:
+class PairObjective(ObjectiveBase):
     """Shared encode / collate / loss plumbing; subclasses define ``pair_losses``."""
 
     uses_reference = False
 
     def __init__(self, spec: ObjectiveSpec, params: ObjectiveParams):
-        self.spec = spec
-        self.params = params
-        cache = bool(getattr(params, "precompute_reference", False))
-        self.reference = Reference(cache=cache) if self.uses_reference else None
+        super().__init__(spec, params)
+        self.reference = Reference(cache=self.caches_reference) if self.uses_reference else None
+
+    @property
+    def caches_reference(self) -> bool:
+        """Whether reference log-probs are computed once per example (objectives with a reference)."""
+        return False
 
     def task_info(self, labels: list[str] | None = None, model_config: Any | None = None) -> TaskInfo:
         return TaskInfo(head="causal_lm")
 
-    def bind(self, model: nn.Module, tokenizer: Any = None) -> None:
-        """Fix the reference policy before training (a frozen copy for non-PEFT models)."""
+    def bind(self, model: nn.Module, tokenizer: Any = None,
+             reference: Callable[[], ReferencePolicy] | None = None) -> None:
+        """Fix the reference policy before training: ``reference()`` (the method's), else a frozen copy."""
         if self.reference is not None:
-            self.reference.bind(model)
+            self.reference.bind(model, reference)
 
     def encode(self, records: list[dict], tokenizer: Any, data: DataConfig) -> list[dict]:
         from lmforge.data.preference import encode_pairs
@@ -59,7 +63,7 @@ class PairObjective:
         return encode_pairs(records, tokenizer, data)
 
     def collate(self, features: list[dict], tokenizer: Any) -> dict[str, torch.Tensor]:
-        from lmforge.data.preference import collate_pairs
+        from lmforge.data.preference import collate_pairs, pad_token_id
 
         return collate_pairs(features, pad_token_id(tokenizer))
 
@@ -123,6 +127,10 @@ class DPOObjective(PairObjective):
 
     uses_reference = True
 
+    @property
+    def caches_reference(self) -> bool:
+        return self.params.precompute_reference
+
     def pair_losses(self, stats: PairStats):
         p = self.params
         return dpo_losses(stats.policy_chosen, stats.policy_rejected, stats.ref_chosen, stats.ref_rejected,
@@ -144,11 +152,3 @@ class ORPOObjective(PairObjective):
     def pair_losses(self, stats: PairStats):
         return orpo_losses(stats.policy_chosen, stats.policy_rejected, stats.n_chosen, stats.n_rejected,
                            beta=self.params.beta)
-
-
-def pad_token_id(tokenizer: Any) -> int:
-    """The tokenizer's pad id, else eos, else 0 (pads are masked out anyway)."""
-    pad = getattr(tokenizer, "pad_token_id", None)
-    if pad is None:
-        pad = getattr(tokenizer, "eos_token_id", None)
-    return 0 if pad is None else int(pad)

@@ -11,18 +11,19 @@ loss is its token mean; the unit is one completion (count = B * k, known before 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
 from lmforge.config.schema import DataConfig
 from lmforge.errors import UserError
+from lmforge.model.generate import GREEDY, Sampling, generate_tokens, stop_token_ids
 from lmforge.model.task import TaskInfo
-from lmforge.objectives.base import EvalOutput, LossOutput
-from lmforge.objectives.dpo.logprobs import token_logps
-from lmforge.objectives.dpo.objective import pad_token_id
-from lmforge.objectives.dpo.reference import Reference
+from lmforge.data.preference import pad_token_id
+from lmforge.model.reference import ReferencePolicy
+from lmforge.objectives.base import EvalOutput, LossOutput, ObjectiveBase
+from lmforge.objectives.preference import Reference, token_logps
 from lmforge.objectives.registry import ObjectiveParams, ObjectiveSpec
 
 IGNORE = -100
@@ -51,14 +52,13 @@ def completion_mask(completions: torch.Tensor, stop_ids: list[int]) -> torch.Ten
     return before == 0
 
 
-class GRPOObjective:
+class GRPOObjective(ObjectiveBase):
     """Group relative policy optimisation with a function or reward-model reward."""
 
     def __init__(self, spec: ObjectiveSpec, params: ObjectiveParams):
         from lmforge.objectives.grpo.rewards import RewardModelScorer, load_reward_function
 
-        self.spec = spec
-        self.params = params
+        super().__init__(spec, params)
         self.tokenizer = None
         self.reference = Reference(cache=False)
         self.reward_fn = load_reward_function(params.reward) if params.reward else None
@@ -67,12 +67,14 @@ class GRPOObjective:
     def task_info(self, labels: list[str] | None = None, model_config: Any | None = None) -> TaskInfo:
         return TaskInfo(head="causal_lm")
 
-    def bind(self, model: nn.Module, tokenizer: Any = None) -> None:
-        """Fix the reference policy (frozen copy for non-PEFT models) and the tokenizer used to decode samples."""
+    def bind(self, model: nn.Module, tokenizer: Any = None,
+             reference: Callable[[], ReferencePolicy] | None = None) -> None:
+        """Fix the tokenizer used to decode samples and, with a KL term (beta > 0), the reference
+        policy: ``reference()`` (the method's), else a frozen copy."""
         if tokenizer is not None:
             self.tokenizer = tokenizer
         if self.params.beta > 0:
-            self.reference.bind(model)
+            self.reference.bind(model, reference)
 
     def encode(self, records: list[dict], tokenizer: Any, data: DataConfig) -> list[dict]:
         from lmforge.data.preference import encode_prompts
@@ -110,18 +112,16 @@ class GRPOObjective:
             raise RuntimeError("GRPO needs the tokenizer: call encode(), collate() or bind() first")
         prompt_ids = batch["input_ids"].repeat_interleave(k, dim=0)
         prompt_mask = batch["attention_mask"].repeat_interleave(k, dim=0)
-        stops = stop_ids(self.tokenizer, model)
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
-            out = model.generate(
-                input_ids=prompt_ids, attention_mask=prompt_mask, max_new_tokens=self.params.max_new_tokens,
-                do_sample=not greedy, temperature=None if greedy else self.params.temperature,
-                top_p=None if greedy else self.params.top_p, top_k=None,
-                eos_token_id=stops or None, pad_token_id=pad_token_id(self.tokenizer),
-            )
-        model.train(was_training)
-        completions = out[:, prompt_ids.shape[1]:]
+        stops = stop_token_ids(self.tokenizer, model)
+        pad = pad_token_id(self.tokenizer)
+        sampling = GREEDY if greedy else Sampling(self.params.temperature, self.params.top_p)
+        # the runtime's autocast (if any) is already active around loss(); no second precision choice here
+        results = generate_tokens(model, [row[m.bool()].tolist() for row, m in zip(prompt_ids, prompt_mask)],
+                                  max_new_tokens=self.params.max_new_tokens, stop_ids=stops, pad_id=pad,
+                                  sampling=sampling, batch_size=prompt_ids.shape[0], precision="model")
+        width = max(len(r.all_tokens) for r in results)
+        completions = torch.tensor([r.all_tokens + [pad] * (width - len(r.all_tokens)) for r in results],
+                                   dtype=prompt_ids.dtype, device=prompt_ids.device)
         mask = completion_mask(completions, stops)
         texts = [self.tokenizer.decode(row[m], skip_special_tokens=True).strip() for row, m in zip(completions, mask)]
         ids = torch.cat([prompt_ids, completions], dim=1)
@@ -163,18 +163,3 @@ class GRPOObjective:
         """reward_mean: mean reward of the greedy answers to the held-out prompts."""
         rows = [row for o in outputs for row in o.scores]
         return {"reward_mean": sum(r[0] for r in rows) / len(rows)} if rows else {}
-
-
-END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>")  # chat templates' end-of-turn tokens
-
-
-def stop_ids(tokenizer: Any, model: nn.Module) -> list[int]:
-    """Token ids that end a completion: eos (tokenizer, model generation config) and known
-    end-of-turn tokens present in the vocabulary (a chat answer ends with them, not always eos)."""
-    ids = []
-    for value in (getattr(tokenizer, "eos_token_id", None),
-                  getattr(getattr(model, "generation_config", None), "eos_token_id", None)):
-        ids.extend(value if isinstance(value, (list, tuple)) else [value])
-    vocab = tokenizer.get_vocab() if hasattr(tokenizer, "get_vocab") else {}
-    ids.extend(vocab[token] for token in END_OF_TURN if token in vocab)
-    return sorted({int(i) for i in ids if i is not None})

@@ -10,17 +10,16 @@ Features from :func:`lmforge.data.preference.encode_unpaired`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
 from lmforge.config.schema import DataConfig
 from lmforge.model.task import TaskInfo
-from lmforge.objectives.base import EvalOutput, LossOutput
-from lmforge.objectives.dpo.logprobs import sequence_logps
-from lmforge.objectives.dpo.objective import pad_token_id
-from lmforge.objectives.dpo.reference import Reference
+from lmforge.model.reference import ReferencePolicy
+from lmforge.objectives.base import EvalOutput, LossOutput, ObjectiveBase
+from lmforge.objectives.preference import Reference, sequence_logps
 from lmforge.objectives.registry import ObjectiveParams, ObjectiveSpec
 
 
@@ -37,20 +36,20 @@ def kto_losses(policy: torch.Tensor, reference: torch.Tensor, desirable: torch.T
     return torch.where(desirable, good, bad), (beta * ratio).detach()
 
 
-class KTOObjective:
-    """KTO against the reference policy (adapter-disabled PEFT model or frozen copy)."""
+class KTOObjective(ObjectiveBase):
+    """KTO against the reference policy (the method's: adapter switched off, or a frozen copy)."""
 
     def __init__(self, spec: ObjectiveSpec, params: ObjectiveParams):
-        self.spec = spec
-        self.params = params
+        super().__init__(spec, params)
         self.reference = Reference(cache=params.precompute_reference)
 
     def task_info(self, labels: list[str] | None = None, model_config: Any | None = None) -> TaskInfo:
         return TaskInfo(head="causal_lm")
 
-    def bind(self, model: nn.Module, tokenizer: Any = None) -> None:
-        """Fix the reference policy before training (a frozen copy for non-PEFT models)."""
-        self.reference.bind(model)
+    def bind(self, model: nn.Module, tokenizer: Any = None,
+             reference: Callable[[], ReferencePolicy] | None = None) -> None:
+        """Fix the reference policy before training: ``reference()`` (the method's), else a frozen copy."""
+        self.reference.bind(model, reference)
 
     def encode(self, records: list[dict], tokenizer: Any, data: DataConfig) -> list[dict]:
         from lmforge.data.preference import encode_unpaired
@@ -58,7 +57,7 @@ class KTOObjective:
         return encode_unpaired(records, tokenizer, data)
 
     def collate(self, features: list[dict], tokenizer: Any) -> dict[str, torch.Tensor]:
-        from lmforge.data.preference import collate_unpaired
+        from lmforge.data.preference import collate_unpaired, pad_token_id
 
         return collate_unpaired(features, pad_token_id(tokenizer))
 

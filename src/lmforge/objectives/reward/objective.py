@@ -16,8 +16,7 @@ from torch import nn
 
 from lmforge.config.schema import DataConfig
 from lmforge.model.task import TaskInfo
-from lmforge.objectives.base import EvalOutput, LossOutput
-from lmforge.objectives.registry import ObjectiveParams, ObjectiveSpec
+from lmforge.objectives.base import EvalOutput, LossOutput, ObjectiveBase
 
 
 def bradley_terry_losses(chosen: torch.Tensor, rejected: torch.Tensor, margin: float = 0.0) -> torch.Tensor:
@@ -30,18 +29,11 @@ def score(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tenso
     return model(input_ids=input_ids, attention_mask=attention_mask).logits[:, 0]
 
 
-class RewardObjective:
+class RewardObjective(ObjectiveBase):
     """Scalar reward head with the Bradley-Terry pair loss."""
-
-    def __init__(self, spec: ObjectiveSpec, params: ObjectiveParams):
-        self.spec = spec
-        self.params = params
 
     def task_info(self, labels: list[str] | None = None, model_config: Any | None = None) -> TaskInfo:
         return TaskInfo(head="sequence_classification", num_labels=1, labels=("reward",))
-
-    def bind(self, model: nn.Module, tokenizer: Any = None) -> None:
-        """Nothing to fix before training (no reference model); present for a uniform hook."""
 
     def encode(self, records: list[dict], tokenizer: Any, data: DataConfig) -> list[dict]:
         from lmforge.data.preference import encode_pairs
@@ -49,8 +41,7 @@ class RewardObjective:
         return encode_pairs(records, tokenizer, data)
 
     def collate(self, features: list[dict], tokenizer: Any) -> dict[str, torch.Tensor]:
-        from lmforge.data.preference import collate_pairs
-        from lmforge.objectives.dpo.objective import pad_token_id
+        from lmforge.data.preference import collate_pairs, pad_token_id
 
         batch = collate_pairs(features, pad_token_id(tokenizer))
         batch.pop("labels")

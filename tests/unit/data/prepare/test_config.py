@@ -5,6 +5,8 @@ from __future__ import annotations
 import pydantic
 import pytest
 
+from lmforge.config.schema import SplitConfig
+
 from lmforge.config.prepare import PrepareConfig
 from lmforge.config.schema import DataConfig
 
@@ -21,10 +23,12 @@ def test_unknown_keys_and_bad_values_fail():
     with pytest.raises(pydantic.ValidationError):
         PrepareConfig(pii={"types": ["EMAIL", "SHOE_SIZE"]})
     with pytest.raises(pydantic.ValidationError):
-        PrepareConfig(split={"validation": 0.6, "test": 0.5})
+        PrepareConfig(split={"validation": 0.1})  # the split is data.split, for every run
+    with pytest.raises(pydantic.ValidationError):
+        SplitConfig(validation=0.6, test=0.5)
 
 
 def test_frozen():
     cfg = PrepareConfig()
     with pytest.raises(pydantic.ValidationError):
-        cfg.split = None
+        cfg.dedup = None

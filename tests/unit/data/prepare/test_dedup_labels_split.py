@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from lmforge.config.prepare import LabelConfig, SplitConfig
+from lmforge.config.prepare import LabelConfig
+from lmforge.config.schema import SplitConfig
 from lmforge.data.prepare.dedup import NearDuplicateIndex, exact_hash, lsh_bands
 from lmforge.data.prepare.labels import check_labels, infer_known, resolve_label
-from lmforge.data.prepare.split import split_records
+from lmforge.data.split import split_records
 from lmforge.errors import UserError
 
 BASE = "The coffee arrived quickly, tasted fresh and strong, and the bag was sealed well."
@@ -79,21 +80,21 @@ def test_conflicting_labels_majority_or_drop():
 def test_split_ratios_stratified_and_deterministic():
     records = [_rec(f"t{i}", "a" if i < 80 else "b", i) for i in range(100)]
     cfg = SplitConfig(validation=0.1, test=0.2)
-    train, val, test = split_records(records, cfg, seed=3, stratify=True)
+    train, val, test = split_records(records, cfg, 3, "classification", validation=0.1, test=0.2)
     assert (len(train), len(val), len(test)) == (70, 10, 20)
     assert sum(r["label"] == "b" for r in test) == 4 and sum(r["label"] == "b" for r in val) == 2
-    assert split_records(records, cfg, seed=3, stratify=True) == (train, val, test)
-    assert split_records(records, cfg, seed=4, stratify=True)[1] != val
+    assert split_records(records, cfg, 3, "classification", validation=0.1, test=0.2) == (train, val, test)
+    assert split_records(records, cfg, 4, "classification", validation=0.1, test=0.2)[1] != val
 
 
 def test_grouped_split_keeps_groups_together():
     records = [dict(_rec(f"t{i}", "a", i), doc=f"doc{i // 5}") for i in range(100)]
-    train, val, test = split_records(records, SplitConfig(group_by="doc"), seed=0)
+    train, val, test = split_records(records, SplitConfig(group_by="doc"), 0, "classification", validation=0.1, test=0.1)
     sides = [{r["doc"] for r in part} for part in (train, val, test)]
     assert not (sides[0] & sides[1]) and not (sides[0] & sides[2]) and not (sides[1] & sides[2])
     assert len(val) == 10 and len(test) == 10
     with pytest.raises(UserError, match="d.jsonl:0"):
-        split_records([_rec("x", "a", 0)], SplitConfig(group_by="doc"), seed=0)
+        split_records([_rec("x", "a", 0)], SplitConfig(group_by="doc"), 0, "classification", validation=0.1, test=0.1)
 
 
 def test_similar_inferred_labels_are_reported_not_merged():

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from lmforge.config.schema import SplitConfig
 from lmforge.config.prepare import PrepareConfig
 from lmforge.data.prepare import run_prepare
 from lmforge.errors import UserError
@@ -79,8 +80,7 @@ def test_eval_example_near_train_is_a_leak_and_train_copy_dropped(tmp_path, sour
     train = _reviews(40)
     leaked = dict(train[10], text=train[10]["text"] + " indeed", _where="eval.jsonl:1")
     exact = dict(train[20], _where="eval.jsonl:2")
-    cfg = PrepareConfig(split={"test": 0.0})
-    result = _prepare(train, tmp_path / "out", source, eval_records=[leaked, exact], cfg=cfg)
+    result = _prepare(train, tmp_path / "out", source, validation_records=[leaked, exact], split=SplitConfig(test=0.0))
     rules = json.loads(result.manifest_path.read_text())["rules"]
     assert rules["leak_near"]["removed"] == 1 and rules["leak_exact"]["removed"] == 1
     assert "eval.jsonl:1" in rules["leak_near"]["examples"][0]["detail"]

@@ -8,6 +8,7 @@ import tracemalloc
 
 import pytest
 
+from lmforge.config.schema import SplitConfig
 from lmforge.config.prepare import FilterConfig, PrepareConfig
 from lmforge.data.prepare import run_prepare
 from lmforge.data.prepare.language import identify, language_reason
@@ -60,7 +61,8 @@ def test_one_shot_generator_gives_the_same_bytes_as_a_list(tmp_path):
 
 def test_split_of_many_records_is_close_to_the_ratios_and_stratified(tmp_path):
     records = [dict(r, text_pair=None, label="a" if i % 4 else "b") for i, r in enumerate(_lines(1000))]
-    result = run_prepare(iter(records), "classification", PrepareConfig(split={"validation": 0.1, "test": 0.2}), tmp_path / "o", inputs=[], seed=1)
+    result = run_prepare(iter(records), "classification", PrepareConfig(), tmp_path / "o", inputs=[], seed=1,
+                         split=SplitConfig(validation=0.1, test=0.2))
     assert result.counts == {"train": 700, "validation": 100, "test": 200}
     assert sum(r["label"] == "b" for r in result.test) == 50
 

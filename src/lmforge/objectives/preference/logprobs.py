@@ -1,4 +1,4 @@
-"""Log-probabilities of completion tokens: the one place preference objectives read them from.
+"""Log-probabilities of completion tokens: the one place preference objectives (dpo, kto, grpo) read them from.
 
 For a batch of right-padded rows with un-shifted ``labels`` (-100 = not a completion token),
 the log-prob of row b is sum over t with ``labels[b, t+1] != -100`` of
@@ -15,7 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from lmforge.objectives.causal_lm.chunked import IGNORE, find_body_and_head
+from lmforge.model.parts import find_body_and_head
+
+IGNORE = -100
 
 
 def token_logps(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,

@@ -1,10 +1,11 @@
-"""The reference policy of DPO / KTO / GRPO: the adapter-disabled policy or a frozen copy.
+"""Reference log-probs of DPO / KTO / GRPO: the policy's completions scored by the reference policy.
 
-- PEFT models (LoRA, QLoRA, ...): the reference is the same model with its adapters disabled
-  (``model.disable_adapter()``), so no second copy of the weights exists.
-- Anything else (full / freeze fine-tuning): a frozen deep copy taken by :meth:`Reference.bind`,
-  which must run before training changes the weights (and before a resumed run loads its
-  checkpoint). Without ``bind`` the copy is taken at the first reference call, with a warning.
+The reference policy itself (the model before training) comes from the method
+(``Method.reference(model)``, a :class:`~lmforge.model.reference.ReferencePolicy`: peft methods
+switch their adapter off, the others keep a frozen copy) and is handed over by the pipeline through
+``Objective.bind``, which must run before training changes the weights (and before a resumed run
+loads its checkpoint). Without a bound policy a frozen copy is taken at the first reference call,
+with a warning.
 
 With ``cache=True`` per-row reference log-probs are computed once per example (keyed by the
 example's ``uid``) and reused on later epochs and evaluations.
@@ -13,46 +14,41 @@ example's ``uid``) and reused on later epochs and evaluations.
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch import nn
 
-from lmforge.objectives.dpo.logprobs import sequence_logps, token_logps
+from lmforge.model.reference import FrozenCopy, ReferencePolicy
+from lmforge.objectives.preference.logprobs import sequence_logps, token_logps
 
 log = logging.getLogger(__name__)
 
-
-def is_peft(model: nn.Module) -> bool:
-    return hasattr(model, "peft_config") and hasattr(model, "disable_adapter")
+MakeReference = Callable[[], ReferencePolicy]
 
 
 class Reference:
     """Reference log-probs for a policy model (see module doc)."""
 
     def __init__(self, cache: bool = False):
-        self.frozen: nn.Module | None = None
+        self.policy: ReferencePolicy | None = None
         self.cache: dict[tuple[int, int], float] | None = {} if cache else None
 
-    def bind(self, model: nn.Module) -> None:
-        """Snapshot the reference for ``model`` now (a frozen copy unless it is a PEFT model)."""
-        if not is_peft(model) and self.frozen is None:
-            self.frozen = copy.deepcopy(model).eval().requires_grad_(False)
+    def bind(self, model: nn.Module, make_reference: MakeReference | None = None) -> None:
+        """Fix the reference for ``model`` now: ``make_reference()`` (the method's hook), else a frozen
+        copy of ``model``. A second bind keeps the first reference."""
+        if self.policy is None:
+            self.policy = make_reference() if make_reference is not None else FrozenCopy(model)
 
     @contextlib.contextmanager
     def model(self, policy: nn.Module) -> Iterator[nn.Module]:
-        """The reference model to run under ``torch.no_grad`` for the block."""
-        with torch.no_grad():
-            if is_peft(policy):
-                with policy.disable_adapter():
-                    yield policy
-                return
-            if self.frozen is None:
-                log.warning("reference model: no bind() before training; copying the policy now")
-                self.bind(policy)
-            yield self.frozen
+        """The reference model for ``policy``, under ``torch.no_grad`` for the block."""
+        if self.policy is None:
+            log.warning("reference model: no bind() before training; copying the policy now")
+            self.bind(policy)
+        with torch.no_grad(), self.policy.use(policy) as reference:
+            yield reference
 
     def sequence_logps(self, policy: nn.Module, batch: dict, keys: list[tuple[int, int]] | None = None) -> torch.Tensor:
         """(N,) summed completion log-probs of the rows of ``batch`` under the reference.
@@ -75,3 +71,4 @@ class Reference:
         with self.model(policy) as ref:
             logps, _ = token_logps(ref, input_ids, attention_mask, labels, position_ids=position_ids)
         return logps.detach()
+

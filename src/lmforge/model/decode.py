@@ -1,0 +1,201 @@
+"""One batch of prompts decoded together: left-padded prefill, then one token per live row per step.
+
+The loop uses only transformers' public model API: ``model(input_ids, attention_mask,
+position_ids, past_key_values, use_cache=True)``. Prompts are left-padded so every row's next
+token sits in the last column; ``position_ids`` count only real tokens (``cumsum(mask) - 1``), so
+a padded row computes what it would alone; the attention mask hides the padding. The KV cache is
+the one the model creates at prefill (``DynamicCache`` for decoder-only transformers; hybrids
+bring their own). A row that finishes (stop token, length, or its caller's stop) leaves the
+batch: ``Cache.reorder_cache(kept rows)`` (transformers' public batch re-indexing, written for
+beam search) drops its keys and values, so finished rows stop costing compute.
+
+Precision: ``"model"`` runs in the weights' own dtype; ``"auto"`` runs fp32 weights under bf16
+autocast where bf16 matmuls are native (a bf16-capable CUDA GPU, or a CPU with AMX or
+AVX512-BF16 per ``/proc/cpuinfo``) and in fp32 elsewhere (emulated bf16 is slower than fp32).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ContextManager, Sequence
+
+import torch
+
+from lmforge.model.sampling import Sampling, next_tokens
+
+OnToken = Callable[[int, int], "str | None"]
+"""on_token(row, token) for every generated token that is not a stop id; returns a finish reason
+(e.g. "stop" for a stop string, "cancelled") to end that row now, or None to go on."""
+OnFinish = Callable[[int, "Generated"], None]
+"""on_finish(row, generated) once per row, when it leaves the batch."""
+OnPrefill = Callable[[list[int], Any, torch.Tensor, torch.Tensor], None]
+"""on_prefill(rows, output, input_ids, attention_mask): the prefill forward's full output
+(all positions' logits and hidden states), for per-prompt statistics."""
+
+
+@dataclass
+class Generated:
+    """One row's result.
+
+    tokens: new token ids, without the stop id that ended the row.
+    finish_reason: "stop" (a stop id or a caller's stop), "length" (max_new_tokens reached), or
+        the reason an ``on_token`` callback returned (e.g. "cancelled").
+    stop_token: the stop id that ended the row, else None.
+    logits: with ``keep_logits``, each step's fp32 next-token logits [vocab] (one per token of
+        :attr:`all_tokens`), else empty.
+    """
+
+    tokens: list[int] = field(default_factory=list)
+    finish_reason: str = "length"
+    stop_token: int | None = None
+    logits: list[torch.Tensor] = field(default_factory=list)
+
+    @property
+    def all_tokens(self) -> list[int]:
+        """Every chosen token, the stop id included."""
+        return self.tokens + ([self.stop_token] if self.stop_token is not None else [])
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """What every row of a batch shares; per-row values are indexed by the caller's row number."""
+
+    pad_id: int
+    stop_ids: frozenset[int]
+    max_new_tokens: Sequence[int]
+    samplings: Sequence[Sampling]
+    generators: Sequence[torch.Generator | None]
+    keep_logits: bool = False
+    on_token: OnToken | None = None
+    on_finish: OnFinish | None = None
+    on_prefill: OnPrefill | None = None
+
+
+def decode_batch(model: Any, prompts: dict[int, Sequence[int]], opts: DecodeOptions) -> dict[int, Generated]:
+    """Prefill ``prompts`` (row -> token ids) together and decode until every row finished.
+
+    The model must already be in eval mode under ``no_grad`` (see ``generate_tokens``).
+    Returns row -> :class:`Generated`.
+    """
+    rows = list(prompts)
+    device = model_device(model)
+    results = {r: Generated() for r in rows}
+    ids, mask = left_pad([prompts[r] for r in rows], opts.pad_id, device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    stats = opts.on_prefill is not None
+    extra = {"output_hidden_states": True} if stats else _last_logits_only(model)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **extra)
+    if stats:
+        opts.on_prefill(rows, out, ids, mask)
+    cache, logits = out.past_key_values, out.logits[:, -1, :].float()
+    del out
+    live = rows
+    while True:
+        tokens = next_tokens(logits, [opts.samplings[r] for r in live], [opts.generators[r] for r in live])
+        keep = [i for i, r in enumerate(live) if not _advance(results[r], r, int(tokens[i]), logits[i], opts)]
+        if not keep:
+            return results
+        if len(keep) < len(live):  # finished rows leave the batch and its cache
+            index = torch.tensor(keep, device=device)
+            cache.reorder_cache(index)
+            mask, positions, tokens = mask[index], positions[index], tokens[index]
+            live = [live[i] for i in keep]
+        mask = torch.cat([mask, mask.new_ones((len(live), 1))], dim=1)
+        positions = positions[:, -1:] + 1
+        out = model(input_ids=tokens[:, None], attention_mask=mask, position_ids=positions,
+                    past_key_values=cache, use_cache=True)
+        cache, logits = out.past_key_values, out.logits[:, -1, :].float()
+        del out
+
+
+def _advance(result: Generated, row: int, token: int, logits: torch.Tensor, opts: DecodeOptions) -> bool:
+    """Record one token for ``row``; True when the row is finished (``on_finish`` was called)."""
+    if opts.keep_logits:
+        result.logits.append(logits.detach().cpu().clone())
+    reason = None
+    if token in opts.stop_ids:
+        result.stop_token, reason = token, "stop"
+    else:
+        result.tokens.append(token)
+        reason = opts.on_token(row, token) if opts.on_token is not None else None
+        if reason is None and len(result.tokens) >= opts.max_new_tokens[row]:
+            reason = "length"
+    if reason is None:
+        return False
+    result.finish_reason = reason
+    if opts.on_finish is not None:
+        opts.on_finish(row, result)
+    return True
+
+
+def left_pad(prompts: Sequence[Sequence[int]], pad_id: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input_ids, attention_mask), both [rows, longest] long, prompts right-aligned."""
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for i, prompt in enumerate(prompts):
+        if len(prompt):
+            ids[i, width - len(prompt):] = torch.as_tensor(list(prompt), dtype=torch.long)
+            mask[i, width - len(prompt):] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _last_logits_only(model: Any) -> dict:
+    """``logits_to_keep=1`` when the model accepts it: the prefill projects only the last position
+    onto the vocabulary (a prompt of P tokens would otherwise cost P x hidden x vocab)."""
+    base = model.get_base_model() if callable(getattr(model, "get_base_model", None)) else model
+    try:
+        accepts = "logits_to_keep" in inspect.signature(base.forward).parameters
+    except (TypeError, ValueError):
+        accepts = False
+    return {"logits_to_keep": 1} if accepts else {}
+
+
+def model_device(model: Any) -> torch.device:
+    """The device of the model's first parameter (CPU when it has none)."""
+    try:
+        return next(model.parameters()).device
+    except (StopIteration, AttributeError, TypeError):
+        return torch.device("cpu")
+
+
+def precision_context(model: Any, precision: str) -> ContextManager:
+    """bf16 autocast for ``precision="auto"`` when the weights are fp32 and bf16 is native on the
+    model's device; a null context otherwise (``"model"``: the weights' own dtype)."""
+    if precision not in ("auto", "model"):
+        raise ValueError(f"precision must be 'auto' or 'model', got {precision!r}")
+    device = model_device(model)
+    try:
+        fp32 = next(model.parameters()).dtype == torch.float32
+    except (StopIteration, AttributeError, TypeError):
+        fp32 = False
+    if precision == "auto" and fp32 and native_bf16(device):
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def native_bf16(device: torch.device) -> bool:
+    """True where bf16 matmuls run natively: a CUDA GPU that supports bf16, or a CPU whose
+    ``/proc/cpuinfo`` flags list ``amx_bf16`` or ``avx512_bf16`` (or torch reports AMX)."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type != "cpu":
+        return False
+    return cpu_has_native_bf16()
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """``amx_bf16`` / ``avx512_bf16`` among the CPU flags (``cpuinfo``: the text of /proc/cpuinfo)."""
+    if cpuinfo is None:
+        if "AMX" in str(torch.backends.cpu.get_cpu_capability()).upper():
+            return True
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    return bool(set(cpuinfo.split()) & {"amx_bf16", "avx512_bf16"})

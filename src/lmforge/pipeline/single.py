@@ -1,0 +1,109 @@
+"""The usual run: one dataset (``data.train`` / ``validation`` / ``test``, optionally prepared), one head.
+
+:class:`SingleTask` has the same methods as :class:`lmforge.pipeline.multitask.MultiTask`; a Session
+holds one of them and commands call it without branching on multi-task.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Sequence
+
+from lmforge import status
+from lmforge.config import RunConfig
+from lmforge.data.splits import HELD_OUT
+from lmforge.errors import UserError
+
+Say = Callable[[str], None]
+
+
+class SingleTask:
+    """The usual run: one dataset (``data.train`` / ``validation`` / ``test``, optionally prepared), one head."""
+
+    def __init__(self, splits, data_cfg):
+        self.splits = splits
+        self.data_cfg = data_cfg
+
+    @classmethod
+    def load(cls, config: RunConfig, say: Say) -> "SingleTask":
+        if config.data.prepare is not None:
+            from lmforge.pipeline.prepare import prepare_splits
+
+            return cls(prepare_splits(config, say=say), config.data)
+        from lmforge.data.splits import load_splits
+
+        return cls(load_splits(config.data, config.run.seed), config.data)
+
+    def describe(self, say: Say) -> None:
+        """Nothing beyond the counts open_session prints."""
+
+    def task_info(self, objective):
+        from lmforge.data.encode import label_set
+
+        classify = objective.spec.head == "sequence_classification"
+        records = self.splits.train + self.splits.validation + self.splits.test
+        return objective.task_info(label_set(records, self.data_cfg) if classify else None)
+
+    def load_model(self, model_cfg, task, **load_kwargs):
+        from lmforge.model import load_model
+
+        return load_model(model_cfg, task, **load_kwargs)
+
+    def encode(self, objective, tokenizer, config: RunConfig, say: Say) -> tuple[Sequence[dict], dict[str, list[dict]]]:
+        """Training features, and the features of each held-out part (``eval.max_examples`` applies to each)."""
+        train = (sharded_features(config, self.splits.train, objective, tokenizer, say) if config.runtime.memory.shards
+                 else objective.encode(self.splits.train, tokenizer, config.data))
+        limit = config.eval.max_examples
+        held = {part: getattr(self.splits, part)[:limit] if limit else getattr(self.splits, part) for part in HELD_OUT}
+        return train, {part: objective.encode(records, tokenizer, config.data) if records else []
+                       for part, records in held.items()}
+
+    def collate(self, objective, tokenizer) -> Callable[[list[dict]], dict]:
+        return lambda feats: objective.collate(feats, tokenizer)
+
+    def evaluate(self, objective, model, features, collate, batch_size: int, per_example: bool) -> dict:
+        from lmforge.evaluate.run import evaluate
+
+        return evaluate(objective, model, features, collate, batch_size, per_example=per_example)
+
+    def summary(self, train_features) -> dict:
+        return {}
+
+    def export_model(self, s, out: Path, prompts: list) -> tuple[dict, dict]:
+        """The merged model (when the plan exports one), parity-checked: ``(written, parity)``."""
+        if not s.plan.export_merged:
+            return {}, {}
+        from lmforge.export import export_merged, verify_merged
+
+        cfg = s.config.export
+        export_merged(s.method, s.model, s.tokenizer, out / "merged", cfg.dtype)
+        status.set_phase("parity")
+        parity = verify_merged(s.model, s.tokenizer, out / "merged", prompts, dtype=cfg.dtype,
+                               report_path=out / "merged" / "parity.json").to_dict()
+        return {"merged": str(out / "merged")}, {"merged": parity}
+
+    def usage(self, s, export_dir: Path) -> str:
+        return f"serve it:   lmforge serve {s.run_dir}"
+
+
+def sharded_features(config: RunConfig, records: list, objective, tokenizer, say: Say):
+    """Training features memory-mapped from ``runtime.memory.shards`` (tokenized and packed once, block by
+    block; reused while data, tokenizer and settings are unchanged). Only the main process writes."""
+    from lmforge.data.shards import encode_to_shards
+    from lmforge.train.launch import is_main_process
+
+    where = config.runtime.memory.shards
+    folder = Path(config.run.dir) / "shards" if where == "auto" else Path(where)
+    key = {"data": config.data.model_dump(mode="json"), "model": config.model.model_dump(mode="json"),
+           "objective": config.objective_name, "objective_params": config.objective and config.objective.params,
+           "vocab": len(tokenizer)}
+    pack = config.data.max_length if config.data.packing else None
+    try:
+        shards = encode_to_shards(records, lambda part: objective.encode(part, tokenizer, config.data), folder, key=key,
+                                  pack_length=pack, write=is_main_process())
+    except ValueError as exc:
+        raise UserError(f"cannot use runtime.memory.shards: {exc}", where="runtime.memory.shards",
+                        hint="point it at a new folder or one lmforge wrote shards into") from exc
+    say(f"shards: {len(shards)} {'packed rows' if pack else 'examples'} ({shards.meta['tokens']} tokens) "
+        f"memory-mapped from {folder}")
+    return shards

@@ -1,0 +1,109 @@
+"""The fused LoRA training layer equals peft's LoRA layer: outputs, gradients, adapters, fallbacks."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from lmforge.methods import METHODS, build_method
+from lmforge.methods.lora.fused import FusedLoraLinear, register_fused_linear
+from lmforge.methods.lora.method import lora_config
+from tests.contracts.cases import fresh_base, task_for
+
+
+@pytest.fixture(scope="module")
+def dirs(tiny_llama_dir):
+    return {"causal_lm": tiny_llama_dir}
+
+
+def _params(**kw):
+    return METHODS["lora"].params.model_validate({"r": 4, "alpha": 8, **kw})
+
+
+def _pair(dirs, **kw):
+    """(peft's LoRA model, lmforge's fused one) with the same non-zero adapter weights."""
+    from peft import get_peft_model
+
+    base = fresh_base("causal_lm", dirs)
+    plain = get_peft_model(copy.deepcopy(base), lora_config(_params(**kw), task_for("causal_lm")))
+    fused = build_method("lora", _params(**kw)).apply(base, task_for("causal_lm"))
+    assert sum(isinstance(m, FusedLoraLinear) for m in fused.modules()) == 14  # 7 linears x 2 layers
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for (name, p), (name2, q) in zip(plain.named_parameters(), fused.named_parameters()):
+            assert name == name2
+            if "lora_B" in name:
+                p.normal_(0, 0.1)
+            q.copy_(p)
+    return plain, fused
+
+
+def _step(model, ids, autocast=False):
+    model.train()
+    model.zero_grad()
+    torch.manual_seed(7)  # same dropout masks in both models
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+        out = model(input_ids=ids).logits
+    out.float().pow(2).mean().backward()
+    return out.detach().float(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
+IDS = torch.tensor([[5, 9, 14, 3, 22, 7, 41, 8], [11, 4, 30, 2, 9, 17, 5, 26]])
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.1])
+def test_fused_equals_peft_in_fp32(dirs, dropout):
+    """fp32: outputs and LoRA gradients equal peft's (merged weight or addmm: fp32 reassociation
+    of sums over <= 64 terms, ~1e-7 relative; checked at 1e-5)."""
+    plain, fused = _pair(dirs, dropout=dropout)
+    (y1, g1), (y2, g2) = _step(plain, IDS), _step(fused, IDS)
+    torch.testing.assert_close(y2, y1, atol=1e-5, rtol=1e-5)
+    assert g1.keys() == g2.keys() and len(g1) == 28
+    for name in g1:
+        torch.testing.assert_close(g2[name], g1[name], atol=1e-6, rtol=1e-4)
+
+
+def test_fused_bf16_autocast_is_as_close_to_fp32_as_peft(dirs):
+    """Under bf16 autocast both round differently; the fused gradients are as close to the fp32
+    ones as peft's (relative Frobenius error within 1.5x peft's; each ~1% at bf16's 8 bits)."""
+    plain, fused = _pair(dirs)
+    reference = copy.deepcopy(plain)
+    _, exact = _step(reference, IDS)
+    errors = []
+    for model in (plain, fused):
+        _, grads = _step(model, IDS, autocast=True)
+        num = sum(float((grads[n] - exact[n]).norm() ** 2) for n in exact)
+        errors.append((num / sum(float(exact[n].norm() ** 2) for n in exact)) ** 0.5)
+    assert 0 < errors[1] < max(1.5 * errors[0], 1e-3) and errors[0] < 0.05
+
+
+def test_eval_merge_disable_and_saved_adapter_are_peft_s(dirs, tmp_path):
+    from peft import PeftModel
+
+    plain, fused = _pair(dirs)
+    with torch.no_grad():  # no grad: peft's own forward
+        torch.testing.assert_close(fused.eval()(input_ids=IDS).logits, plain.eval()(input_ids=IDS).logits)
+        with fused.disable_adapter():
+            base_logits = fused(input_ids=IDS).logits
+        with plain.disable_adapter():
+            torch.testing.assert_close(base_logits, plain(input_ids=IDS).logits)
+    fused.save_pretrained(tmp_path)
+    assert "_custom_modules" not in (tmp_path / "adapter_config.json").read_text()
+    loaded = PeftModel.from_pretrained(fresh_base("causal_lm", dirs), tmp_path)
+    assert not any(isinstance(m, FusedLoraLinear) for m in loaded.modules())
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.eval()(input_ids=IDS).logits, plain(input_ids=IDS).logits)
+        merged = fused.merge_and_unload()(input_ids=IDS).logits
+    torch.testing.assert_close(merged, plain(input_ids=IDS).logits, atol=1e-5, rtol=1e-5)
+
+
+def test_not_registered_over_quantized_or_subclassed_linears(dirs):
+    class QuantLinear(torch.nn.Linear):
+        pass
+
+    model = fresh_base("causal_lm", dirs)
+    config = lora_config(_params(), task_for("causal_lm"))
+    model.model.layers[0].mlp.up_proj = QuantLinear(32, 64)
+    assert register_fused_linear(config, model) is False and not config._custom_modules

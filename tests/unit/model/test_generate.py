@@ -1,0 +1,213 @@
+"""The generation engine: cached batched greedy == uncached greedy, stops, rows leaving the batch, sampling.
+
+Tolerance for "logits close" (cache vs full recompute, batched vs alone): both compute the same
+fp32 sums in a different order and shape (one new query against cached keys vs all queries; a
+padded batch vs one row). A length-K fp32 dot product in a different order differs by about
+sqrt(K) x 6e-8 relative (unit roundoff, random-walk accumulation): ~1.4e-6 for SmolLM2's
+hidden 576. Through 30 residual layers this was measured at 4e-5..7e-5 on logits of magnitude
+~35 (2e-6 relative) on SmolLM2 prompts; the bound 1e-5 x max|logit| + 1e-5 leaves ~5x room,
+and is far below the gap between distinct greedy choices the tests rely on.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lmforge.model.decode import cpu_has_native_bf16, precision_context
+from lmforge.model.generate import Sampling, generate_tokens, stop_token_ids
+
+QUESTIONS = ["what is the capital of france ?", "how do interest rates affect a loan ?", "hi",
+             "what is a bond fund and why would i buy one for my money ?", "tax ?"]
+
+
+def _bound(reference: torch.Tensor) -> float:
+    return 1e-5 + 1e-5 * float(reference.abs().max())
+
+
+@torch.no_grad()
+def uncached_greedy(model, prompt: list[int], stops: set[int], n: int) -> tuple[list[int], list[torch.Tensor]]:
+    """Greedy by full recomputation of the whole sequence every step (no cache, no padding)."""
+    ids, new, steps = torch.tensor([prompt]), [], []
+    for _ in range(n):
+        logits = model(input_ids=ids, use_cache=False).logits[0, -1].float()
+        token = int(logits.argmax())
+        new.append(token)
+        steps.append(logits)
+        if token in stops:
+            break
+        ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
+    return new, steps
+
+
+def _prompts(tok, questions=QUESTIONS) -> list[list[int]]:
+    return [tok(tok.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True),
+                add_special_tokens=False)["input_ids"] for q in questions]
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_llama_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    return AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32).eval(), \
+        AutoTokenizer.from_pretrained(tiny_llama_dir)
+
+
+def _check_equal_to_uncached(model, tok, prompts, n, batch_size):
+    stops = stop_token_ids(tok, model)
+    results = generate_tokens(model, prompts, max_new_tokens=n, stop_ids=stops, pad_id=tok.pad_token_id,
+                              batch_size=batch_size, keep_logits=True, precision="model")
+    for prompt, result in zip(prompts, results):
+        tokens, steps = uncached_greedy(model, prompt, set(stops), n)
+        assert result.all_tokens == tokens
+        assert len(result.logits) == len(steps)
+        for cached, full in zip(result.logits, steps):
+            assert float((cached - full).abs().max()) <= _bound(full)
+    return results
+
+
+@pytest.mark.parametrize("batch_size", [1, 8])
+def test_cached_greedy_equals_uncached_on_tiny_llama(tiny, batch_size):
+    model, tok = tiny
+    results = _check_equal_to_uncached(model, tok, _prompts(tok), 12, batch_size)
+    assert all(len(r.all_tokens) >= 1 for r in results)
+
+
+def test_batched_equals_one_by_one_and_keeps_order(tiny):
+    model, tok = tiny
+    prompts = _prompts(tok)
+    together = generate_tokens(model, prompts, max_new_tokens=10, batch_size=3)
+    alone = [generate_tokens(model, [p], max_new_tokens=10)[0] for p in prompts]
+    assert [r.tokens for r in together] == [r.tokens for r in alone]
+
+
+def _counting(model):
+    """Record the batch size of every forward."""
+    sizes: list[int] = []
+    handle = model.register_forward_pre_hook(lambda _m, _a, kw: sizes.append(kw["input_ids"].shape[0]),
+                                             with_kwargs=True)
+    return sizes, handle
+
+
+def test_stop_ids_length_and_finished_rows_leave_the_batch(tiny):
+    model, tok = tiny
+    prompts = _prompts(tok)[:3]
+    free = generate_tokens(model, prompts, max_new_tokens=6)
+    stop = free[0].tokens[1]  # row 0 ends at its second token; the others wherever they first emit it
+    sizes, handle = _counting(model)
+    try:
+        stopped = generate_tokens(model, prompts, max_new_tokens=[6, 4, 2], stop_ids=[stop])
+    finally:
+        handle.remove()
+    for row, limit in enumerate((6, 4, 2)):
+        chosen = free[row].tokens[:limit]
+        if stop in chosen:
+            cut = chosen.index(stop)
+            assert stopped[row].tokens == chosen[:cut] and stopped[row].stop_token == stop
+            assert stopped[row].finish_reason == "stop" and stopped[row].all_tokens == chosen[:cut + 1]
+        else:
+            assert stopped[row].tokens == chosen and stopped[row].finish_reason == "length"
+            assert stopped[row].stop_token is None
+    assert stopped[0].finish_reason == "stop" and len(stopped[0].all_tokens) <= 2
+    # prefill with 3 rows, then each decode step only with the rows still running
+    assert sizes[0] == 3 and sizes == sorted(sizes, reverse=True)
+    assert len(sizes) == max(len(r.all_tokens) for r in stopped)
+    steps_with = [sum(len(r.all_tokens) > step for r in stopped) for step in range(1, len(sizes))]
+    assert sizes[1:] == steps_with
+
+
+def test_callbacks_end_rows_and_report_each_row_once(tiny):
+    model, tok = tiny
+    prompts = _prompts(tok)[:4]
+    seen, finished = {}, []
+
+    def on_token(row, token):
+        seen.setdefault(row, []).append(token)
+        return "cancelled" if row == 1 else None
+
+    results = generate_tokens(model, prompts, max_new_tokens=[5, 5, 0, 5], on_token=on_token,
+                              on_finish=lambda row, r: finished.append((row, r.finish_reason)))
+    assert sorted(finished) == [(0, "length"), (1, "cancelled"), (2, "length"), (3, "length")]
+    assert len(seen[1]) == 1 and results[1].finish_reason == "cancelled"
+    assert results[2].tokens == [] and 2 not in seen
+    assert seen[0] == results[0].tokens and len(results[0].tokens) == 5
+
+
+def test_sampling_repeats_with_a_seed_and_greedy_rows_stay_greedy(tiny):
+    model, tok = tiny
+    prompts = _prompts(tok)[:3]
+    hot = [Sampling(temperature=1.5, top_p=0.95), Sampling(), Sampling(temperature=1.5)]
+
+    def run(seed):
+        return [r.tokens for r in generate_tokens(model, prompts, max_new_tokens=8, sampling=hot,
+                                                  generators=[torch.Generator().manual_seed(seed), None, None])]
+
+    torch.manual_seed(0)
+    first = run(1)
+    torch.manual_seed(0)
+    assert run(1) == first
+    greedy = generate_tokens(model, prompts, max_new_tokens=8)
+    assert first[1] == greedy[1].tokens
+    torch.manual_seed(1)
+    others = [run(seed) for seed in (2, 3, 4)]
+    assert any(o[0] != first[0] for o in others)  # the seeded row does depend on its seed
+
+
+def test_restores_training_mode_and_leaves_no_inference_tensors(tiny):
+    model, tok = tiny
+    model.train()
+    try:
+        generate_tokens(model, _prompts(tok)[:2], max_new_tokens=3)
+        assert model.training
+        out = model(input_ids=torch.tensor([_prompts(tok)[0]]), labels=torch.tensor([_prompts(tok)[0]]))
+        out.loss.backward()  # buffers touched while generating still work under autograd
+    finally:
+        model.eval()
+        model.zero_grad(set_to_none=True)
+
+
+def test_prompt_learning_peft_model_generates_through_its_own_generate(tiny_llama_dir, tiny):
+    from peft import PromptTuningConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    _, tok = tiny
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32)
+    torch.manual_seed(0)
+    model = get_peft_model(base, PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)).eval()
+    prompt = _prompts(tok)[0]
+    result = generate_tokens(model, [prompt], max_new_tokens=5)[0]
+    ids = torch.tensor([prompt])
+    expected = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=5, do_sample=False,
+                              pad_token_id=tok.pad_token_id, eos_token_id=None)[0, ids.shape[1]:].tolist()
+    assert result.tokens == expected[: len(result.tokens)] and len(result.tokens) == 5
+
+
+def test_native_bf16_detection_reads_cpu_flags(tiny):
+    assert cpu_has_native_bf16.__wrapped__("flags : fpu avx512f avx512_bf16 avx512_vnni")
+    assert cpu_has_native_bf16.__wrapped__("flags : fpu amx_bf16 amx_tile")
+    assert not cpu_has_native_bf16.__wrapped__("flags : fpu avx512f avx512_vnni avx512bw")
+    model, _ = tiny
+    with precision_context(model, "model"):
+        assert not torch.is_autocast_enabled("cpu")
+    with pytest.raises(ValueError):
+        precision_context(model, "fp8")
+
+
+def test_per_row_arguments_are_checked(tiny):
+    model, tok = tiny
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        generate_tokens(model, _prompts(tok)[:2], max_new_tokens=[3])
+    with pytest.raises(ValueError, match="generators"):
+        generate_tokens(model, _prompts(tok)[:2], max_new_tokens=3, generators=[None])
+
+
+@pytest.mark.slow
+def test_cached_greedy_equals_uncached_on_smollm2(smollm2_dir):
+    """Real SmolLM2 prompts (FiQA-style questions), batched with left padding, 16 greedy tokens."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(smollm2_dir)
+    model = AutoModelForCausalLM.from_pretrained(smollm2_dir, dtype=torch.float32).eval()
+    questions = ["What is the capital of France?", "Can I send a money order from USPS as a business?",
+                 "How do interest rates affect loans?"]
+    _check_equal_to_uncached(model, tok, _prompts(tok, questions), 16, batch_size=8)
