@@ -12,7 +12,9 @@ never read. Every cell is appended to ``--log`` (JSON lines; cells already there
     (several logs: --log a.jsonl b.jsonl; new cells are appended to the first)
 
 The rule (:func:`choose`): among a method's candidates that beat their before score beyond noise on
-every task's validation split, the one with the best mean rank over the tasks (ties: the smaller lr).
+every task's validation split (each judged at the largest budget it ran), the one with the best mean rank
+over the tasks, ranked among the candidates run on every task (ties: beyond noise at more of the budgets
+tried, then the smaller lr).
 """
 
 from __future__ import annotations
@@ -69,28 +71,48 @@ def run(args) -> None:
             out.write(json.dumps(row) + "\n")
 
 
+def _largest_budget(rows: list[dict]) -> dict[tuple, dict]:
+    """{(task, lr, params): row} keeping, per cell, the row with the most optimizer updates (then examples)."""
+    out: dict[tuple, dict] = {}
+    for r in rows:
+        key = (r["task"], r["lr_given"], r["params_given"] or "")
+        size = (r["budget"][0], r["budget"][0] * r["budget"][1])
+        if key not in out or size >= (out[key]["budget"][0], out[key]["budget"][0] * out[key]["budget"][1]):
+            out[key] = r
+    return out
+
+
 def choose(rows: list[dict], tasks: list[str]) -> dict[str, dict]:
-    """{method: {"lr", "params", "why"}} by the rule in the module doc, from ``rows`` of one log."""
+    """{method: {"lr", "params", "why"}} by the rule in the module doc, from ``rows`` of the logs.
+
+    Each candidate is judged on each task by its row at the largest budget run (several budgets were
+    tried); ties in mean rank go to the candidate that beat its before score at more of the budgets
+    run, then to the smaller lr."""
     chosen = {}
     for method in sorted({r["method"] for r in rows}):
         mine = [r for r in rows if r["method"] == method and "error" not in r]
-        keys = sorted({(r["lr_given"], r["params_given"] or "") for r in mine})
+        cells = _largest_budget(mine)
+        keys = sorted({(k[1], k[2]) for k in cells})
         ranks: dict[tuple, list[int]] = {k: [] for k in keys}
         ok = {k: True for k in keys}
+        wins = {k: sum(r["beyond_noise"] for r in mine if (r["lr_given"], r["params_given"] or "") == k) for k in keys}
+        complete = [k for k in keys if all((t, *k) in cells for t in tasks)]
         for task in tasks:
-            by_key = {(r["lr_given"], r["params_given"] or ""): r for r in mine if r["task"] == task}
-            lower = methods_table.TASKS[task]["metric"].endswith("loss")
-            order = sorted(by_key, key=lambda k: by_key[k]["value"] * (1 if lower else -1))
+            by_key = {(k[1], k[2]): r for k, r in cells.items() if k[0] == task}
+            sign = 1 if methods_table.TASKS[task]["metric"].endswith("loss") else -1
+            rivals = [by_key[k]["value"] * sign for k in (complete or keys) if k in by_key]
             for k in keys:
                 if k not in by_key:
                     ok[k] = False
                     continue
-                ranks[k].append(order.index(k))
+                ranks[k].append(sum(v < by_key[k]["value"] * sign for v in rivals))  # ties share a rank
                 ok[k] &= by_key[k]["beyond_noise"]
-        eligible = [k for k in keys if ok[k]] or keys
-        best = min(eligible, key=lambda k: (sum(ranks[k]) / max(len(ranks[k]), 1), k[0]))
-        chosen[method] = {"lr": best[0], "params": best[1] or None,
-                          "why": "beyond noise on every task" if ok[best] else "NONE beyond noise on every task"}
+        eligible = [k for k in keys if ok[k]] or complete or keys
+        best = min(eligible, key=lambda k: (sum(ranks[k]) / max(len(ranks[k]), 1), -wins[k], k[0]))
+        missing = [t for t in tasks if not any(k[0] == t for k in cells)]
+        why = ("beyond noise on every task" if ok[best] else f"not run on: {', '.join(missing)}" if missing
+               else "NONE beyond noise on every task")
+        chosen[method] = {"lr": best[0], "params": best[1] or None, "why": why}
     return chosen
 
 
@@ -105,21 +127,19 @@ def summary(args) -> str:
         for lr, params in sorted({(r["lr_given"], r["params_given"] or "") for r in rows if r["method"] == method}):
             cols = []
             for task in tasks:
-                r = next((x for x in rows if (x["task"], x["method"], x["lr_given"], x["params_given"] or "")
-                          == (task, method, lr, params)), None)
-                if r is None:
-                    cols.append("-")
-                elif "error" in r:
-                    cols.append(f"failed: {r['error'][:60]}")
-                else:
-                    cols.append(f"{r['before']:.4f} -> {r['value']:.4f} ({r['difference']:+.4f}, "
-                                f"{'yes' if r['beyond_noise'] else 'no'}; {r['budget'][0]}x{r['budget'][1]})")
+                found = [x for x in rows if (x["task"], x["method"], x["lr_given"], x["params_given"] or "")
+                         == (task, method, lr, params)]
+                found.sort(key=lambda x: (-x["budget"][0], -x["budget"][0] * x["budget"][1]) if "budget" in x else (0, 0))
+                cols.append("<br>".join(
+                    f"failed: {r['error'][:60]}" if "error" in r else
+                    f"{r['before']:.4f} -> {r['value']:.4f} ({r['difference']:+.4f}, "
+                    f"{'yes' if r['beyond_noise'] else 'no'}; {r['budget'][0]}x{r['budget'][1]})" for r in found) or "-")
             pick = chosen[method]
             mark = "**yes**" if (pick["lr"], pick["params"] or "") == (lr, params) else ""
             lines.append(f"| {method} | {lr:g} | {params or ''} | " + " | ".join(cols) + f" | {mark} |")
-    missing = [m for m, pick in chosen.items() if not pick["why"].startswith("beyond")]
-    if missing:
-        lines += ["", "No candidate beat its before score beyond noise on every task: " + ", ".join(missing) + "."]
+    for method, pick in sorted(chosen.items()):
+        if not pick["why"].startswith("beyond"):
+            lines += ["", f"{method}: {pick['why']} (chosen on the rest by the same rule)."]
     return "\n".join(lines)
 
 

@@ -269,6 +269,29 @@ def parameters() -> list[str]:
     return lines
 
 
+def cpu_model() -> str:
+    """The CPU's model name (lscpu / /proc/cpuinfo), else the platform's processor string."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def from_logs(paths: list[str]) -> dict:
+    """{task: {method: row}} from JSON-lines logs of heldout cells (a later row of a cell replaces an earlier one)."""
+    results: dict = {}
+    for path in paths:
+        for line in Path(path).read_text().splitlines():
+            row = json.loads(line) if line.strip() else None
+            if row and row.get("split", "heldout") == "heldout":
+                results.setdefault(row["task"], {})[row["method"]] = row
+    order = list(TASKS)
+    return {task: dict(sorted(results[task].items())) for task in sorted(results, key=order.index)}
+
+
 def _signed(value: float | None) -> str:
     return "-" if value is None else f"{value:+.4f}"
 
@@ -277,40 +300,41 @@ def measured(results: dict, args, seconds: float) -> list[str]:
     """One table per task plus how it was produced."""
     from lmforge.methods import METHODS
 
-    command = " ".join(["benchmarks/methods_table.py", *sys.argv[1:]])
+    command = getattr(args, "command", None) or " ".join(["benchmarks/methods_table.py", *sys.argv[1:]])
     loads = [r["load"] for rows in results.values() for r in rows.values() if "load" in r]
     lines = [f"Every registered method at its own defaults (lr included: column lr is the method's default the plan "
              f"filled in; parameters: the defaults, except freeze with `last_layers: 2`), fp32, {args.threads} CPU "
              "thread(s) per run, lmforge's training loop (AdamW, 5% warmup, cosine decay), the same batches in the "
-             "same order for every method. **before** is the held-out score with the method applied but untrained "
+             "same order for every method. **before** is the test-split score with the method applied but untrained "
              "(new heads and virtual tokens at their initial values), **after** the score after training; "
              "**change** is after - before with its paired-bootstrap 95% interval (1000 resamples of the held-out "
              "examples); **beyond noise** when that interval excludes 0 in the better direction.", "",
-             f"Produced by `.venv/bin/python {command}` on {platform.machine()} with {os.cpu_count()} CPU cores "
-             f"shared with other jobs (1-minute load average {min(loads, default=0):.1f}-{max(loads, default=0):.1f} "
-             f"during the runs), {time.strftime('%Y-%m-%d', time.gmtime())}, in {seconds / 60:.0f} min. Wall times "
+             f"Produced by `.venv/bin/python {command}` on {cpu_model()} ({platform.machine()}, {os.cpu_count()} cores "
+             f"shared with other jobs; 1-minute load average {min(loads, default=0):.1f}-{max(loads, default=0):.1f} "
+             f"during the runs), {time.strftime('%Y-%m-%d', time.gmtime())}, {seconds / 60:.0f} min of cell wall time. Wall times "
              "per step are therefore inflated and only comparable within one table.", ""]
     if args.layers:
         lines += [f"**Smoke scale**: models cut to their first {args.layers} transformer layers "
                   "(`model.overrides.num_hidden_layers`); numbers show the pipeline works, not method quality.", ""]
     for task, rows in results.items():
         spec = TASKS[task]
-        steps, batch = budget(task, args)
         first = next((r for r in rows.values() if "n_train" in r), {})
+        steps, batch = first.get("budget") or budget(task, args)
         lines += [f"### {task} ({spec['model']['name']}, {spec['data']['format']}; {spec['metric']})", "",
                   f"Budget: {steps} optimizer steps of batch {batch} ({steps * batch} examples seen) on "
                   f"{first.get('n_train', '?')} training examples, max_length {spec['data']['max_length']}; "
-                  f"{first.get('n_eval', '?')} held-out examples.", "",
-                  f"| method | before | after | change [95% interval] | beyond noise | trainable params | % of model | "
+                  f"{first.get('n_eval', '?')} test examples (they chose nothing).", "",
+                  f"| method | before | after | change [95% interval] | p | beyond noise | trainable params | % of model | "
                   "peak memory (MiB) | s / step | lr | mergeable |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for method, r in rows.items():
             merge = "yes" if METHODS[method].mergeable else "no"
             if "error" in r:
-                lines.append(f"| {method} | failed: {r['error']} | | | | | | | | | {merge} |")
+                lines.append(f"| {method} | failed: {r['error']} | | | | | | | | | | {merge} |")
                 continue
             change = f"{_signed(r['difference'])} [{_signed(r['low'])}, {_signed(r['high'])}]"
-            lines.append(f"| {method} | {r['before']:.4f} | {r['value']:.4f} | {change} | "
+            p = "-" if r.get("p_value") is None else f"{r['p_value']:.3f}"
+            lines.append(f"| {method} | {r['before']:.4f} | {r['value']:.4f} | {change} | {p} | "
                          f"{'yes' if r['beyond_noise'] else '**no**'} | {r['trainable']:,} | "
                          f"{100 * r['trainable'] / r['total']:.3f} | {r['peak_mib']:.0f} ({r['peak_kind']}) | "
                          f"{r['s_per_step']:.2f} | {r['lr']:g} | {merge} |")
@@ -390,6 +414,9 @@ def parse(argv=None):
     parser.add_argument("--log", default=None, help="append each cell's JSON result here")
     parser.add_argument("--write", default=str(ROOT / "docs" / "methods.md"))
     parser.add_argument("--no-run", action="store_true", help="write the capability table only (no measurements)")
+    parser.add_argument("--render", nargs="+", default=None, metavar="LOG",
+                        help="write --write from the heldout cells of these logs (no runs)")
+    parser.add_argument("--command", default=None, help="with --render: the command(s) that produced the logs")
     args = parser.parse_args(argv)
     args.eval_examples = args.eval_examples or None
     args.budgets = {}
@@ -410,6 +437,12 @@ def main(argv=None) -> int:
     from lmforge.atomic import atomic_write_text
     from lmforge.methods import METHODS
 
+    if args.render:
+        results = from_logs(args.render)
+        seconds = sum(r.get("wall_s", 0) for rows in results.values() for r in rows.values())
+        atomic_write_text(Path(args.write), render(results, args, seconds))
+        print(f"wrote {args.write}")
+        return 0
     began = time.perf_counter()
     results: dict = {}
     for task in [] if args.no_run else args.tasks:
