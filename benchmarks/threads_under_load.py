@@ -1,6 +1,6 @@
 """Seconds per LoRA step with lmforge's default thread policy vs fixed threads, under a competing CPU job.
 
-Issue 14 item 2: on a 2-core machine shared with another job, LoRA ran at 12 s/step with torch's
+Measured before this policy: on a 2-core machine shared with another job, LoRA ran at 12 s/step with torch's
 default threads (2) and 1.3 s/step with 1. lmforge's default (``runtime.threads`` unset) now picks the
 thread count from the CPUs other processes leave free (``lmforge.train.threads``) and, like the
 CLI, sets ``OMP_WAIT_POLICY=PASSIVE`` before torch loads when the machine is busy.

@@ -1,6 +1,7 @@
-"""Generate the README's config reference from the schema and the registries (docs stay true).
+"""Generate the config reference (docs/config.md) from the schema and the registries (docs stay true).
 
-`python -m lmforge.reference` prints it; a test checks the README holds exactly this text.
+`python -m lmforge.reference` prints it; `python -m lmforge.reference --write docs/config.md` rewrites the
+marked block of that file; a test checks docs/config.md holds exactly this text.
 """
 
 from __future__ import annotations
@@ -94,17 +95,19 @@ def config_reference() -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-START = "<!-- config-reference:start (generated: python -m lmforge.reference --write README.md) -->"
+DOC = "docs/config.md"
+START = f"<!-- config-reference:start (generated: python -m lmforge.reference --write {DOC}) -->"
 END = "<!-- config-reference:end -->"
 
 
-def readme_section(readme_text: str) -> str:
-    """The generated block currently in the README (between the markers)."""
-    start = readme_text.index(START) + len(START)
-    return readme_text[start: readme_text.index(END)].strip("\n") + "\n"
+def generated_section(text: str) -> str:
+    """The generated block currently in a document (between the markers)."""
+    start = text.index(START) + len(START)
+    return text[start: text.index(END)].strip("\n") + "\n"
 
 
-def write_readme(path: str) -> None:
+def write_reference(path: str) -> None:
+    """Rewrite the block between the markers of ``path`` (the text around it is kept)."""
     from pathlib import Path
 
     from lmforge.atomic import atomic_write_text
@@ -118,6 +121,6 @@ if __name__ == "__main__":
     import sys
 
     if sys.argv[1:2] == ["--write"]:
-        write_readme(sys.argv[2])
+        write_reference(sys.argv[2] if len(sys.argv) > 2 else DOC)
     else:
         print(config_reference(), end="")

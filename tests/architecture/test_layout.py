@@ -99,3 +99,13 @@ def test_glue_modules_stay_small():
     """One pipeline module per command, each readable top to bottom (DESIGN.md: none past ~250 lines)."""
     sizes = {p.name: len(p.read_text().splitlines()) for p in (SRC / "pipeline").glob("*.py")}
     assert sizes and max(sizes.values()) <= 250, sizes
+
+
+def test_only_multitask_branches_on_tasks():
+    """Commands never branch on multi-task: only pipeline/multitask.py reads ``data.tasks``; the rest of
+    the glue calls the Session's task object (SingleTask / MultiTask) or multitask's functions."""
+    readers = sorted(p.name for p in (SRC / "pipeline").glob("*.py")
+                     if p.name != "multitask.py" and any(isinstance(node, ast.Attribute) and node.attr == "tasks"
+                                                          and isinstance(node.value, ast.Attribute) and node.value.attr == "data"
+                                                          for node in ast.walk(ast.parse(p.read_text()))))
+    assert not readers, f"these glue modules read data.tasks themselves: {readers}"

@@ -54,11 +54,13 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: int = 300) -> subproce
 
 TRAIN = "{max_steps: 6, batch_size: 4, lr: 0.01, eval_every: 3, log_every: 2}"
 RUNTIME = "{precision: fp32}"
+SPLIT = "{validation: 0.2, test: 0.2}"  # qa_file's 6 distinct questions: 4 train, 1 validation, 1 test
+WIDE_TEST = "{validation: 0.2, test: 0.5}"  # 2 train, 1 validation, 3 test questions (distinct samples)
 EVAL = "{generations: 2, max_new_tokens: 8}"
 
 
 def lora_config(tmp_path: Path, model_dir, data, extra: str = "", *, train: str = TRAIN, evaluate: str = EVAL,
-                runtime: str = RUNTIME) -> Path:
+                runtime: str = RUNTIME, split: str = SPLIT) -> Path:
     """An instruction-tuning LoRA run on the tiny Llama writing to <tmp_path>/run."""
     return write_config(tmp_path, f"""
 run: {{name: tiny, output_dir: {tmp_path / 'run'}}}
@@ -67,7 +69,7 @@ data:
   format: instruction
   train: {data}
   columns: {{instruction: question, output: answer}}
-  split: {{validation: 0.2, test: 0.2}}
+  split: {split}
   max_length: 64
 method: {{name: lora, r: 4, alpha: 8, dropout: 0.0}}
 train: {train}

@@ -61,7 +61,7 @@ def test_unknown_label(tmp_path, tiny_bert_dir):
 model: {{name: {tiny_bert_dir}}}
 data: {{format: classification, train: {data}, labels: [pos, neg, neutral]}}
 """)
-    _assert_user_error(run_cli("train", str(cfg)), "cls.csv", "neutrl")
+    _assert_user_error(run_cli("train", str(cfg), cwd=tmp_path), "cls.csv", "neutrl")  # run folder: tmp_path/runs/run
 
 
 def test_incompatible_options(tmp_path, tiny_llama_dir, qa_file):

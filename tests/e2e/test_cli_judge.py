@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.e2e.conftest import lora_config, run_cli
+from tests.e2e.conftest import WIDE_TEST, lora_config, run_cli
 from tests.fixtures.judge_stub import JudgeStub
 
 
@@ -18,7 +18,7 @@ def judge():
 
 
 def test_train_and_eval_are_graded_by_the_configured_judge(tmp_path, tiny_llama_dir, qa_file, judge):
-    config = lora_config(tmp_path, tiny_llama_dir, qa_file,
+    config = lora_config(tmp_path, tiny_llama_dir, qa_file, split=WIDE_TEST,  # 3 distinct test questions
                          evaluate=f"{{generations: 1, max_new_tokens: 4, judge: {{url: '{judge.url}', model: grader, examples: 3}}}}")
     done = run_cli("train", str(config))
     assert done.returncode == 0, done.stderr[-2000:]

@@ -9,11 +9,12 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from tests.e2e.conftest import lora_config, run_cli, write_config
+from tests.e2e.conftest import WIDE_TEST, lora_config, run_cli, write_config
 
 
 def test_train_reports_before_after_and_exports_loadable_models(tmp_path, tiny_llama_dir, qa_file):
-    cfg = lora_config(tmp_path, tiny_llama_dir, qa_file, evaluate="{generations: 2, max_new_tokens: 8, generate_metrics: 3}")
+    cfg = lora_config(tmp_path, tiny_llama_dir, qa_file, evaluate="{generations: 2, max_new_tokens: 8, generate_metrics: 3}",
+                      split=WIDE_TEST)  # 3 distinct test questions: 2 distinct samples
     proc = run_cli("train", str(cfg))
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = tmp_path / "run"

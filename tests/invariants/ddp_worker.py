@@ -20,6 +20,7 @@ torch.set_num_threads(1)
 
 from safetensors.torch import save_file  # noqa: E402
 
+from lmforge.config.schema import RuntimeConfig  # noqa: E402
 from lmforge.data.shards import TokenShards  # noqa: E402
 from lmforge.train import Callback  # noqa: E402
 from lmforge.train.checkpoint import trainable_state  # noqa: E402
@@ -54,11 +55,13 @@ def main(argv: list[str]) -> int:
     n_features = options.pop("n_features", 20)
     with_eval = options.pop("with_eval", False)
     shards = options.pop("shards", None)  # a write_token_shards folder instead of in-memory features
+    distributed = options.pop("distributed", None)  # the runtime: section's distributed settings
+    runtime = RuntimeConfig(device="cpu", precision="fp32", **({"distributed": distributed} if distributed else {}))
     features = TokenShards(shards) if shards else tiny_features(n_features)
     callbacks = [CrashAfter(int(argv[argv.index("--stop-after") + 1]))] if "--stop-after" in argv else []
     model = tiny_model(model_dir)
     try:
-        run(model, features, run_dir, fp32_cfg(**options), callbacks=callbacks,
+        run(model, features, run_dir, fp32_cfg(**options), callbacks=callbacks, runtime_cfg=runtime,
             resume="--resume" in argv, evaluate_fn=eval_loss if with_eval else None)
     except Crash:
         return 3

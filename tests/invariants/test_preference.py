@@ -1,4 +1,4 @@
-"""Preference-learning invariants (issue 5).
+"""Preference-learning invariants: what holds for every preference objective and method.
 
 - DPO loss at step 0 (policy == reference) is log 2, for every method;
 - a disabled adapter (the peft methods' reference hook) reproduces the base model's log-probs exactly;

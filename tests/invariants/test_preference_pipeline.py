@@ -1,7 +1,7 @@
 """Preference objectives through the real glue: config -> open_session -> train -> evaluate.
 
-(run_train's drift-baseline step does not handle preference records yet, see the issue-5
-report, so the steps are driven here with the session the pipeline builds.)
+The steps are driven here one by one with the session the pipeline builds, so each one's result can be
+checked; tests/contracts/test_pipeline.py runs every objective through run_train whole.
 """
 
 from __future__ import annotations

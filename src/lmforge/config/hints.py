@@ -29,8 +29,6 @@ ALIASES: dict[str, str] = {
     "dataset": "train", "datasets": "train", "train_file": "train", "data_path": "train", "train_path": "train",
     "eval_file": "validation", "validation_file": "validation", "val": "validation", "eval": "validation",
     "dev": "validation", "test_file": "test", "eval_dataset": "validation", "test_dataset": "test",
-    "val_set_size": "split", "validation_split": "split", "eval_split": "split", "eval_fraction": "split",
-    "test_size": "split", "val_size": "split",
     "sample_packing": "packing", "group_by_length": "packing",
     "max_samples": "limit", "num_samples": "limit", "max_examples": "limit",
     "column_mapping": "columns", "chat_template": "format",
@@ -49,6 +47,9 @@ ELSEWHERE: dict[str, str] = {
     "r": "method.r", "lora_r": "method.r", "lora_rank": "method.r", "lora_alpha": "method.alpha",
     "max_length": "data.max_length", "max_seq_length": "data.max_length", "cutoff_len": "data.max_length",
     "base_model": "model.name", "model_name_or_path": "model.name",
+    "split": "data.split", "eval_fraction": "data.split.validation", "val_set_size": "data.split.validation",
+    "validation_split": "data.split.validation", "eval_split": "data.split.validation",
+    "val_size": "data.split.validation", "test_size": "data.split.test",
 }
 
 

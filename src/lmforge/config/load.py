@@ -161,7 +161,8 @@ def _error_line(root: type[BaseModel], loc: list[str], err: dict) -> str:
         from lmforge.config.hints import elsewhere
 
         known = _known_fields(root, loc[:-1])
-        hint = did_you_mean(loc[-1], known) or elsewhere(loc[-1], ".".join(p for p in loc[:-1] if not p.isdigit()))
+        # a key known to live in another section first (train.precision -> runtime.precision), then a typo
+        hint = elsewhere(loc[-1], ".".join(p for p in loc[:-1] if not p.isdigit())) or did_you_mean(loc[-1], known)
         return f"{field}: unknown key{hint}"
     if err["type"] == "missing":
         return f"{field}: required field is missing"

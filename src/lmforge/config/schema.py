@@ -318,6 +318,10 @@ class EvalConfig(Section):
     batch_size: int | None = Field(default=None, ge=1, description="Default: train.batch_size.")
     generations: int = Field(default=3, ge=0, description="Held-out prompts shown before -> after.")
     max_new_tokens: int = Field(default=64, ge=1, description="Tokens per sample generation.")
+    repetition_penalty: float = Field(
+        default=1.0, gt=0, description="Greedy answers (samples, generation metrics) make tokens already in the prompt or "
+        "answer less likely by this factor (transformers' repetition_penalty; 1 = off, 1.1-1.3 stops most loops).",
+    )
     generate_metrics: int = Field(
         default=0, ge=0,
         description="At every evaluation, score greedy answers on this many held-out chat/instruction examples "

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 from torch import nn
 
-from lmforge.model.generate import END_OF_TURN, generate_tokens, stop_token_ids, template_end_of_turn
+from lmforge.model.generate import END_OF_TURN, GREEDY, Sampling, generate_tokens, stop_token_ids, template_end_of_turn
 
 __all__ = ["END_OF_TURN", "BATCH_SIZE", "generate", "generate_outputs", "generate_replies", "generate_reply",
            "sample_generations", "stop_token_ids", "template_end_of_turn"]
@@ -25,7 +25,7 @@ BATCH_SIZE = 8  # prompts decoded together; on CPU a batch of 8 costs ~2-3x one 
 
 
 def sample_generations(model: nn.Module, tokenizer: Any, records: list[dict], data_cfg: Any, n: int,
-                       max_new_tokens: int, batch_size: int = BATCH_SIZE) -> list[dict]:
+                       max_new_tokens: int, batch_size: int = BATCH_SIZE, sampling: Sampling = GREEDY) -> list[dict]:
     """Greedy answers to the first ``n`` chat / instruction ``records`` with distinct prompts.
 
     Returns ``[{"prompt": str, "reference": str, "output": str, "tokens": int, "truncated": bool}]``:
@@ -46,7 +46,7 @@ def sample_generations(model: nn.Module, tokenizer: Any, records: list[dict], da
             seen.add(key)
             chosen.append(record)
             conversations.append(messages)
-    replies = generate_outputs(model, tokenizer, conversations, max_new_tokens, batch_size=batch_size)
+    replies = generate_outputs(model, tokenizer, conversations, max_new_tokens, batch_size=batch_size, sampling=sampling)
     return [{"prompt": "\n".join(f"{m['role']}: {m['content']}" for m in messages),
              "reference": reference_text(record, data_cfg),
              "output": reply["text"], "tokens": reply["tokens"], "truncated": reply["truncated"]}
@@ -54,7 +54,7 @@ def sample_generations(model: nn.Module, tokenizer: Any, records: list[dict], da
 
 
 def generate_outputs(model: nn.Module, tokenizer: Any, conversations: Sequence[list[dict]], max_new_tokens: int,
-                     batch_size: int = BATCH_SIZE) -> list[dict]:
+                     batch_size: int = BATCH_SIZE, sampling: Sampling = GREEDY) -> list[dict]:
     """The model's greedy reply to each conversation (each ending before the assistant turn), with how
     it ended: ``[{"text", "tokens": generated tokens before the stop token, "truncated": True when no
     stop token came within max_new_tokens}]``.
@@ -70,7 +70,7 @@ def generate_outputs(model: nn.Module, tokenizer: Any, conversations: Sequence[l
                          add_special_tokens=False)["input_ids"] for messages in conversations]
     stops = stop_token_ids(tokenizer, model)
     results = generate_tokens(model, prompts, max_new_tokens=max_new_tokens, stop_ids=stops,
-                              pad_id=_pad_id(tokenizer, stops), batch_size=batch_size)
+                              pad_id=_pad_id(tokenizer, stops), batch_size=batch_size, sampling=sampling)
     return [{"text": tokenizer.decode(r.tokens, skip_special_tokens=True).strip(), "tokens": len(r.tokens),
              "truncated": r.stop_token is None and len(r.tokens) >= max_new_tokens} for r in results]
 

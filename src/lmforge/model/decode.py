@@ -25,7 +25,7 @@ from typing import Any, Callable, ContextManager, Sequence
 
 import torch
 
-from lmforge.model.sampling import Sampling, next_tokens
+from lmforge.model.sampling import Sampling, next_tokens, penalize_repeats
 
 OnToken = Callable[[int, int], "str | None"]
 """on_token(row, token) for every generated token that is not a stop id; returns a finish reason
@@ -95,7 +95,10 @@ def decode_batch(model: Any, prompts: dict[int, Sequence[int]], opts: DecodeOpti
     del out
     live = rows
     while True:
-        tokens = next_tokens(logits, [opts.samplings[r] for r in live], [opts.generators[r] for r in live])
+        samplings = [opts.samplings[r] for r in live]
+        if any(s.repetition_penalty != 1.0 for s in samplings):
+            logits = penalize_repeats(logits, samplings, [[*prompts[r], *results[r].tokens] for r in live])
+        tokens = next_tokens(logits, samplings, [opts.generators[r] for r in live])
         keep = [i for i, r in enumerate(live) if not _advance(results[r], r, int(tokens[i]), logits[i], opts)]
         if not keep:
             return results

@@ -131,6 +131,7 @@ def _hf_generate_rows(model: Any, prompts: dict[int, Sequence[int]], sampling: S
     out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max(opts.max_new_tokens[r] for r in rows),
                          do_sample=not sampling.greedy, temperature=None if sampling.greedy else sampling.temperature,
                          top_p=None if sampling.greedy else sampling.top_p, top_k=None,
+                         repetition_penalty=None if sampling.repetition_penalty == 1.0 else sampling.repetition_penalty,
                          eos_token_id=sorted(opts.stop_ids) or None, pad_token_id=opts.pad_id)
     results = {}
     for i, r in enumerate(rows):

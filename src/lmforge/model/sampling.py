@@ -1,4 +1,5 @@
-"""Next-token choice per row: greedy at temperature 0, else temperature + nucleus (top_p) sampling."""
+"""Next-token choice per row: greedy at temperature 0, else temperature + nucleus (top_p) sampling,
+after an optional repetition penalty on the tokens the row has already seen."""
 
 from __future__ import annotations
 
@@ -12,10 +13,15 @@ import torch
 class Sampling:
     """How one row picks its next token: ``temperature <= 0`` is greedy (argmax); otherwise the
     softmax of ``logits / temperature`` restricted to the smallest set of tokens whose mass reaches
-    ``top_p`` (nucleus sampling, Holtzman et al. 2020), renormalised, sampled once."""
+    ``top_p`` (nucleus sampling, Holtzman et al. 2020), renormalised, sampled once.
+
+    ``repetition_penalty`` > 1 makes every token already in the row (prompt and answer so far) less
+    likely, as transformers' ``repetition_penalty`` does (Keskar et al. 2019): its logit is divided by
+    the penalty when positive, multiplied when negative. 1 = off."""
 
     temperature: float = 0.0
     top_p: float = 1.0
+    repetition_penalty: float = 1.0
 
     @property
     def greedy(self) -> bool:
@@ -25,9 +31,24 @@ class Sampling:
 GREEDY = Sampling()
 
 
+def penalize_repeats(logits: torch.Tensor, samplings: Sequence[Sampling], seen: Sequence[Sequence[int]]) -> torch.Tensor:
+    """``logits`` [batch, vocab] with each row's repetition penalty applied to the ids in ``seen[row]``
+    (a new tensor when any row has a penalty; the same one otherwise)."""
+    rows = [i for i, s in enumerate(samplings) if s.repetition_penalty != 1.0 and len(seen[i])]
+    if not rows:
+        return logits
+    logits = logits.clone()
+    for i in rows:
+        ids = torch.as_tensor(sorted(set(seen[i])), dtype=torch.long, device=logits.device)
+        values, penalty = logits[i, ids], samplings[i].repetition_penalty
+        logits[i, ids] = torch.where(values > 0, values / penalty, values * penalty)
+    return logits
+
+
 def next_tokens(logits: torch.Tensor, samplings: Sequence[Sampling],
                 generators: Sequence[torch.Generator | None] | None = None) -> torch.Tensor:
-    """logits [batch, vocab] -> token ids [batch] (long, on the logits' device).
+    """logits [batch, vocab] -> token ids [batch] (long, on the logits' device); repetition penalties
+    are applied first by the caller (:func:`penalize_repeats`), which knows each row's tokens.
 
     One :class:`Sampling` and one optional ``torch.Generator`` per row (None: torch's global RNG,
     so a seeded run repeats). Greedy rows never touch an RNG. Rows that sample without a generator

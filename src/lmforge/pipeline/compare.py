@@ -60,27 +60,27 @@ def compare_run(run_dir: Path, overrides: Sequence[str] = (), *, retrievers: Seq
     from lmforge.evaluate.generate import generate_replies
     from lmforge.pipeline.session import restore_session
 
-    s = restore_session(run_dir, overrides, trained=True, say=say)
-    _check_generative(s.plan, f"{run_dir}/config.yaml: data.format")
-    limit = max_examples or s.config.eval.max_examples
-    held = s.records(s.reported)
+    session = restore_session(run_dir, overrides, trained=True, say=say)
+    _check_generative(session.plan, f"{run_dir}/config.yaml: data.format")
+    limit = max_examples or session.config.eval.max_examples
+    held = session.records(session.reported)
     eval_records = held[:limit] if limit else held
     if not eval_records:
         raise UserError("the run has no held-out example to compare on", where="data.test",
                         hint="give data.test a file or raise data.split.test")
     say(f"compare: {len(eval_records)} held-out examples, retrieval over {len(s.splits.train)} training examples")
-    base = s.tasks.load_model(s.config.model, s.task, tokenizer=s.tokenizer).eval()
-    s.model.eval()
+    base = session.tasks.load_model(session.config.model, session.task, tokenizer=session.tokenizer).eval()
+    session.model.eval()
     report = run_compare(
-        base, s.tokenizer, eval_records, generate_fn=generate_replies, train_records=s.splits.train,
-        tuned_model=s.model, retrievers=tuple(retrievers), few_shot=few_shot, top_k=top_k,
-        max_new_tokens=s.config.eval.max_new_tokens, seed=s.config.run.seed, say=say,
+        base, session.tokenizer, eval_records, generate_fn=generate_replies, train_records=session.splits.train,
+        tuned_model=session.model, retrievers=tuple(retrievers), few_shot=few_shot, top_k=top_k,
+        max_new_tokens=session.config.eval.max_new_tokens, seed=session.config.run.seed, say=say,
     )
-    report["config"] = {"run": str(run_dir), "model": s.config.model.name, "method": s.plan.method.name,
+    report["config"] = {"run": str(run_dir), "model": session.config.model.name, "method": session.plan.method.name,
                         "held_out_examples": len(eval_records), "few_shot": few_shot, "top_k": top_k,
                         "retrievers": list(retrievers)}
     if judge is not None:
-        add_judge(report, judge, eval_records, s.config.data)
+        add_judge(report, judge, eval_records, session.config.data)
     return report
 
 

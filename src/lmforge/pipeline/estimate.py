@@ -17,8 +17,7 @@ def run_estimate(config: RunConfig, *, source: str = "<config>", budget_gb: floa
     from lmforge.train.estimate import suggest
     from lmforge.train.estimate_run import estimate_run
 
-    sections = task_sections(config.data) if config.data.tasks else None
-    run = estimate_run(config, plan_run(config, source), task_sections=sections)  # meta device: no weights loaded
+    run = estimate_run(config, plan_run(config, source), task_sections=task_sections(config.data) or None)  # meta device: no weights loaded
     est, lengths = run.estimate, run.lengths
     say(f"{config.model.name} / {config.method.name} / {run.precision} / batch {config.train.batch_size} x "
         f"accum {config.train.grad_accum} / {run.trainable_params:,} of {run.total_params:,} parameters trained / "

@@ -25,26 +25,26 @@ def run_eval(target: str, overrides: Sequence[str] = (), *, base: bool = False, 
     overrides = list(overrides) + ([f"data.test={data}"] if data else [])
     path = Path(target)
     if path.is_dir():
-        s = restore_session(path, overrides, trained=not base, say=say)
+        session = restore_session(path, overrides, trained=not base, say=say)
     else:
-        s = open_session(load_config(path, overrides), source=str(path), say=say)
+        session = open_session(load_config(path, overrides), source=str(path), say=say)
     from lmforge.atomic import atomic_dir
     from lmforge.outputs import eval_output_dir, write_marker
 
-    out = eval_output_dir(s.config, out_dir, (path if path.is_dir() else s.run_dir), "eval-base" if base else "eval")
-    s.model.eval()
+    out = eval_output_dir(session.config, out_dir, (path if path.is_dir() else session.run_dir), "eval-base" if base else "eval")
+    session.model.eval()
     from lmforge.train.threads import apply_thread_policy
 
-    apply_thread_policy(s.config.runtime.threads, phase="eval", say=say)
-    metrics = s.evaluate(per_example=True)
-    samples = s.generations()
-    report = {"model": s.config.model.name + (" (base)" if base else ""), "method": s.plan.method.name,
-              "objective": s.plan.objective.name, "after": metrics,
+    apply_thread_policy(session.config.runtime.threads, phase="eval", say=say)
+    metrics = session.evaluate(per_example=True)
+    samples = session.generations()
+    report = {"model": session.config.model.name + (" (base)" if base else ""), "method": session.plan.method.name,
+              "objective": session.plan.objective.name, "after": metrics,
               "samples": [{"prompt": x["prompt"], "reference": x["reference"], "after": x["output"],
                            "truncated": {"after": x.get("truncated")}} for x in samples]}
-    judge_samples(s, report, ["after"], say)
-    if generate and s.plan.generative:
-        report["generation"] = generation_scores(s, generate)
+    judge_samples(session, report, ["after"], say)
+    if generate and session.plan.generative:
+        report["generation"] = generation_scores(session, generate)
         metrics = {**metrics, **{k: v["value"] for k, v in report["generation"].items()}}
     with atomic_dir(out) as stage:  # the report folder appears whole
         write_report(stage, report)

@@ -61,17 +61,17 @@ def load_target(target: str, prompts_file: str | None, field: str) -> FeedbackTa
         from lmforge.data.messages import prompt_messages
         from lmforge.pipeline.session import restore_session
 
-        s = restore_session(folder)
+        session = restore_session(folder)
         if prompts_file:
             prompts = read_prompts(Path(prompts_file), field)
-        elif s.plan.generative:
-            prompts = [prompt_messages(r, s.config.data)[-1]["content"] for r in s.records(s.reported)]
+        elif session.plan.generative:
+            prompts = [prompt_messages(r, session.config.data)[-1]["content"] for r in session.records(session.reported)]
         else:  # preference pairs carry their prompt
-            prompts = [r["prompt"] for r in s.records(s.reported) if "prompt" in r]
+            prompts = [r["prompt"] for r in session.records(session.reported) if "prompt" in r]
         if not prompts:
             raise UserError("the run's held-out data holds no prompts", where=str(folder),
                             hint="pass --prompts FILE (.txt, one prompt per line, or .jsonl)")
-        return FeedbackTarget(s.model, s.tokenizer, prompts, str(folder))
+        return FeedbackTarget(session.model, session.tokenizer, prompts, str(folder))
     if not prompts_file:
         raise UserError("--prompts is needed when TARGET is a model rather than a run folder", where="--prompts")
     from lmforge.config.schema import ModelConfig

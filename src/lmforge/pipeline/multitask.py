@@ -50,7 +50,7 @@ def task_sections(data: DataConfig) -> list[DataConfig]:
     return sections
 
 
-def check_config(config: RunConfig, objective, objective_params, where: str) -> None:
+def check_config(config: RunConfig, objective, where: str) -> None:
     """Every rule a multi-task run adds (torch-free; called by plan_run). No-op without ``data.tasks``."""
     if not config.data.tasks:
         return
@@ -78,6 +78,22 @@ def check_config(config: RunConfig, objective, objective_params, where: str) -> 
                         hint="remove export.merged and export.formats")
 
 
+def tasks_summary(data: DataConfig) -> str:
+    """`` x N tasks, mixing M`` for a multi-task data section (validate's one-line summary), else ""."""
+    return f" x {len(data.tasks)} tasks, mixing {data.mixing}" if data.tasks else ""
+
+
+def open_tasks(config: RunConfig, head: str, say: Say, *, prepared: bool = True):
+    """The Session's task object: :class:`MultiTask` with ``data.tasks``, else
+    :class:`~lmforge.pipeline.single.SingleTask` (``prepared``: run ``data.prepare`` when configured).
+    The one place a command's path depends on multi-task."""
+    if config.data.tasks:
+        return MultiTask.load(config, head)
+    from lmforge.pipeline.single import SingleTask
+
+    return SingleTask.load(config, say, prepared=prepared)
+
+
 class MultiTask:
     """Several named datasets in one run; see the module doc."""
 
@@ -97,6 +113,13 @@ class MultiTask:
         labels = ([label_set(t.splits.train + t.splits.validation + t.splits.test, t.data) for t in tasks]
                   if head == HEADED else None)
         return cls(tasks, merge_splits(tasks), config, labels)
+
+    def preview(self, tokenizer, **options) -> str:
+        """Training examples of each task rendered with its own format, columns and system prompt."""
+        from lmforge.data.preview import preview
+
+        return "\n".join(f"=== task {t.name} ({t.data.format}, weight {t.weight:g}) ===\n"
+                         + preview(t.splits.train, tokenizer, t.data, **options) for t in self.tasks)
 
     def describe(self, say: Say) -> None:
         for t in self.tasks:
@@ -171,22 +194,22 @@ class MultiTask:
                     f"{len(t.splits.test)} test, weight {t.weight:g}"
                     + (f", {n} per epoch" if n is not None else "") for t, n in zip(self.tasks, mixed)}}
 
-    def export_model(self, s, out: Path, prompts: list) -> tuple[dict, dict]:
+    def export_model(self, session, out: Path, prompts: list) -> tuple[dict, dict]:
         """Several heads: export/multitask (no plain transformers class holds them); one LM head: merged."""
         if not self.labels:
             from lmforge.pipeline.single import SingleTask
 
-            return SingleTask(self.splits, self.config.data).export_model(s, out, prompts)
-        folder, parity = export_multitask(s, out / "multitask")
+            return SingleTask(self.splits, self.config.data).export_model(session, out, prompts)
+        folder, parity = export_multitask(session, out / "multitask")
         return {"multitask": folder}, {"multitask": parity}
 
-    def usage(self, s, export_dir: Path) -> str:
+    def usage(self, session, export_dir: Path) -> str:
         if not self.labels:
-            return f"serve it:   lmforge serve {s.run_dir}"
+            return f"serve it:   lmforge serve {session.run_dir}"
         return f"load it:    lmforge.model.multihead.load_multihead('{export_dir / 'multitask'}')"
 
 
-def export_multitask(s, folder: Path) -> tuple[str, dict]:
+def export_multitask(session, folder: Path) -> tuple[str, dict]:
     """The merged encoder + per-task heads (:func:`lmforge.model.multihead.save_multihead`), reloaded
     and compared with the run's model on a few held-out rows; returns ``(folder, parity dict)``."""
     import torch
@@ -194,13 +217,13 @@ def export_multitask(s, folder: Path) -> tuple[str, dict]:
     from lmforge.evaluate.run import model_device
     from lmforge.model.multihead import load_multihead, save_multihead
 
-    save_multihead(s.method.merge(copy.deepcopy(s.model)), s.tokenizer, folder)
-    device = model_device(s.model)
-    batch = {k: v.to(device) for k, v in s.collate(s.held_out[s.reported][: s.config.export.parity_prompts]).items()
+    save_multihead(session.method.merge(copy.deepcopy(session.model)), session.tokenizer, folder)
+    device = model_device(session.model)
+    batch = {k: v.to(device) for k, v in session.collate(session.held_out[session.reported][: session.config.export.parity_prompts]).items()
              if k != "labels"}
     reloaded = load_multihead(folder).to(device)
     with torch.no_grad():
-        want, got = s.model(**batch).logits.float(), reloaded(**batch).logits.float()
+        want, got = session.model(**batch).logits.float(), reloaded(**batch).logits.float()
     used = want > torch.finfo(torch.float32).min / 2  # padded label slots of other tasks are not compared
     diff = float((want - got)[used].abs().max())
     result: dict[str, Any] = {"passed": diff <= 1e-3, "max_abs_logit_diff": diff, "rows": int(batch["input_ids"].shape[0])}

@@ -80,7 +80,7 @@ def plan_run(config: RunConfig, source: str = "<config>") -> RunPlan:
         objective.params, config.objective.params if config.objective else {}, "objective", source
     )
     check_consumes(objective, data_format, f"{where}: data.format")
-    check_multitask(config, objective, objective_params, where)
+    check_multitask(config, objective, where)
     objective_params.check_run(config, where)  # rules that depend on the objective's own settings
     if method.objectives is not None and objective.name not in method.objectives:
         raise UserError(

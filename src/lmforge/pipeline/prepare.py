@@ -23,19 +23,12 @@ def run_preview(config: RunConfig, *, source: str = "<config>", n: int = 3, colo
                 marks: tuple[str, str] | None = None) -> str:
     """`lmforge data preview`: N training examples rendered with the trained tokens marked (per task;
     ``marks``: (opening, closing) around trained spans, see :func:`lmforge.data.preview.preview`)."""
-    from lmforge.data.preview import preview
-    from lmforge.data.splits import load_splits
     from lmforge.model import load_tokenizer
-    from lmforge.pipeline.multitask import MultiTask
+    from lmforge.pipeline.multitask import open_tasks
 
     plan = plan_run(config, source)
-    tokenizer = load_tokenizer(config.model)
-    if config.data.tasks:  # each task rendered with its own format, columns and system prompt
-        tasks = MultiTask.load(config, plan.objective.head).tasks
-        return "\n".join(f"=== task {t.name} ({t.data.format}, weight {t.weight:g}) ===\n"
-                         + preview(t.splits.train, tokenizer, t.data, n=n, color=color, marks=marks) for t in tasks)
-    return preview(load_splits(config.data, config.run.seed).train, tokenizer, config.data, n=n, color=color,
-                   marks=marks)
+    tasks = open_tasks(config, plan.objective.head, say=lambda _m: None, prepared=False)  # preview writes nothing
+    return tasks.preview(load_tokenizer(config.model), n=n, color=color, marks=marks)
 
 
 def prepare_splits(config: RunConfig, *, out_dir: str | Path | None = None, say: Say = print):

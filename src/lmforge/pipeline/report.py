@@ -10,9 +10,9 @@ from lmforge.pipeline.session import Session
 Say = Callable[[str], None]
 
 
-def build_report(s: Session, before: dict | None, after: dict, result, trainable: int, total: int) -> dict:
+def build_report(session: Session, before: dict | None, after: dict, result, trainable: int, total: int) -> dict:
     """Before / after metrics and samples, data and parameter counts, and how training went."""
-    cfg = s.config
+    cfg = session.config
     samples = []
     before_samples = (before or {}).get("samples") or []
     for i, sample in enumerate(after["samples"]):
@@ -23,13 +23,13 @@ def build_report(s: Session, before: dict | None, after: dict, result, trainable
             row["truncated"]["before"] = before_samples[i].get("truncated")
         samples.append(row)
     return {
-        "run": run_facts(s),
+        "run": run_facts(session),
         "model": cfg.model.name,
-        "method": s.plan.method.name,
-        "objective": s.plan.objective.name,
-        "data": {"format": cfg.data.format, "train_examples": len(s.splits.train), "validation_examples": len(s.splits.validation),
-                 "test_examples": len(s.splits.test), "reported_on": s.reported, "selected_on": s.selection,
-                 **s.tasks.summary(s.train_features)},
+        "method": session.plan.method.name,
+        "objective": session.plan.objective.name,
+        "data": {"format": cfg.data.format, "train_examples": len(session.splits.train), "validation_examples": len(session.splits.validation),
+                 "test_examples": len(session.splits.test), "reported_on": session.reported, "selected_on": session.selection,
+                 **session.tasks.summary(session.train_features)},
         "parameters": {"trainable": trainable, "total": total},
         "before": (before or {}).get("metrics"),
         "after": after["metrics"],
@@ -37,31 +37,31 @@ def build_report(s: Session, before: dict | None, after: dict, result, trainable
         "train": {
             "steps": result.steps,
             "best_step": result.best_step,
-            "best_metric": s.plan.best_metric,
+            "best_metric": session.plan.best_metric,
             "stopped_early": result.stopped_early,
             **({"fit": result.fit} if getattr(result, "fit", None) else {}),
         },
     }
 
 
-def run_facts(s: Session) -> dict:
+def run_facts(session: Session) -> dict:
     """Where the run's outputs go, for the top of its report: run folder, export folders, serve command."""
-    cfg = s.config
-    out = Path(cfg.export.dir or s.run_dir / "export")
+    cfg = session.config
+    out = Path(cfg.export.dir or session.run_dir / "export")
     exports = {}
-    if cfg.export.adapter and s.plan.method.saves_adapter:
+    if cfg.export.adapter and session.plan.method.saves_adapter:
         exports["adapter"] = str(out / "adapter")
-    if s.plan.export_merged:
+    if session.plan.export_merged:
         exports["merged model"] = str(out / "merged")
     exports.update({fmt: str(out / fmt) for fmt in cfg.export.formats})
-    usage = s.tasks.usage(s, out).split(":", 1)[-1].strip()  # e.g. "lmforge serve runs/x"
-    return {"folder": str(s.run_dir), "exports": exports, "serve": usage}
+    usage = session.tasks.usage(session, out).split(":", 1)[-1].strip()  # e.g. "lmforge serve runs/x"
+    return {"folder": str(session.run_dir), "exports": exports, "serve": usage}
 
 
-def judge_samples(s: Session, report: dict, systems: list[str], say: Say) -> None:
+def judge_samples(session: Session, report: dict, systems: list[str], say: Say) -> None:
     """Grade the report's sample answers with ``eval.judge`` (when set) into ``report["judge"]``;
     the report then shows only the first ``eval.generations`` samples."""
-    cfg = s.config.eval.judge
+    cfg = session.config.eval.judge
     if cfg is None or not report.get("samples"):
         return
     from lmforge.evaluate.judge import DEFAULT_PROMPT, Judge, judge_outputs
@@ -72,7 +72,7 @@ def judge_samples(s: Session, report: dict, systems: list[str], say: Say) -> Non
     report["judge"] = judge_outputs(judge, report["samples"], systems)
     say("judge: " + ", ".join(f"{k} {v:.2f}" if v is not None else f"{k} -" for k, v in report["judge"]["systems"].items())
         + f" (1..{cfg.scale})")
-    report["samples"] = report["samples"][: s.config.eval.generations]
+    report["samples"] = report["samples"][: session.config.eval.generations]
 
 
 def print_samples(samples: list[dict], say: Say) -> None:

@@ -83,20 +83,22 @@ class Session:
         return generation_rows(self, n, model)
 
 
-def generation_rows(s: Session, n: int, model=None, part: str | None = None) -> list[dict]:
+def generation_rows(session: Session, n: int, model=None, part: str | None = None) -> list[dict]:
     """Greedy answers on the first ``n`` examples of held-out ``part`` (default: reported), with their references."""
     from lmforge.evaluate.generate import sample_generations
+    from lmforge.model.sampling import Sampling
 
-    return sample_generations(model or s.model, s.tokenizer, s.records(part or s.reported), s.config.data, n,
-                              s.config.eval.max_new_tokens)
+    cfg = session.config
+    return sample_generations(model or session.model, session.tokenizer, session.records(part or session.reported), cfg.data,
+                              n, cfg.eval.max_new_tokens, sampling=Sampling(repetition_penalty=cfg.eval.repetition_penalty))
 
 
-def generation_scores(s: Session, n: int, model=None) -> dict:
+def generation_scores(session: Session, n: int, model=None) -> dict:
     """Greedy answers on the first ``n`` reported held-out examples, scored against their references."""
     from lmforge.evaluate.textmetrics import generation_intervals
 
-    rows = generation_rows(s, n, model)
-    return generation_intervals([r["output"] for r in rows], [r["reference"] for r in rows], seed=s.config.run.seed)
+    rows = generation_rows(session, n, model)
+    return generation_intervals([r["output"] for r in rows], [r["reference"] for r in rows], seed=session.config.run.seed)
 
 
 def open_session(config: RunConfig, *, source: str = "<config>", say: Say = print) -> Session:
@@ -104,11 +106,10 @@ def open_session(config: RunConfig, *, source: str = "<config>", say: Say = prin
     from lmforge.methods import build_method
     from lmforge.model import load_tokenizer
     from lmforge.objectives import build_objective
-    from lmforge.pipeline.multitask import MultiTask
-    from lmforge.pipeline.single import SingleTask
+    from lmforge.pipeline.multitask import open_tasks
 
     plan = plan_run(config, source)
-    tasks = MultiTask.load(config, plan.objective.head) if config.data.tasks else SingleTask.load(config, say)
+    tasks = open_tasks(config, plan.objective.head, say)
     describe_splits(tasks.splits, config, say)
     tasks.describe(say)
     tokenizer = load_tokenizer(config.model)
@@ -141,9 +142,9 @@ def open_session(config: RunConfig, *, source: str = "<config>", say: Say = prin
                    collate=tasks.collate(objective, tokenizer))
 
 
-def rebuild_model(s: Session) -> Session:
+def rebuild_model(session: Session) -> Session:
     """The session with a freshly loaded base and the method applied again (no trained weights)."""
-    return s.with_model(s.method.apply(s.tasks.load_model(s.config.model, s.task, **s.method.load_kwargs()), s.task))
+    return session.with_model(session.method.apply(session.tasks.load_model(session.config.model, session.task, **session.method.load_kwargs()), session.task))
 
 
 def restore_session(run_dir: str | Path, overrides: Sequence[str] = (), *, trained: bool = True,
@@ -157,15 +158,15 @@ def restore_session(run_dir: str | Path, overrides: Sequence[str] = (), *, train
         raise UserError("not a run folder (no config.yaml inside)", where=str(run_dir),
                         hint="pass the folder a `lmforge train` run wrote, e.g. runs/quickstart")
     config = load_config(cfg_path, list(overrides) + [f"run.output_dir={run_dir}"])
-    s = open_session(config, source=str(cfg_path), say=say)
+    session = open_session(config, source=str(cfg_path), say=say)
     if trained:
         from lmforge.train.checkpoint import load_trainable
 
         ckpt = best_checkpoint(run_dir)
         if ckpt is None:
             raise UserError("the run has no checkpoint yet", where=str(run_dir), hint="train it first (lmforge train)")
-        load_trainable(s.model, ckpt)
-    return s
+        load_trainable(session.model, ckpt)
+    return session
 
 
 def best_checkpoint(run_dir: Path) -> Path | None:

@@ -25,14 +25,20 @@ class SingleTask:
         self.data_cfg = data_cfg
 
     @classmethod
-    def load(cls, config: RunConfig, say: Say) -> "SingleTask":
-        if config.data.prepare is not None:
+    def load(cls, config: RunConfig, say: Say, *, prepared: bool = True) -> "SingleTask":
+        if prepared and config.data.prepare is not None:
             from lmforge.pipeline.prepare import prepare_splits
 
             return cls(prepare_splits(config, say=say), config.data)
         from lmforge.data.splits import load_splits
 
         return cls(load_splits(config.data, config.run.seed), config.data)
+
+    def preview(self, tokenizer, **options) -> str:
+        """Training examples rendered as the model sees them (see :func:`lmforge.data.preview.preview`)."""
+        from lmforge.data.preview import preview
+
+        return preview(self.splits.train, tokenizer, self.data_cfg, **options)
 
     def describe(self, say: Say) -> None:
         """Nothing beyond the counts open_session prints."""
@@ -69,21 +75,21 @@ class SingleTask:
     def summary(self, train_features) -> dict:
         return {}
 
-    def export_model(self, s, out: Path, prompts: list) -> tuple[dict, dict]:
+    def export_model(self, session, out: Path, prompts: list) -> tuple[dict, dict]:
         """The merged model (when the plan exports one), parity-checked: ``(written, parity)``."""
-        if not s.plan.export_merged:
+        if not session.plan.export_merged:
             return {}, {}
         from lmforge.export import export_merged, verify_merged
 
-        cfg = s.config.export
-        export_merged(s.method, s.model, s.tokenizer, out / "merged", cfg.dtype)
+        cfg = session.config.export
+        export_merged(session.method, session.model, session.tokenizer, out / "merged", cfg.dtype)
         status.set_phase("parity")
-        parity = verify_merged(s.model, s.tokenizer, out / "merged", prompts, dtype=cfg.dtype,
+        parity = verify_merged(session.model, session.tokenizer, out / "merged", prompts, dtype=cfg.dtype,
                                report_path=out / "merged" / "parity.json").to_dict()
         return {"merged": str(out / "merged")}, {"merged": parity}
 
-    def usage(self, s, export_dir: Path) -> str:
-        return f"serve it:   lmforge serve {s.run_dir}"
+    def usage(self, session, export_dir: Path) -> str:
+        return f"serve it:   lmforge serve {session.run_dir}"
 
 
 def sharded_features(config: RunConfig, records: list, objective, tokenizer, say: Say):

@@ -110,10 +110,10 @@ def _run_train(config: RunConfig, *, source: str, resume: bool, say: Say, callba
     return report
 
 
-def solve(s: Session, evaluate_fn: Callable, say: Say):
+def solve(session: Session, evaluate_fn: Callable, say: Say):
     """``method.fit`` (freeze's pooled linear head: L-BFGS on the frozen features) recorded as a one-step
     run (lmforge.train.fitted); None when the method trains with the loop."""
-    summary = s.method.fit(s.model, s.train_features, s.collate, seed=s.config.run.seed)
+    summary = session.method.fit(session.model, session.train_features, session.collate, seed=session.config.run.seed)
     if not summary:
         return None
     from lmforge.train.fitted import record_fit
@@ -121,20 +121,20 @@ def solve(s: Session, evaluate_fn: Callable, say: Say):
     chosen = f"chosen by {summary['folds']}-fold cross-validation on train" if summary["folds"] else "method.c"
     say(f"method: solved the head on {summary['examples']} training examples in {summary['seconds']:.1f} s "
         f"(L2: C {summary['c']:g}, {chosen}); train.epochs / lr do not apply")
-    return record_fit(s.model, summary, train_cfg=s.config.train, run_dir=s.run_dir, evaluate_fn=evaluate_fn,
-                      best_metric=s.plan.best_metric)
+    return record_fit(session.model, summary, train_cfg=session.config.train, run_dir=session.run_dir, evaluate_fn=evaluate_fn,
+                      best_metric=session.plan.best_metric)
 
 
-def measure_before(s: Session, say: Say) -> dict:
+def measure_before(session: Session, say: Say) -> dict:
     """Base-model metrics, generations and (optionally) the general-domain forgetting set, cached per run."""
-    config = s.config
+    config = session.config
     def base() -> dict:
-        out = {"metrics": s.evaluate(per_example=True), "samples": s.generations()}
-        if s.selection is not None and s.selection != s.reported:  # step 0 of the validation curves
-            out["validation"] = {k: v for k, v in s.evaluate(part=s.selection).items() if k != "per_example"}
+        out = {"metrics": session.evaluate(per_example=True), "samples": session.generations()}
+        if session.selection is not None and session.selection != session.reported:  # step 0 of the validation curves
+            out["validation"] = {k: v for k, v in session.evaluate(part=session.selection).items() if k != "per_example"}
         return out
 
-    evaluated = cached(s.run_dir / "before.json", base, enabled=config.eval.before)
+    evaluated = cached(session.run_dir / "before.json", base, enabled=config.eval.before)
     if evaluated:
         say("before: " + brief(evaluated["metrics"]))
     forget_set = forgetting = None
@@ -142,8 +142,8 @@ def measure_before(s: Session, say: Say) -> dict:
         from lmforge.evaluate.forgetting import load_forgetting_set, measure_forgetting
 
         forget_set = load_forgetting_set(config.eval.forgetting)
-        forgetting = cached(s.run_dir / "forgetting_before.json", lambda: measure_forgetting(
-            s.model, s.tokenizer, forget_set, max_new_tokens=config.eval.max_new_tokens), enabled=True)
+        forgetting = cached(session.run_dir / "forgetting_before.json", lambda: measure_forgetting(
+            session.model, session.tokenizer, forget_set, max_new_tokens=config.eval.max_new_tokens), enabled=True)
     return {"eval": evaluated, "forgetting": forgetting, "forget_set": forget_set}
 
 
@@ -153,13 +153,13 @@ def fsdp_sharded(config: RunConfig) -> bool:
     return config.runtime.distributed.strategy == "fsdp" and process_info().world_size > 1
 
 
-def load_best(s: Session) -> None:
+def load_best(session: Session) -> None:
     """Load the best (else last) checkpoint's trained weights into the session's model."""
     from lmforge.train.checkpoint import load_trainable
 
-    folder = best_checkpoint(s.run_dir)
+    folder = best_checkpoint(session.run_dir)
     if folder is not None:
-        load_trainable(s.model, folder)
+        load_trainable(session.model, folder)
 
 
 def cached(path: Path, compute: Callable[[], dict], *, enabled: bool) -> dict | None:

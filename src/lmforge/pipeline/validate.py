@@ -32,7 +32,9 @@ def run_validate(path: str | Path, overrides: list[str] | tuple[str, ...] = (), 
     if result.errors:
         raise UserError(problems_message(result), where=str(path))
     config, plan = result.config, result.plan
-    tasks = f" x {len(config.data.tasks)} tasks, mixing {config.data.mixing}" if config.data.tasks else ""
+    from lmforge.pipeline.multitask import tasks_summary
+
+    tasks = tasks_summary(config.data)
     return (f"{path}: ok  (model {config.model.name}, data {config.data.format}{tasks}, "
             f"method {plan.method.name}, objective {plan.objective.name})")
 

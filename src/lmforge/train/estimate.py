@@ -1,4 +1,4 @@
-"""Predict peak memory and time per optimizer step of a run before launching it (issue 3).
+"""Predict peak memory and time per optimizer step of a run before launching it, without loading its weights.
 
 An analytic model, calibrated against measured peak RSS on this machine kind (the numbers and
 the method are in docs/performance.md; re-run ``benchmarks/calibrate_estimate.py`` after a
@@ -373,29 +373,29 @@ def _candidates(x: EstimateInputs) -> list[tuple[str, dict]]:
     if x.precision == "fp32":
         frozen = 16 if x.frozen_bits == 32 and partial else x.frozen_bits
         change = {"precision": "bf16", "frozen_bits": frozen}
-        out.append(("precision: bf16 (autocast; frozen base kept in bf16)", change))
+        out.append(("runtime.precision: bf16 (autocast; frozen base kept in bf16)", change))
     elif x.frozen_bits == 32 and partial:
-        out.append(("memory.base_dtype: bfloat16 (frozen base stored in bf16)", {"frozen_bits": 16}))
+        out.append(("runtime.memory.base_dtype: bfloat16 (frozen base stored in bf16)", {"frozen_bits": 16}))
     if not x.packing:
-        out.append(("packing: true", {"packing": True}))
+        out.append(("data.packing: true", {"packing": True}))
     if not x.chunked_loss:
         out.append(("chunked loss (labelled positions only)", {"chunked_loss": True}))
     if not x.activation_checkpointing:
-        out.append(("activation checkpointing: all layers", {"activation_checkpointing": True}))
+        out.append(("runtime.memory.activation_checkpointing: true (all layers)", {"activation_checkpointing": True}))
     if x.optimizer == "adamw":
-        out.append(("optimizer: adamw_8bit (8-bit AdamW state)", {"optimizer": "adamw_8bit"}))
+        out.append(("train.optimizer: adamw_8bit (8-bit AdamW state)", {"optimizer": "adamw_8bit"}))
     if x.batch_size > 1:
         half = max(1, x.batch_size // 2)
         accum = x.grad_accumulation * math.ceil(x.batch_size / half)
         change = {"batch_size": half, "grad_accumulation": accum}
-        out.append((f"batch_size: {half} with grad_accumulation: {accum}", change))
+        out.append((f"train.batch_size: {half} with train.grad_accum: {accum}", change))
     lora = _lora_params(x.shape, rank=16)
     if x.trainable_params > 2 * lora:
         change = {"trainable_params": lora, "frozen_bits": 16 if x.precision != "fp32" else 32}
-        out.append(("method: lora (r=16, all linear layers)", change))
+        out.append(("method.name: lora (r=16, all linear layers)", change))
     if x.frozen_bits > 4:
         change = {"trainable_params": min(lora, x.trainable_params), "frozen_bits": 4}
-        out.append(("method: qlora (4-bit NF4 base, r=16)", change))
+        out.append(("method.name: qlora (4-bit NF4 base, r=16)", change))
     return out
 
 

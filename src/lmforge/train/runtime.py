@@ -160,7 +160,7 @@ def build_runtime(runtime_cfg: RuntimeConfig, seed: int) -> Runtime:
     On CPU the thread count comes from :func:`lmforge.train.threads.apply_thread_policy`
     (``runtime_cfg.threads``, else the CPUs other processes leave free). Deterministic algorithms are
     on, without ``fill_uninitialized_memory``: torch would NaN-fill every new tensor to expose
-    kernels that read memory they did not write (~11% of a bf16 LoRA step, issue 14), which no
+    kernels that read memory they did not write (~11% of a bf16 LoRA step, docs/performance.md), which no
     op here does; that same seed gives bit-identical weights and resume equals an uninterrupted
     run is tested directly (tests/invariants/test_loop.py, tests/unit/train/test_runtime.py).
 

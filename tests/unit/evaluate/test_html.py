@@ -1,7 +1,7 @@
 """The HTML report is self-contained and renders with its plots in headless Chromium.
 
 Needs the Debian package `chromium` (apt-get install -y chromium). A missing browser FAILS this
-test on purpose: the rendering check is part of the acceptance criteria.
+test on purpose: a report that does not render is a broken report.
 """
 
 from __future__ import annotations

@@ -211,3 +211,36 @@ def test_cached_greedy_equals_uncached_on_smollm2(smollm2_dir):
     questions = ["What is the capital of France?", "Can I send a money order from USPS as a business?",
                  "How do interest rates affect loans?"]
     _check_equal_to_uncached(model, tok, _prompts(tok, questions), 16, batch_size=8)
+
+
+def test_repetition_penalty_is_transformers_rule():
+    """Same operation as transformers' RepetitionPenaltyLogitsProcessor (divide positive logits, multiply
+    negative ones, on each seen id once), so the results are equal bit for bit."""
+    from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
+
+    from lmforge.model.sampling import penalize_repeats
+
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 50, generator=gen)
+    seen = [[3, 7, 7, 49, 0], [12]]
+    ours = penalize_repeats(logits, [Sampling(repetition_penalty=1.3)] * 2, seen)
+    for row in range(2):
+        theirs = RepetitionPenaltyLogitsProcessor(1.3)(torch.tensor([seen[row]]), logits[row:row + 1].clone())
+        assert torch.equal(ours[row], theirs[0])
+    assert penalize_repeats(logits, [Sampling()] * 2, seen) is logits  # off: untouched
+
+
+def test_repetition_penalty_decodes_like_transformers_generate(tiny):
+    """Greedy with a penalty through the cached, batched engine = transformers' greedy generate with the
+    same repetition_penalty (one prompt at a time, no padding), token for token."""
+    model, tok = tiny
+    prompts = _prompts(tok)
+    results = generate_tokens(model, prompts, max_new_tokens=12, batch_size=4, precision="model",
+                              sampling=Sampling(repetition_penalty=50.0))
+    plain = generate_tokens(model, prompts, max_new_tokens=12, batch_size=4, precision="model")
+    for prompt, result in zip(prompts, results):
+        ids = torch.tensor([prompt])
+        expected = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=12,
+                                  do_sample=False, repetition_penalty=50.0, eos_token_id=None, pad_token_id=0)
+        assert result.tokens == expected[0, len(prompt):].tolist()
+    assert [r.tokens for r in results] != [r.tokens for r in plain]  # the penalty changed some answer

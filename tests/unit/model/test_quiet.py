@@ -1,5 +1,5 @@
-"""Library notices a user cannot act on are not printed by a model load (issue: every load printed
-bitsandbytes' `Failed to load CPU gemm_4bit_forward from kernels-community` on AVX512-BF16 CPUs)."""
+"""Library notices a user cannot act on are not printed by a model load (e.g. bitsandbytes'
+`Failed to load CPU gemm_4bit_forward from kernels-community`, which every load printed on AVX512-BF16 CPUs)."""
 
 from __future__ import annotations
 

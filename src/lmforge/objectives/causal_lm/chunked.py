@@ -1,4 +1,4 @@
-"""Causal-LM loss computed only where it counts, in chunks (issue 3, "loss only where it counts").
+"""Causal-LM loss computed only where it counts, in chunks ("loss only where it counts").
 
 A plain ``model(**batch).logits`` materialises a ``tokens x vocab`` tensor (plus its fp32 copy and
 the softmax saved for backward): for SmolLM2 (vocab 49152) that is ~200 KB per token, more than
