@@ -37,7 +37,7 @@ CANDIDATES = {
     "prompt_tuning": {"sentiment": [3e-1, 1.0], "fiqa": [3e-2, 3e-1]},
     "prefix_tuning": {"sentiment": [1e-2, 3e-2], "fiqa": [3e-3, 1e-2]},
     "p_tuning": {"sentiment": [3e-2, 1e-1], "fiqa": [3e-3, 3e-2]},
-    "lora": {"sentiment": [1e-3], "fiqa": [5e-4, 1e-3]},
+    "lora": {"sentiment": [5e-4, 2e-4, 1e-3], "fiqa": [5e-4, 1e-3]},
     "qlora": {"sentiment": [1e-3], "fiqa": [1e-3]},  # LoRA over a quantized base: LoRA's choice, checked
     "full": {"sentiment": [5e-5], "fiqa": [5e-5, 1e-4]},
     "freeze": {"sentiment": [1e-3, 3e-3], "fiqa": [1e-3, 3e-3]},
