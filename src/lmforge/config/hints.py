@@ -53,13 +53,15 @@ ELSEWHERE: dict[str, str] = {
 }
 
 
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """Return ``"; did you mean 'x'?"`` for the closest choice (or the lmforge name of another
-    tool's key, see :data:`ALIASES`), or an empty string."""
+def did_you_mean(word: str, choices: Iterable[str], *, fuzzy: bool = True) -> str:
+    """Return ``"; did you mean 'x'?"`` for the lmforge name of another tool's key (see :data:`ALIASES`)
+    or, with ``fuzzy``, the closest choice; else an empty string."""
     choices = [str(c) for c in choices]
     alias = ALIASES.get(str(word).lower().replace("-", "_"))
     if alias is not None and alias in choices:
         return f"; did you mean '{alias}'?"
+    if not fuzzy:
+        return ""
     close = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
     return f"; did you mean '{close[0]}'?" if close else ""
 

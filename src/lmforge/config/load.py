@@ -161,8 +161,10 @@ def _error_line(root: type[BaseModel], loc: list[str], err: dict) -> str:
         from lmforge.config.hints import elsewhere
 
         known = _known_fields(root, loc[:-1])
-        # a key known to live in another section first (train.precision -> runtime.precision), then a typo
-        hint = elsewhere(loc[-1], ".".join(p for p in loc[:-1] if not p.isdigit())) or did_you_mean(loc[-1], known)
+        # another tool's name for a key here, else a key known to live in another section (train.precision ->
+        # runtime.precision), else the closest key here (a typo)
+        here = ".".join(p for p in loc[:-1] if not p.isdigit())
+        hint = did_you_mean(loc[-1], known, fuzzy=False) or elsewhere(loc[-1], here) or did_you_mean(loc[-1], known)
         return f"{field}: unknown key{hint}"
     if err["type"] == "missing":
         return f"{field}: required field is missing"

@@ -33,7 +33,6 @@ from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from lmforge.atomic import atomic_dir
-from lmforge.config.schema import ModelConfig
 from lmforge.model.task import TaskInfo
 
 MANIFEST = "multitask.json"

@@ -68,7 +68,7 @@ def compare_run(run_dir: Path, overrides: Sequence[str] = (), *, retrievers: Seq
     if not eval_records:
         raise UserError("the run has no held-out example to compare on", where="data.test",
                         hint="give data.test a file or raise data.split.test")
-    say(f"compare: {len(eval_records)} held-out examples, retrieval over {len(s.splits.train)} training examples")
+    say(f"compare: {len(eval_records)} held-out examples, retrieval over {len(session.splits.train)} training examples")
     base = session.tasks.load_model(session.config.model, session.task, tokenizer=session.tokenizer).eval()
     session.model.eval()
     report = run_compare(

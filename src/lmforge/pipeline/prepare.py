@@ -27,8 +27,9 @@ def run_preview(config: RunConfig, *, source: str = "<config>", n: int = 3, colo
     from lmforge.pipeline.multitask import open_tasks
 
     plan = plan_run(config, source)
+    tokenizer = load_tokenizer(config.model)  # a missing model is named before the data is read
     tasks = open_tasks(config, plan.objective.head, say=lambda _m: None, prepared=False)  # preview writes nothing
-    return tasks.preview(load_tokenizer(config.model), n=n, color=color, marks=marks)
+    return tasks.preview(tokenizer, n=n, color=color, marks=marks)
 
 
 def prepare_splits(config: RunConfig, *, out_dir: str | Path | None = None, say: Say = print):

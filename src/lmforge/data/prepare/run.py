@@ -194,7 +194,7 @@ def _write_train(
     """train.jsonl: kept train records minus leaks, then augmented copies. Returns lengths, balance, count."""
     fmt, path = run.data_format, run.path("train.jsonl")
     augmenter = Augmenter(fmt, run.cfg.augment, run.seed, paraphrase)
-    lengths, offsets, labels = array("q"), array("q"), []
+    lengths, offsets = array("q"), array("q")
     extras_path = run.path("train.extras.jsonl")
     with open(path, "w", encoding="utf-8") as fh, open(extras_path, "w", encoding="utf-8") as extras:
 
