@@ -89,6 +89,9 @@ def config_reference() -> str:
             for key, f in fields.items():
                 out.append(f"| `{reg_name}` | `{key}` | {_type_name(f.annotation)} | {_default(f)} | {f.description or ''} |")
         out.append("")
+        if registry is METHODS:  # what train.lr means when a run leaves it unset
+            out += ["`train.lr` left unset is the method's own default (measured: docs/methods.md): "
+                    + ", ".join(f"`{n}` {s.default_lr:g}" for n, s in sorted(METHODS.items())) + ".", ""]
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -260,7 +260,11 @@ class TrainConfig(Section):
     max_steps: int | None = Field(default=None, ge=1, description="Optimizer steps; overrides epochs when set.")
     batch_size: int = Field(default=8, ge=1, description="Examples per micro-batch.")
     grad_accum: int = Field(default=1, ge=1, description="Micro-batches per optimizer step (token-weighted).")
-    lr: float = Field(default=2e-4, gt=0, description="Peak learning rate (AdamW).")
+    lr: float | None = Field(
+        default=None, gt=0,
+        description="Peak learning rate (AdamW); default: the method's own (`lmforge methods` lists them; the run "
+        "folder's config.yaml records the value used).",
+    )
     weight_decay: float = Field(default=0.0, ge=0, description="AdamW weight decay (not on biases and norms).")
     warmup_ratio: float = Field(default=0.05, ge=0, lt=1, description="Share of steps with linear warmup.")
     scheduler: Literal["cosine", "linear", "constant"] = Field(default="cosine", description="Decay after warmup.")

@@ -56,6 +56,7 @@ class MethodSpec:
     factory: str  # "module.path:ClassName", imported only when the method is built
     trains: str  # one line: what becomes trainable
     mergeable: bool  # can be folded into the base weights for a plain transformers export
+    default_lr: float  # peak lr when train.lr is not set: measured per method (benchmarks/method_defaults.py)
     quantized_base: bool = False  # needs / loads a quantized base model
     objectives: tuple[str, ...] | None = None  # None = every objective
     guidance: str = ""  # one line of advice from our own measurements

@@ -1,4 +1,4 @@
-"""`lmforge methods`: every registered method, what it trains, its capabilities and guidance."""
+"""`lmforge methods`: every registered method, what it trains, its capabilities, default lr and guidance."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ def describe_methods(model_name: str | None = None, num_labels: int | None = Non
         if spec.quantized_base:
             caps.append("quantized base")
         caps.append("objectives: " + (", ".join(spec.objectives) if spec.objectives else "all"))
-        lines.append(f"{name}\n  trains:   {spec.trains}\n  can:      {'; '.join(caps)}")
+        lines.append(f"{name}\n  trains:   {spec.trains}\n  can:      {'; '.join(caps)}\n"
+                     f"  lr:       {spec.default_lr:g} (default when train.lr is not set)")
         if name in counts:
             lines.append(f"  params:   {counts[name]}")
         if spec.guidance:

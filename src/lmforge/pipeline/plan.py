@@ -22,7 +22,11 @@ from lmforge.pipeline.multitask import check_config as check_multitask
 
 @dataclass(frozen=True)
 class RunPlan:
-    """The config plus its resolved choices; derived values live here, never in the config."""
+    """The config plus its resolved choices; derived values live here, never in the config.
+
+    ``config`` is the user's config with the method's defaults filled in where it left them open
+    (:func:`resolve_method_defaults`): a new frozen object, what the run folder's config.yaml records.
+    """
 
     config: RunConfig
     method: MethodSpec
@@ -104,7 +108,16 @@ def plan_run(config: RunConfig, source: str = "<config>") -> RunPlan:
             hint="set data.packing: false",
         )
     method_params.check_run(config, objective, where)  # rules that depend on the method's own settings
-    return RunPlan(config, method, method_params, objective, objective_params, data_format)
+    return RunPlan(resolve_method_defaults(config, method), method, method_params, objective, objective_params,
+                   data_format)
+
+
+def resolve_method_defaults(config: RunConfig, method: MethodSpec) -> RunConfig:
+    """``config`` with ``train.lr`` set to ``method.default_lr`` when the user left it unset (None);
+    unchanged when set. Returns a new config; the given one is never mutated."""
+    if config.train.lr is not None:
+        return config
+    return config.model_copy(update={"train": config.train.model_copy(update={"lr": method.default_lr})})
 
 
 def check_consumes(objective: ObjectiveSpec, data_format: FormatSpec, where: str) -> None:

@@ -68,7 +68,7 @@ def _run_train(config: RunConfig, *, source: str, resume: bool, say: Say, callba
     solved = solve(session, evaluate_fn, say)  # a method that solves its parameters replaces the loop
     result = solved or train(
         session.model, session.objective, session.train_features,
-        train_cfg=config.train, runtime_cfg=config.runtime, run_dir=run_dir, collate=session.collate, evaluate_fn=evaluate_fn,
+        train_cfg=session.config.train, runtime_cfg=config.runtime, run_dir=run_dir, collate=session.collate, evaluate_fn=evaluate_fn,
         seed=config.run.seed, best_metric=session.plan.best_metric, metric_mode=session.plan.metric_mode,
         resume=resume, callbacks=callbacks,
     )

@@ -42,7 +42,17 @@ def build_optimizer(model: nn.Module, train_cfg: TrainConfig) -> torch.optim.Opt
     groups = param_groups(model, train_cfg.weight_decay)
     if not groups:
         raise ValueError("the model has no trainable parameters (check the method)")
-    return OPTIMIZERS[train_cfg.optimizer](groups, train_cfg.lr)
+    return OPTIMIZERS[train_cfg.optimizer](groups, peak_lr(train_cfg))
+
+
+# A run's lr is never None here: the plan fills in the method's default (pipeline.plan.resolve_method_defaults).
+# Only a direct train() call with a TrainConfig that names no lr falls back to this generic LoRA-scale rate.
+GENERIC_LR = 2e-4
+
+
+def peak_lr(train_cfg: TrainConfig) -> float:
+    """``train_cfg.lr``; :data:`GENERIC_LR` when unset (a direct library call that resolved no method)."""
+    return GENERIC_LR if train_cfg.lr is None else train_cfg.lr
 
 
 def _torch_adamw(groups: list[dict], lr: float) -> torch.optim.Optimizer:

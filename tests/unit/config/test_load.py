@@ -2,6 +2,7 @@ import pytest
 
 from lmforge.config import load_config, parse_config
 from lmforge.errors import UserError
+from lmforge.methods import METHODS
 from lmforge.pipeline.plan import plan_run
 
 BASE = "model: {name: smollm2-135m-instruct}\ndata: {format: instruction, train: data.jsonl}\n"
@@ -18,7 +19,7 @@ def test_defaults_fill_in(tmp_path):
     assert cfg.method.name == "lora"
     assert cfg.objective_name is None and plan_run(cfg).objective.name == "causal_lm"  # the format's default
     assert cfg.data.train.path == "data.jsonl"
-    assert cfg.train.lr == pytest.approx(2e-4)
+    assert cfg.train.lr is None and plan_run(cfg).config.train.lr == METHODS["lora"].default_lr  # lora's own
 
 
 def test_unknown_key_did_you_mean(tmp_path):
