@@ -88,7 +88,7 @@ class NormMethod(MethodBase):
 
 
 NORM = MethodSpec(name="norm", params=NormParams, factory=f"{__name__}:NormMethod",
-                  trains="the final normalisation weights", mergeable=True)
+                  trains="the final normalisation weights", mergeable=True, default_lr=1e-3)
 
 
 @pytest.fixture
