@@ -91,7 +91,7 @@ def config_reference() -> str:
         out.append("")
         if registry is METHODS:  # what train.lr means when a run leaves it unset
             out += ["`train.lr` left unset is the method's own default (measured: docs/methods.md): "
-                    + ", ".join(f"`{n}` {s.default_lr:g}" for n, s in sorted(METHODS.items())) + ".", ""]
+                    + ", ".join(f"`{n}` {s.default_lrs()}" for n, s in sorted(METHODS.items())) + ".", ""]
     return "\n".join(out).rstrip() + "\n"
 
 

@@ -256,7 +256,10 @@ class MemoryConfig(Section):
 
 
 class TrainConfig(Section):
-    epochs: float = Field(default=1.0, gt=0, description="Passes over the training data (fractions allowed).")
+    epochs: float | None = Field(
+        default=None, gt=0,
+        description="Passes over the training data (fractions allowed). Unset: the method's default, 1 except "
+        "where a method measurably needs more (prefix and P-tuning on classification: docs/methods.md).")
     max_steps: int | None = Field(default=None, ge=1, description="Optimizer steps; overrides epochs when set.")
     batch_size: int = Field(default=8, ge=1, description="Examples per micro-batch.")
     grad_accum: int = Field(default=1, ge=1, description="Micro-batches per optimizer step (token-weighted).")

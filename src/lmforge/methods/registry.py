@@ -57,12 +57,33 @@ class MethodSpec:
     trains: str  # one line: what becomes trainable
     mergeable: bool  # can be folded into the base weights for a plain transformers export
     default_lr: float  # peak lr when train.lr is not set: measured per method (benchmarks/method_defaults.py)
+    classification_lr: float | None = None  # the same on a classification head, where it differs from default_lr
+    classification_epochs: float | None = None  # train.epochs left unset on a classification head (else 1)
     quantized_base: bool = False  # needs / loads a quantized base model
     objectives: tuple[str, ...] | None = None  # None = every objective
     guidance: str = ""  # one line of advice from our own measurements
     can_pack: bool = True  # False: cannot train on packed rows (e.g. virtual tokens before each row)
     saves_adapter: bool = True  # False: save() writes the whole model, which the merged export already is
     extras: dict[str, Any] = field(default_factory=dict)
+
+
+    def lr_for(self, head: str) -> float:
+        """The default peak lr on an objective with ``head`` ("causal_lm" / "sequence_classification")."""
+        if head == "sequence_classification" and self.classification_lr is not None:
+            return self.classification_lr
+        return self.default_lr
+
+    def epochs_for(self, head: str) -> float:
+        """The default ``train.epochs`` on an objective with ``head``: 1, or ``classification_epochs``."""
+        if head == "sequence_classification" and self.classification_epochs is not None:
+            return self.classification_epochs
+        return 1.0
+
+    def default_lrs(self) -> str:
+        """The default lr(s) in words, e.g. ``0.001 (classification 0.0005)``."""
+        if self.classification_lr is None or self.classification_lr == self.default_lr:
+            return f"{self.default_lr:g}"
+        return f"{self.default_lr:g} (classification {self.classification_lr:g})"
 
 
 METHODS: dict[str, MethodSpec] = {}

@@ -19,7 +19,10 @@ def describe_methods(model_name: str | None = None, num_labels: int | None = Non
             caps.append("quantized base")
         caps.append("objectives: " + (", ".join(spec.objectives) if spec.objectives else "all"))
         lines.append(f"{name}\n  trains:   {spec.trains}\n  can:      {'; '.join(caps)}\n"
-                     f"  lr:       {spec.default_lr:g} (default when train.lr is not set)")
+                     f"  lr:       {spec.default_lrs()} (default when train.lr is not set)")
+        if spec.classification_epochs is not None:
+            lines.append(f"  epochs:   {spec.classification_epochs:g} on classification (default when train.epochs "
+                         "is not set; 1 elsewhere)")
         if name in counts:
             lines.append(f"  params:   {counts[name]}")
         if spec.guidance:

@@ -108,16 +108,22 @@ def plan_run(config: RunConfig, source: str = "<config>") -> RunPlan:
             hint="set data.packing: false",
         )
     method_params.check_run(config, objective, where)  # rules that depend on the method's own settings
-    return RunPlan(resolve_method_defaults(config, method), method, method_params, objective, objective_params,
+    return RunPlan(resolve_method_defaults(config, method, objective.head), method, method_params, objective, objective_params,
                    data_format)
 
 
-def resolve_method_defaults(config: RunConfig, method: MethodSpec) -> RunConfig:
-    """``config`` with ``train.lr`` set to ``method.default_lr`` when the user left it unset (None);
-    unchanged when set. Returns a new config; the given one is never mutated."""
-    if config.train.lr is not None:
+def resolve_method_defaults(config: RunConfig, method: MethodSpec, head: str = "causal_lm") -> RunConfig:
+    """``config`` with ``train.lr`` and ``train.epochs`` set to the method's defaults for the objective's
+    ``head`` (:meth:`MethodSpec.lr_for`, :meth:`MethodSpec.epochs_for`) where the user left them unset
+    (None); a value the user set is kept. Returns a new config; the given one is never mutated."""
+    update = {}
+    if config.train.lr is None:
+        update["lr"] = method.lr_for(head)
+    if config.train.epochs is None:
+        update["epochs"] = method.epochs_for(head)
+    if not update:
         return config
-    return config.model_copy(update={"train": config.train.model_copy(update={"lr": method.default_lr})})
+    return config.model_copy(update={"train": config.train.model_copy(update=update)})
 
 
 def check_consumes(objective: ObjectiveSpec, data_format: FormatSpec, where: str) -> None:

@@ -46,7 +46,10 @@ def plan_steps(examples: int, train_cfg: TrainConfig) -> StepPlan:
         raise ValueError("no training examples")
     micro = math.ceil(examples / train_cfg.batch_size)
     per_epoch = math.ceil(micro / train_cfg.grad_accum)
-    total = train_cfg.max_steps or max(1, math.ceil(train_cfg.epochs * per_epoch))
+    # A run's epochs is never None here: the plan fills in the method's default (MethodSpec.epochs_for);
+    # only a direct library call with a TrainConfig that names none falls back to one pass.
+    epochs = 1.0 if train_cfg.epochs is None else train_cfg.epochs
+    total = train_cfg.max_steps or max(1, math.ceil(epochs * per_epoch))
     eval_every = train_cfg.eval_every or per_epoch
     save_every = train_cfg.save_every or eval_every
     return StepPlan(examples, micro, per_epoch, total, eval_every, save_every, train_cfg.log_every)

@@ -33,7 +33,8 @@ def test_unset_lr_resolves_to_the_methods_default(method):
     plan = plan_run(config)
     assert plan.config.train.lr == METHODS[method].default_lr
     assert config.train.lr is None  # the user's config object is never mutated
-    assert plan.config.train.model_dump(exclude={"lr"}) == config.train.model_dump(exclude={"lr"})
+    assert config.train.epochs is None and plan.config.train.epochs == 1.0  # instruction data: one pass
+    assert plan.config.train.model_dump(exclude={"lr", "epochs"}) == config.train.model_dump(exclude={"lr", "epochs"})
     assert plan.config.model_dump(exclude={"train"}) == config.model_dump(exclude={"train"})
 
 
@@ -67,4 +68,33 @@ def test_lmforge_methods_prints_each_default_lr():
     lines = describe_methods().splitlines()
     for name, spec in METHODS.items():
         at = lines.index(name)  # each method's block starts with its name alone on a line
-        assert f"  lr:       {spec.default_lr:g} (default when train.lr is not set)" in lines[at + 1:at + 4]
+        assert f"  lr:       {spec.default_lrs()} (default when train.lr is not set)" in lines[at + 1:at + 4]
+
+
+def test_a_classification_run_gets_the_methods_classification_lr():
+    """LoRA's measured default is lower on a classification head (1e-3 collapsed MiniLM sentiment to the
+    majority class, 5e-4 did not); an explicit train.lr still wins, and the causal default is untouched."""
+    spec = METHODS["lora"]
+    assert spec.classification_lr is not None and spec.classification_lr < spec.default_lr
+    config = RunConfig.model_validate({"model": {"name": "x"}, "data": {"format": "classification", "train": "a.jsonl"},
+                                       "method": {"name": "lora"}})
+    assert plan_run(config).config.train.lr == spec.classification_lr
+    assert plan_run(_config("lora")).config.train.lr == spec.default_lr
+    given = RunConfig.model_validate({**config.model_dump(exclude_unset=True), "train": {"lr": 2e-3}})
+    assert plan_run(given).config.train.lr == 2e-3
+    assert spec.default_lrs() == f"{spec.default_lr:g} (classification {spec.classification_lr:g})"
+    assert METHODS["full"].lr_for("sequence_classification") == METHODS["full"].default_lr
+
+
+@pytest.mark.parametrize("method", ["prefix_tuning", "p_tuning"])
+def test_prompt_methods_default_to_more_epochs_on_classification(method):
+    """Measured (docs/methods.md): prefix and P-tuning stayed at the majority class on the sentiment set after
+    2 epochs and learn after 6; so on a classification head their unset epochs resolve to 6, elsewhere to 1,
+    and a value the user sets always wins."""
+    spec = METHODS[method]
+    classify = {"model": {"name": "x"}, "data": {"format": "classification", "train": "a.jsonl"}, "method": {"name": method}}
+    assert plan_run(RunConfig.model_validate(classify)).config.train.epochs == spec.classification_epochs == 6
+    assert plan_run(_config(method)).config.train.epochs == 1.0
+    assert plan_run(RunConfig.model_validate({**classify, "train": {"epochs": 2}})).config.train.epochs == 2
+    assert plan_run(RunConfig.model_validate({**classify, "train": {"max_steps": 5}})).config.train.max_steps == 5
+    assert METHODS["lora"].epochs_for("sequence_classification") == 1.0

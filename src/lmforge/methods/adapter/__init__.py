@@ -9,8 +9,8 @@ register_method(
         trains="small bottleneck layers after each block's MLP (pfeiffer) or attention and MLP (houlsby) (+ the task head)",
         mergeable=False,
         default_lr=3e-3,
-        guidance="Many small task add-ons over one frozen base, served unmerged. Measured: best FiQA loss with full "
-        "(3.27, 1.3M params) but stayed at the majority class on sentiment in 100 steps (needs longer or a higher lr).",
+        guidance="Many small task add-ons over one frozen base, served unmerged. Measured at its defaults (docs/methods.md): "
+        "FiQA loss 3.48 -> 3.24 (LoRA 3.22), sentiment F1 0.51 -> 0.73 (LoRA 0.79).",
         extras={"needs": "linear layers"},
     )
 )

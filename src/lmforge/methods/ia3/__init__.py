@@ -9,7 +9,7 @@ register_method(
         trains="per-channel scaling vectors on attention keys/values and the MLP input (+ the task head)",
         mergeable=True,
         default_lr=3e-2,
-        guidance="Fewest trained numbers that still merge for export. Measured: far below LoRA in our short budgets "
-        "(sentiment at the majority class, FiQA loss 3.36 vs LoRA 3.30).",
+        guidance="Fewest trained numbers that still merge for export. Measured at its defaults (docs/methods.md): FiQA "
+        "loss 3.48 -> 3.28 (LoRA 3.22), sentiment F1 0.51 -> 0.75 (LoRA 0.79).",
     )
 )

@@ -9,6 +9,8 @@ register_method(
         trains="a small prompt encoder (MLP/LSTM) that produces num_virtual_tokens input embeddings (+ the task head)",
         mergeable=False,
         default_lr=3e-3,
+        classification_lr=3e-2,
+        classification_epochs=6.0,
         can_pack=False,
         guidance="Prompt tuning with a reparameterised prompt; cannot be merged. Measured: FiQA loss 3.39 (LoRA 3.30), "
         "no gain on sentiment in 100 steps.",
