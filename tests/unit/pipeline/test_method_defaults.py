@@ -89,7 +89,7 @@ def test_a_classification_run_gets_the_methods_classification_lr():
 @pytest.mark.parametrize("method", ["prefix_tuning", "p_tuning"])
 def test_prompt_methods_default_to_more_epochs_on_classification(method):
     """Measured (docs/methods.md): prefix and P-tuning stayed at the majority class on the sentiment set after
-    2 epochs and learn after 6; so on a classification head their unset epochs resolve to 6, elsewhere to 1,
+    2.5 epochs and learn after 6; so on a classification head their unset epochs resolve to 6, elsewhere to 1,
     and a value the user sets always wins."""
     spec = METHODS[method]
     classify = {"model": {"name": "x"}, "data": {"format": "classification", "train": "a.jsonl"}, "method": {"name": method}}

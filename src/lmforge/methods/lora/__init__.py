@@ -10,7 +10,8 @@ register_method(
         mergeable=True,
         default_lr=1e-3,
         classification_lr=5e-4,
-        guidance="Default choice: near full-fine-tuning quality, merges for export. Measured: sentiment F1 0.75 vs full 0.76 "
-        "with 3% of the parameters trained; with dropout its peak RSS on SmolLM2 was not below full fine-tuning.",
+        guidance="Default choice: full-fine-tuning quality, merges for export. Measured at its defaults (docs/methods.md): "
+        "FiQA loss 3.48 -> 3.22 (full 3.23), sentiment F1 0.52 -> 0.80 at lr 5e-4 (full 0.77; at 1e-3 a classifier "
+        "collapsed to the majority class) with 3% of the parameters trained.",
     )
 )
