@@ -38,7 +38,7 @@ A_I = 4.0  # ... per unit of intermediate (MLP) size (measured 11.8k elements/to
 ACT_PRECISION = {"fp32": 1.0, "bf16": 0.7, "fp16": 0.7, "int8": 1.0}  # bytes vs fp32 (norms/residuals stay fp32)
 ACT_FROZEN = 0.86  # frozen base (LoRA family): no inputs saved for frozen weight grads
 BACKWARD_TRANSIENT = 3.0  # layer-activations' worth of gradient buffers alive in backward (fit)
-OPT_TEMP_COPIES = 2.0  # trainable-sized fp32 temporaries of foreach AdamW during the step
+OPT_TEMP_COPIES = 0.0  # trainable-sized fp32 temporaries during the step: none with fused AdamW (train/optim.py)
 LOGIT_COPIES = 3.5  # fp32 tokens x vocab tensors alive at the loss peak (logits, log-softmax, grad)
 FRAMEWORK_BYTES = 460e6  # RSS of a process with torch + transformers + peft imported, first step run
 LOAD_COPY_FRACTION = 0.25  # share of the weights' bytes left in RSS by loading (page cache, copies)
@@ -47,8 +47,20 @@ DEFAULT_UTILIZATION = 0.3  # achieved / peak matmul rate of a training step (HF 
 # achieved rate of a real lmforge training step / the 1024^3 matmul rate measured on the same
 # machine with the same threads (lmforge estimate measures that rate). Fitted on real runs (docs/performance.md): a frozen base
 # (LoRA family) reaches less of it than full fine-tuning, its adapter dropout, small adapter matmuls
-# and elementwise work weigh more against 4 instead of 6 passes of big matmuls.
-MEASURED_UTILIZATION = {"full": 0.65, "frozen": 0.3}
+# and elementwise work weigh more against 4 instead of 6 passes of big matmuls. Refitted 2026-12-06 on
+# an idle 2-core Intel Xeon after the fused LoRA layer and packed attention (SmolLM2 LoRA 0.54 / 0.62,
+# full 0.71). A model with attention dropout (BERT-style encoders) materialises and drops out its
+# attention probabilities in every layer, elementwise work the matmul rate does not see: the MiniLM
+# classifier's LoRA steps reached 0.32 (0.58 x 0.55).
+MEASURED_UTILIZATION = {"full": 0.65, "frozen": 0.58}
+ATTENTION_DROPOUT_UTILIZATION = 0.55
+
+
+def measured_utilization(config: Any, full: bool) -> float:
+    """The share of the measured matmul rate a training step of this model reaches (fitted above)."""
+    shape = model_shape(config)
+    share = MEASURED_UTILIZATION["full" if full else "frozen"]
+    return share * (ATTENTION_DROPOUT_UTILIZATION if shape.attn_dropout > 0 else 1.0)
 BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "int8": 1}
 # train.optimizer -> (state bytes per trainable parameter, trainable-sized fp32 temporaries in the step)
 OPTIMIZER_STATE = {"adamw": (8.0, OPT_TEMP_COPIES), "adamw_8bit": (2.03, 0.0), "paged_adamw_8bit": (2.03, 0.0)}
@@ -253,7 +265,7 @@ def estimate_inputs(x: EstimateInputs) -> Estimate:
     }
     # Two phases peak separately: the start of backward (activations + logits alive, optimizer
     # state from the previous step, the output-projection grad already allocated) and the
-    # optimizer step (all grads + state + the foreach AdamW temporaries). Autocast keeps a
+    # optimizer step (all grads + state + any optimizer temporaries). Autocast keeps a
     # low-precision copy of every fp32 (trainable) weight for the whole forward/backward.
     cast_cache = x.trainable_params * BYTES[x.precision] if x.precision not in ("fp32", "int8") else 0.0
     head_grad = s.vocab * s.hidden * 4.0 if full and not x.classifier else 0.0  # LM-head grad, early in backward

@@ -13,7 +13,7 @@ What the estimate needs, and where it comes from here:
 - precision and frozen-weight storage: the run's resolved ``runtime.precision`` and
   ``runtime.memory.base_dtype`` on this machine (the quantized base's bits for QLoRA);
 - time: the step's FLOPs over this machine's measured matmul rate (:func:`measured_gflops`, with
-  the run's threads) times the share of it a real training step reaches (``MEASURED_UTILIZATION``,
+  the run's threads) times the share of it a real training step reaches (``measured_utilization``,
   fitted on real runs: docs/performance.md);
 - the head: a sequence classifier has no vocabulary logits (``classifier=True``); a causal-LM
   objective with a ``chunk_size`` projects labelled positions one chunk at a time.
@@ -25,7 +25,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from lmforge.train.estimate import MEASURED_UTILIZATION, Estimate, estimate
+from lmforge.train.estimate import Estimate, estimate, measured_utilization
 
 SAMPLE = 2000  # training records tokenized for the length distribution
 
@@ -85,7 +85,7 @@ def estimate_run(config: Any, plan: Any, *, task_sections: list | None = None, s
         max_length=config.data.max_length, grad_accumulation=config.train.grad_accum, optimizer=config.train.optimizer,
         classifier=task.head == "sequence_classification", total_params=total,
         chunked_loss=chunk is not None, chunk_size=int(chunk or 1024), dropout_elements=dropout_saved_elements(model),
-        **({"peak_gflops": gflops, "utilization": MEASURED_UTILIZATION["full" if trainable >= 0.5 * total else "frozen"]}
+        **({"peak_gflops": gflops, "utilization": measured_utilization(model.config, full=trainable >= 0.5 * total)}
            if gflops else {}),
     )
     return RunEstimate(est, trainable, total, precision, lengths, records)

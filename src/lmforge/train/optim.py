@@ -34,7 +34,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 def build_optimizer(model: nn.Module, train_cfg: TrainConfig) -> torch.optim.Optimizer:
     """AdamW (lr = train_cfg.lr) over trainable params, by ``train_cfg.optimizer``:
 
-    "adamw": torch AdamW, fused on CUDA, foreach elsewhere (fp32 m and v: 8 bytes / parameter).
+    "adamw": torch AdamW, fused on one CPU or CUDA device, else foreach (fp32 m and v: 8 bytes / parameter).
     "adamw_8bit" / "paged_adamw_8bit": bitsandbytes AdamW with blockwise 8-bit m and v (~2 bytes /
     parameter; tensors under 4096 elements keep fp32 state). Works on CPU and CUDA; "paged" keeps
     the state in CUDA unified memory (on CPU bitsandbytes falls back to the unpaged optimizer).
@@ -56,8 +56,12 @@ def peak_lr(train_cfg: TrainConfig) -> float:
 
 
 def _torch_adamw(groups: list[dict], lr: float) -> torch.optim.Optimizer:
-    on_cuda = all(p.is_cuda for g in groups for p in g["params"])
-    if on_cuda:
+    """Fused AdamW when every parameter sits on one CPU or CUDA device (HF Trainer's default too):
+    one in-place kernel per tensor, no trainable-sized temporaries. Measured on a 2-core Intel Xeon,
+    99M fp32 parameters: 0.064 s per step vs 0.30 s for foreach, whose temporaries added 380 MiB to the
+    peak. Parameters spread over devices (``device_map``) keep foreach."""
+    devices = {p.device for g in groups for p in g["params"]}
+    if len(devices) == 1 and next(iter(devices)).type in ("cpu", "cuda"):
         return torch.optim.AdamW(groups, lr=lr, fused=True)
     return torch.optim.AdamW(groups, lr=lr, foreach=True)
 
