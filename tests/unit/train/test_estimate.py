@@ -128,3 +128,17 @@ def test_classifier_and_adapter_dropout_terms():
     dropped = _est(trainable_params=4_000_000, dropout_elements=30 * 4992)
     tokens = 4 * 512  # the worst padded micro-batch of LENGTHS at batch 4
     assert dropped.breakdown["activations"] - base.breakdown["activations"] == pytest.approx(tokens * 30 * 4992 * 5)
+
+
+def test_step_share_is_lower_for_a_frozen_base_and_for_attention_dropout():
+    """The fitted shares of the matmul rate (benchmarks/RESULTS.md, estimate calibration): full fine-tuning
+    reaches more than a frozen base, and a BERT-style model with attention dropout less than one without."""
+    from lmforge.train.estimate import ATTENTION_DROPOUT_UTILIZATION, MEASURED_UTILIZATION, measured_utilization
+
+    bert = {"hidden_size": 384, "num_hidden_layers": 6, "intermediate_size": 1536, "vocab_size": 30522,
+            "num_attention_heads": 12, "model_type": "bert", "attention_probs_dropout_prob": 0.1}
+    assert measured_utilization(SMOL, full=True) == MEASURED_UTILIZATION["full"]
+    assert measured_utilization(SMOL, full=False) == MEASURED_UTILIZATION["frozen"] < MEASURED_UTILIZATION["full"]
+    frozen_bert = measured_utilization(bert, full=False)
+    assert frozen_bert == pytest.approx(MEASURED_UTILIZATION["frozen"] * ATTENTION_DROPOUT_UTILIZATION)
+    assert frozen_bert < measured_utilization({**bert, "attention_probs_dropout_prob": 0.0}, full=False)

@@ -55,6 +55,25 @@ def test_no_decay_on_biases_and_norms_and_frozen_params_excluded():
     assert sum(len(g["params"]) for g in opt.param_groups) == 4
 
 
+def test_adamw_is_fused_on_one_cpu_device_and_matches_the_reference_update():
+    """Fused AdamW (HF Trainer's default too) on CPU; its update equals torch's single-tensor AdamW up to
+    fp32 rounding: a few ulps of the parameter per step (atol 1e-6 on values of order 1)."""
+    torch.manual_seed(0)
+    model, reference = Block(), Block()
+    reference.load_state_dict(model.state_dict())
+    opt = build_optimizer(model, TrainConfig(lr=1e-2, weight_decay=0.1))
+    assert opt.defaults["fused"] is True
+    ref = torch.optim.AdamW(param_groups(reference, 0.1), lr=1e-2, foreach=False)
+    x = torch.randn(8, 4)
+    for _ in range(3):
+        for m, o in ((model, opt), (reference, ref)):
+            o.zero_grad()
+            m.norm(m.proj(x)).pow(2).sum().backward()
+            o.step()
+    for a, b in zip(model.parameters(), reference.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
 def test_no_trainable_params_is_an_error():
     model = nn.Linear(2, 2).requires_grad_(False)
     with pytest.raises(ValueError, match="no trainable"):
