@@ -66,7 +66,6 @@ class MethodSpec:
     saves_adapter: bool = True  # False: save() writes the whole model, which the merged export already is
     extras: dict[str, Any] = field(default_factory=dict)
 
-
     def lr_for(self, head: str) -> float:
         """The default peak lr on an objective with ``head`` ("causal_lm" / "sequence_classification")."""
         if head == "sequence_classification" and self.classification_lr is not None:

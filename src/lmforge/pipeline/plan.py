@@ -108,8 +108,8 @@ def plan_run(config: RunConfig, source: str = "<config>") -> RunPlan:
             hint="set data.packing: false",
         )
     method_params.check_run(config, objective, where)  # rules that depend on the method's own settings
-    return RunPlan(resolve_method_defaults(config, method, objective.head), method, method_params, objective, objective_params,
-                   data_format)
+    return RunPlan(resolve_method_defaults(config, method, objective.head), method, method_params, objective,
+                   objective_params, data_format)
 
 
 def resolve_method_defaults(config: RunConfig, method: MethodSpec, head: str = "causal_lm") -> RunConfig:
