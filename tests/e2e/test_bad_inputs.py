@@ -122,6 +122,7 @@ CASES = [
     Case("source-wrong-type", train(), ("data.train", "got 5"), config=base_config(**{"data.train": 5})),
     Case("wrong-type", train(), ("train.lr", "fast"), config=base_config(**{"train.lr": "fast"})),
     Case("out-of-range", train(), ("train.batch_size",), config=base_config(**{"train.batch_size": 0})),
+    Case("epochs-zero", train(), ("train.epochs", "greater than 0"), config=base_config(**{"train.epochs": 0})),
     Case("split-share-too-big", train(), ("data.split.validation",), config=base_config(**{"data.split.validation": 1.5})),
     Case("unknown-format", train(), ("data.format", "chats"), config=base_config(**{"data.format": "chats"})),
     Case("unknown-method", train(), ("lorra", "did you mean 'lora'"), config=base_config(**{"method.name": "lorra"})),
