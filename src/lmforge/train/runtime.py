@@ -20,6 +20,7 @@ from torch import nn
 
 from lmforge.config.schema import RuntimeConfig
 from lmforge.model.packed_attention import restore_attention, use_packed_attention
+from lmforge.train.allocator import keep_freed_memory
 from lmforge.train import distributed
 from lmforge.train.distributed import ProcessInfo
 from lmforge.train.precision import cast_for_training, resolve_base_dtype, restore_dtypes
@@ -50,6 +51,7 @@ class Runtime:
     threads: int | None = None
     _changed: dict = field(default_factory=dict, repr=False, compare=False)
     _attention: dict = field(default_factory=dict, repr=False, compare=False)
+    _memory: contextlib.ExitStack = field(default_factory=contextlib.ExitStack, repr=False, compare=False)
 
     @property
     def is_main(self) -> bool:
@@ -67,11 +69,14 @@ class Runtime:
         :meth:`finish`); with ``compile`` the transformer blocks are compiled in place (parameter
         names and ``state_dict`` keys unchanged), else a supported causal LM switches to packed
         attention (one causal SDPA call per packed sequence, no ``T x T`` mask; undone by
-        :meth:`finish`; :mod:`lmforge.model.packed_attention`). One process: ``model`` itself.
+        :meth:`finish`; :mod:`lmforge.model.packed_attention`). On CPU, glibc keeps freed memory for
+        the next step until :meth:`finish` (:mod:`lmforge.train.allocator`). One process: ``model`` itself.
         Several: the DDP wrapper (``model`` keeps the same parameters) or ``model`` converted in
         place by FSDP.
         """
         model.to(self.device)
+        if self.device.type == "cpu":  # freed activations stay for the next step (undone by finish)
+            self._memory.enter_context(keep_freed_memory())
         self._changed.update(cast_for_training(model, self.base_dtype))
         if self.compile:
             compile_blocks(model)
@@ -90,6 +95,7 @@ class Runtime:
         rounded = any(not p.requires_grad and dtype.itemsize > p.dtype.itemsize for p, dtype in self._changed.items())
         restore_dtypes(self._changed)
         self._changed.clear()
+        self._memory.close()
         restore_attention(model, self._attention.pop("previous", None))
         if self._attention.pop("int8", 0):
             use_int8_base(model, False)
