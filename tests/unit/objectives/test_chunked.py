@@ -147,3 +147,22 @@ def test_linear_cross_entropy_under_bf16_autocast():
     torch.testing.assert_close(got, ref, atol=2e-2 * ref.abs().item(), rtol=0)
     for a, b in zip(got_grads, ref_grads):
         torch.testing.assert_close(a, b, atol=2e-2 * b.abs().max().item(), rtol=0)
+
+
+def test_linear_cross_entropy_hands_its_gradient_buffers_over_once():
+    """Backward scales the forward's gradient buffers in place and gives them away (no vocab x hidden
+    copy), so a second backward through the same graph must fail loudly instead of returning
+    already-scaled gradients; .backward() accumulates the scaled gradient into weight.grad."""
+    from lmforge.objectives.causal_lm.chunked import LinearCrossEntropy
+
+    g = torch.Generator().manual_seed(2)
+    hidden = torch.randn(9, 6, generator=g, requires_grad=True)
+    weight = torch.randn(11, 6, generator=g, requires_grad=True)
+    targets = torch.randint(0, 11, (9,), generator=g)
+    ref = torch.nn.functional.cross_entropy(torch.nn.functional.linear(hidden, weight), targets, reduction="sum")
+    (ref_w,) = torch.autograd.grad(ref * 0.25, (weight,))
+    got = LinearCrossEntropy.apply(hidden, weight, None, targets, 4) * 0.25
+    got.backward(retain_graph=True)
+    torch.testing.assert_close(weight.grad, ref_w, atol=1e-6, rtol=1e-5)
+    with pytest.raises(RuntimeError, match="backward ran twice"):
+        got.backward()
