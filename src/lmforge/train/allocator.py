@@ -5,8 +5,8 @@ operating system as soon as a little of it is free at the top of the heap (``M_T
 adjusted dynamically) and serve large blocks by fresh ``mmap`` calls. A training step frees most of
 its activations during backward and allocates them again in the next forward, so with the defaults
 each step faults its working set back in page by page: on the 2-core Intel Xeon of
-benchmarks/RESULTS.md that made the first steps of a 110M full fine-tuning run 10-20% slower and
-steady-state steps ~8% slower than with the settings below (same tokens, same loss).
+benchmarks/RESULTS.md a 110M full fine-tuning run made 8-17% fewer tokens/s over 9 steps than with the
+settings below (7-11% past the first three steps, which suffered most; same tokens, same loss).
 
 :func:`keep_freed_memory` sets, through glibc's documented ``mallopt``: blocks up to 32 MiB come from
 the heap (``M_MMAP_THRESHOLD``, glibc's own dynamic upper bound), the heap is not trimmed while

@@ -20,8 +20,8 @@ from torch import nn
 
 from lmforge.config.schema import RuntimeConfig
 from lmforge.model.packed_attention import restore_attention, use_packed_attention
-from lmforge.train.allocator import keep_freed_memory
 from lmforge.train import distributed
+from lmforge.train.allocator import keep_freed_memory
 from lmforge.train.distributed import ProcessInfo
 from lmforge.train.precision import cast_for_training, resolve_base_dtype, restore_dtypes
 from lmforge.train.threads import apply_thread_policy
