@@ -1,7 +1,7 @@
 """Load benchmark: the lmforge server vs a plain transformers ``generate`` loop, single stream and N clients.
 
     .venv/bin/python benchmarks/serve_load.py [MODEL_DIR] [--clients 1 8] [--requests 16] \
-        [--max-tokens 32] [--rounds 3] [--threads 1]
+        [--max-tokens 32] [--rounds 3] [--threads 1] [--dtype float32]
 
 MODEL_DIR is an HF causal-LM folder (an exported merged model, or the SmolLM2 cache folder);
 without one a tiny random Llama is built in a temp folder. For each client count C, ``--requests``
@@ -16,6 +16,11 @@ order. Both sides run in this process on the same ``--threads``; rounds interlea
 (the order alternates per round) and the table shows medians over rounds and the ratio
 lmforge / baseline of generated tokens per second. Prints one JSON line with every round, the
 CPU model and the load average.
+
+``--dtype`` is the weights' dtype on both sides (``float32``, ``bfloat16``): the baseline's
+``from_pretrained(dtype=...)`` and the server's ``serve.dtype``. ``--dtype auto`` gives the server
+``serve.dtype: auto`` (bf16 where native) and the baseline transformers' own default, the checkpoint's
+dtype (``from_pretrained`` without ``dtype``; SmolLM2 ships bf16 weights).
 """
 
 from __future__ import annotations
@@ -69,12 +74,14 @@ class Server:
         from lmforge.serve import create_app
 
         biggest = max(args.clients)
-        cfg = ServeConfig(model_name="m", log={"enabled": False}, drift={"enabled": False},
+        cfg = ServeConfig(model_name="m", dtype=args.dtype, log={"enabled": False}, drift={"enabled": False},
                           limits={"max_tokens": args.max_tokens, "max_concurrent": biggest * 2,
                                   "max_batch_size": biggest, "request_timeout_s": 3600})
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
-        self.server = uvicorn.Server(uvicorn.Config(create_app(model_dir, cfg), log_level="warning", access_log=False))
+        app = create_app(model_dir, cfg)
+        self.dtype = str(app.state.lm.store.model.dtype)
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
         threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True).start()
         for _ in range(1200):
             if self.server.started:
@@ -117,7 +124,8 @@ class GenerateLoop:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.tok = AutoTokenizer.from_pretrained(model_dir)
-        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+        dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
+        self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval()
         self.max_tokens = args.max_tokens
 
     def answer(self, prompt: str) -> int:
@@ -152,6 +160,7 @@ def main() -> None:
     p.add_argument("--max-tokens", type=int, default=32)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "auto"], default="float32")
     args = p.parse_args()
     import torch
 
@@ -177,7 +186,8 @@ def main() -> None:
                       f"p50 {row['p50']:.2f} s", flush=True)
     server.close()
     load = os.getloadavg()
-    print(f"\nCPU {cpu_name()}, {args.threads} torch thread(s), load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+    print(f"\nCPU {cpu_name()}, {args.threads} torch thread(s), weights: baseline "
+          f"{baseline.model.dtype}, server {server.dtype}; load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     print(f"{'clients':>7} {'side':28} {'req/s':>7} {'tok/s':>8} {'p50 s':>7} {'p95 s':>7} {'tok/s ratio':>11}")
     table = {}
     for clients, sides in rounds.items():
@@ -190,7 +200,8 @@ def main() -> None:
             ratio = f"{table[clients]['ratio_median']:.2f}x" if name == "lmforge" else ""
             print(f"{clients:7d} {label:28} {m['requests_per_s']:7.3f} {m['tokens_per_s']:8.2f} {m['p50']:7.2f} "
                   f"{m['p95']:7.2f} {ratio:>11}")
-    print(json.dumps({"cpu": cpu_name(), "threads": args.threads, "loadavg": load, "model": str(model_dir),
+    print(json.dumps({"cpu": cpu_name(), "threads": args.threads, "dtype": args.dtype,
+                      "baseline_dtype": str(baseline.model.dtype), "server_dtype": server.dtype, "loadavg": load, "model": str(model_dir),
                       "requests": args.requests, "max_tokens": args.max_tokens, "table": table, "rounds": rounds}))
 
 

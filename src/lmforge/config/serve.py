@@ -87,7 +87,9 @@ class ServeConfig(_Section):
     adapters: dict[str, str] = Field(
         default_factory=dict, description="name -> adapter folder (relative to models_dir)."
     )
-    dtype: str = Field(default="float32", pattern="^(float32|bfloat16|float16)$")
+    dtype: str = Field(default="auto", pattern="^(auto|float32|bfloat16|float16)$", description=(
+        "Weights' dtype. auto: bfloat16 for causal LMs on CPUs with native bf16 (AMX / AVX512-BF16), "
+        "float32 elsewhere and for encoders and classifiers."))
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)

@@ -50,7 +50,7 @@ def generate_tokens(model: Any, prompts: Sequence[Sequence[int]], *, max_new_tok
         torch's global RNG).
     batch_size: prompts decoded together (they are sorted by length first, longest first, so a
         batch pads little); the results come back in the caller's order.
-    precision: "auto" (bf16 autocast where native, see :mod:`lmforge.model.decode`) or "model"
+    precision: "auto" (bf16 autocast on a bf16 GPU, see :mod:`lmforge.model.decode`) or "model"
         (the weights' own dtype; parity checks use this).
     keep_logits: record each step's fp32 logits (parity checks compare them).
     on_token / on_finish / on_prefill: callbacks with the caller's row index (see the types in

@@ -156,15 +156,30 @@ def export_kind(folder: Path, base: Path) -> str:
     return "classifier" if task.head == "sequence_classification" else model_kind(base)
 
 
+def serve_dtype(dtype: str, kind: str) -> str:
+    """The weights' dtype for ``serve.dtype``: ``auto`` is bfloat16 for a causal LM where bf16 matmuls are
+    native on this CPU (AMX / AVX512-BF16: a decode step reads every weight once, so half the bytes is
+    the step's main cost; measured in benchmarks/RESULTS.md) and float32 elsewhere (emulated bf16 is slower
+    than fp32) and for encoders and classifiers (embeddings and scores stay those of the fp32 model)."""
+    if dtype != "auto":
+        return dtype
+    import torch
+
+    from lmforge.model.decode import native_bf16
+
+    return "bfloat16" if kind == "causal" and native_bf16(torch.device("cpu")) else "float32"
+
+
 class ModelStore:
     """Holds model, tokenizer and adapters. ``kind`` is "causal", "classifier" or "encoder"."""
 
-    def __init__(self, target: ServeTarget, dtype: str = "float32"):
+    def __init__(self, target: ServeTarget, dtype: str = "auto"):
         import torch
         import transformers as tf
 
         self.target, self.name = target, target.name
         self.kind = export_kind(target.export, target.base) if target.export else model_kind(target.base)
+        dtype = serve_dtype(dtype, self.kind)
         if target.export is not None:
             from lmforge.export import load_export
 

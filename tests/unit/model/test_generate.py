@@ -244,3 +244,11 @@ def test_repetition_penalty_decodes_like_transformers_generate(tiny):
                                   do_sample=False, repetition_penalty=50.0, eos_token_id=None, pad_token_id=0)
         assert result.tokens == expected[0, len(prompt):].tolist()
     assert [r.tokens for r in results] != [r.tokens for r in plain]  # the penalty changed some answer
+
+
+def test_auto_precision_decodes_in_the_weights_dtype_on_cpu(tiny, monkeypatch):
+    # bf16 autocast made CPU decoding slower on an AMX CPU (frozen weights were cast again every step)
+    monkeypatch.setattr("lmforge.model.decode.native_bf16", lambda device: True)
+    model, _ = tiny
+    with precision_context(model, "auto"):
+        assert not torch.is_autocast_enabled("cpu")

@@ -94,8 +94,9 @@ def test_server_window_matches_baseline_statistics_and_monitor_reads_files(tiny,
     from lmforge.serve import create_app
 
     win = tmp_path / "traffic.jsonl"
-    live = LiveServer(create_app(Path(tiny_llama_dir), ServeConfig(model_name="tiny", log={"enabled": False}),
-                                 window_file=win))
+    # float32 like the offline model: serve.dtype auto would serve bf16 weights on a CPU with native bf16
+    live = LiveServer(create_app(Path(tiny_llama_dir), ServeConfig(model_name="tiny", dtype="float32",
+                                                                   log={"enabled": False}), window_file=win))
     try:
         prompts = texts(4, 30)
         with ThreadPoolExecutor(6) as pool:

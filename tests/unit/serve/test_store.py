@@ -78,3 +78,20 @@ def test_text_tracker_holds_back_stop_prefixes(tiny_tokenizer_dir):
         if hit:
             break
     assert hit and "".join(out).strip() == "the bank" and "loan" not in "".join(out)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_dtype_is_bf16_for_causal_lms_only_where_bf16_is_native(native, tiny_llama_dir, monkeypatch):
+    import torch
+
+    from lmforge.serve.store import ModelStore, ServeTarget, serve_dtype
+
+    monkeypatch.setattr("lmforge.model.decode.native_bf16", lambda device: native)
+    assert serve_dtype("auto", "causal") == ("bfloat16" if native else "float32")
+    assert serve_dtype("auto", "classifier") == serve_dtype("auto", "encoder") == "float32"
+    assert serve_dtype("float32", "causal") == "float32" and serve_dtype("bfloat16", "encoder") == "bfloat16"
+    assert ServeConfig().dtype == "auto"
+    store = ModelStore(ServeTarget(base=Path(tiny_llama_dir), name="m", models_dir=Path(tiny_llama_dir)))
+    assert store.model.dtype == (torch.bfloat16 if native else torch.float32)
+    with pytest.raises(ValidationError):
+        ServeConfig(dtype="int4")
