@@ -53,13 +53,21 @@ DEFAULT_UTILIZATION = 0.3  # achieved / peak matmul rate of a training step (HF 
 # attention probabilities in every layer, elementwise work the matmul rate does not see: the MiniLM
 # classifier's LoRA steps reached 0.32 (0.58 x 0.55).
 MEASURED_UTILIZATION = {"full": 0.65, "frozen": 0.58}
+# The same shares under bf16 on a CPU with AMX (2026-12-06, idle 2-core Xeon with amx_bf16, 1 thread):
+# AMX multiplies 1024^3 bf16 matrices at ~1000-1160 GFLOP/s on one thread, 3.5x fp32's rate, but a
+# training step's elementwise work, attention, casts and small matmuls do not speed up with it, so a step
+# reaches a far smaller share of that rate (SmolLM2 LoRA 0.13, full 0.20, MiniLM classifier LoRA 0.075 =
+# 0.13 x the attention-dropout factor). Fitted on those three runs; the bf16 GPU path is not calibrated.
+MEASURED_UTILIZATION_BF16 = {"full": 0.20, "frozen": 0.13}
 ATTENTION_DROPOUT_UTILIZATION = 0.55
 
 
-def measured_utilization(config: Any, full: bool) -> float:
-    """The share of the measured matmul rate a training step of this model reaches (fitted above)."""
+def measured_utilization(config: Any, full: bool, precision: str = "fp32") -> float:
+    """The share of the measured matmul rate a training step of this model reaches in ``precision``
+    (fitted above; bf16 has its own shares, every other precision uses fp32's)."""
     shape = model_shape(config)
-    share = MEASURED_UTILIZATION["full" if full else "frozen"]
+    table = MEASURED_UTILIZATION_BF16 if precision == "bf16" else MEASURED_UTILIZATION
+    share = table["full" if full else "frozen"]
     return share * (ATTENTION_DROPOUT_UTILIZATION if shape.attn_dropout > 0 else 1.0)
 BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "int8": 1}
 # train.optimizer -> (state bytes per trainable parameter, trainable-sized fp32 temporaries in the step)

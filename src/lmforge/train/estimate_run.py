@@ -85,7 +85,8 @@ def estimate_run(config: Any, plan: Any, *, task_sections: list | None = None, s
         max_length=config.data.max_length, grad_accumulation=config.train.grad_accum, optimizer=config.train.optimizer,
         classifier=task.head == "sequence_classification", total_params=total,
         chunked_loss=chunk is not None, chunk_size=int(chunk or 1024), dropout_elements=dropout_saved_elements(model),
-        **({"peak_gflops": gflops, "utilization": measured_utilization(model.config, full=trainable >= 0.5 * total)}
+        **({"peak_gflops": gflops, "utilization": measured_utilization(model.config, full=trainable >= 0.5 * total,
+                                                                        precision=precision)}
            if gflops else {}),
     )
     return RunEstimate(est, trainable, total, precision, lengths, records)

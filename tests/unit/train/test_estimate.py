@@ -142,3 +142,13 @@ def test_step_share_is_lower_for_a_frozen_base_and_for_attention_dropout():
     frozen_bert = measured_utilization(bert, full=False)
     assert frozen_bert == pytest.approx(MEASURED_UTILIZATION["frozen"] * ATTENTION_DROPOUT_UTILIZATION)
     assert frozen_bert < measured_utilization({**bert, "attention_probs_dropout_prob": 0.0}, full=False)
+
+
+def test_bf16_steps_reach_a_smaller_share_of_the_bf16_matmul_rate():
+    """AMX multiplies big bf16 matrices ~3.5x faster than fp32, a whole step far less (calibrated on an AMX
+    Xeon): bf16 has its own shares, still full > frozen, and every other precision uses fp32's."""
+    from lmforge.train.estimate import MEASURED_UTILIZATION, MEASURED_UTILIZATION_BF16, measured_utilization
+
+    assert measured_utilization(SMOL, full=False, precision="bf16") == MEASURED_UTILIZATION_BF16["frozen"]
+    assert MEASURED_UTILIZATION_BF16["frozen"] < MEASURED_UTILIZATION_BF16["full"] < MEASURED_UTILIZATION["full"]
+    assert measured_utilization(SMOL, full=True, precision="int8") == MEASURED_UTILIZATION["full"]
