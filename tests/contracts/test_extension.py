@@ -125,7 +125,9 @@ def _chat(folder: Path, tmp_path: Path, name: str) -> dict:
     from lmforge.serve import create_app
     from tests.unit.serve.conftest import KEY, LiveServer, http
 
-    cfg = ServeConfig(api_keys=[KEY], model_name=name, log={"enabled": False}, limits={"max_tokens": 8})
+    # float32: serve.dtype auto would serve bf16 weights on a CPU with native bf16, and the caller compares weights
+    cfg = ServeConfig(api_keys=[KEY], model_name=name, dtype="float32", log={"enabled": False},
+                      limits={"max_tokens": 8})
     server = LiveServer(create_app(folder, cfg, window_file=tmp_path / f"{name}.jsonl"))
     try:
         status, body = http("POST", server.url + "/v1/chat/completions",

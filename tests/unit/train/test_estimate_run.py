@@ -54,8 +54,10 @@ def test_7b_config_without_weights_is_estimated_on_the_meta_device(tmp_path, tin
         assert est.breakdown["optimizer"] == pytest.approx(8 * run.total_params)
     else:  # LoRA r=8 (the default) on every linear layer of the 32 blocks
         assert 1e7 < run.trainable_params < 1e8
-    assert est.breakdown["weights"] >= 4 * run.total_params * 0.99
-    assert est.peak_bytes > 4 * run.total_params
+    # precision auto is bf16 on a CPU with native bf16 (AMX / AVX512-BF16), which stores a frozen base in bf16
+    frozen_bytes = 2 if method == "lora" and run.precision == "bf16" else 4
+    assert est.breakdown["weights"] >= frozen_bytes * run.total_params * 0.99
+    assert est.peak_bytes > frozen_bytes * run.total_params
     assert len(run.lengths) == run.records and 30 <= run.records < len(CHAT)  # the rest is held out
 
 
