@@ -135,8 +135,8 @@ class Engine:
             stop_ids=self.stop_ids, pad_id=self.pad_id, sampling=[Sampling(j.temperature, j.top_p) for j in jobs],
             generators=[torch.Generator().manual_seed(j.seed) if j.seed is not None else None for j in jobs],
             batch_size=len(jobs), on_token=on_token, on_finish=on_finish,
-            # the weights' own dtype (serve.dtype): fp32 weights under bf16 autocast were cast again for every
-            # request, 2.4x slower per stream than plain fp32 on an AMX CPU (benchmarks/RESULTS.md)
+            # the weights' own dtype (serve.dtype): under inference_mode autocast keeps no casts, so fp32 weights
+            # were cast to bf16 at every step, 2.4x slower per stream than plain fp32 on an AMX CPU (RESULTS.md)
             precision="model",
             on_prefill=on_prefill if self.on_prefill is not None else None)
 

@@ -158,9 +158,10 @@ def export_kind(folder: Path, base: Path) -> str:
 
 def serve_dtype(dtype: str, kind: str) -> str:
     """The weights' dtype for ``serve.dtype``: ``auto`` is bfloat16 for a causal LM where bf16 matmuls are
-    native on this CPU (AMX / AVX512-BF16: a decode step reads every weight once, so half the bytes is
-    the step's main cost; measured in benchmarks/RESULTS.md) and float32 elsewhere (emulated bf16 is slower
-    than fp32) and for encoders and classifiers (embeddings and scores stay those of the fp32 model)."""
+    native on this CPU (AMX / AVX512-BF16: half the memory and the bytes a decode step reads; on an AMX
+    Xeon 8 clients got more tokens/s than with fp32 weights and one stream ~6% fewer at 135M parameters,
+    benchmarks/RESULTS.md) and float32 elsewhere (emulated bf16 is slower than fp32) and for encoders and
+    classifiers (embeddings and scores stay those of the fp32 model)."""
     if dtype != "auto":
         return dtype
     import torch
