@@ -204,6 +204,7 @@ def user_dir(tiny_llama_dir, tmp_path):
     (["adapters.x=missing"], ["serve.adapters.x", "adapter_config.json"]),
     (["host=999.1.1.1"], ["serve.host"]),
     (["limits.max_queue=-1"], ["limits.max_queue"]),
+    (["dtype=int4"], ["dtype", "auto|float32|bfloat16|float16"]),
     (["--config", "{root}/bad.yaml"], ["bad.yaml:2", "invalid YAML"]),
 ])
 def test_bad_serve_setting_exits_2_naming_it(user_dir, args, needles):
