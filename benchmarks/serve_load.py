@@ -20,7 +20,7 @@ CPU model and the load average.
 ``--dtype`` is the weights' dtype on both sides (``float32``, ``bfloat16``): the baseline's
 ``from_pretrained(dtype=...)`` and the server's ``serve.dtype``. ``--dtype auto`` gives the server
 ``serve.dtype: auto`` (bf16 where native) and the baseline transformers' own default, the checkpoint's
-dtype (``from_pretrained`` without ``dtype``; SmolLM2 ships bf16 weights).
+dtype (``from_pretrained`` without ``dtype``: fp32 for lmforge's converted SmolLM2 cache folder).
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ class GenerateLoop:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.tok = AutoTokenizer.from_pretrained(model_dir)
-        dtype = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16}[args.dtype]
+        dtype = "auto" if args.dtype == "auto" else getattr(torch, args.dtype)
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval()
         self.max_tokens = args.max_tokens
 
