@@ -21,6 +21,7 @@ import torch
 
 from lmforge.model.generate import Generated, Sampling, generate_tokens, stop_token_ids
 from lmforge.serve.textstream import TextTracker
+from lmforge.train.threads import release_openmp_workers
 
 
 @dataclass
@@ -53,6 +54,8 @@ class Engine:
         tok = store.tokenizer
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         self.stop_ids = set(stop_token_ids(tok, store.model))
+        # all generation runs on the worker thread: the loading thread's idle OpenMP workers would slow its ops
+        release_openmp_workers()
         self.thread = threading.Thread(target=self._run, name="lmforge-engine", daemon=True)
         self.thread.start()
 
@@ -103,6 +106,8 @@ class Engine:
             except Exception as exc:  # a crashed batch must answer its clients, not kill the worker
                 for job in batch:
                     job.emit("error", f"generation failed: {exc}")
+            if self.queue.empty():  # idle: its OpenMP workers would slow other threads' ops (same reason as above)
+                release_openmp_workers()
 
     def _generate(self, jobs: list[GenJob]) -> None:
         """Decode ``jobs`` together through lmforge's generation engine; emits deltas and one "done" per job."""
