@@ -21,6 +21,8 @@ CPU model and the load average.
 ``from_pretrained(dtype=...)`` and the server's ``serve.dtype``. ``--dtype auto`` gives the server
 ``serve.dtype: auto`` (bf16 where native) and the baseline transformers' own default, the checkpoint's
 dtype (``from_pretrained`` without ``dtype``: fp32 for lmforge's converted SmolLM2 cache folder).
+``--dtype int8`` gives the server ``serve.dtype: int8`` (weight-only int8 linear layers, opt-in: the numbers
+change slightly) against that same default baseline.
 """
 
 from __future__ import annotations
@@ -80,7 +82,8 @@ class Server:
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         app = create_app(model_dir, cfg)
-        self.dtype = str(app.state.lm.store.model.dtype)
+        store = app.state.lm.store
+        self.dtype = "int8 weight-only" if store.int8 else str(store.model.dtype)
         self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
         threading.Thread(target=self.server.run, kwargs={"sockets": [sock]}, daemon=True).start()
         for _ in range(1200):
@@ -124,7 +127,7 @@ class GenerateLoop:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.tok = AutoTokenizer.from_pretrained(model_dir)
-        dtype = "auto" if args.dtype == "auto" else getattr(torch, args.dtype)
+        dtype = "auto" if args.dtype in ("auto", "int8") else getattr(torch, args.dtype)
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).eval()
         self.max_tokens = args.max_tokens
 
@@ -160,7 +163,7 @@ def main() -> None:
     p.add_argument("--max-tokens", type=int, default=32)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--dtype", choices=["float32", "bfloat16", "auto"], default="float32")
+    p.add_argument("--dtype", choices=["float32", "bfloat16", "auto", "int8"], default="float32")
     args = p.parse_args()
     import torch
 
@@ -174,6 +177,9 @@ def main() -> None:
         model_dir = save_tiny_llama(Path(tempfile.mkdtemp(prefix="tiny_llama_")))
     baseline, server = GenerateLoop(model_dir, args), Server(model_dir, args)
     baseline.answer(PROMPTS[0]), server.ask(PROMPTS[0])  # warm-up
+    from lmforge.train.threads import release_openmp_workers
+
+    release_openmp_workers()
     prompts = [PROMPTS[i % len(PROMPTS)] for i in range(args.requests)]
     rounds: dict[int, dict[str, list[dict]]] = {c: {"baseline": [], "lmforge": []} for c in args.clients}
     for r in range(args.rounds):
@@ -181,6 +187,10 @@ def main() -> None:
             sides = [("baseline", baseline), ("lmforge", server)]
             for name, side in sides if r % 2 == 0 else reversed(sides):
                 rounds[clients][name].append(side.run(prompts, clients))
+                # as if each side had the machine to itself (two processes): the baseline runs on this thread, the
+                # server on its worker thread, and a thread's idle OpenMP workers slow the other's ops (the server's
+                # worker releases its own when idle; lmforge.train.threads.release_openmp_workers)
+                release_openmp_workers()
                 row = rounds[clients][name][-1]
                 print(f"round {r + 1} clients {clients} {row['name']}: {row['tokens_per_s']:.2f} tok/s, "
                       f"p50 {row['p50']:.2f} s", flush=True)

@@ -181,6 +181,17 @@ class ModelStore:
         self.target, self.name = target, target.name
         self.kind = export_kind(target.export, target.base) if target.export else model_kind(target.base)
         dtype = serve_dtype(dtype, self.kind)
+        self.int8 = dtype == "int8"
+        if self.int8:
+            if self.kind != "causal":
+                raise UserError(f"serve.dtype int8 quantizes a causal LM's linear layers for decoding; this model is "
+                                f"{'a classifier' if self.kind == 'classifier' else 'an encoder'}",
+                                where="serve.dtype", hint="use serve.dtype auto or float32 for it")
+            if target.adapters:
+                raise UserError("serve.dtype int8 cannot serve PEFT adapters over the quantized base",
+                                where="serve.dtype", hint="serve the merged export (export/merged, `lmforge export "
+                                "RUN`), or use serve.dtype auto")
+            dtype = "float32"  # embeddings, norms, attention; the linear layers become int8 below
         if target.export is not None:
             from lmforge.export import load_export
 
@@ -190,6 +201,10 @@ class ModelStore:
                     "encoder": tf.AutoModel}[self.kind]
             self.tokenizer = tf.AutoTokenizer.from_pretrained(target.base)
             self.model = auto.from_pretrained(target.base, dtype=getattr(torch, dtype)).eval()
+        if self.int8:
+            from lmforge.serve.quantize import quantize_linears_int8
+
+            quantize_linears_int8(self.model)
         self.adapters: dict[str, Path] = {}
         self.lock = threading.RLock()
         for name, path in target.adapters.items():
@@ -216,6 +231,9 @@ class ModelStore:
         if not is_peft_adapter(path):
             raise APIError(400, "only PEFT adapters can be added at run time; serve an lmforge export of another "
                            "method with `lmforge serve RUN`", "adapter_not_peft")
+        if self.int8:
+            raise APIError(400, "this server quantized its model to int8 (serve.dtype int8); PEFT adapters cannot be "
+                           "added to it", "adapter_not_supported")
         if self.target.export is not None:
             raise APIError(400, "this model is an lmforge export that is not a PEFT adapter; PEFT adapters "
                            "cannot be added to it", "adapter_not_supported")
