@@ -3,11 +3,11 @@
 Decoding one token multiplies one activation row by every weight matrix of the model: the step reads all
 weights and does two flops per weight byte read in fp32, so the matmul kernels' speed at one row, not the
 arithmetic, decides a single stream's tokens/s. Measured on the 2-core AMD EPYC (Zen 5, avx512_bf16) of
-benchmarks/RESULTS.md, SmolLM2-135M's linear layers for one token took 32.9 ms in fp32, 14.7 ms with bf16
-weights and 3.8 ms with int8 weights through ``torch.ops.aten._weight_int8pack_mm`` (the CPU kernel torch keeps
-for weight-only int8: int8 weights, activations and per-channel scales in bf16 / fp16 / fp32). For many rows at
-once (a long prompt's prefill) that kernel is slower than a bf16 matmul but not than an fp32 one (measured up to
-512 rows), so prefill stays no slower than the fp32 default.
+benchmarks/RESULTS.md (``benchmarks/decode_kernels.py``), SmolLM2-135M's linear layers for one token took 34.4 ms
+in fp32, 17.2 ms with bf16 weights and 6.4 ms with int8 weights through ``torch.ops.aten._weight_int8pack_mm``
+(the CPU kernel torch keeps for weight-only int8: int8 weights, activations and per-channel scales in bf16 / fp16
+/ fp32). For many rows at once (a prefill) that kernel is slower than a bf16 matmul but not than an fp32 one
+(92.9 ms fp32, 28.9 bf16, 36.6 int8 at 32 rows), so prefill stays no slower than the fp32 default.
 
 Quantization: each output channel (weight row) symmetric, ``scale = max|row| / 127``, rounded to nearest (the
 same :func:`lmforge.methods.lora.int8.quantize_weight` as the int8 training path); activations are not quantized.
