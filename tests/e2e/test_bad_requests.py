@@ -218,6 +218,15 @@ def test_bad_serve_setting_exits_2_naming_it(user_dir, args, needles):
     assert snapshot(user_dir) == before
 
 
+def test_int8_serving_of_an_encoder_exits_2_naming_the_setting(tiny_bert_dir, tmp_path):
+    shutil.copytree(tiny_bert_dir, tmp_path / "encoder")
+    before = snapshot(tmp_path)
+    proc = run_cli("serve", str(tmp_path / "encoder"), "dtype=int8", cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "serve.dtype" in proc.stderr and "encoder" in proc.stderr and "auto or float32" in proc.stderr, proc.stderr
+    assert snapshot(tmp_path) == before
+
+
 def test_taken_port_exits_2_naming_it(user_dir):
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))

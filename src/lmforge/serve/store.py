@@ -184,11 +184,11 @@ class ModelStore:
         self.int8 = dtype == "int8"
         if self.int8:
             if self.kind != "causal":
-                raise UserError(f"serve.dtype int8 quantizes a causal LM's linear layers for decoding; this model is "
+                raise UserError(f"int8 quantizes a causal LM's linear layers for decoding; this model is "
                                 f"{'a classifier' if self.kind == 'classifier' else 'an encoder'}",
                                 where="serve.dtype", hint="use serve.dtype auto or float32 for it")
             if target.adapters:
-                raise UserError("serve.dtype int8 cannot serve PEFT adapters over the quantized base",
+                raise UserError("int8 cannot serve PEFT adapters over the quantized base",
                                 where="serve.dtype", hint="serve the merged export (export/merged, `lmforge export "
                                 "RUN`), or use serve.dtype auto")
             dtype = "float32"  # embeddings, norms, attention; the linear layers become int8 below

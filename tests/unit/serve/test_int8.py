@@ -77,9 +77,9 @@ def test_server_with_int8_answers_and_refuses_what_it_cannot_serve(tiny_llama_di
     finally:
         live.stop()
     assert status == 200 and body["usage"]["completion_tokens"] >= 1
-    with pytest.raises(UserError, match="serve.dtype int8") as err:
+    with pytest.raises(UserError, match="serve.dtype: int8") as err:
         ModelStore(ServeTarget(base=Path(tiny_bert_dir), name="e", models_dir=Path(tiny_bert_dir)), "int8")
     assert "encoder" in str(err.value)
-    with pytest.raises(UserError, match="PEFT adapters"):
+    with pytest.raises(UserError, match="serve.dtype: int8 cannot serve PEFT adapters"):
         ModelStore(ServeTarget(base=Path(tiny_llama_dir), name="m", models_dir=models_dir,
                                adapters={"alpha": models_dir / "alpha"}), "int8")
