@@ -207,3 +207,16 @@ def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
         except OSError:
             return False
     return bool(set(cpuinfo.split()) & {"amx_bf16", "avx512_bf16"})
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_amx(cpuinfo: str | None = None) -> bool:
+    """``amx_bf16`` among the CPU flags (``cpuinfo``: the text of /proc/cpuinfo), or torch reports AMX."""
+    if cpuinfo is None:
+        if "AMX" in str(torch.backends.cpu.get_cpu_capability()).upper():
+            return True
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    return "amx_bf16" in set(cpuinfo.split())

@@ -59,14 +59,27 @@ MEASURED_UTILIZATION = {"full": 0.65, "frozen": 0.58}
 # reaches a far smaller share of that rate (SmolLM2 LoRA 0.13, full 0.20, MiniLM classifier LoRA 0.075 =
 # 0.13 x the attention-dropout factor). Fitted on those three runs; the bf16 GPU path is not calibrated.
 MEASURED_UTILIZATION_BF16 = {"full": 0.20, "frozen": 0.13}
+# bf16 on a CPU with AVX512-BF16 dot products but no AMX (2026-12-06, idle 2-core AMD EPYC, a Zen 5 core, 1
+# thread): its bf16 probe (~450-480 GFLOP/s on one thread) is ~2x fp32's, and a step keeps a larger share of it
+# than on AMX: SmolLM2 LoRA 0.43, full 0.50, MiniLM classifier LoRA 0.22 (= 0.43 x 0.52, the attention-dropout
+# factor within 6%). With AMX's shares these steps were estimated 2.5-3.3x too slow.
+MEASURED_UTILIZATION_BF16_NO_AMX = {"full": 0.50, "frozen": 0.43}
 ATTENTION_DROPOUT_UTILIZATION = 0.55
 
 
-def measured_utilization(config: Any, full: bool, precision: str = "fp32") -> float:
+def measured_utilization(config: Any, full: bool, precision: str = "fp32", amx: bool | None = None) -> float:
     """The share of the measured matmul rate a training step of this model reaches in ``precision``
-    (fitted above; bf16 has its own shares, every other precision uses fp32's)."""
+    (fitted above; bf16 has its own shares, on CPUs with AMX (``amx``; None: this CPU's flags) and without,
+    every other precision uses fp32's)."""
     shape = model_shape(config)
-    table = MEASURED_UTILIZATION_BF16 if precision == "bf16" else MEASURED_UTILIZATION
+    if precision == "bf16":
+        if amx is None:
+            from lmforge.model.decode import cpu_has_amx
+
+            amx = cpu_has_amx()
+        table = MEASURED_UTILIZATION_BF16 if amx else MEASURED_UTILIZATION_BF16_NO_AMX
+    else:
+        table = MEASURED_UTILIZATION
     share = table["full" if full else "frozen"]
     return share * (ATTENTION_DROPOUT_UTILIZATION if shape.attn_dropout > 0 else 1.0)
 BYTES = {"fp32": 4, "bf16": 2, "fp16": 2, "int8": 1}
