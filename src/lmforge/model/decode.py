@@ -199,24 +199,21 @@ def native_bf16(device: torch.device) -> bool:
 @functools.lru_cache(maxsize=1)
 def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
     """``amx_bf16`` / ``avx512_bf16`` among the CPU flags (``cpuinfo``: the text of /proc/cpuinfo)."""
-    if cpuinfo is None:
-        if "AMX" in str(torch.backends.cpu.get_cpu_capability()).upper():
-            return True
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
-    return bool(set(cpuinfo.split()) & {"amx_bf16", "avx512_bf16"})
+    return bool(_cpu_flags(cpuinfo) & {"amx_bf16", "avx512_bf16"})
 
 
 @functools.lru_cache(maxsize=1)
 def cpu_has_amx(cpuinfo: str | None = None) -> bool:
-    """``amx_bf16`` among the CPU flags (``cpuinfo``: the text of /proc/cpuinfo), or torch reports AMX."""
-    if cpuinfo is None:
-        if "AMX" in str(torch.backends.cpu.get_cpu_capability()).upper():
-            return True
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
-    return "amx_bf16" in set(cpuinfo.split())
+    """``amx_bf16`` among the CPU flags (``cpuinfo``: the text of /proc/cpuinfo)."""
+    return "amx_bf16" in _cpu_flags(cpuinfo)
+
+
+def _cpu_flags(cpuinfo: str | None) -> set[str]:
+    """The words of ``cpuinfo``, else of this machine's /proc/cpuinfo plus ``amx_bf16`` when torch reports AMX."""
+    if cpuinfo is not None:
+        return set(cpuinfo.split())
+    flags = {"amx_bf16"} if "AMX" in str(torch.backends.cpu.get_cpu_capability()).upper() else set()
+    try:
+        return flags | set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return flags
