@@ -90,7 +90,7 @@ class ServeConfig(_Section):
     dtype: str = Field(default="auto", pattern="^(auto|float32|bfloat16|float16|int8)$", description=(
         "Weights' dtype. auto: bfloat16 for causal LMs on CPUs with native bf16 (AMX / AVX512-BF16), "
         "float32 elsewhere and for encoders and classifiers. int8 (opt-in, causal LMs): weight-only int8 "
-        "linear layers, activations in bf16 where native else fp32; faster decoding, slightly different numbers."))
+        "linear layers, the rest float32; faster decoding on CPU, slightly different numbers."))
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     log: LogConfig = Field(default_factory=LogConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
