@@ -83,3 +83,12 @@ def test_server_with_int8_answers_and_refuses_what_it_cannot_serve(tiny_llama_di
     with pytest.raises(UserError, match="serve.dtype: int8 cannot serve PEFT adapters"):
         ModelStore(ServeTarget(base=Path(tiny_llama_dir), name="m", models_dir=models_dir,
                                adapters={"alpha": models_dir / "alpha"}), "int8")
+
+
+def test_example_serve_config_validates_and_selects_int8():
+    from lmforge.config.serve import load_serve_config
+
+    example = Path(__file__).resolve().parents[3] / "examples" / "serve" / "int8.yaml"
+    cfg = load_serve_config(str(example), [])
+    assert cfg.dtype == "int8" and cfg.host == "127.0.0.1" and cfg.limits.max_batch_size == 8
+    assert load_serve_config(str(example), ["dtype=auto"]).dtype == "auto"  # KEY=VALUE still wins
