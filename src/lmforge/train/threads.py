@@ -233,18 +233,27 @@ def release_openmp_workers() -> bool:
     nothing breaks; it only costs that thread's next op a few microseconds. Returns whether libgomp accepted it
     (False when torch does not use libgomp, e.g. on macOS).
     """
+    pause = _omp_pause_resource_all()
+    return pause is not None and pause(1) == 0  # 1 = omp_pause_soft
+
+
+_PAUSE: list = []  # libgomp's omp_pause_resource_all, once found
+
+
+def _omp_pause_resource_all():
+    """libgomp's ``omp_pause_resource_all`` as loaded by torch, looked up once it is loaded (the server calls
+    it per idle batch); None while no libgomp is mapped."""
+    if _PAUSE:
+        return _PAUSE[0]
     import ctypes
 
     try:
         path = next((line.split()[-1] for line in Path("/proc/self/maps").read_text().splitlines()
                      if "libgomp" in line.rsplit("/", 1)[-1]), None)
-    except OSError:
-        return False
-    if path is None:
-        return False
-    try:
-        pause = ctypes.CDLL(path).omp_pause_resource_all
+        pause = ctypes.CDLL(path).omp_pause_resource_all if path else None
     except (OSError, AttributeError):
-        return False
-    pause.argtypes, pause.restype = [ctypes.c_int], ctypes.c_int
-    return pause(1) == 0  # 1 = omp_pause_soft
+        return None
+    if pause is not None:
+        pause.argtypes, pause.restype = [ctypes.c_int], ctypes.c_int
+        _PAUSE.append(pause)
+    return pause
