@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmforge.methods.lora.int8 import quantize_weight
+from lmforge.serve.linears import replace_linears
 
 # The kernel's activations and scales: its bf16 path is the fast one (measured on the Zen 5 EPYC over SmolLM2's
 # layers at one row: 1.0 ms per call on average with fp32 activations, 39 us in bf16), so fp32 rows are cast to
@@ -55,30 +56,29 @@ class Int8WeightOnlyLinear(nn.Module):
         self.register_buffer("weight_int8", q.contiguous())
         self.register_buffer("scale", scale.to(KERNEL_DTYPE))
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().clone())
+        self.kernel = self.in_features % KERNEL_K_MULTIPLE == 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102 (see class)
-        rows = x.reshape(-1, self.in_features).to(KERNEL_DTYPE).contiguous()
-        if rows.device.type == "cpu" and self.in_features % KERNEL_K_MULTIPLE == 0:
-            if rows.data_ptr() % KERNEL_ALIGNMENT:  # a view into a larger tensor: the kernel loads aligned rows
-                rows = rows.clone()
+        rows = x.reshape(-1, self.in_features)
+        if rows.dtype != KERNEL_DTYPE:
+            rows = rows.to(KERNEL_DTYPE)
+        if self.kernel and rows.device.type == "cpu":
+            if not rows.is_contiguous() or rows.data_ptr() % KERNEL_ALIGNMENT:  # the kernel loads aligned rows
+                rows = rows.clone(memory_format=torch.contiguous_format)
             out = torch.ops.aten._weight_int8pack_mm(rows, self.weight_int8, self.scale)
         else:
             out = F.linear(rows, self.weight_int8.to(KERNEL_DTYPE) * self.scale[:, None])
-        out = out.to(x.dtype)
+        if out.dtype != x.dtype:
+            out = out.to(x.dtype)
         if self.bias is not None:
             out = out + self.bias.to(x.dtype)
-        return out.reshape(*x.shape[:-1], self.out_features)
+        return out.view(*x.shape[:-1], self.out_features)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, int8 weight-only"
 
 
 def quantize_linears_int8(model: nn.Module) -> int:
-    """Replace every plain ``nn.Linear`` of ``model`` by an :class:`Int8WeightOnlyLinear` in place (through the
-    parent modules' public ``setattr``); returns how many. The layers keep the dtype of their inputs."""
-    targets = [(name, module) for name, module in model.named_modules() if type(module) is nn.Linear]
-    for name, module in targets:
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        setattr(parent, child, Int8WeightOnlyLinear(module))
-    return len(targets)
+    """Replace every plain ``nn.Linear`` of ``model`` by an :class:`Int8WeightOnlyLinear` in place; returns how
+    many. The layers keep the dtype of their inputs."""
+    return replace_linears(model, Int8WeightOnlyLinear)

@@ -175,9 +175,6 @@ class ModelStore:
     """Holds model, tokenizer and adapters. ``kind`` is "causal", "classifier" or "encoder"."""
 
     def __init__(self, target: ServeTarget, dtype: str = "auto"):
-        import torch
-        import transformers as tf
-
         self.target, self.name = target, target.name
         self.kind = export_kind(target.export, target.base) if target.export else model_kind(target.base)
         dtype = serve_dtype(dtype, self.kind)
@@ -192,19 +189,21 @@ class ModelStore:
                                 where="serve.dtype", hint="serve the merged export (export/merged, `lmforge export "
                                 "RUN`), or use serve.dtype auto")
             dtype = "float32"  # embeddings, norms, attention; the linear layers become int8 below
-        if target.export is not None:
-            from lmforge.export import load_export
-
-            self.model, self.tokenizer = load_export(target.export, dtype, base=target.base)
-        else:
-            auto = {"causal": tf.AutoModelForCausalLM, "classifier": tf.AutoModelForSequenceClassification,
-                    "encoder": tf.AutoModel}[self.kind]
-            self.tokenizer = tf.AutoTokenizer.from_pretrained(target.base)
-            self.model = auto.from_pretrained(target.base, dtype=getattr(torch, dtype)).eval()
+        self.dtype = dtype
+        self.model, self.tokenizer = self._load()
+        # a causal LM served as loaded (no PEFT adapters over it, not an export its method rebuilt) is the server's
+        # own copy to reshape for decoding speed, same math up to rounding: q/k/v and gate/up fused into one matmul
+        # each (lmforge.serve.linears), then its linear layers int8 (serve.dtype int8) or packed once for oneDNN
+        # (lmforge.serve.packed). An adapter added at run time reloads the plain model first (PEFT wraps nn.Linear)
+        self.packed = False
         if self.int8:
+            from lmforge.serve.linears import fuse_projections
             from lmforge.serve.quantize import quantize_linears_int8
 
+            fuse_projections(self.model)
             quantize_linears_int8(self.model)
+        elif self.kind == "causal" and target.export is None and not target.adapters:
+            self.packed = self._pack()
         self.adapters: dict[str, Path] = {}
         self.lock = threading.RLock()
         for name, path in target.adapters.items():
@@ -212,6 +211,30 @@ class ModelStore:
                 self.add_adapter(name, path)
             except APIError as exc:  # at start-up a bad adapter is the user's setting, not a request
                 raise UserError(f"adapter {name!r}: {exc.message}", where=str(path)) from None
+
+    def _load(self):
+        """(model, tokenizer) of the target in ``self.dtype``, in eval mode."""
+        import torch
+        import transformers as tf
+
+        target = self.target
+        if target.export is not None:
+            from lmforge.export import load_export
+
+            return load_export(target.export, self.dtype, base=target.base)
+        auto = {"causal": tf.AutoModelForCausalLM, "classifier": tf.AutoModelForSequenceClassification,
+                "encoder": tf.AutoModel}[self.kind]
+        tokenizer = tf.AutoTokenizer.from_pretrained(target.base)
+        return auto.from_pretrained(target.base, dtype=getattr(torch, self.dtype)).eval(), tokenizer
+
+    def _pack(self) -> bool:
+        from lmforge.serve.linears import fuse_projections
+        from lmforge.serve.packed import pack_linears, packing_available
+
+        if not packing_available() or next(self.model.parameters()).device.type != "cpu":
+            return False
+        fuse_projections(self.model)
+        return pack_linears(self.model) > 0
 
     def names(self) -> list[str]:
         """Model ids a request may name: the base first, then adapters."""
@@ -238,6 +261,8 @@ class ModelStore:
             raise APIError(400, "this model is an lmforge export that is not a PEFT adapter; PEFT adapters "
                            "cannot be added to it", "adapter_not_supported")
         with self.lock:
+            if self.packed:  # PEFT wraps plain nn.Linear layers: back to the model as loaded, once
+                self.model, self.packed = self._load()[0], False
             try:
                 if isinstance(self.model, PeftModel):
                     self.model.load_adapter(str(path), adapter_name=name)

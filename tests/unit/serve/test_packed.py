@@ -1,0 +1,96 @@
+"""Packed linear layers (lmforge.serve.packed): the same products as nn.Linear, and when the server uses them.
+
+Tolerance: oneDNN sums the K products of an output element in its own blocked order; in fp32 a length-K sum in
+another order differs by about sqrt(K) x 6e-8 relative to the sum of |terms| (K <= 96 here: < 1e-6), bound
+1e-5 x (|x| @ |W|.T) + 1e-6. In bf16 both sides round inputs the same way and accumulate in fp32, the outputs are
+rounded to bf16 (2^-9 relative) and may differ by one bf16 step: bound 2^-7 x |ref| + 1e-2 x (|x| @ |W|.T).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from lmforge.serve.packed import PackedLinear, pack_linears, packing_available
+
+from .conftest import make_adapter
+
+pytestmark = pytest.mark.skipif(not packing_available(), reason="torch built without oneDNN")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(1, 24), (3, 1, 72), (2, 9, 96), (40, 13)])
+@pytest.mark.parametrize("bias", [False, True])
+def test_packed_linear_computes_the_linear(dtype, shape, bias):
+    torch.manual_seed(0)
+    linear = nn.Linear(shape[-1], 33, bias=bias).to(dtype)
+    x = torch.randn(*shape).to(dtype)
+    packed = PackedLinear(linear)
+    with torch.no_grad():
+        ref = linear(x)
+        got = packed(x)
+        scale = x.abs().float() @ linear.weight.abs().float().t()
+    assert got.shape == ref.shape and got.dtype == dtype
+    if dtype == torch.float32:
+        bound = 1e-5 * scale + 1e-6
+    else:
+        bound = 2 ** -7 * ref.float().abs() + 1e-2 * scale
+    assert torch.all((got.float() - ref.float()).abs() <= bound)
+    assert "weight" not in dict(packed.named_parameters()) and "packed" not in packed.state_dict()
+
+
+def test_pack_linears_replaces_fp32_and_bf16_linears_on_cpu_only():
+    model = nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 8).half(), nn.Embedding(4, 8), nn.Linear(8, 8).bfloat16())
+    assert pack_linears(model) == 2
+    assert [type(m).__name__ for m in model] == ["PackedLinear", "Linear", "Embedding", "PackedLinear"]
+
+
+def _greedy(store, prompt, n=8):
+    from lmforge.model.generate import generate_tokens
+
+    with torch.inference_mode():
+        return generate_tokens(store.model, [prompt], max_new_tokens=n, stop_ids=[], pad_id=0, precision="model",
+                               keep_logits=True)[0]
+
+
+def test_the_server_packs_a_plain_causal_lm_and_unpacks_it_for_a_runtime_adapter(tiny_llama_dir, tmp_path):
+    from lmforge.config.serve import ServeConfig
+    from lmforge.serve.store import ModelStore, resolve_target
+
+    target = resolve_target(Path(tiny_llama_dir), ServeConfig())
+    packed = ModelStore(target, dtype="float32")
+    plain_model_store = ModelStore(target, dtype="float32")
+    plain_model_store.model, _ = plain_model_store._load()
+    assert packed.packed and any(isinstance(m, PackedLinear) for m in packed.model.modules())
+    assert not any(isinstance(m, PackedLinear) for m in plain_model_store.model.modules())
+    prompt = [5, 9, 17, 33, 2, 8, 41]
+    a, b = _greedy(packed, prompt), _greedy(plain_model_store, prompt)
+    assert a.tokens == b.tokens
+    for x, y in zip(a.logits, b.logits):  # fp32 sums in another order, 2 layers: as the decode tests' bound
+        assert (x - y).abs().max() <= 1e-5 + 1e-5 * y.abs().max()
+
+    adapter = make_adapter(Path(tiny_llama_dir), tmp_path / "gamma", seed=3)
+    packed.add_adapter("gamma", adapter)
+    assert not packed.packed and not any(isinstance(m, PackedLinear) for m in packed.model.modules())
+    with packed.activate("gamma"):
+        adapted = _greedy(packed, prompt)
+    with packed.activate(packed.name):
+        assert _greedy(packed, prompt).tokens == a.tokens
+    plain_model_store.add_adapter("gamma", adapter)
+    with plain_model_store.activate("gamma"):
+        assert adapted.tokens == _greedy(plain_model_store, prompt).tokens
+
+
+def test_the_server_does_not_pack_encoders_int8_or_configured_adapters(tiny_llama_dir, tiny_bert_dir, models_dir):
+    from lmforge.config.serve import ServeConfig
+    from lmforge.serve.store import ModelStore, resolve_target
+
+    encoder = ModelStore(resolve_target(Path(tiny_bert_dir), ServeConfig()))
+    assert not encoder.packed
+    assert not ModelStore(resolve_target(Path(tiny_llama_dir), ServeConfig()), dtype="int8").packed
+    with_adapter = ModelStore(resolve_target(Path(tiny_llama_dir), ServeConfig(models_dir=str(models_dir),
+                                                                               adapters={"alpha": "alpha"})))
+    assert not with_adapter.packed and "alpha" in with_adapter.adapters
