@@ -1,13 +1,15 @@
-"""Per-token time of a causal LM's linear layers at one row (a decode step): fp32, bf16 and weight-only int8.
+"""Per-token time of a causal LM's linear layers at one row (a decode step): fp32, bf16, packed, weight-only int8.
 
     .venv/bin/python benchmarks/decode_kernels.py [MODEL_DIR] [--threads 2] [--rows 1 8 32]
 
 MODEL_DIR is an HF causal-LM folder (default: the SmolLM2 cache folder lmforge converts on first use); only its
 config.json is read. Every linear layer of the model gets its own random weight (so the weights stream from
 memory as in a real step, not from cache) and is multiplied by ``--rows`` activation rows with ``torch.mm``
-(fp32, bf16) and ``torch.ops.aten._weight_int8pack_mm`` (int8 weights, bf16 activations: what
-``serve.dtype: int8`` runs, :mod:`lmforge.serve.quantize`). Prints ms per forward of all linear layers, the
-median of ``--repeats``, and the CPU. Then the quality cost of each dtype on the real model when
+(fp32, bf16: what ``F.linear`` does), with the weight packed once for oneDNN (``fp32 packed``, ``bf16 packed``:
+what the server runs, :mod:`lmforge.serve.packed`) and ``torch.ops.aten._weight_int8pack_mm`` (int8 weights, bf16
+activations: what ``serve.dtype: int8`` runs, :mod:`lmforge.serve.quantize`), for the model's own layers and with
+q/k/v and gate/up fused into one layer each (as the server fuses them, :mod:`lmforge.serve.linears`). Prints ms
+per forward of all linear layers, the median of ``--repeats``, and the CPU. Then the quality cost of each dtype on the real model when
 ``--quality`` is given: the loss of 64 FiQA reference answers given their question, and how many of 16 greedy
 32-token answers equal the fp32 ones.
 """
@@ -32,6 +34,15 @@ def shapes(config: dict) -> list[tuple[int, int]]:
     return block * layers + [(config["vocab_size"], h)]
 
 
+def fused(dims: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The same layers with q/k/v and gate/up concatenated (7 layers a block -> 4)."""
+    out = []
+    for start in range(0, len(dims) - 1, 7):
+        q, k, v, o, gate, up, down = dims[start:start + 7]
+        out += [(q[0] + k[0] + v[0], q[1]), o, (gate[0] + up[0], gate[1]), down]
+    return out + dims[-1:]
+
+
 def linear_times(dims: list[tuple[int, int]], rows: int, repeats: int) -> dict[str, float]:
     import torch
 
@@ -42,9 +53,18 @@ def linear_times(dims: list[tuple[int, int]], rows: int, repeats: int) -> dict[s
     q = [(qw, s.bfloat16()) for qw, s in map(quantize_weight, weights)]
     xs = {i: torch.randn(rows, i) for i in {i for _, i in dims}}
     x16 = {i: x.bfloat16() for i, x in xs.items()}
+    pack = torch.ops.mkldnn._reorder_linear_weight
+    p32 = [(pack(w, 1), w.shape[1]) for w in weights]
+    p16 = [(pack(w, 1), w.shape[1]) for w in w16]
+
+    def packed(xs_, ps):
+        return [torch.ops.mkldnn._linear_pointwise(xs_[i], p, None, "none", [], "") for p, i in ps]
+
     sides = {
         "fp32": lambda: [torch.mm(xs[w.shape[1]], w.t()) for w in weights],
+        "fp32 packed": lambda: packed(xs, p32),
         "bf16": lambda: [torch.mm(x16[w.shape[1]], w.t()) for w in w16],
+        "bf16 packed": lambda: packed(x16, p16),
         "int8": lambda: [torch.ops.aten._weight_int8pack_mm(x16[qw.shape[1]], qw, s) for qw, s in q],
     }
     out: dict[str, list[float]] = {k: [] for k in sides}
@@ -114,9 +134,11 @@ def main() -> None:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), "unknown")
     print(f"CPU {cpu}, {args.threads} threads, {len(dims)} linear layers of {model_dir.name}; load {os.getloadavg()}")
-    for rows in args.rows:
-        t = linear_times(dims, rows, args.repeats)
-        print(f"rows {rows:3d}: " + ", ".join(f"{k} {v:.2f} ms" for k, v in t.items()) + " per forward of all linears")
+    for label, layers in (("", dims), (" fused", fused(dims))):
+        for rows in args.rows:
+            t = linear_times(layers, rows, args.repeats)
+            print(f"rows {rows:3d}{label}: " + ", ".join(f"{k} {v:.2f} ms" for k, v in t.items())
+                  + f" per forward of all {len(layers)} linears")
     if args.quality:
         print(json.dumps(quality(model_dir)))
 
