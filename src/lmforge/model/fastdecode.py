@@ -145,8 +145,8 @@ def _group(parts: list[torch.nn.Module]):
     if (shared is not None and all(getattr(p, "shared", None) is shared for p in parts)
             and all(_direct(p) is not p for p in parts)
             and [a for a, _ in slices[1:]] == [b for _, b in slices[:-1]] and slices[0][0] == 0):
-        sizes = [b - a for a, b in slices]
-        return lambda h: shared.output(h).split(sizes, dim=-1)
+        sizes, fused = [b - a for a, b in slices], _direct(shared.linear)
+        return lambda h: fused(h).split(sizes, dim=-1)
     calls = [_direct(p) for p in parts]
     return lambda h: [call(h) for call in calls]
 
