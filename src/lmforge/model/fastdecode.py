@@ -163,11 +163,14 @@ def _attend(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, blocked: 
     [rows, kv_heads, heads / kv_heads, d]. Query head j reads key/value head j // (heads / kv_heads), as
     transformers' ``repeat_kv``."""
     rows, heads, dim = q.shape
-    kv_heads = keys.shape[1]
-    scores = torch.matmul(q.float().view(rows, kv_heads, heads // kv_heads, dim), keys.transpose(2, 3)) * scale
+    kv_heads, length = keys.shape[1], keys.shape[2]
+    group = heads // kv_heads
+    # 3-D batched matmuls over (row, key/value head): the buffers' first two dims merge into one without a copy
+    scores = torch.bmm(q.float().reshape(rows * kv_heads, group, dim),
+                       keys.view(rows * kv_heads, length, dim).transpose(1, 2)).mul_(scale)
     if blocked is not None:
-        scores = scores.masked_fill(blocked, float("-inf"))
-    return torch.matmul(scores.softmax(-1), values)
+        scores = scores.view(rows, kv_heads, group, length).masked_fill_(blocked, float("-inf")).view_as(scores)
+    return torch.bmm(scores.softmax(-1), values.view(rows * kv_heads, length, dim)).view(rows, kv_heads, group, dim)
 
 
 def lean_decoder(model: torch.nn.Module, cache) -> LeanDecoder | None:
