@@ -7,9 +7,9 @@ token, 15.7 ms with the server's packed weights (:mod:`lmforge.serve.packed`), w
 7.2-7.4 ms; the rest was transformers' per-layer Python (mask building, cache bookkeeping, casts, rotary per
 layer: ~60 ops a layer). This step does ~25 ops a layer: cos/sin once per step for all layers, q and k rotated
 in one op, keys and values written into preallocated fp32 buffers (transformers' ``DynamicCache`` concatenates
-the whole cache every step), one query's attention as two small matmuls in fp32 (bf16 attention on CPU was 3-6x
+the whole cache every step), one query's attention as two 3-D batched matmuls in fp32 (bf16 attention on CPU was 3-6x
 slower than fp32 at these sizes), hook-free modules called through ``forward``. With the server's fused
-projections (:mod:`lmforge.serve.linears`) a step takes ~12 ms there.
+projections (:mod:`lmforge.serve.linears`) a step takes 10.3-11.9 ms there.
 
 What it is not: another model. It calls the model's own leaf modules for every weight (embedding, the q/k/v/o
 and gate/up/down projections, the output head, the activation), so PEFT LoRA wrappers, lmforge's bottleneck

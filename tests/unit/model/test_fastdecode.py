@@ -8,7 +8,8 @@ left padding, GQA and rows leaving the batch.
 Tolerances. fp32: both paths do the same sums in a different order and grouping (``F.rms_norm`` vs mean of
 squares, one SDPA call vs transformers' attention); a length-K fp32 sum in another order differs by about
 sqrt(K) x 6e-8 relative, K <= 64 here: ~5e-7, a few such steps per layer over 2 layers: the bound
-1e-5 x max|logit| + 1e-5 leaves > 30x room (measured 1.5e-7..3e-7 x max|logit|). bf16 weights: transformers keeps keys, values
+1e-5 x max|logit| + 1e-5 leaves > 30x room
+(measured 1.5e-7..3e-7 x max|logit|). bf16 weights: transformers keeps keys, values
 and the attention in bf16, the lean step in fp32; a bf16 rounding is 2^-9 relative, so the attention outputs
 differ by up to ~4e-3 relative, the logits through 2 layers by a few of those: bound 3e-2 x max|logit| + 3e-2
 (measured 3e-3..8e-3 x max|logit|).

@@ -70,3 +70,41 @@ def test_hooked_or_mismatched_projections_are_left_alone():
     assert fuse_projections(block) == 0  # v_proj has no bias where q/k have one; up_proj has a hook
     assert replace_linears(block, lambda lin: nn.Identity()) == 4  # the hooked layer stays
     assert type(block.up_proj) is nn.Linear
+
+
+def _decode(model, monkeypatch, lean: bool):
+    from lmforge.model import fastdecode
+    from lmforge.model.generate import generate_tokens
+
+    used = []
+
+    def spy(m, cache):
+        found = fastdecode.lean_decoder(m, cache) if lean else None
+        used.append(found is not None)
+        return found
+
+    monkeypatch.setattr("lmforge.model.decode.lean_decoder", spy)
+    with torch.no_grad():
+        out = generate_tokens(model, [[5, 9, 17, 33], [7, 12]], max_new_tokens=5, stop_ids=[], pad_id=0,
+                              keep_logits=True, precision="model")
+    assert used == [lean]
+    return out
+
+
+def test_the_lean_step_computes_fused_groups_once_and_honours_hooks_on_a_slice(tiny_llama_dir, monkeypatch):
+    model = _tiny(tiny_llama_dir)
+    fuse_projections(model)
+    calls = []
+    group = model.model.layers[0].self_attn.fused_q_proj_v_proj
+    group.linear.register_forward_hook(lambda _m, _a, _o: calls.append(1))
+    fast = _decode(model, monkeypatch, True)
+    assert len(calls) == 5  # the prefill and one per later token: q, k and v from one product
+    slow = _decode(model, monkeypatch, False)
+    for a, b in zip(fast, slow):
+        assert a.tokens == b.tokens
+        assert all(torch.allclose(x, y, rtol=1e-5, atol=1e-5) for x, y in zip(a.logits, b.logits))
+    # a hook on one slice must run: the lean step then calls each projection as a module
+    model.model.layers[1].self_attn.k_proj.register_forward_hook(lambda _m, _a, out: out * 3)
+    fast, slow = _decode(model, monkeypatch, True), _decode(model, monkeypatch, False)
+    for a, b in zip(fast, slow):
+        assert all(torch.allclose(x, y, rtol=1e-5, atol=1e-5) for x, y in zip(a.logits, b.logits))
