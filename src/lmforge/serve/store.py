@@ -195,7 +195,7 @@ class ModelStore:
         # own copy to reshape for decoding speed, same math up to rounding: q/k/v and gate/up fused into one matmul
         # each (lmforge.serve.linears), then its linear layers int8 (serve.dtype int8) or packed once for oneDNN
         # (lmforge.serve.packed). An adapter added at run time reloads the plain model first (PEFT wraps nn.Linear)
-        self.packed = False
+        self.reshaped = False
         if self.int8:
             from lmforge.serve.linears import fuse_projections
             from lmforge.serve.quantize import quantize_linears_int8
@@ -203,7 +203,7 @@ class ModelStore:
             fuse_projections(self.model)
             quantize_linears_int8(self.model)
         elif self.kind == "causal" and target.export is None and not target.adapters:
-            self.packed = self._pack()
+            self.reshaped = self._reshape()
         self.adapters: dict[str, Path] = {}
         self.lock = threading.RLock()
         for name, path in target.adapters.items():
@@ -227,14 +227,15 @@ class ModelStore:
         tokenizer = tf.AutoTokenizer.from_pretrained(target.base)
         return auto.from_pretrained(target.base, dtype=getattr(torch, self.dtype)).eval(), tokenizer
 
-    def _pack(self) -> bool:
+    def _reshape(self) -> bool:
+        """Fuse and pack the model's linear layers on CPU; True when any layer changed."""
         from lmforge.serve.linears import fuse_projections
-        from lmforge.serve.packed import pack_linears, packing_available
+        from lmforge.serve.packed import pack_linears
 
-        if not packing_available() or next(self.model.parameters()).device.type != "cpu":
+        if next(self.model.parameters()).device.type != "cpu":
             return False
-        fuse_projections(self.model)
-        return pack_linears(self.model) > 0
+        fused = fuse_projections(self.model)
+        return pack_linears(self.model) + fused > 0
 
     def names(self) -> list[str]:
         """Model ids a request may name: the base first, then adapters."""
@@ -261,8 +262,8 @@ class ModelStore:
             raise APIError(400, "this model is an lmforge export that is not a PEFT adapter; PEFT adapters "
                            "cannot be added to it", "adapter_not_supported")
         with self.lock:
-            if self.packed:  # PEFT wraps plain nn.Linear layers: back to the model as loaded, once
-                self.model, self.packed = self._load()[0], False
+            if self.reshaped:  # PEFT wraps plain nn.Linear layers: back to the model as loaded, once
+                self.model, self.reshaped = self._load()[0], False
             try:
                 if isinstance(self.model, PeftModel):
                     self.model.load_adapter(str(path), adapter_name=name)

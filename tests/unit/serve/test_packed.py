@@ -64,7 +64,7 @@ def test_the_server_packs_a_plain_causal_lm_and_unpacks_it_for_a_runtime_adapter
     packed = ModelStore(target, dtype="float32")
     plain_model_store = ModelStore(target, dtype="float32")
     plain_model_store.model, _ = plain_model_store._load()
-    assert packed.packed and any(isinstance(m, PackedLinear) for m in packed.model.modules())
+    assert packed.reshaped and any(isinstance(m, PackedLinear) for m in packed.model.modules())
     assert not any(isinstance(m, PackedLinear) for m in plain_model_store.model.modules())
     prompt = [5, 9, 17, 33, 2, 8, 41]
     a, b = _greedy(packed, prompt), _greedy(plain_model_store, prompt)
@@ -74,7 +74,7 @@ def test_the_server_packs_a_plain_causal_lm_and_unpacks_it_for_a_runtime_adapter
 
     adapter = make_adapter(Path(tiny_llama_dir), tmp_path / "gamma", seed=3)
     packed.add_adapter("gamma", adapter)
-    assert not packed.packed and not any(isinstance(m, PackedLinear) for m in packed.model.modules())
+    assert not packed.reshaped and not any(isinstance(m, PackedLinear) for m in packed.model.modules())
     with packed.activate("gamma"):
         adapted = _greedy(packed, prompt)
     with packed.activate(packed.name):
@@ -89,8 +89,22 @@ def test_the_server_does_not_pack_encoders_int8_or_configured_adapters(tiny_llam
     from lmforge.serve.store import ModelStore, resolve_target
 
     encoder = ModelStore(resolve_target(Path(tiny_bert_dir), ServeConfig()))
-    assert not encoder.packed
-    assert not ModelStore(resolve_target(Path(tiny_llama_dir), ServeConfig()), dtype="int8").packed
+    assert not encoder.reshaped
+    assert not ModelStore(resolve_target(Path(tiny_llama_dir), ServeConfig()), dtype="int8").reshaped
     with_adapter = ModelStore(resolve_target(Path(tiny_llama_dir), ServeConfig(models_dir=str(models_dir),
                                                                                adapters={"alpha": "alpha"})))
-    assert not with_adapter.packed and "alpha" in with_adapter.adapters
+    assert not with_adapter.reshaped and "alpha" in with_adapter.adapters
+
+
+def test_a_fused_but_unpacked_model_is_reloaded_for_a_runtime_adapter_too(tiny_llama_dir, tmp_path):
+    """float16 weights are not packed, but q/k/v and gate/up are still fused: PEFT needs the plain layers back."""
+    from lmforge.config.serve import ServeConfig
+    from lmforge.serve.linears import ProjectionSlice
+    from lmforge.serve.store import ModelStore, resolve_target
+
+    store = ModelStore(resolve_target(Path(tiny_llama_dir), ServeConfig()), dtype="float16")
+    assert store.reshaped and not any(isinstance(m, PackedLinear) for m in store.model.modules())
+    assert any(isinstance(m, ProjectionSlice) for m in store.model.modules())
+    store.add_adapter("gamma", make_adapter(Path(tiny_llama_dir), tmp_path / "gamma", seed=3))
+    assert not store.reshaped and "gamma" in store.adapters
+    assert not any(isinstance(m, ProjectionSlice) for m in store.model.modules())
