@@ -11,7 +11,7 @@ activations: what ``serve.dtype: int8`` runs, :mod:`lmforge.serve.quantize`), fo
 q/k/v and gate/up fused into one layer each (as the server fuses them, :mod:`lmforge.serve.linears`). Prints ms
 per forward of all linear layers, the median of ``--repeats``, and the CPU. Then the quality cost of each dtype on the real model when
 ``--quality`` is given: the loss of 64 FiQA reference answers given their question, and how many of 16 greedy
-32-token answers equal the fp32 ones.
+32-token answers equal the fp32 ones, for fp32, bf16, bf16 as the server runs it (fused, packed) and int8.
 """
 
 from __future__ import annotations
@@ -84,6 +84,8 @@ def quality(model_dir: Path) -> dict:
 
     from lmforge.data.assets import asset_path
     from lmforge.model.generate import generate_tokens, stop_token_ids
+    from lmforge.serve.linears import fuse_projections
+    from lmforge.serve.packed import pack_linears
     from lmforge.serve.quantize import quantize_linears_int8
 
     tok = AutoTokenizer.from_pretrained(model_dir)
@@ -95,11 +97,15 @@ def quality(model_dir: Path) -> dict:
                                             return_dict=True)["input_ids"])
 
     result, reference = {}, None
-    for name in ("float32", "bfloat16", "int8"):
-        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16 if name == "bfloat16" else
-                                                     torch.float32).eval()
+    for name in ("float32", "bfloat16", "bfloat16 served", "int8"):
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16 if name.startswith("bfloat16")
+                                                     else torch.float32).eval()
         if name == "int8":
+            fuse_projections(model)
             quantize_linears_int8(model)
+        if name == "bfloat16 served":  # what lmforge serve runs with serve.dtype auto on a native-bf16 CPU
+            fuse_projections(model)
+            pack_linears(model)
         total, count = 0.0, 0
         with torch.no_grad():
             for r in rows:

@@ -36,7 +36,7 @@ def run_server(target: Path | str, serve_cfg, say=print) -> None:
         app = create_app(store, serve_cfg, window_file=default_window_file(Path(target)))
         config = uvicorn.Config(app, log_level="warning", access_log=False)
         port = sock.getsockname()[1]  # port=0 picks a free one
-        say(f"serving {target} on http://{serve_cfg.host}:{port}/v1 (Ctrl-C to stop)")
+        say(f"serving {target} on http://{serve_cfg.host}:{port}/v1 ({store.layout}; Ctrl-C to stop)")
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         sock.close()

@@ -195,13 +195,14 @@ class ModelStore:
         # own copy to reshape for decoding speed, same math up to rounding: q/k/v and gate/up fused into one matmul
         # each (lmforge.serve.linears), then its linear layers int8 (serve.dtype int8) or packed once for oneDNN
         # (lmforge.serve.packed). An adapter added at run time reloads the plain model first (PEFT wraps nn.Linear)
-        self.reshaped = False
+        self.reshaped, self.layout = False, f"{dtype} weights"
         if self.int8:
             from lmforge.serve.linears import fuse_projections
             from lmforge.serve.quantize import quantize_linears_int8
 
             fuse_projections(self.model)
             quantize_linears_int8(self.model)
+            self.layout = "int8 weight-only linear layers, float32 elsewhere"
         elif self.kind == "causal" and target.export is None and not target.adapters:
             self.reshaped = self._reshape()
         self.adapters: dict[str, Path] = {}
@@ -235,7 +236,9 @@ class ModelStore:
         if next(self.model.parameters()).device.type != "cpu":
             return False
         fused = fuse_projections(self.model)
-        return pack_linears(self.model) + fused > 0
+        packed = pack_linears(self.model)
+        self.layout += (", q/k/v and gate/up fused" if fused else "") + (", packed for oneDNN" if packed else "")
+        return packed + fused > 0
 
     def names(self) -> list[str]:
         """Model ids a request may name: the base first, then adapters."""
@@ -263,7 +266,7 @@ class ModelStore:
                            "cannot be added to it", "adapter_not_supported")
         with self.lock:
             if self.reshaped:  # PEFT wraps plain nn.Linear layers: back to the model as loaded, once
-                self.model, self.reshaped = self._load()[0], False
+                self.model, self.reshaped, self.layout = self._load()[0], False, f"{self.dtype} weights"
             try:
                 if isinstance(self.model, PeftModel):
                     self.model.load_adapter(str(path), adapter_name=name)

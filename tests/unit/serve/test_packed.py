@@ -65,6 +65,7 @@ def test_the_server_packs_a_plain_causal_lm_and_unpacks_it_for_a_runtime_adapter
     plain_model_store = ModelStore(target, dtype="float32")
     plain_model_store.model, _ = plain_model_store._load()
     assert packed.reshaped and any(isinstance(m, PackedLinear) for m in packed.model.modules())
+    assert packed.layout == "float32 weights, q/k/v and gate/up fused, packed for oneDNN"
     assert not any(isinstance(m, PackedLinear) for m in plain_model_store.model.modules())
     prompt = [5, 9, 17, 33, 2, 8, 41]
     a, b = _greedy(packed, prompt), _greedy(plain_model_store, prompt)
