@@ -171,3 +171,9 @@ def test_models_it_does_not_cover_decode_through_the_forward():
     model = _model("llama")
     static = tf.StaticCache(config=model.config, max_cache_len=16)
     assert fastdecode.lean_decoder(model, static) is None
+
+
+def test_lean_step_under_bf16_autocast_as_grpo_samples():
+    """GRPO samples inside the training step's autocast: both paths then run their matmuls in bf16."""
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        _teacher_forced(_model("llama"), steps=4, keep_after=2, dtype_rel=3e-2)
