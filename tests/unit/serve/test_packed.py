@@ -85,12 +85,19 @@ def test_the_server_packs_a_plain_causal_lm_and_unpacks_it_for_a_runtime_adapter
         assert adapted.tokens == _greedy(plain_model_store, prompt).tokens
 
 
-def test_the_server_does_not_pack_encoders_int8_or_configured_adapters(tiny_llama_dir, tiny_bert_dir, models_dir):
+def test_the_server_packs_encoders_but_not_int8_or_configured_adapters(tiny_llama_dir, tiny_bert_dir, models_dir):
+    from transformers import AutoModel
+
     from lmforge.config.serve import ServeConfig
     from lmforge.serve.store import ModelStore, resolve_target
 
     encoder = ModelStore(resolve_target(Path(tiny_bert_dir), ServeConfig()))
-    assert not encoder.reshaped
+    assert encoder.reshaped and encoder.layout == "float32 weights, packed for oneDNN"
+    plain = AutoModel.from_pretrained(tiny_bert_dir).eval()
+    enc = encoder.tokenizer(["the stock fund is good", "hi"], return_tensors="pt", padding=True)
+    with torch.no_grad():  # fp32 sums of <= 64 terms in another order, 2 layers: well inside 1e-5
+        ref, got = plain(**enc).last_hidden_state, encoder.model(**enc).last_hidden_state
+    assert torch.allclose(got, ref, rtol=1e-5, atol=1e-5)
     assert not ModelStore(resolve_target(Path(tiny_llama_dir), ServeConfig()), dtype="int8").reshaped
     with_adapter = ModelStore(resolve_target(Path(tiny_llama_dir), ServeConfig(models_dir=str(models_dir),
                                                                                adapters={"alpha": "alpha"})))
