@@ -23,6 +23,10 @@ CPU model and the load average.
 dtype (``from_pretrained`` without ``dtype``: fp32 for lmforge's converted SmolLM2 cache folder).
 ``--dtype int8`` gives the server ``serve.dtype: int8`` (weight-only int8 linear layers, opt-in: the numbers
 change slightly) against that same default baseline.
+
+The server runs with its access log and drift statistics off (the baseline has neither); ``--drift`` turns
+the drift statistics on as in ``lmforge serve``'s default configuration (the prefill then also returns every
+prompt position's logits and hidden states for the monitor).
 """
 
 from __future__ import annotations
@@ -76,7 +80,9 @@ class Server:
         from lmforge.serve import create_app
 
         biggest = max(args.clients)
-        cfg = ServeConfig(model_name="m", dtype=args.dtype, log={"enabled": False}, drift={"enabled": False},
+        self.scratch = tempfile.TemporaryDirectory()  # the drift window (--drift) goes here, nowhere else
+        drift = {"enabled": args.drift, "window_file": str(Path(self.scratch.name) / "traffic.jsonl")}
+        cfg = ServeConfig(model_name="m", dtype=args.dtype, log={"enabled": False}, drift=drift,
                           limits={"max_tokens": args.max_tokens, "max_concurrent": biggest * 2,
                                   "max_batch_size": biggest, "request_timeout_s": 3600})
         sock = socket.socket()
@@ -164,6 +170,7 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--dtype", choices=["float32", "bfloat16", "auto", "int8"], default="float32")
+    p.add_argument("--drift", action="store_true", help="the server computes drift statistics (its default)")
     args = p.parse_args()
     import torch
 
@@ -210,7 +217,7 @@ def main() -> None:
             ratio = f"{table[clients]['ratio_median']:.2f}x" if name == "lmforge" else ""
             print(f"{clients:7d} {label:28} {m['requests_per_s']:7.3f} {m['tokens_per_s']:8.2f} {m['p50']:7.2f} "
                   f"{m['p95']:7.2f} {ratio:>11}")
-    print(json.dumps({"cpu": cpu_name(), "threads": args.threads, "dtype": args.dtype,
+    print(json.dumps({"cpu": cpu_name(), "threads": args.threads, "dtype": args.dtype, "drift": args.drift,
                       "baseline_dtype": str(baseline.model.dtype), "server_dtype": server.dtype, "loadavg": load, "model": str(model_dir),
                       "requests": args.requests, "max_tokens": args.max_tokens, "table": table, "rounds": rounds}))
 

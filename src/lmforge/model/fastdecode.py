@@ -138,8 +138,20 @@ class _LayerPlan:
 
 
 def _direct(module: torch.nn.Module):
-    hooked = module._forward_hooks or module._forward_pre_hooks
-    return module if hooked else module.forward
+    return module if _hooked(module) else module.forward
+
+
+def _hooked(module: torch.nn.Module) -> bool:
+    """True when ``module`` has a forward (pre-)hook that could change or observe what it computes.
+
+    transformers 5 installs an output-capturing hook on every decoder layer and attention module the first time a
+    forward asks for ``output_hidden_states`` / ``output_attentions`` (the server's drift statistics do) and leaves
+    it there; it returns at once unless that forward's own capture is active (a context variable the lean step
+    never sets), so skipping it changes nothing. Without this exception one request with drift statistics turned
+    the lean step off for good (measured: 0.40 -> 0.50 s per 32-token request)."""
+    hooks = [*module._forward_hooks.values(), *module._forward_pre_hooks.values()]
+    return any(not (getattr(h, "__module__", "") == "transformers.utils.output_capturing"
+                    and getattr(h, "__name__", "") == "output_capturing_hook") for h in hooks)
 
 
 def _group(parts: list[torch.nn.Module]):
@@ -212,6 +224,6 @@ def lean_decoder(model: torch.nn.Module, cache) -> LeanDecoder | None:
         around += [layer, attn, mlp, layer.input_layernorm, layer.post_attention_layernorm]
         around += [attn.q_norm, attn.k_norm] if hasattr(attn, "q_norm") else []
     for module in around:
-        if not type(module).__module__.startswith(prefix) or module._forward_hooks or module._forward_pre_hooks:
+        if not type(module).__module__.startswith(prefix) or _hooked(module):
             return None
     return LeanDecoder(base)

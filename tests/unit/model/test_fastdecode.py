@@ -177,3 +177,17 @@ def test_lean_step_under_bf16_autocast_as_grpo_samples():
     """GRPO samples inside the training step's autocast: both paths then run their matmuls in bf16."""
     with torch.autocast("cpu", dtype=torch.bfloat16):
         _teacher_forced(_model("llama"), steps=4, keep_after=2, dtype_rel=3e-2)
+
+
+def test_transformers_output_capturing_hooks_do_not_turn_the_lean_step_off():
+    """A forward with output_hidden_states (the server's drift statistics) leaves transformers' inert capturing
+    hooks on the layers; the lean step still runs, and still computes what the forward computes."""
+    model = _model("llama")
+    with torch.no_grad():
+        out = model(input_ids=torch.tensor([[1, 2, 3]]), output_hidden_states=True, use_cache=True)
+    assert len(out.hidden_states) == 3
+    assert any(m._forward_hooks for m in model.modules())  # what transformers left behind
+    assert fastdecode.lean_decoder(model, out.past_key_values) is not None
+    _teacher_forced(model, steps=3)
+    model.model.layers[0].register_forward_hook(lambda _m, _a, o: o)  # any other hook still counts
+    assert fastdecode.lean_decoder(model, out.past_key_values) is None
