@@ -2,7 +2,8 @@
 
 The prefill uses transformers' public model API: ``model(input_ids, attention_mask,
 position_ids, past_key_values, use_cache=True)``; so do the decode steps, except for the models the
-lean step of :mod:`lmforge.model.fastdecode` covers on CPU (the same math in fewer ops; measured there). Prompts are left-padded so every row's next
+lean step of :mod:`lmforge.model.fastdecode` covers on CPU (the same math in fewer ops; measured
+there). Prompts are left-padded so every row's next
 token sits in the last column; ``position_ids`` count only real tokens (``cumsum(mask) - 1``), so
 a padded row computes what it would alone; the attention mask hides the padding. The KV cache is
 the one the model creates at prefill (``DynamicCache`` for decoder-only transformers; hybrids

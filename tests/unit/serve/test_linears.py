@@ -44,8 +44,10 @@ def test_the_product_is_reused_only_for_the_same_input_object(tiny_llama_dir):
     group.linear.register_forward_hook(lambda _m, _a, _o: calls.append(1))
     h = torch.randn(1, 3, attn.q_proj.in_features)
     with torch.no_grad():
-        attn.q_proj(h), attn.k_proj(h), attn.v_proj(h)
-        assert len(calls) == 1
+        attn.q_proj(h), attn.k_proj(h)
+        assert len(calls) == 1 and group._last is not None
+        attn.v_proj(h)
+        assert len(calls) == 1 and group._last is None  # every part taken: the product is not kept alive
         same_values = h.clone()  # equal numbers, another tensor: computed again
         k_again = attn.k_proj(same_values)
         assert len(calls) == 2 and torch.equal(k_again, attn.k_proj(h)) and len(calls) == 3
