@@ -23,14 +23,13 @@ CPUs) decode at 19 and 129.
 from __future__ import annotations
 
 import contextlib
-import functools
 import inspect
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, ContextManager, Sequence
 
 import torch
 
+from lmforge.hardware import cpu_has_native_bf16
 from lmforge.model.fastdecode import lean_decoder
 from lmforge.model.sampling import Sampling, next_tokens, penalize_repeats
 
@@ -201,32 +200,10 @@ def precision_context(model: Any, precision: str) -> ContextManager:
 
 def native_bf16(device: torch.device) -> bool:
     """True where bf16 matmuls run natively: a CUDA GPU that supports bf16, or a CPU whose
-    ``/proc/cpuinfo`` flags list ``amx_bf16`` or ``avx512_bf16`` (or torch reports AMX)."""
+    ``/proc/cpuinfo`` flags list ``amx_bf16`` or ``avx512_bf16`` (or torch reports AMX) with oneDNN
+    allowed to use them (:mod:`lmforge.hardware`)."""
     if device.type == "cuda":
         return bool(torch.cuda.is_bf16_supported())
     if device.type != "cpu":
         return False
     return cpu_has_native_bf16()
-
-
-@functools.lru_cache(maxsize=1)
-def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
-    """``amx_bf16`` / ``avx512_bf16`` among the CPU flags (``cpuinfo``: the text of /proc/cpuinfo)."""
-    return bool(_cpu_flags(cpuinfo) & {"amx_bf16", "avx512_bf16"})
-
-
-@functools.lru_cache(maxsize=1)
-def cpu_has_amx(cpuinfo: str | None = None) -> bool:
-    """``amx_bf16`` among the CPU flags (``cpuinfo``: the text of /proc/cpuinfo)."""
-    return "amx_bf16" in _cpu_flags(cpuinfo)
-
-
-def _cpu_flags(cpuinfo: str | None) -> set[str]:
-    """The words of ``cpuinfo``, else of this machine's /proc/cpuinfo plus ``amx_bf16`` when torch reports AMX."""
-    if cpuinfo is not None:
-        return set(cpuinfo.split())
-    flags = {"amx_bf16"} if "AMX" in str(torch.backends.cpu.get_cpu_capability()).upper() else set()
-    try:
-        return flags | set(Path("/proc/cpuinfo").read_text().split())
-    except OSError:
-        return flags

@@ -17,15 +17,28 @@ adds an adapter at run time.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
 from lmforge.serve.linears import replace_linears
 
 
-def packing_available() -> bool:
-    """True where torch was built with oneDNN (x86 and ARM wheels) and the packing ops exist."""
-    return bool(torch.backends.mkldnn.is_available()) and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+@functools.lru_cache(maxsize=None)
+def packing_available(dtype: torch.dtype = torch.float32) -> bool:
+    """True where torch was built with oneDNN (x86 and ARM wheels), the packing ops exist and oneDNN packs and
+    multiplies ``dtype`` on this CPU. Tried on an 8 x 8 weight rather than inferred: oneDNN refuses bf16 without
+    AVX512-BW/VL/DQ or AVX-NE-CONVERT (an AVX2-only CPU such as an AMD EPYC without AVX-512, or any CPU with
+    ``ONEDNN_MAX_CPU_ISA=AVX2``), where the layers keep ``F.linear``."""
+    if not (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")):
+        return False
+    try:
+        packed = torch.ops.mkldnn._reorder_linear_weight(torch.ones(8, 8, dtype=dtype), 1)
+        out = torch.ops.mkldnn._linear_pointwise(torch.ones(1, 8, dtype=dtype), packed, None, "none", [], "")
+    except RuntimeError:
+        return False
+    return bool((out == 8).all())
 
 
 class PackedLinear(nn.Module):
@@ -50,9 +63,8 @@ class PackedLinear(nn.Module):
 
 
 def pack_linears(model: nn.Module) -> int:
-    """Replace every plain fp32 / bf16 ``nn.Linear`` of ``model`` on CPU by a :class:`PackedLinear` in place;
-    returns how many (0 where packing is unavailable)."""
-    if not packing_available():
-        return 0
+    """Replace every plain fp32 / bf16 ``nn.Linear`` of ``model`` on CPU by a :class:`PackedLinear` in place, for
+    the dtypes :func:`packing_available` finds packable here; returns how many (0 where none is)."""
     return replace_linears(model, PackedLinear, keep=lambda linear: linear.weight.device.type == "cpu"
-                           and linear.weight.dtype in (torch.float32, torch.bfloat16))
+                           and linear.weight.dtype in (torch.float32, torch.bfloat16)
+                           and packing_available(linear.weight.dtype))

@@ -74,7 +74,7 @@ def measured_utilization(config: Any, full: bool, precision: str = "fp32", amx: 
     shape = model_shape(config)
     if precision == "bf16":
         if amx is None:
-            from lmforge.model.decode import cpu_has_amx
+            from lmforge.hardware import cpu_has_amx
 
             amx = cpu_has_amx()
         table = MEASURED_UTILIZATION_BF16 if amx else MEASURED_UTILIZATION_BF16_NO_AMX

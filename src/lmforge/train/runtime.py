@@ -192,6 +192,14 @@ def build_runtime(runtime_cfg: RuntimeConfig, seed: int) -> Runtime:
 
         raise UserError("runtime.precision int8 runs on CPU only (int8 matmuls through oneDNN)", where="runtime.precision",
                         hint="on a GPU use bf16 or auto")
+    if precision == "int8":
+        from lmforge.errors import UserError
+        from lmforge.hardware import cpu_int8_matmul_exact
+
+        if not cpu_int8_matmul_exact():
+            raise UserError("int8 matmuls on this CPU do not sum exactly (oneDNN without VNNI or AMX-INT8, e.g. on "
+                            "an AVX2-only CPU, is off by ~2%)",
+                            where="runtime.precision", hint="use fp32 or auto here")
     return Runtime(device=device, precision=precision, process=process, strategy=runtime_cfg.distributed.strategy,
                    base_dtype=resolve_base_dtype(runtime_cfg.memory.base_dtype, precision), compile=runtime_cfg.compile,
                    threads=runtime_cfg.threads)
@@ -230,17 +238,10 @@ def choose_precision(requested: str, device: torch.device) -> str:
 
 
 def cpu_supports_bf16(cpuinfo: str | None = None) -> bool:
-    """True when the CPU has AMX or AVX512-BF16 (torch capability or /proc/cpuinfo flags)."""
-    if cpuinfo is None:
-        capability = str(torch.backends.cpu.get_cpu_capability()).upper()
-        if "AMX" in capability:
-            return True
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return False
-    flags = set(cpuinfo.split())
-    return bool(flags & {"amx_bf16", "avx512_bf16"})
+    """True when the CPU has AMX or AVX512-BF16 and oneDNN may use them (:mod:`lmforge.hardware`)."""
+    from lmforge.hardware import cpu_has_native_bf16
+
+    return cpu_has_native_bf16(cpuinfo)
 
 
 def compile_blocks(model: nn.Module) -> int:

@@ -14,7 +14,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lmforge.model.decode import cpu_has_native_bf16, precision_context
+from lmforge.hardware import cpu_has_native_bf16
+from lmforge.model.decode import precision_context
 from lmforge.model.generate import Sampling, generate_tokens, stop_token_ids
 
 QUESTIONS = ["what is the capital of france ?", "how do interest rates affect a loan ?", "hi",
@@ -183,9 +184,9 @@ def test_prompt_learning_peft_model_generates_through_its_own_generate(tiny_llam
 
 
 def test_native_bf16_detection_reads_cpu_flags(tiny):
-    assert cpu_has_native_bf16.__wrapped__("flags : fpu avx512f avx512_bf16 avx512_vnni")
-    assert cpu_has_native_bf16.__wrapped__("flags : fpu amx_bf16 amx_tile")
-    assert not cpu_has_native_bf16.__wrapped__("flags : fpu avx512f avx512_vnni avx512bw")
+    assert cpu_has_native_bf16("flags : fpu avx512f avx512_bf16 avx512_vnni", environ={})
+    assert cpu_has_native_bf16("flags : fpu amx_bf16 amx_tile", environ={})
+    assert not cpu_has_native_bf16("flags : fpu avx512f avx512_vnni avx512bw", environ={})
     model, _ = tiny
     with precision_context(model, "model"):
         assert not torch.is_autocast_enabled("cpu")

@@ -10,10 +10,15 @@ from lmforge.config.schema import RuntimeConfig, TrainConfig
 from lmforge.train.runtime import Runtime, build_runtime, choose_precision, cpu_supports_bf16
 
 
-def test_cpu_bf16_detection_from_cpuinfo_flags():
+def test_cpu_bf16_detection_from_cpuinfo_flags(monkeypatch):
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
     assert cpu_supports_bf16("flags : fpu sse2 avx512f avx512_bf16 amx_tile")
     assert cpu_supports_bf16("flags : fpu amx_bf16")
     assert not cpu_supports_bf16("flags : fpu sse2 avx2 avx512f")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # oneDNN held to AVX2: bf16 matmuls fall to a reference path
+    assert not cpu_supports_bf16("flags : fpu sse2 avx512f avx512_bf16")
+    assert choose_precision("auto", torch.device("cpu")) == "fp32"
 
 
 def test_precision_choice():

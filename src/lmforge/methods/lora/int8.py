@@ -10,8 +10,9 @@ Wortsman et al. 2023, arXiv:2304.13013, which keeps only the weight gradient in 
 
 Error: each quantized value is off by at most half a step (``max / 254``); a dot product of K
 terms therefore carries a relative error of order ``sqrt(K) / 254`` of ``|x| |w|`` at worst and far
-less on average (errors of both signs cancel). Integer accumulation is exact, so results are
-deterministic and independent of thread count.
+less on average (errors of both signs cancel). Integer accumulation is exact where the CPU has VNNI or
+AMX-INT8, so results are deterministic and independent of thread count; elsewhere oneDNN's int8 path is not
+exact and the runtime refuses ``precision: int8`` (:func:`lmforge.hardware.cpu_int8_matmul_exact`).
 """
 
 from __future__ import annotations
