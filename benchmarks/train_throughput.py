@@ -22,6 +22,12 @@ Configurations (``--configs``, default ``auto`` = every one that makes sense on 
                   numerics of the frozen base, so it is reported beside the exact configurations, not as them
 On a CUDA machine the same script runs the same configurations on the GPU (``--device cuda``).
 
+``--isa avx2`` runs every configuration with torch's own kernels and oneDNN held to AVX2
+(``ATEN_CPU_CAPABILITY=avx2``, ``ONEDNN_MAX_CPU_ISA=AVX2``) and the fp32 configurations only: a proxy, on an
+AVX-512 machine, for a CPU without AVX-512 or native bf16. It is not that CPU (cores, caches and memory stay
+this machine's; MKL keeps its own choice of code path, which on AMD CPUs is already its AVX2 one), so its
+figures are labelled as a proxy.
+
 Run with nothing else busy on the machine (2 threads; see shared pitfalls on oversubscription); the
 load average before and after is printed with the results.
 """
@@ -269,19 +275,39 @@ def machine() -> dict:
     return info
 
 
+AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
+
+
+def native_bf16(device: str) -> bool:
+    """bf16 matmuls in hardware here: CUDA's answer, or the CPU flags unless ``--isa avx2`` holds kernels to AVX2
+    (bf16 then falls to a reference path: minutes per step, the probe alone minutes)."""
+    import torch
+
+    from lmforge.train.runtime import cpu_supports_bf16
+
+    if device == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return cpu_supports_bf16() and not held_to_avx2()
+
+
+def held_to_avx2() -> bool:
+    return os.environ.get("ONEDNN_MAX_CPU_ISA") == AVX2_ENV["ONEDNN_MAX_CPU_ISA"]
+
+
 def default_configs(device: str, method: str) -> list[str]:
     """Every configuration that makes sense here: bf16 ones only with native bf16 (emulated bf16 takes
     minutes per step), lmforge_auto only where auto resolves to bf16, lmforge_int8 for LoRA on CPUs
     with int8 dot-product instructions."""
     import torch
 
-    from lmforge.train.runtime import choose_precision, cpu_supports_bf16
+    from lmforge.train.runtime import choose_precision
 
-    native = torch.cuda.is_bf16_supported() if device == "cuda" else cpu_supports_bf16()
+    native = native_bf16(device)
     configs = [c for c in ALL_CONFIGS if native or "bf16" not in c]
-    if choose_precision("auto", torch.device(device)) != "bf16":
+    if not native or choose_precision("auto", torch.device(device)) != "bf16":
         configs.remove("lmforge_auto")
-    if device != "cpu" or method != "lora" or not set(machine()["flags"]) & {"avx512_vnni", "avx_vnni", "amx_int8"}:
+    vnni = set(machine()["flags"]) & {"avx512_vnni", "avx_vnni", "amx_int8"}
+    if device != "cpu" or method != "lora" or not vnni or held_to_avx2():
         configs.remove("lmforge_int8")
     return configs
 
@@ -289,11 +315,9 @@ def default_configs(device: str, method: str) -> list[str]:
 def matmul_peak(threads: int, device: str) -> dict:
     import torch
 
-    from lmforge.train.runtime import cpu_supports_bf16
-
     torch.set_num_threads(threads)
     out = {"fp32": 0.0, "bf16": 0.0}  # emulated bf16 (no native support) is not measured: reported as 0
-    native = torch.cuda.is_bf16_supported() if device == "cuda" else cpu_supports_bf16()
+    native = native_bf16(device)
     for name, dtype in [("fp32", torch.float32)] + ([("bf16", torch.bfloat16)] if native else []):
         a = torch.randn(2048, 2048, dtype=dtype, device=device)
         b = torch.randn(2048, 2048, dtype=dtype, device=device)
@@ -325,20 +349,33 @@ def main() -> int:
     p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
                    help="cpu: time steps by process CPU time (needs --threads 1); for a machine other jobs share")
     p.add_argument("--configs", default="auto", help="comma-separated names, or auto (see above)")
+    p.add_argument("--isa", choices=["native", "avx2"], default="native",
+                   help="avx2: hold torch's kernels and oneDNN to AVX2, fp32 only (a proxy; see above)")
     p.add_argument("--json", default=None, help="write all results to this JSON file")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.clock == "cpu" and args.threads != 1:
         p.error("--clock cpu measures one thread's work: use --threads 1")
+    if args.isa == "avx2":
+        if args.device != "cpu":
+            p.error("--isa avx2 is a CPU proxy: use --device cpu")
+        os.environ.update(AVX2_ENV)  # before torch is imported here; the workers inherit it
     if args.worker:
         result = run_lmforge(args, args.worker) if args.worker.startswith("lmforge") else run_hf(args, args.worker)
         print("RESULT " + json.dumps(result))
         return 0
 
     configs = default_configs(args.device, args.method) if args.configs == "auto" else args.configs.split(",")
+    if args.isa == "avx2" and any("bf16" in c or c in ("lmforge_auto", "lmforge_int8") for c in configs):
+        p.error("--isa avx2 runs the fp32 configurations only (bf16 and int8 have no AVX2 kernels to measure)")
     host = machine()
     peak = matmul_peak(args.threads, args.device)
     print(f"machine: {host['cpu']}; flags {' '.join(host['flags'])}; load before {host['load']}")
+    if args.isa == "avx2":
+        import torch
+
+        print(f"PROXY: kernels held to AVX2 ({' '.join(f'{k}={v}' for k, v in AVX2_ENV.items())}); "
+              f"torch CPU capability now {torch.backends.cpu.get_cpu_capability()}")
     print(f"matmul peak here: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s (0 = not native)")
     rounds: list[dict] = []
     for r in range(args.rounds):
