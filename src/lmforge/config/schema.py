@@ -288,7 +288,8 @@ class RuntimeConfig(Section):
 
     precision: Literal["auto", "fp32", "bf16", "int8"] = Field(
         default="auto", description="bf16 autocast (AMX / AVX512-BF16 CPUs, bf16 GPUs) or fp32; auto picks bf16 when "
-        "native (CPU flags, unless ONEDNN_MAX_CPU_ISA holds oneDNN below them). int8 (CPU, method lora): the frozen base multiplies in int8, the rest fp32 (docs/performance.md)."
+        "native (CPU flags, unless ONEDNN_MAX_CPU_ISA holds oneDNN below them). int8 (CPU, method lora): the "
+        "frozen base multiplies in int8, the rest fp32 (docs/performance.md); refused where int8 matmuls are not exact."
     )
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto = cuda when available.")
     threads: int | None = Field(default=None, ge=1, description="CPU threads for torch; default: the CPUs other processes leave free, re-checked around evaluations.")
