@@ -46,7 +46,10 @@ def _run_train(config: RunConfig, *, source: str, resume: bool, say: Say, callba
         from lmforge.pipeline.plan import plan_run
         from lmforge.train.run_folder import open_run_folder
 
+        from lmforge.train.runtime import check_precision
+
         plan = plan_run(config, source)  # a config problem is reported before anything is written
+        check_precision(config.runtime)  # and one this machine cannot run (e.g. int8 where it is not exact)
         open_run_folder(config, resume)  # new / empty / lmforge's, apart from the inputs; checkpoints need --resume
         save_resolved(plan.resolved_config(), run_dir)
         status.set_phase("load")

@@ -186,23 +186,31 @@ def build_runtime(runtime_cfg: RuntimeConfig, seed: int) -> Runtime:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.utils.deterministic.fill_uninitialized_memory = False
     distributed.init_process_group(process, device, runtime_cfg.distributed)
-    precision = choose_precision(runtime_cfg.precision, device)
-    if precision == "int8" and device.type != "cpu":
-        from lmforge.errors import UserError
-
-        raise UserError("runtime.precision int8 runs on CPU only (int8 matmuls through oneDNN)", where="runtime.precision",
-                        hint="on a GPU use bf16 or auto")
-    if precision == "int8":
-        from lmforge.errors import UserError
-        from lmforge.hardware import cpu_int8_matmul_exact
-
-        if not cpu_int8_matmul_exact():
-            raise UserError("int8 matmuls on this CPU do not sum exactly (oneDNN without VNNI or AMX-INT8, e.g. on "
-                            "an AVX2-only CPU, is off by ~2%)",
-                            where="runtime.precision", hint="use fp32 or auto here")
+    precision = check_precision(runtime_cfg, device)
     return Runtime(device=device, precision=precision, process=process, strategy=runtime_cfg.distributed.strategy,
                    base_dtype=resolve_base_dtype(runtime_cfg.memory.base_dtype, precision), compile=runtime_cfg.compile,
                    threads=runtime_cfg.threads)
+
+
+def check_precision(runtime_cfg: RuntimeConfig, device: torch.device | None = None) -> str:
+    """The precision ``runtime_cfg`` resolves to on ``device`` (default: the one it names, resolved here); a
+    UserError where this machine cannot run it: int8 off CPU, or where int8 matmuls do not sum exactly. Cheap, so
+    a run checks it before it writes anything (lmforge.pipeline.train) as well as when it builds the runtime."""
+    from lmforge.errors import UserError
+
+    device = device or choose_device(runtime_cfg.device)
+    precision = choose_precision(runtime_cfg.precision, device)
+    if precision != "int8":
+        return precision
+    if device.type != "cpu":
+        raise UserError("runtime.precision int8 runs on CPU only (int8 matmuls through oneDNN)", where="runtime.precision",
+                        hint="on a GPU use bf16 or auto")
+    from lmforge.hardware import cpu_int8_matmul_exact
+
+    if not cpu_int8_matmul_exact():
+        raise UserError("int8 matmuls on this CPU do not sum exactly (oneDNN without VNNI or AMX-INT8, e.g. on "
+                        "an AVX2-only CPU, is off by ~2%)", where="runtime.precision", hint="use fp32 or auto here")
+    return precision
 
 
 def use_int8_base(model: nn.Module, enabled: bool) -> int:

@@ -106,3 +106,23 @@ def test_int8_is_refused_without_lora_layers_and_off_cpu(tiny_llama_dir, tmp_pat
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     with pytest.raises(UserError, match="CPU only"):
         build_runtime(RuntimeConfig(device="cuda", precision="int8"), seed=0)
+
+
+def test_a_run_refuses_int8_before_it_writes_anything_where_int8_is_not_exact(tiny_llama_dir, tmp_path, monkeypatch):
+    import json
+
+    from lmforge.config import parse_config
+    from lmforge.pipeline import run_train
+
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps({"question": f"q {i}?", "answer": "a."}) + "\n" for i in range(8)))
+    before = data.read_bytes()
+    config = parse_config({
+        "run": {"name": "int8", "output_dir": str(tmp_path / "run")}, "model": {"name": str(tiny_llama_dir)},
+        "data": {"format": "instruction", "train": str(data), "columns": {"instruction": "question", "output": "answer"}},
+        "method": {"name": "lora", "r": 4}, "train": {"max_steps": 1}, "runtime": {"precision": "int8"},
+    })
+    monkeypatch.setattr("lmforge.hardware.cpu_int8_matmul_exact", lambda: False)  # an AVX2-only CPU
+    with pytest.raises(UserError, match="do not sum exactly"):
+        run_train(config, say=lambda _text: None)
+    assert not (tmp_path / "run").exists() and data.read_bytes() == before
