@@ -279,19 +279,13 @@ AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
 def native_bf16(device: str) -> bool:
-    """bf16 matmuls in hardware here: CUDA's answer, or the CPU flags unless ``--isa avx2`` holds kernels to AVX2
-    (bf16 then falls to a reference path: minutes per step, the probe alone minutes)."""
+    """bf16 matmuls in hardware here (lmforge's own answer: CUDA's, or the CPU flags unless oneDNN is held below
+    them, as ``--isa avx2`` does: bf16 then falls to a reference path, minutes per step)."""
     import torch
 
-    from lmforge.train.runtime import cpu_supports_bf16
+    from lmforge.model.decode import native_bf16 as lmforge_native_bf16
 
-    if device == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return cpu_supports_bf16() and not held_to_avx2()
-
-
-def held_to_avx2() -> bool:
-    return os.environ.get("ONEDNN_MAX_CPU_ISA") == AVX2_ENV["ONEDNN_MAX_CPU_ISA"]
+    return lmforge_native_bf16(torch.device(device))
 
 
 def default_configs(device: str, method: str) -> list[str]:
@@ -300,6 +294,7 @@ def default_configs(device: str, method: str) -> list[str]:
     with int8 dot-product instructions."""
     import torch
 
+    from lmforge.hardware import cpu_int8_matmul_exact
     from lmforge.train.runtime import choose_precision
 
     native = native_bf16(device)
@@ -307,7 +302,7 @@ def default_configs(device: str, method: str) -> list[str]:
     if not native or choose_precision("auto", torch.device(device)) != "bf16":
         configs.remove("lmforge_auto")
     vnni = set(machine()["flags"]) & {"avx512_vnni", "avx_vnni", "amx_int8"}
-    if device != "cpu" or method != "lora" or not vnni or held_to_avx2():
+    if device != "cpu" or method != "lora" or not vnni or not cpu_int8_matmul_exact():  # lmforge refuses int8 there
         configs.remove("lmforge_int8")
     return configs
 
