@@ -60,10 +60,10 @@ HELDOUT = 16
 
 
 # ----------------------------------------------------------------------------- shared workload
-def build_model(kind: str, method: str, seed: int, fused: bool = False):
+def build_model(kind: str, method: str, seed: int, fused: bool = False, dropout: float = 0.0):
     """The benchmark model: a ~110M Llama (hidden 768, 12 layers, vocab 32000) or SmolLM2-135M (real
-    weights); LoRA r=16 / alpha 32 on all linear layers, no dropout (``fused``: built the way
-    lmforge's LoRA method builds it) or full fine-tuning."""
+    weights); LoRA r=16 / alpha 32 on all linear layers, ``dropout`` (0 unless ``--lora-dropout``;
+    ``fused``: built the way lmforge's LoRA method builds it) or full fine-tuning."""
     import torch
     from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM
 
@@ -83,7 +83,7 @@ def build_model(kind: str, method: str, seed: int, fused: bool = False):
     if method == "lora":
         from peft import LoraConfig, get_peft_model
 
-        config = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules="all-linear", task_type="CAUSAL_LM")
+        config = LoraConfig(r=16, lora_alpha=32, lora_dropout=dropout, target_modules="all-linear", task_type="CAUSAL_LM")
         if fused:
             from lmforge.methods.lora.fused import register_fused_linear
 
@@ -135,7 +135,7 @@ def run_hf(args, name: str) -> dict:
     from lmforge.train.state import epoch_order
 
     torch.set_num_threads(args.threads)
-    model = build_model(args.model, args.method, args.seed)
+    model = build_model(args.model, args.method, args.seed, dropout=args.lora_dropout)
     examples = build_examples(model.config.vocab_size, args.steps * args.batch, args.seed)
     ordered = [examples[i] for i in epoch_order(len(examples), args.seed, 0)]  # lmforge's order, read in sequence
 
@@ -192,7 +192,7 @@ def run_lmforge(args, name: str) -> dict:
     from lmforge.train.state import epoch_order
 
     torch.set_num_threads(args.threads)
-    model = build_model(args.model, args.method, args.seed, fused=True)
+    model = build_model(args.model, args.method, args.seed, fused=True, dropout=args.lora_dropout)
     examples = build_examples(model.config.vocab_size, args.steps * args.batch, args.seed)
     rows = [{"input_ids": e["input_ids"], "labels": [-100] + e["labels"][1:], "lengths": [len(e["input_ids"])]}
             for e in examples]
@@ -338,6 +338,8 @@ def main() -> int:
     p.add_argument("--steps", type=int, default=12)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--lora-dropout", type=float, default=0.0,
+                   help="LoRA dropout for every configuration (0.05 is lmforge's default; peft's is 0)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -379,7 +381,8 @@ def main() -> int:
             cmd = [sys.executable, __file__, "--worker", name] + [
                 f"--{k}={v}" for k, v in (("model", args.model), ("method", args.method), ("steps", args.steps),
                                           ("batch", args.batch), ("threads", args.threads), ("seed", args.seed),
-                                          ("lr", args.lr), ("device", args.device), ("clock", args.clock))]
+                                          ("lr", args.lr), ("device", args.device), ("clock", args.clock),
+                                          ("lora-dropout", args.lora_dropout))]
             env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), TOKENIZERS_PARALLELISM="false")
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
@@ -402,7 +405,8 @@ def report(args, configs, rounds, peak, host) -> str:
     keys = ("tokens_per_s", "peak_gb", "gflops", "heldout_loss")
     med = {n: {k: statistics.median(r[n][k] for r in rounds) for k in keys} for n in configs}
     memory = "peak GPU memory (GB)" if args.device == "cuda" else "peak RSS (GB)"
-    lines = [f"\n{args.model}, {args.method}, batch {args.batch}, {args.steps} steps, {args.rounds} rounds, "
+    dropout = f", LoRA dropout {args.lora_dropout:g}" if args.method == "lora" else ""
+    lines = [f"\n{args.model}, {args.method}{dropout}, batch {args.batch}, {args.steps} steps, {args.rounds} rounds, "
              f"{args.threads} threads, {args.device}, {args.clock} clock (medians); {host['cpu']}; load before {host['load']}, "
              f"after {host['load_after']}", "",
              f"| configuration | real tokens/s | {memory} | GFLOP/s | % of matmul peak | held-out loss |",

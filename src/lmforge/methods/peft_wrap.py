@@ -107,14 +107,27 @@ def model_path(model: nn.Module) -> str:
 
 
 def dropout_saved_elements(model: nn.Module) -> int:
-    """Activation elements per token that LoRA-family dropout adds to what backward keeps: each
-    LoRA layer with ``lora_dropout`` p > 0 saves its dropped-out input (the input of ``lora_A``,
-    ``in_features`` elements) and the dropout mask. Summed over the whole model (all layers);
+    """Activation elements per token that LoRA-family dropout adds to what backward keeps in peft's
+    layers: each LoRA layer with ``lora_dropout`` p > 0 saves its dropped-out input (the input of
+    ``lora_A``, ``in_features`` elements) and the dropout mask. lmforge's fused LoRA layers keep only
+    a 1-byte mask instead (:func:`dropout_mask_elements`). Summed over the whole model (all layers);
     0 for models without such layers. Works on meta-device models (reads shapes only)."""
+    return _dropout_inputs(model, fused=False)
+
+
+def dropout_mask_elements(model: nn.Module) -> int:
+    """Per token, all layers: the 1-byte dropout-mask elements lmforge's fused LoRA layers keep for backward."""
+    return _dropout_inputs(model, fused=True)
+
+
+def _dropout_inputs(model: nn.Module, *, fused: bool) -> int:
     total = 0
     for module in model.modules():
         dropouts = getattr(module, "lora_dropout", None)
         if not isinstance(dropouts, nn.ModuleDict):
+            continue
+        keeps = getattr(module, "keeps_dropout_input", None)  # lmforge's fused layer: False when it runs fused
+        if (keeps is not None and not keeps()) != fused:
             continue
         if any(isinstance(d, nn.Dropout) and d.p > 0 for d in dropouts.values()):
             total += int(getattr(module, "in_features", 0) or 0)

@@ -13,7 +13,8 @@ change of torch/transformers). Memory of one process, in bytes:
 - activations: tokens x layers x (A_H x hidden + A_I x intermediate) elements saved for
   backward, in the compute precision; with activation checkpointing only each layer's input is
   kept, plus one layer's full activations during its recompute; LoRA dropout (p > 0) adds each
-  adapted layer's dropped-out input and its mask (``dropout_elements`` per token);
+  adapted layer's dropped-out input and its mask (``dropout_elements`` per token) in peft's layers,
+  only the 1-byte mask in lmforge's fused ones (``dropout_mask_elements``);
 - logits: tokens x vocab x LOGIT_COPIES x 4 bytes (logits, log-softmax, their gradient), or one
   chunk of labelled positions when the loss is chunked (``objectives/causal_lm/chunked.py``);
   none for a sequence classifier (``classifier=True``: batch x labels logits, negligible);
@@ -176,6 +177,7 @@ class EstimateInputs:
     optimizer: str = "adamw"  # train.optimizer: adamw | adamw_8bit | paged_adamw_8bit
     classifier: bool = False  # a sequence-classification head: no vocabulary logits, no LM-head matmul
     dropout_elements: int = 0  # per token, all layers: inputs that adapter dropout saves (LoRA, p > 0)
+    dropout_mask_elements: int = 0  # per token, all layers: 1-byte masks lmforge's fused LoRA dropout saves
 
 
 @dataclass
@@ -274,7 +276,8 @@ def estimate_inputs(x: EstimateInputs) -> Estimate:
     inputs_kept = peak_tokens * s.hidden * 4.0 * s.layers if x.activation_checkpointing else 0.0
     activations = inputs_kept + per_layer * (kept_layers + BACKWARD_TRANSIENT)
     if not x.activation_checkpointing:  # dropped-out adapter inputs (compute precision) + 1-byte masks
-        activations += peak_tokens * x.dropout_elements * (4.0 * ACT_PRECISION[x.precision] + 1.0)
+        activations += peak_tokens * (x.dropout_elements * (4.0 * ACT_PRECISION[x.precision] + 1.0)
+                                      + x.dropout_mask_elements)
     loss_tokens = min(peak_tokens, x.chunk_size) if x.chunked_loss else peak_tokens
     breakdown = {
         "weights": weights,

@@ -54,7 +54,7 @@ def estimate_run(config: Any, plan: Any, *, task_sections: list | None = None, s
     from lmforge.errors import UserError
     from lmforge.methods import build_method
     from lmforge.methods.base import count_parameters
-    from lmforge.methods.peft_wrap import dropout_saved_elements
+    from lmforge.methods.peft_wrap import dropout_mask_elements, dropout_saved_elements
     from lmforge.model.load import load_tokenizer
     from lmforge.model.meta import meta_model
     from lmforge.model.source import resolve_model_files
@@ -85,6 +85,7 @@ def estimate_run(config: Any, plan: Any, *, task_sections: list | None = None, s
         max_length=config.data.max_length, grad_accumulation=config.train.grad_accum, optimizer=config.train.optimizer,
         classifier=task.head == "sequence_classification", total_params=total,
         chunked_loss=chunk is not None, chunk_size=int(chunk or 1024), dropout_elements=dropout_saved_elements(model),
+        dropout_mask_elements=dropout_mask_elements(model),
         **({"peak_gflops": gflops, "utilization": measured_utilization(model.config, full=trainable >= 0.5 * total,
                                                                         precision=precision)}
            if gflops else {}),

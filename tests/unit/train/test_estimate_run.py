@@ -116,14 +116,24 @@ def test_meta_model_holds_no_storage(tiny_llama_dir):
 
 
 def test_lora_dropout_is_counted_from_the_adapted_layers(tmp_path, tiny_llama_dir):
+    """peft's LoRA forward (DoRA here) keeps each adapted layer's dropped-out input and mask for
+    backward; lmforge's fused LoRA layers keep only a 1-byte mask."""
     from lmforge.methods.peft_wrap import dropout_saved_elements
 
-    with_dropout = estimate_run(*_config(tmp_path, str(tiny_llama_dir), CHAT, "chat",
-                                         "{name: lora, dropout: 0.1, target_modules: [q_proj, down_proj]}"))
-    without = estimate_run(*_config(tmp_path, str(tiny_llama_dir), CHAT, "chat",
-                                    "{name: lora, dropout: 0.0, target_modules: [q_proj, down_proj]}"))
+    def run(method):
+        return estimate_run(*_config(tmp_path, str(tiny_llama_dir), CHAT, "chat", method)).estimate
+
+    with_dropout = run("{name: lora, dropout: 0.1, use_dora: true, target_modules: [q_proj, down_proj]}")
+    without = run("{name: lora, dropout: 0.0, use_dora: true, target_modules: [q_proj, down_proj]}")
+    fused = run("{name: lora, dropout: 0.1, target_modules: [q_proj, down_proj]}")
     # 2 layers x (q_proj: hidden 32 in + down_proj: intermediate 64 in)
-    assert with_dropout.estimate.inputs.dropout_elements == 2 * (32 + 64)
-    assert without.estimate.inputs.dropout_elements == 0
-    assert with_dropout.estimate.breakdown["activations"] > without.estimate.breakdown["activations"]
+    assert with_dropout.inputs.dropout_elements == 2 * (32 + 64)
+    assert without.inputs.dropout_elements == 0 and fused.inputs.dropout_elements == 0
+    assert fused.inputs.dropout_mask_elements == 2 * (32 + 64) and with_dropout.inputs.dropout_mask_elements == 0
+    assert with_dropout.breakdown["activations"] > without.breakdown["activations"]
+    from lmforge.train.estimate import ACT_PRECISION
+
+    per_byte = fused.breakdown["activations"] - without.breakdown["activations"]  # 1-byte masks
+    peft_bytes = with_dropout.breakdown["activations"] - without.breakdown["activations"]  # copy + mask
+    assert per_byte > 0 and peft_bytes == pytest.approx(per_byte * (4 * ACT_PRECISION[fused.inputs.precision] + 1))
     assert dropout_saved_elements(torch.nn.Linear(3, 3)) == 0

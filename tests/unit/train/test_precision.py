@@ -114,7 +114,8 @@ def test_bf16_base_run_converges_like_fp32(tiny_llama_dir, tmp_path):
     assert all(p.dtype == torch.float32 for p in bf16_model.parameters())  # restored after training
     drop_fp32 = fp32.losses[0] - min(fp32.losses[-4:])
     drop_bf16 = bf16.losses[0] - min(bf16.losses[-4:])
-    assert drop_fp32 > 0.5  # the task is learnable
+    assert drop_fp32 > 0.4  # the task is learnable (drops 0.46-0.52 over train seeds 0-5, before and after
+    # LoRA dropout moved to hashed masks in 2026-12; 0.5 sat inside that spread)
     assert drop_bf16 == pytest.approx(drop_fp32, rel=0.2)
     assert abs(fp32.losses[-1] - bf16.losses[-1]) < 0.15
 
