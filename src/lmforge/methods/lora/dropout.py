@@ -1,9 +1,9 @@
 """LoRA dropout masks from a counter-based hash: ``nn.Dropout``'s distribution at a fraction of its CPU cost.
 
 ``nn.Dropout`` on CPU draws one Bernoulli number per element from the Mersenne Twister in a serial loop
-(4-7 ns an element whatever the thread count): on the 2-core machines of benchmarks/RESULTS.md it cost
-more than a LoRA layer's base matmul, ~14% of a default LoRA step (``dropout: 0.05``) in a profile of
-``make demo``. :func:`keep_mask` instead hashes each element's index with a per-call key: ``h =
+(2.5-4.4 ms for a 1024 x 576 input on the 2-core Zen 5 EPYC of benchmarks/RESULTS.md, more than that LoRA
+layer's base matmul; 14% of the training phase of ``make demo``, ``dropout: 0.05``, in a profile on the AVX2
+proxy there). :func:`keep_mask` instead hashes each element's index with a per-call key: ``h =
 fmix32(a * i + b)`` (MurmurHash3's 32-bit finalizer, a bijection with full avalanche; ``a`` odd and
 ``b`` drawn from torch's default generator, so ``run.seed`` and a resumed run's generator state fix
 every mask) and keeps element ``i`` iff ``h``, read as a signed int32, is below ``round((1 - p) *

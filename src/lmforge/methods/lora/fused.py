@@ -119,7 +119,8 @@ class FusedLoraLinear(_peft_linear()):
             return super().forward(x, *args, **kwargs)
         base = self.base_layer
         dropout = self.lora_dropout[adapter]
-        drop = (dropout.p, draw_key()) if isinstance(dropout, nn.Dropout) and dropout.training and dropout.p > 0 else None
+        dropping = isinstance(dropout, nn.Dropout) and dropout.training and dropout.p > 0
+        drop = (dropout.p, draw_key()) if dropping else None
         device = x.device.type
         dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
         int8 = self.__dict__.get("_int8_base") if dtype == torch.float32 else None
@@ -142,7 +143,7 @@ class FusedLoraLinear(_peft_linear()):
 
     def keeps_dropout_input(self) -> bool:
         """Whether training this layer keeps a dropped-out copy of its input for backward (peft's
-        forward does; the fused one recomputes the mask). For memory estimates; shapes only."""
+        forward does; the fused one keeps a 1-byte mask). For memory estimates; shapes only."""
         return bool(self.lora_variant) or len([a for a in self.active_adapters if a in self.lora_A]) != 1
 
     def _fused_adapter(self, x: torch.Tensor, args: tuple, kwargs: dict) -> str | None:
