@@ -130,6 +130,36 @@ def test_resume_after_exception_equals_uninterrupted(tiny_llama_dir, tmp_path):
     assert steps == [1, 2, 3, 4, 5, 6]  # the interrupted run's step 3 is not duplicated
 
 
+def test_lora_dropout_resume_equals_uninterrupted(tiny_llama_dir, tmp_path):
+    """LoRA's dropout masks come from keys drawn from torch's generator at each layer call: a resumed run
+    restores the generator with the checkpoint and draws the masks the uninterrupted run drew."""
+    from lmforge.methods import METHODS, build_method
+    from lmforge.model.task import TaskInfo
+
+    def lora_model(dropout=0.3):
+        torch.manual_seed(0)
+        params = METHODS["lora"].params.model_validate({"r": 4, "dropout": dropout})
+        return build_method("lora", params).apply(tiny_model(tiny_llama_dir), TaskInfo("causal_lm"))
+
+    features = tiny_features(20)
+    whole = lora_model()
+    run(whole, features, tmp_path / "whole", fp32_cfg(**RESUME_CFG))
+    broken = lora_model()
+    try:
+        run(broken, features, tmp_path / "broken", fp32_cfg(**RESUME_CFG), callbacks=[StopAfter(3)])
+    except Interrupt:
+        pass
+    resumed = lora_model()
+    torch.manual_seed(123)  # a different generator state before resuming: the checkpoint must restore it
+    run(resumed, features, tmp_path / "broken", fp32_cfg(**RESUME_CFG), resume=True)
+    lora = {n: p for n, p in params_of(whole).items() if "lora_" in n}
+    assert lora and any(not torch.equal(p, params_of(lora_model())[n]) for n, p in lora.items())  # it trained
+    assert_same_params(lora, {n: p for n, p in params_of(resumed).items() if "lora_" in n})
+    undropped = lora_model(dropout=0.0)
+    run(undropped, features, tmp_path / "no-dropout", fp32_cfg(**RESUME_CFG))
+    assert any(not torch.equal(p, params_of(undropped)[n]) for n, p in lora.items())  # dropout was at work
+
+
 def test_resume_after_sigkill_equals_uninterrupted(tiny_llama_dir, tmp_path):
     run_dir = tmp_path / "killed"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{REPO}:{REPO / 'src'}"}
