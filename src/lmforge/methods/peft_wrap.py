@@ -126,8 +126,9 @@ def _dropout_inputs(model: nn.Module, *, fused: bool) -> int:
         dropouts = getattr(module, "lora_dropout", None)
         if not isinstance(dropouts, nn.ModuleDict):
             continue
-        keeps = getattr(module, "keeps_dropout_input", None)  # lmforge's fused layer: False when it runs fused
-        if (keeps is not None and not keeps()) != fused:
+        keeps = getattr(module, "keeps_dropout_input", None)  # only lmforge's fused layer has it
+        runs_fused = keeps is not None and not keeps()
+        if runs_fused != fused:
             continue
         if any(isinstance(d, nn.Dropout) and d.p > 0 for d in dropouts.values()):
             total += int(getattr(module, "in_features", 0) or 0)

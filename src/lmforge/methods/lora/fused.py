@@ -144,13 +144,17 @@ class FusedLoraLinear(_peft_linear()):
     def keeps_dropout_input(self) -> bool:
         """Whether training this layer keeps a dropped-out copy of its input for backward (peft's
         forward does; the fused one keeps a 1-byte mask). For memory estimates; shapes only."""
-        return bool(self.lora_variant) or len([a for a in self.active_adapters if a in self.lora_A]) != 1
+        return bool(self.lora_variant) or len(self._lora_adapters()) != 1
+
+    def _lora_adapters(self) -> list[str]:
+        """The active adapters this layer holds LoRA weights for."""
+        return [a for a in self.active_adapters if a in self.lora_A]
 
     def _fused_adapter(self, x: torch.Tensor, args: tuple, kwargs: dict) -> str | None:
         """The one adapter the fused path can run, or None (peft's forward runs instead)."""
         if args or kwargs or not torch.is_grad_enabled() or self.disable_adapters or self.merged:
             return None
-        active = [a for a in self.active_adapters if a in self.lora_A]
+        active = self._lora_adapters()
         if len(active) != 1 or active[0] in self.lora_variant or getattr(self, "lora_bias", {}).get(active[0]):
             return None
         base = self.base_layer
