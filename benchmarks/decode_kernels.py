@@ -55,7 +55,10 @@ def linear_times(dims: list[tuple[int, int]], rows: int, repeats: int) -> dict[s
     x16 = {i: x.bfloat16() for i, x in xs.items()}
     pack = torch.ops.mkldnn._reorder_linear_weight
     p32 = [(pack(w, 1), w.shape[1]) for w in weights]
-    p16 = [(pack(w, 1), w.shape[1]) for w in w16]
+    try:
+        p16 = [(pack(w, 1), w.shape[1]) for w in w16]
+    except RuntimeError:  # oneDNN packs bf16 only with AVX512-BW/VL/DQ or AVX-NE-CONVERT (not under the AVX2 caps)
+        p16 = None
 
     def packed(xs_, ps):
         return [torch.ops.mkldnn._linear_pointwise(xs_[i], p, None, "none", [], "") for p, i in ps]
@@ -64,7 +67,7 @@ def linear_times(dims: list[tuple[int, int]], rows: int, repeats: int) -> dict[s
         "fp32": lambda: [torch.mm(xs[w.shape[1]], w.t()) for w in weights],
         "fp32 packed": lambda: packed(xs, p32),
         "bf16": lambda: [torch.mm(x16[w.shape[1]], w.t()) for w in w16],
-        "bf16 packed": lambda: packed(x16, p16),
+        **({"bf16 packed": lambda: packed(x16, p16)} if p16 else {}),
         "int8": lambda: [torch.ops.aten._weight_int8pack_mm(x16[qw.shape[1]], qw, s) for qw, s in q],
     }
     out: dict[str, list[float]] = {k: [] for k in sides}

@@ -9,7 +9,7 @@ adapter files, merge/unmerge, disable_adapter) with one change: while training a
 
 - without dropout in fp32 multiplies by the merged weight ``W + s * B @ A`` (rebuilt each call,
   ``out x in`` instead of ``tokens x out`` work; its fp32 rounding is ~1e-7 of ``W``), and
-- otherwise adds the update with ``addmm`` (scale and add fused into the thin matmul),
+- otherwise adds the update with ``addmm`` (the add fused into the thin matmul, the scale on ``B``),
 - draws dropout's mask from :mod:`lmforge.methods.lora.dropout` (a hash of the element index, the
   same distribution as ``nn.Dropout``, several times cheaper on CPU) and keeps that 1-byte mask for
   backward instead of a dropped-out copy of the input,
@@ -56,7 +56,11 @@ class LoraLinearFunction(torch.autograd.Function):
         shape = x.shape
         x2 = x.reshape(-1, shape[-1]).to(dtype)
         keep = None if drop is None else keep_mask(x2.numel(), drop[1], drop[0], x2.device).view(x2.shape)
-        w, a, b = weight.to(dtype), lora_a.to(dtype), lora_b.to(dtype)
+        # the scale goes on the small (out, r) factor, never as an ``alpha=`` of addmm / add: torch.compile's
+        # CPU pattern passes rewrite mm + add into addmm and back and drop alpha on the way (measured with torch
+        # 2.13 inductor: ``y.add(g @ w, alpha=2.0)`` compiled returned ``y + g @ w``; the upstream report is
+        # pytorch/pytorch#167313), which made compiled LoRA training with dropout silently wrong
+        w, a, bs = weight.to(dtype), lora_a.to(dtype), lora_b.to(dtype) * scale
         bias_c = None if bias is None else bias.to(dtype)
         merged = drop is None and dtype == torch.float32 and int8 is None
         if keep is None:
@@ -64,14 +68,14 @@ class LoraLinearFunction(torch.autograd.Function):
         else:  # inverted dropout's 1 / (1 - p) applied to the thin (N, r) product, not to x
             xa = ((x2 * keep) @ a.t()).mul_(1.0 / (1.0 - drop[0]))
         if merged:
-            y = F.linear(x2, torch.addmm(w, b, a, alpha=scale), bias_c)
+            y = F.linear(x2, torch.addmm(w, bs, a), bias_c)
         elif int8 is not None:
             y = int8_linear(x2, *int8)
             if bias_c is not None:
                 y += bias_c
-            y.addmm_(xa, b.t(), alpha=scale)
+            y.addmm_(xa, bs.t())
         else:
-            y = F.linear(x2, w, bias_c).addmm_(xa, b.t(), alpha=scale)
+            y = F.linear(x2, w, bias_c).addmm_(xa, bs.t())
         # x2 (x itself unless cast) and a 1-byte mask, not a dropped-out copy of x
         ctx.save_for_backward(x2, weight, lora_a, lora_b, xa, keep)
         ctx.info = (shape, None if drop is None else drop[0], merged, scale, dtype, x.dtype, int8)
@@ -81,25 +85,26 @@ class LoraLinearFunction(torch.autograd.Function):
     def backward(ctx, grad):  # noqa: D102
         x2, weight, lora_a, lora_b, xa, keep = ctx.saved_tensors
         shape, p, merged, scale, dtype, x_dtype, int8 = ctx.info
-        w, a, b = weight.to(dtype), lora_a.to(dtype), lora_b.to(dtype)
+        w, a, bs = weight.to(dtype), lora_a.to(dtype), lora_b.to(dtype) * scale
         g = grad.reshape(-1, grad.shape[-1]).to(dtype)
-        gb = g @ b  # (N, r)
+        gb = g @ bs  # (N, r): s * g B
         grad_b = (g.t() @ xa).mul_(scale).to(lora_b.dtype)
         if keep is None:
-            grad_a = (gb.t() @ x2).mul_(scale)
-        else:
-            grad_a = (gb.t() @ (x2 * keep)).mul_(scale / (1.0 - p))
+            grad_a = gb.t() @ x2
+        else:  # dropout's 1 / (1 - p) on the thin (N, r) factor
+            gb = gb.mul_(1.0 / (1.0 - p))
+            grad_a = gb.t() @ (x2 * keep)
         grad_a = grad_a.to(lora_a.dtype)
         grad_x = None
         if ctx.needs_input_grad[0]:
             base = int8_input_grad(g, *int8) if int8 is not None else None
             if merged:
-                grad_x = g @ torch.addmm(w, b, a, alpha=scale)
+                grad_x = g @ torch.addmm(w, bs, a)
             elif keep is None:
-                grad_x = (g @ w if base is None else base).addmm_(gb, a, alpha=scale)
+                grad_x = (g @ w if base is None else base).addmm_(gb, a)
             else:  # the LoRA path's input gradient passes through the same mask and scale as its input
                 grad_x = g @ w if base is None else base
-                grad_x.add_((gb @ a).mul_(keep), alpha=scale / (1.0 - p))
+                grad_x.add_((gb @ a).mul_(keep))
             grad_x = grad_x.view(shape).to(x_dtype)
         return grad_x, None, None, grad_a, grad_b, None, None, None, None
 
