@@ -66,3 +66,36 @@ def test_checkpointing_through_peft_and_bad_spec(tiny_llama_dir):
         enable_activation_checkpointing(model, [5])
     with pytest.raises(ValueError):
         enable_activation_checkpointing(model, 0)
+
+
+@pytest.mark.parametrize("params", [{"dropout": 0.3}, {"dropout": 0.3, "use_dora": True}])
+def test_recomputed_layers_draw_the_same_dropout_masks(tiny_llama_dir, params):
+    # the recomputation in backward runs each LoRA layer's forward again: its dropout key (lmforge's fused layer)
+    # or its nn.Dropout (peft's DoRA layer) must draw what the first forward drew, or the gradients would belong to
+    # other masks than the loss. torch.utils.checkpoint restores the generator state before recomputing; the same
+    # operations on the same inputs then give the same bits.
+    from lmforge.config.schema import ModelConfig
+    from lmforge.methods import METHODS, build_method
+    from lmforge.model import load_model
+    from lmforge.model.task import TaskInfo
+
+    task = TaskInfo("causal_lm")
+    ids = torch.randint(4, 60, (2, 9), generator=torch.Generator().manual_seed(0))
+    grads = []
+    for checkpointed in (False, True):
+        torch.manual_seed(0)
+        model = build_method("lora", METHODS["lora"].params(**params)).apply(
+            load_model(ModelConfig(name=str(tiny_llama_dir)), task), task)
+        noise = torch.Generator().manual_seed(1)
+        with torch.no_grad():  # lora_B off zero, so the masks reach every gradient
+            for p in model.parameters():
+                if p.requires_grad:
+                    p.add_(torch.randn(p.shape, generator=noise) * 0.05)
+        if checkpointed:
+            enable_activation_checkpointing(model)
+        model.train()
+        torch.manual_seed(2)
+        grads.append(_grads(model, {"input_ids": ids, "labels": ids}))
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 0
+    for name, reference in grads[0].items():
+        assert torch.equal(grads[1][name], reference), name
