@@ -31,10 +31,17 @@ def _int32(value: int) -> int:
     return value - (1 << 32) if value >= (1 << 31) else value
 
 
+@torch.compiler.disable
 def draw_key(generator: torch.Generator | None = None) -> torch.Tensor:
     """A mask key: int32 ``[a, b]`` (``a`` odd) from torch's default CPU generator (seeded by ``run.seed``;
     checkpointed). A tensor, not Python ints, so that ``torch.compile`` (``runtime.compile``) traces the
-    hash with the key as an input instead of specialising on, or mistyping, its values."""
+    hash with the key as an input instead of specialising on, or mistyping, its values.
+
+    Outside the compiled graph (``torch.compiler.disable``, a graph break per LoRA layer call): inside it,
+    inductor's scheduler ordered the layers' independent ``randint`` calls its own way, so each layer got
+    another layer's key (measured: a compiled block with three LoRA layers used the eager run's keys rotated
+    by one). Still valid dropout, but not the eager masks; drawn here, in program order, the keys and so the
+    masks are the same compiled or not (tests/unit/train/test_compile.py)."""
     return torch.randint(0, 2**31, (2,), dtype=torch.int32, generator=generator).bitwise_or_(_ODD)
 
 

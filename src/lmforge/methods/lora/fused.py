@@ -118,6 +118,12 @@ def _peft_linear() -> type:
 class FusedLoraLinear(_peft_linear()):
     """peft's ``lora.Linear`` with :class:`LoraLinearFunction` as the training forward (see module doc)."""
 
+    # (int8 weight, scales) of the frozen base while ``runtime.precision`` is int8, else None: a plain attribute
+    # (not a parameter or buffer: state dicts, checkpoints and DDP's buffer broadcast never see it), read as an
+    # attribute so that torch.compile guards on it. Read through ``self.__dict__.get`` it was not guarded: a
+    # block compiled without int8 was reused once int8 was switched on (tests/unit/train/test_compile.py).
+    int8_base: tuple[torch.Tensor, torch.Tensor] | None = None
+
     def forward(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
         adapter = self._fused_adapter(x, args, kwargs)
         if adapter is None:
@@ -128,7 +134,7 @@ class FusedLoraLinear(_peft_linear()):
         drop = (dropout.p, draw_key()) if dropping else None
         device = x.device.type
         dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
-        int8 = self.__dict__.get("_int8_base") if dtype == torch.float32 else None
+        int8 = self.int8_base if dtype == torch.float32 else None
         return LoraLinearFunction.apply(x, base.weight, base.bias, self.lora_A[adapter].weight,
                                         self.lora_B[adapter].weight, float(self.scaling[adapter]), dtype, int8, drop)
 
@@ -141,9 +147,9 @@ class FusedLoraLinear(_peft_linear()):
         """
         base = self.base_layer
         if not enabled or type(base) is not nn.Linear or base.weight.requires_grad:
-            self.__dict__.pop("_int8_base", None)
+            self.int8_base = None
             return False
-        self.__dict__["_int8_base"] = quantize_weight(base.weight)
+        self.int8_base = quantize_weight(base.weight)
         return True
 
     def keeps_dropout_input(self) -> bool:
