@@ -81,3 +81,19 @@ def test_validate_cli_lists_all_problems_and_exits_2(tmp_path):
                           text=True, cwd=tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "2 problems" in proc.stderr and "'batch_size'" in proc.stderr and "format: instruction" in proc.stderr
+
+
+def test_model_name_missing_path_is_a_problem_and_hub_names_get_a_note(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "train.jsonl").write_text('{"text": "a"}\n')
+    config = "model: {name: %s}\ndata: {format: text, train: train.jsonl}\n"
+    missing = validate_config(_write(tmp_path, config % "./models/mine"))
+    assert [e.split(":")[0] for e in missing.errors] == ["model.name"] and "does not exist" in missing.errors[0]
+    typo = validate_config(_write(tmp_path, config % "all-minilm-l6-v2"))  # the upstream name, not lmforge's
+    assert not typo.errors and typo.notes == [
+        "model.name 'all-minilm-l6-v2' is not a built-in name or a local path: read from the hub when training "
+        "(not checked here); did you mean 'minilm-l6'?"]
+    (tmp_path / "models" / "mine").mkdir(parents=True)
+    for name in ("./models/mine", "smollm2-135m-instruct"):
+        result = validate_config(_write(tmp_path, config % name))
+        assert not result.errors and not result.notes, name

@@ -124,6 +124,19 @@ def resolve_model(model_cfg: ModelConfig) -> ResolvedModel:
     return _resolve_hub(model_cfg)
 
 
+def check_model_name(name: str) -> tuple[str | None, str | None]:
+    """``(error, note)`` about ``model.name`` without resolving or loading anything (``lmforge validate``): an
+    error for a path that does not exist, a note for a name that will be looked up on the hub (with a did-you-mean
+    over the built-in names), neither for a built-in name or an existing path."""
+    if name in BUILTINS or Path(name).expanduser().exists():
+        return None, None
+    if _looks_like_path(name):
+        return (f"model.name: '{name}' does not exist (a local folder or .gguf file was expected; "
+                f"built-in models: {', '.join(BUILTINS)})"), None
+    return None, (f"model.name '{name}' is not a built-in name or a local path: read from the hub when training "
+                  f"(not checked here){_closest_builtin(name)}")
+
+
 def _looks_like_path(name: str) -> bool:
     return name.startswith(("/", "./", "../", "~")) or name.endswith(".gguf") or name.count("/") > 1
 

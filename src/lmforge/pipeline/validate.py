@@ -5,7 +5,9 @@
 3. the method / objective parameters and cross-axis rules (:func:`lmforge.plan.plan_run`), on the
    sections that are valid (an invalid section is replaced by its defaults for this step);
 4. the first records of every data source (:func:`lmforge.data.check.check_sources`): missing
-   files, empty datasets, missing columns, records that do not fit the format.
+   files, empty datasets, missing columns, records that do not fit the format;
+5. ``model.name``: a local path that does not exist is a problem, a name that is neither built in nor local gets a
+   note (it will be looked up on the hub), with a did-you-mean over the built-in names.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pydantic import ValidationError
 from lmforge.config.load import apply_overrides, format_validation_error, read_yaml
 from lmforge.config.schema import RunConfig
 from lmforge.errors import UserError
+from lmforge.model.source import check_model_name
 from lmforge.pipeline.plan import RunPlan, plan_run
 
 
@@ -77,6 +80,9 @@ def validate_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (
             sections, result.errors = [], result.errors + [str(exc)]
         errors, result.notes = check_sources(config.data, sections, first)
         result.errors = list(dict.fromkeys(result.errors + errors))  # a task problem plan_run found too
+        model_error, model_note = check_model_name(config.model.name)
+        result.errors += [model_error] if model_error else []
+        result.notes += [model_note] if model_note else []
     return result
 
 
