@@ -20,6 +20,9 @@ Configurations (``--configs``, default ``auto`` = every one that makes sense on 
   lmforge_auto    lmforge's loop, precision auto           (only where auto resolves to bf16)
   lmforge_int8    lmforge's loop, precision int8 (opt-in; LoRA only, CPUs with VNNI / AMX-INT8); changes the
                   numerics of the frozen base, so it is reported beside the exact configurations, not as them
+  lmforge_compile lmforge's loop, precision auto, runtime.compile: true (only when named). Its first steps
+                  compile (and recompile once the packed length changes: dynamic shapes), so read its median
+                  step time; tokens/s counts steps 2.. and includes that second compile
 On a CUDA machine the same script runs the same configurations on the GPU (``--device cuda``).
 
 ``--isa avx2`` runs every configuration with torch's own kernels and oneDNN held to AVX2
@@ -47,6 +50,7 @@ from pathlib import Path
 
 ALL_CONFIGS = ["hf_fp32_padded", "hf_bf16_padded", "hf_fp32_flat", "hf_bf16_flat", "lmforge_fp32", "lmforge_auto",
                "lmforge_int8"]
+OPT_IN = ["lmforge_compile"]  # only when named in --configs
 LABELS = {
     "hf_fp32_padded": "HF Trainer + PEFT defaults (fp32, padded)",
     "hf_bf16_padded": "HF Trainer + PEFT, bf16 padded",
@@ -55,6 +59,7 @@ LABELS = {
     "lmforge_fp32": "lmforge, fp32",
     "lmforge_auto": "lmforge, auto (bf16)",
     "lmforge_int8": "lmforge, precision int8 (opt-in: int8 frozen base)",
+    "lmforge_compile": "lmforge, auto + runtime.compile (opt-in)",
 }
 HELDOUT = 16
 
@@ -213,7 +218,7 @@ def run_lmforge(args, name: str) -> dict:
     cfg = TrainConfig(max_steps=args.steps, batch_size=args.batch, lr=args.lr, warmup_ratio=0.0, scheduler="constant",
                       log_every=1, tensorboard=False, eval_every=10_000, save_every=10_000)
     runtime_cfg = RuntimeConfig(precision={"lmforge_fp32": "fp32", "lmforge_int8": "int8"}.get(name, "auto"),
-                                device=args.device, threads=args.threads)
+                                device=args.device, threads=args.threads, compile=name == "lmforge_compile")
     train(model, objective, rows, train_cfg=cfg, runtime_cfg=runtime_cfg, run_dir=Path(tempfile.mkdtemp()),
           collate=lambda feats: objective.collate(feats, None), evaluate_fn=None, seed=args.seed,
           best_metric="loss", metric_mode="min", callbacks=[Timer()])
@@ -257,6 +262,7 @@ def _summary(args, model, ordered, times, losses) -> dict:
         "gflops": flops_per_token * tokens / seconds / 1e9,
         "losses": losses,
         "step_s": statistics.median(measured),
+        "first_step_s": times[0] if times else 0.0,
         "heldout_loss": heldout_loss(model, held, torch.device(args.device)),
     }
 
@@ -363,7 +369,11 @@ def main() -> int:
         return 0
 
     configs = default_configs(args.device, args.method) if args.configs == "auto" else args.configs.split(",")
-    if args.isa == "avx2" and any("bf16" in c or c in ("lmforge_auto", "lmforge_int8") for c in configs):
+    unknown = [c for c in configs if c not in ALL_CONFIGS + OPT_IN]
+    if unknown:
+        p.error(f"unknown configuration(s) {', '.join(unknown)}; known: {', '.join(ALL_CONFIGS + OPT_IN)}")
+    if args.isa == "avx2" and any("bf16" in c or c in ("lmforge_auto", "lmforge_int8", "lmforge_compile")
+                                  for c in configs):
         p.error("--isa avx2 runs the fp32 configurations only (bf16 and int8 have no AVX2 kernels to measure)")
     host = machine()
     peak = matmul_peak(args.threads, args.device)
@@ -416,7 +426,15 @@ def report(args, configs, rounds, peak, host) -> str:
         lines.append(f"| {LABELS[n]} | {m['tokens_per_s']:.0f} | {m['peak_gb']:.2f} | {m['gflops']:.0f} | "
                      f"{100 * m['gflops'] / max(peak['fp32'], peak['bf16']):.0f}% | {m['heldout_loss']:.4f} |")
     hf = [n for n in configs if n.startswith("hf")]
-    ours = [n for n in configs if n.startswith("lmforge") and n != "lmforge_int8"]
+    ours = [n for n in configs if n.startswith("lmforge") and n not in ("lmforge_int8", "lmforge_compile")]
+    if "lmforge_compile" in configs and "lmforge_auto" in configs:  # compile time sits in the first steps
+        per_round = [r["lmforge_auto"]["step_s"] / r["lmforge_compile"]["step_s"] for r in rounds]
+        lines.append(f"\nruntime.compile: median step {statistics.median(r['lmforge_compile']['step_s'] for r in rounds):.2f} s "
+                     f"vs {statistics.median(r['lmforge_auto']['step_s'] for r in rounds):.2f} s eager; speed-up per round "
+                     f"{', '.join(f'{x:.2f}x' for x in per_round)}; held-out loss "
+                     f"{med['lmforge_compile']['heldout_loss']:.5f} vs {med['lmforge_auto']['heldout_loss']:.5f}; "
+                     f"first step {statistics.median(r['lmforge_compile']['first_step_s'] for r in rounds):.0f} s "
+                     f"(compiling) vs {statistics.median(r['lmforge_auto']['first_step_s'] for r in rounds):.1f} s")
     if hf and "lmforge_int8" in configs:
         best_hf = max(hf, key=lambda n: med[n]["tokens_per_s"])
         ratios = [r["lmforge_int8"]["tokens_per_s"] / r[best_hf]["tokens_per_s"] for r in rounds]
