@@ -119,3 +119,45 @@ def test_compiled_blocks_give_eager_gradients(tiny_llama_dir, method, params, in
     for name, eager in grads[0].items():
         torch.testing.assert_close(grads[1][name], eager, rtol=1e-4, atol=1e-4 * eager.abs().max().item(),
                                    msg=lambda m, name=name: f"{name}: {m}")
+
+
+@pytest.mark.slow  # inductor compiles C++ kernels
+@pytest.mark.parametrize("method,params", [("lora", {"dropout": 0.0}), ("full", {})])
+def test_compiled_encoder_blocks_give_eager_gradients(tiny_bert_dir, method, params):
+    # the classifier path (a BERT encoder, its pooled head, the classification objective) through compiled blocks.
+    # BERT's own dropout is nn.Dropout, which inductor replaces by its own generator, so it is switched off here.
+    # Tolerance relative to the largest gradient of the model: the attention key biases' gradients are exactly
+    # zero in exact arithmetic (softmax ignores a shift shared by all of a query's scores), so each run returns its
+    # own rounding noise (~1e-10) there.
+    from tests.contracts.cases import LABELS, TEXTS
+
+    from lmforge.model.load import load_tokenizer
+
+    task = TaskInfo("sequence_classification", num_labels=len(LABELS), labels=LABELS)
+    tokenizer = load_tokenizer(ModelConfig(name=str(tiny_bert_dir)))
+    batch = dict(tokenizer(TEXTS, padding=True, return_tensors="pt"))
+    batch["labels"] = torch.arange(len(TEXTS)) % len(LABELS)
+    objective = build_objective("classification", get_objective_spec("classification").params())
+    grads = []
+    for compiled in (False, True):
+        torch.manual_seed(0)
+        model = build_method(method, METHODS[method].params(**params)).apply(
+            load_model(ModelConfig(name=str(tiny_bert_dir)), task), task)
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+        noise = torch.Generator().manual_seed(1)
+        trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        with torch.no_grad():
+            for p in trainable.values():
+                p.add_(torch.randn(p.shape, generator=noise) * 0.05)
+        if compiled:
+            assert compile_blocks(model) == 2
+        model.train()
+        objective.loss(model, batch).total.backward()
+        grads.append({n: p.grad.clone() for n, p in trainable.items()})
+    largest = max(g.abs().max().item() for g in grads[0].values())
+    assert grads[0].keys() == grads[1].keys() and largest > 0
+    for name, eager in grads[0].items():
+        torch.testing.assert_close(grads[1][name], eager, rtol=1e-4, atol=1e-5 * largest,
+                                   msg=lambda m, name=name: f"{name}: {m}")
