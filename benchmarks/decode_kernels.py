@@ -6,7 +6,8 @@ MODEL_DIR is an HF causal-LM folder (default: the SmolLM2 cache folder lmforge c
 config.json is read. Every linear layer of the model gets its own random weight (so the weights stream from
 memory as in a real step, not from cache) and is multiplied by ``--rows`` activation rows with ``torch.mm``
 (fp32, bf16: what ``F.linear`` does), with the weight packed once for oneDNN (``fp32 packed``, ``bf16 packed``:
-what the server runs, :mod:`lmforge.serve.packed`) and ``torch.ops.aten._weight_int8pack_mm`` (int8 weights, bf16
+what the server runs, :mod:`lmforge.serve.packed`; where oneDNN cannot pack bf16, ``bf16 widened`` instead: the
+server's ``WidenedLinear``, bf16 below 16 rows, fp32 products of the widened weight from 16) and ``torch.ops.aten._weight_int8pack_mm`` (int8 weights, bf16
 activations: what ``serve.dtype: int8`` runs, :mod:`lmforge.serve.quantize`), for the model's own layers and with
 q/k/v and gate/up fused into one layer each (as the server fuses them, :mod:`lmforge.serve.linears`). Prints ms
 per forward of all linear layers, the median of ``--repeats``, and the CPU. Then the quality cost of each dtype on the real model when
@@ -60,6 +61,16 @@ def linear_times(dims: list[tuple[int, int]], rows: int, repeats: int) -> dict[s
     except RuntimeError:  # oneDNN packs bf16 only with AVX512-BW/VL/DQ or AVX-NE-CONVERT (not under the AVX2 caps)
         p16 = None
 
+    widened = None  # where oneDNN cannot pack bf16 the server widens bf16 layers for many rows instead
+    if p16 is None:
+        from lmforge.serve.packed import WidenedLinear
+
+        widened = []
+        for w in w16:
+            linear = torch.nn.utils.skip_init(torch.nn.Linear, w.shape[1], w.shape[0], bias=False, dtype=w.dtype)
+            linear.weight.data = w
+            widened.append(WidenedLinear(linear))
+
     def packed(xs_, ps):
         return [torch.ops.mkldnn._linear_pointwise(xs_[i], p, None, "none", [], "") for p, i in ps]
 
@@ -68,6 +79,7 @@ def linear_times(dims: list[tuple[int, int]], rows: int, repeats: int) -> dict[s
         "fp32 packed": lambda: packed(xs, p32),
         "bf16": lambda: [torch.mm(x16[w.shape[1]], w.t()) for w in w16],
         **({"bf16 packed": lambda: packed(x16, p16)} if p16 else {}),
+        **({"bf16 widened": lambda: [m(x16[m.in_features]) for m in widened]} if widened else {}),
         "int8": lambda: [torch.ops.aten._weight_int8pack_mm(x16[qw.shape[1]], qw, s) for qw, s in q],
     }
     out: dict[str, list[float]] = {k: [] for k in sides}

@@ -50,32 +50,38 @@ AVX2_PROBE = """
 import json, torch
 from torch import nn
 from lmforge.hardware import cpu_has_native_bf16, cpu_int8_matmul_exact
-from lmforge.serve.packed import pack_linears, packing_available
+from lmforge.serve.packed import pack_linears, packing_available, widen_linears
 from lmforge.train.runtime import choose_precision
 g = torch.Generator().manual_seed(1)
 a = torch.randint(-127, 128, (96, 512), dtype=torch.int8, generator=g)
 b = torch.randint(-127, 128, (512, 80), dtype=torch.int8, generator=g)
 model = nn.Sequential(nn.Linear(8, 8), nn.Linear(8, 8).bfloat16())
+w, bias = model[1].weight.double(), model[1].bias.double()
 packed = pack_linears(model)
-x = torch.randn(3, 8)
-y = model[1](model[0](x).bfloat16())  # the unpacked bf16 layer still computes
+widened = widen_linears(model)
+x = torch.randn(20, 8)  # 20 rows: a widened bf16 layer multiplies in fp32
+h = model[0](x).bfloat16()
+y = model[1](h)  # the unpacked bf16 layer still computes: exact products, an fp32 sum of 8, rounded to bf16
+exact = h.double() @ w.t() + bias
+close = bool(((y.double() - exact).abs() <= 2 ** -8 * exact.abs() + 1e-5 * (h.double().abs() @ w.abs().t() + 1)).all())
 print(json.dumps({"native_bf16": cpu_has_native_bf16(), "auto": choose_precision("auto", torch.device("cpu")),
                   "pack_fp32": packing_available(torch.float32), "pack_bf16": packing_available(torch.bfloat16),
-                  "packed": packed, "bf16_ok": bool(torch.isfinite(y.float()).all()),
+                  "packed": packed, "widened": widened, "bf16_ok": close,
                   "int8_probe": cpu_int8_matmul_exact(), "int8_big": bool(torch.equal(torch._int_mm(a, b), a.int() @ b.int()))}))
 """
 
 
 def test_an_avx2_only_cpu_gets_fp32_and_keeps_working():
     """With torch's kernels and oneDNN held to AVX2 (what an AMD EPYC without AVX-512 runs): auto precision is fp32
-    whatever the flags, bf16 layers stay unpacked and still compute, and the int8 exactness probe agrees with a
-    larger product (so int8 training is refused exactly where its products would be off)."""
+    whatever the flags, bf16 layers stay unpacked (widened to fp32 for many rows) and still compute, and the int8
+    exactness probe agrees with a larger product (so int8 training is refused exactly where its products would be off)."""
     env = dict(os.environ, ONEDNN_MAX_CPU_ISA="AVX2", ATEN_CPU_CAPABILITY="avx2", OMP_NUM_THREADS="1")
     out = subprocess.run([sys.executable, "-c", AVX2_PROBE], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["native_bf16"] is False and got["auto"] == "fp32"
     assert got["pack_fp32"] is True and got["packed"] == 1 + got["pack_bf16"] and got["bf16_ok"]
+    assert got["widened"] == 1 - got["pack_bf16"]  # the bf16 layer oneDNN does not pack is widened for many rows
     # oneDNN packs bf16 with AVX512-BW/VL/DQ (held off here) or AVX-NE-CONVERT (newer Intel cores only)
     assert got["pack_bf16"] is False or "avx_ne_convert" in cpu_flags()
     assert got["int8_probe"] == got["int8_big"]

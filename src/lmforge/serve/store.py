@@ -233,14 +233,16 @@ class ModelStore:
     def _reshape(self) -> bool:
         """Fuse and pack the model's linear layers on CPU; True when any layer changed."""
         from lmforge.serve.linears import fuse_projections
-        from lmforge.serve.packed import pack_linears
+        from lmforge.serve.packed import pack_linears, widen_linears
 
         if next(self.model.parameters()).device.type != "cpu":
             return False
         fused = fuse_projections(self.model)
         packed = pack_linears(self.model)
-        self.layout += (", q/k/v and gate/up fused" if fused else "") + (", packed for oneDNN" if packed else "")
-        return packed + fused > 0
+        widened = widen_linears(self.model)
+        self.layout += ((", q/k/v and gate/up fused" if fused else "") + (", packed for oneDNN" if packed else "")
+                        + (", bf16 widened to float32 for many rows" if widened else ""))
+        return packed + fused + widened > 0
 
     def names(self) -> list[str]:
         """Model ids a request may name: the base first, then adapters."""

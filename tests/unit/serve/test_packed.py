@@ -133,3 +133,70 @@ def test_a_fused_but_unpacked_model_is_reloaded_for_a_runtime_adapter_too(tiny_l
     store.add_adapter("gamma", make_adapter(Path(tiny_llama_dir), tmp_path / "gamma", seed=3))
     assert not store.reshaped and "gamma" in store.adapters
     assert not any(isinstance(m, ProjectionSlice) for m in store.model.modules())
+
+
+@pytest.mark.parametrize("rows", [1, 5, 16, 41])
+@pytest.mark.parametrize("bias", [False, True])
+def test_widened_linear_computes_the_bf16_linear(rows, bias):
+    """Below WIDEN_ROWS the layer is F.linear in bf16; from it on, fp32 products of the same bf16 values, in chunks
+    of output channels (chunk 7 x in_features here: 33 channels in 5 chunks, the last one short). Bound as the
+    packed bf16 layer's above: both sum exact products in fp32 in some order and round once to bf16."""
+    from lmforge.serve.packed import WIDEN_ROWS, WidenedLinear
+
+    torch.manual_seed(0)
+    linear = nn.Linear(24, 33, bias=bias).bfloat16()
+    widened = WidenedLinear(linear, chunk=7 * 24)
+    assert widened.step == 7
+    x = torch.randn(rows, 1, 24).bfloat16()
+    with torch.no_grad():
+        ref = linear(x)
+        got = widened(x)
+        exact = x.double() @ linear.weight.double().t() + (linear.bias.double() if bias else 0)
+        scale = x.abs().double() @ linear.weight.abs().double().t()
+    assert got.shape == ref.shape == (rows, 1, 33) and got.dtype == torch.bfloat16
+    # rounding to bf16 (2^-9 relative) of an fp32 sum of K = 24 exact products (error <= (K - 1) 2^-24 x scale)
+    assert torch.all((got.double() - exact).abs() <= 2 ** -8 * exact.abs() + 2 * 24 * 2 ** -24 * scale)
+    if rows < WIDEN_ROWS:
+        assert torch.equal(got, ref)
+    else:
+        assert torch.all((got.float() - ref.float()).abs() <= 2 ** -7 * ref.float().abs() + 1e-5 * scale.float())
+    # the weight is the linear's own tensor (a tied output layer keeps sharing it with the embedding)
+    assert widened.weight.data_ptr() == linear.weight.data_ptr()
+
+
+def test_widen_linears_takes_bf16_layers_only_where_onednn_cannot_pack_them(monkeypatch):
+    from lmforge.serve.packed import widen_linears
+
+    model = _mixed_model()
+    assert widen_linears(model) == (0 if packing_available(torch.bfloat16) else 1)
+    monkeypatch.setattr("lmforge.serve.packed.packing_available", lambda dtype=torch.float32: dtype == torch.float32)
+    model = _mixed_model()
+    assert pack_linears(model) == 1 and widen_linears(model) == 1
+    assert [type(m).__name__ for m in model] == ["PackedLinear", "Linear", "Embedding", "WidenedLinear"]
+
+
+def test_the_server_widens_bf16_layers_where_onednn_cannot_pack_them(tiny_llama_dir, monkeypatch):
+    """An AVX2-only CPU (oneDNN refuses bf16 there; the refusal itself runs in tests/unit/test_hardware.py): a bf16
+    causal LM is fused and widened, and decodes a prompt long enough to widen its prefill (>= WIDEN_ROWS tokens)
+    to the plain bf16 model's logits within bf16 rounding: each layer's output may differ by one bf16 step
+    (2^-8 relative) where the two fp32 sums round differently; 2 layers, bound 2^-4 of the largest logit."""
+    from lmforge.config.serve import ServeConfig
+    from lmforge.serve.packed import WIDEN_ROWS, WidenedLinear
+    from lmforge.serve.store import ModelStore, resolve_target
+
+    monkeypatch.setattr("lmforge.serve.packed.packing_available", lambda dtype=torch.float32: dtype == torch.float32)
+    target = resolve_target(Path(tiny_llama_dir), ServeConfig())
+    store = ModelStore(target, dtype="bfloat16")
+    assert store.layout == "bfloat16 weights, q/k/v and gate/up fused, bf16 widened to float32 for many rows"
+    assert any(isinstance(m, WidenedLinear) for m in store.model.modules())
+    plain = ModelStore(target, dtype="bfloat16")
+    plain.model, _ = plain._load()
+    prompt = [(7 * i + 3) % 97 + 1 for i in range(WIDEN_ROWS + 9)]
+    calls = []
+    for module in store.model.modules():
+        if isinstance(module, WidenedLinear):
+            module.register_forward_pre_hook(lambda _, args: calls.append(args[0].numel() // args[0].shape[-1]))
+    a, b = _greedy(store, prompt), _greedy(plain, prompt)
+    assert max(calls) >= WIDEN_ROWS and min(calls) == 1  # the prefill widened, the decode steps did not
+    for x, y in zip(a.logits, b.logits):
+        assert (x.float() - y.float()).abs().max() <= 2 ** -4 * y.float().abs().max()
