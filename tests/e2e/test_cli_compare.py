@@ -23,9 +23,14 @@ def test_compare_after_training_writes_reports_and_recommends(tmp_path, tiny_lla
     report = json.loads((run / "compare.json").read_text())
     assert set(report["systems"]) == {"base zero-shot", "base 2-shot", "base + bm25 RAG", "fine-tuned",
                                       "fine-tuned + bm25 RAG"}
+    # the data is six questions four times each: copies among the 4 held-out rows are answered once
+    distinct = report["systems"]["fine-tuned"]["token_f1"]["n"]
     for scores in report["systems"].values():
         cell = scores["token_f1"]
-        assert cell["low"] <= cell["value"] <= cell["high"] and cell["n"] == 4
+        assert cell["low"] <= cell["value"] <= cell["high"] and cell["n"] == distinct
+    copies = [note for note in report["notes"] if "exact copies" in note]
+    assert 1 <= distinct <= 4 and len(copies) == (distinct < 4)
+    assert all(f"{4 - distinct} exact copies among the 4 held-out examples left out" in note for note in copies)
     rag = next(r for r in report["table"] if r["system"] == "base + bm25 RAG")
     zero = next(r for r in report["table"] if r["system"] == "base zero-shot")
     assert rag["prompt_tokens"] > zero["prompt_tokens"]  # retrieved passages are in the prompt

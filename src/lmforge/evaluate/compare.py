@@ -10,6 +10,7 @@ say which differences are within noise; a recommendation sentence is built from 
 
 from __future__ import annotations
 
+import json
 import random
 import resource
 import statistics
@@ -191,9 +192,13 @@ def run_compare(
     """
     if metric not in QUALITY_METRICS:
         raise ValueError(f"metric must be one of {QUALITY_METRICS}, got {metric!r}")
-    examples = [{"messages": prompt_messages(r), "reference": reference_text(r)} for r in eval_records]
+    examples = without_copies([{"messages": prompt_messages(r), "reference": reference_text(r)} for r in eval_records])
     docs = list(documents) if documents is not None else [document_from_record(r) for r in train_records]
     notes = []
+    if len(examples) < len(eval_records):
+        notes.append(f"{len(eval_records) - len(examples)} exact copies among the {len(eval_records)} held-out "
+                     f"examples left out: each question is answered and counted once.")
+        say(f"compare: {notes[-1]}")
     if not docs and retrievers:
         notes.append("RAG skipped: no documents and no training examples to retrieve from.")
         retrievers = ()
@@ -213,6 +218,20 @@ def run_compare(
     for run in runs.values():
         run["scores"] = per_example_scores(run["outputs"], references)
     return _report(runs, examples, metric, confidence=confidence, n_resamples=n_resamples, seed=seed, notes=notes)
+
+
+def without_copies(examples: list[dict]) -> list[dict]:
+    """``examples`` without exact copies (same prompt messages and reference), first ones kept, in order.
+
+    A copy's answers are the copy's answers again (greedy decoding), so it would add rows to the bootstrap
+    without adding evidence (see lmforge.evaluate.intervals) and cost a generation per system."""
+    seen, out = set(), []
+    for ex in examples:
+        key = json.dumps([ex["messages"], ex["reference"]], sort_keys=True)
+        if key not in seen:
+            seen.add(key)
+            out.append(ex)
+    return out
 
 
 def _report(runs: dict, examples: list[dict], metric: str, *, confidence, n_resamples, seed, notes) -> dict:

@@ -8,6 +8,14 @@ token-weighted, BLEU is corpus BLEU). Paired tests (Koehn 2004) use the *same* r
 systems, so the pairing of examples is kept; the two-sided p-value is
 ``2 min(P(d* <= 0), P(d* >= 0))`` (0 only because resampling is finite: shown as p<0.001).
 
+Exact copies (examples with the same ``id``: the same tokens) are one resampling unit (a cluster
+bootstrap): a resample draws distinct examples and takes every copy of each drawn one, so ten copies of
+one question count as one piece of evidence, not ten. With every id distinct this is the plain
+bootstrap, draw for draw. And no p-value is reported below ``2 / 2^k`` for ``k`` distinct examples, the
+smallest p an exact paired test (sign flips of the k differences) can reach: the bootstrap's p is 0
+whenever every resample moves the same way, which with 1-5 distinct examples says nothing
+(``2 / 2^5 = 0.0625``, so fewer than 6 distinct examples are never "beyond noise" at 95%).
+
 The per-example rows (``evaluate(..., per_example=True)`` stores them in results.json) are:
 ``id`` (stable example id), ``loss`` / ``count`` (mean loss per unit and units: tokens or 1),
 ``label`` / ``prediction`` (class ids; label names in the metrics' ``labels``), and
@@ -22,49 +30,77 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from lmforge.evaluate.uncertainty import _resample_indices
+from lmforge.evaluate.uncertainty import _resample_indices, min_p_value
 
 RESAMPLES = 1000
 CONFIDENCE = 0.95
 GENERATION_MEANS = ("exact_match", "token_f1", "rouge1", "rouge2", "rougeL")
 
 
-def metric_samples(per_example: Mapping[str, Any], labels: list[str] | None, idx: np.ndarray) -> dict[str, np.ndarray]:
-    """Every metric recomputable from ``per_example`` on each row of ``idx`` (R, n) of example indices.
+def metric_samples(per_example: Mapping[str, Any], labels: list[str] | None, weights: np.ndarray) -> dict[str, np.ndarray]:
+    """Every metric recomputable from ``per_example`` on each row of ``weights`` (R, n): how many times each
+    example is in that resample (all ones: the examples as they are; :func:`resample_weights`).
 
     Returns {metric: (R,) values}: eval_loss and perplexity (token-weighted; when every example has a
     loss), accuracy, precision / recall / f1 macro and micro and ``per_class/<label>/<precision|recall|f1>``
     (when labels and predictions are there), generation metrics (when ``generation`` is there).
     """
     out: dict[str, np.ndarray] = {}
+    w = np.asarray(weights, dtype=float)
+    total = np.maximum(w.sum(1), 1.0)
     losses, counts = per_example.get("loss") or [], per_example.get("count") or []
     if losses and all(v is not None for v in losses) and len(losses) == len(counts):
         count = np.asarray(counts, dtype=float)
         sums = np.asarray(losses, dtype=float) * count
-        loss = sums[idx].sum(1) / np.maximum(count[idx].sum(1), 1.0)
+        loss = (w * sums).sum(1) / np.maximum((w * count).sum(1), 1.0)
         out["eval_loss"] = loss
         with np.errstate(over="ignore"):
             out["perplexity"] = np.exp(loss)
     gold, pred = per_example.get("label"), per_example.get("prediction")
     if gold and pred and labels:
-        out.update(_classification_samples(np.asarray(gold), np.asarray(pred), list(labels), idx))
+        out.update(_classification_samples(np.asarray(gold), np.asarray(pred), list(labels), w))
     elif per_example.get("correct"):  # rows written before labels / predictions were kept: accuracy only
-        out["accuracy"] = np.asarray(per_example["correct"], dtype=float)[idx].mean(1)
+        out["accuracy"] = (w * np.asarray(per_example["correct"], dtype=float)).sum(1) / total
     generation = per_example.get("generation") or {}
     for name in GENERATION_MEANS:
         if generation.get(name):
-            out[name] = np.asarray(generation[name], dtype=float)[idx].mean(1)
+            out[name] = (w * np.asarray(generation[name], dtype=float)).sum(1) / total
     if generation.get("output") and generation.get("reference"):
-        out["bleu"] = _bleu_samples(generation["output"], generation["reference"], idx)
+        out["bleu"] = _bleu_samples(generation["output"], generation["reference"], w)
     return out
 
 
-def _classification_samples(gold: np.ndarray, pred: np.ndarray, labels: list[str], idx: np.ndarray) -> dict:
-    """The metrics of :func:`lmforge.evaluate.metrics.classification_metrics`, vectorised over resamples."""
-    k, rows = len(labels), idx.shape[0]
-    codes = gold[idx] * k + pred[idx]
-    flat = (np.arange(rows)[:, None] * k * k + codes).ravel()
-    conf = np.bincount(flat, minlength=rows * k * k).reshape(rows, k, k).astype(float)
+def resample_weights(n: int, ids: list | None, resamples: int, seed: int) -> np.ndarray:
+    """(resamples, n) integer counts: bootstrap resamples of ``n`` examples, exact copies (equal ``ids``)
+    drawn together as one unit (see the module doc). Without copies: the draws of
+    :func:`lmforge.evaluate.uncertainty._resample_indices` for ``n`` examples, as counts."""
+    clusters, k = _clusters(n, ids)
+    draws = np.random.default_rng(seed).integers(0, k, size=(resamples, k))
+    flat = (np.arange(resamples)[:, None] * k + draws).ravel()
+    per_cluster = np.bincount(flat, minlength=resamples * k).reshape(resamples, k)
+    return per_cluster[:, clusters]
+
+
+def distinct_examples(n: int, ids: list | None) -> int:
+    """How many resampling units ``n`` examples with ``ids`` are (distinct ids; ``n`` without ids)."""
+    return _clusters(n, ids)[1]
+
+
+def _clusters(n: int, ids: list | None) -> tuple[np.ndarray, int]:
+    """(cluster of each example, number of clusters), clusters numbered by first appearance."""
+    if not ids or len(ids) != n:
+        return np.arange(n), n
+    first: dict[Any, int] = {}
+    clusters = np.array([first.setdefault(i, len(first)) for i in ids], dtype=np.int64)
+    return clusters, len(first)
+
+
+def _classification_samples(gold: np.ndarray, pred: np.ndarray, labels: list[str], w: np.ndarray) -> dict:
+    """The metrics of :func:`lmforge.evaluate.metrics.classification_metrics`, vectorised over resamples
+    (``w``: (R, n) counts of each example in each resample)."""
+    k, rows = len(labels), w.shape[0]
+    flat = (np.arange(rows)[:, None] * k * k + (gold * k + pred)[None, :]).ravel()
+    conf = np.bincount(flat, weights=w.ravel(), minlength=rows * k * k).reshape(rows, k, k)
     tp = np.diagonal(conf, axis1=1, axis2=2)
     predicted, support = conf.sum(1), conf.sum(2)
     precision = np.divide(tp, predicted, out=np.zeros_like(tp), where=predicted > 0)
@@ -76,7 +112,7 @@ def _classification_samples(gold: np.ndarray, pred: np.ndarray, labels: list[str
     micro_p = np.divide(total_tp, total_pred, out=np.zeros_like(total_tp), where=total_pred > 0)
     micro_r = np.divide(total_tp, total_gold, out=np.zeros_like(total_tp), where=total_gold > 0)
     out = {
-        "accuracy": total_tp / idx.shape[1],
+        "accuracy": total_tp / np.maximum(w.sum(1), 1.0),
         "precision_macro": (precision * present).sum(1) / n_present,
         "recall_macro": (recall * present).sum(1) / n_present,
         "f1_macro": (f1 * present).sum(1) / n_present,
@@ -91,10 +127,11 @@ def _classification_samples(gold: np.ndarray, pred: np.ndarray, labels: list[str
     return out
 
 
-def _bleu_samples(outputs: list[str], references: list[str], idx: np.ndarray) -> np.ndarray:
+def _bleu_samples(outputs: list[str], references: list[str], w: np.ndarray) -> np.ndarray:
     from lmforge.evaluate.textmetrics import corpus_bleu
 
-    return np.array([corpus_bleu([outputs[i] for i in row], [references[i] for i in row]) for row in idx])
+    rows = [np.repeat(np.arange(w.shape[1]), w_row.astype(np.int64)) for w_row in w]
+    return np.array([corpus_bleu([outputs[i] for i in row], [references[i] for i in row]) for row in rows])
 
 
 def system_intervals(per_example: Mapping[str, Any], labels: list[str] | None = None, *, seed: int = 0,
@@ -104,9 +141,11 @@ def system_intervals(per_example: Mapping[str, Any], labels: list[str] | None = 
     resampled over the scored generations (often fewer than the held-out examples)."""
     out: dict[str, dict] = {}
     for rows, n in _groups(per_example):
-        point = metric_samples(rows, labels, np.arange(n)[None, :])
-        samples = metric_samples(rows, labels, _resample_indices(n, resamples, seed))
-        out.update({name: _interval(float(point[name][0]), values, confidence, n) for name, values in samples.items()})
+        ids = rows.get("id")
+        point = metric_samples(rows, labels, np.ones((1, n)))
+        samples = metric_samples(rows, labels, resample_weights(n, ids, resamples, seed))
+        k = distinct_examples(n, ids)
+        out.update({name: _interval(float(point[name][0]), values, confidence, n, k) for name, values in samples.items()})
     return out
 
 
@@ -127,8 +166,10 @@ def paired_tests(before: Mapping[str, Any], after: Mapping[str, Any], labels: li
         (rows_a, n), (rows_b, n_b) = groups_a[kind], groups_b[kind]
         if n != n_b:
             continue
-        idx = np.vstack([np.arange(n)[None, :], _resample_indices(n, resamples, seed)])
-        a, b = metric_samples(rows_a, labels, idx), metric_samples(rows_b, labels, idx)
+        ids = rows_a.get("id")
+        k = distinct_examples(n, ids)
+        weights = np.vstack([np.ones((1, n), dtype=np.int64), resample_weights(n, ids, resamples, seed)])
+        a, b = metric_samples(rows_a, labels, weights), metric_samples(rows_b, labels, weights)
         for name in sorted(a.keys() & b.keys()):
             diffs = b[name] - a[name]
             observed, boot = float(diffs[0]), diffs[1:]
@@ -136,8 +177,10 @@ def paired_tests(before: Mapping[str, Any], after: Mapping[str, Any], labels: li
                 continue
             low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
             p = min(1.0, 2 * min(float(np.mean(boot <= 0)), float(np.mean(boot >= 0))))
+            p = max(p, min_p_value(k))
             tests[name] = {"metric": name, "difference": observed, "low": float(low), "high": float(high),
-                           "p_value": p, "within_noise": bool(p >= alpha), "method": "paired_bootstrap", "n": n}
+                           "p_value": p, "within_noise": bool(p >= alpha), "method": "paired_bootstrap", "n": n,
+                           **({"distinct": k} if k < n else {})}
     return tests
 
 
@@ -191,12 +234,12 @@ def output_intervals(outputs: list, recompute: Callable[[list], Mapping[str, Any
             for name in names if _finite_number(point.get(name))}
 
 
-def _interval(value: float, samples: np.ndarray, confidence: float, n: int) -> dict:
+def _interval(value: float, samples: np.ndarray, confidence: float, n: int, distinct: int | None = None) -> dict:
     finite = samples[np.isfinite(samples)]
     alpha = 1.0 - confidence
     low, high = np.quantile(finite, [alpha / 2, 1 - alpha / 2]) if finite.size else (math.nan, math.nan)
     return {"value": value, "low": float(low), "high": float(high), "confidence": confidence, "n": n,
-            "method": "bootstrap"}
+            "method": "bootstrap", **({"distinct": distinct} if distinct is not None and distinct < n else {})}
 
 
 def _finite_number(value: Any) -> bool:

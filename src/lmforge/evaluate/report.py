@@ -358,6 +358,10 @@ def _side_cell(metrics: Mapping[str, Any], name: str, tested: Mapping[str, Any] 
     value = metrics.get(name)
     if not _number(value):
         return "-"
+    if name == "eval_examples":  # exact copies are one resampling unit (lmforge.evaluate.intervals)
+        distinct = next((ci["distinct"] for ci in (metrics.get("intervals") or {}).values()
+                         if isinstance(ci, Mapping) and "distinct" in ci), None)
+        return _cell(value) + (f" ({distinct} distinct)" if distinct is not None else "")
     interval = (metrics.get("intervals") or {}).get(name) or tested
     return _ci({**interval, "value": value}) if interval else _cell(value)
 

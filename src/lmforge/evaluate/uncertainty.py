@@ -57,6 +57,15 @@ def _resample_indices(n: int, n_resamples: int, seed: int) -> np.ndarray:
     return rng.integers(0, n, size=(n_resamples, n))
 
 
+def min_p_value(distinct: int) -> float:
+    """The smallest two-sided p an exact paired sign-flip test reaches with ``distinct`` examples: 2 / 2^k.
+
+    A paired bootstrap's p is 0 whenever every resample moves the same way, which with a handful of
+    examples says nothing (2 / 2^5 = 0.0625: fewer than 6 examples are never significant at 5%); the
+    paired tests here never report a p below this floor."""
+    return min(1.0, 2.0 ** (1 - distinct)) if distinct > 0 else 1.0
+
+
 def _check(n: int, confidence: float) -> None:
     if n == 0:
         raise ValueError("cannot bootstrap an empty set of examples")
@@ -103,7 +112,8 @@ def paired_bootstrap(
     """Paired bootstrap of mean(B) - mean(A) over the same examples.
 
     The interval is the percentile interval of the resampled differences; the two-sided p-value
-    is 2 * min(P(diff* <= 0), P(diff* >= 0)), capped at 1. Identical systems give p = 1.
+    is 2 * min(P(diff* <= 0), P(diff* >= 0)), capped at 1, and at least :func:`min_p_value` of the
+    number of examples. Identical systems give p = 1.
     """
     a, b = _paired_arrays(values_a, values_b)
     _check(a.size, confidence)
@@ -111,7 +121,7 @@ def paired_bootstrap(
     resampled = diffs[_resample_indices(a.size, n_resamples, seed)].mean(axis=1)
     alpha = 1.0 - confidence
     low, high = np.quantile(resampled, [alpha / 2, 1 - alpha / 2])
-    p = min(1.0, 2 * min(np.mean(resampled <= 0), np.mean(resampled >= 0)))
+    p = max(min(1.0, 2 * min(np.mean(resampled <= 0), np.mean(resampled >= 0))), min_p_value(a.size))
     return PairedResult(
         float(diffs.mean()), float(low), float(high), float(p), bool(p >= alpha), "paired_bootstrap", a.size
     )
@@ -162,7 +172,7 @@ def paired_corpus_test(
     diffs = np.array([metric_b(i.tolist()) - metric_a(i.tolist()) for i in _resample_indices(n, n_resamples, seed)])
     alpha = 1.0 - confidence
     low, high = np.quantile(diffs, [alpha / 2, 1 - alpha / 2])
-    p = min(1.0, 2 * min(np.mean(diffs <= 0), np.mean(diffs >= 0)))
+    p = max(min(1.0, 2 * min(np.mean(diffs <= 0), np.mean(diffs >= 0))), min_p_value(n))
     return PairedResult(observed, float(low), float(high), float(p), bool(p >= alpha), "paired_bootstrap", n)
 
 

@@ -186,6 +186,21 @@ def describe_splits(splits, config: RunConfig, say: Say) -> None:
         say("  no validation data: the last step is kept (no checkpoint choice, no early stopping)")
     if not splits.test:
         say("  no test data: the reported numbers come from validation, which also picked the checkpoint (optimistic)")
-    small = [f"{len(getattr(splits, p))} {p}" for p in HELD_OUT if 0 < len(getattr(splits, p)) < SMALL]
+    distinct = {p: distinct_records(getattr(splits, p), config.data.format) for p in HELD_OUT}
+    copies = [f"{len(getattr(splits, p))} {p} examples are {distinct[p]} distinct" for p in HELD_OUT
+              if distinct[p] < len(getattr(splits, p))]
+    if copies:
+        say(f"  exact copies: {', '.join(copies)}; copies stay on one side of the split, and intervals and before -> "
+            "after tests count each distinct example once (data.prepare dedup drops copies: docs/data-prepare.md)")
+    small = [f"{p} {distinct[p]}" for p in HELD_OUT if 0 < distinct[p] < SMALL]
     if small:
-        say(f"  small data: {', '.join(small)} examples; intervals will be wide (shares: data.split)")
+        say(f"  small data (distinct examples): {', '.join(small)}; intervals will be wide (shares: data.split)")
+
+
+def distinct_records(records: list[dict], data_format: str) -> int:
+    """How many different examples ``records`` holds: by their text strings, the identity the split uses
+    (exact copies fall on the same side) and, encoded, the evaluation's example ids."""
+    from lmforge.data.formats import get_format
+
+    spec = get_format(data_format)
+    return len({"\n".join(spec.strings(r)) for r in records})

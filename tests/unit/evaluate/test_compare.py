@@ -107,6 +107,22 @@ def test_tuned_significantly_better_recommends_fine_tuning(tokenizer):
     assert "Recommendation: fine-tune:" in report["recommendation"]
 
 
+def test_copies_of_held_out_questions_are_answered_and_counted_once(tokenizer):
+    asked = []
+
+    def generate(model, tok, conversations, n):
+        asked.extend(messages[-1]["content"] for messages in conversations)
+        return _stub_generate(model, tok, conversations, n)
+
+    records = _eval_records()[:8] * 4  # every question four times
+    report = run_compare(Base(), tokenizer, records, generate_fn=generate, tuned_model=Tuned(), few_shot=0,
+                         n_resamples=100)
+    assert len(asked) == 16  # 8 distinct questions x (base zero-shot, fine-tuned)
+    assert sorted(set(asked)) == sorted(r["messages"][0]["content"] for r in records[:8])
+    assert report["systems"]["fine-tuned"]["exact_match"]["n"] == 8
+    assert any("24 exact copies among the 32 held-out examples left out" in n for n in report["notes"])
+
+
 def test_helpers(tokenizer):
     rec = {"messages": [{"role": "system", "content": "s"}, {"role": "user", "content": "q"},
                         {"role": "assistant", "content": "a"}]}

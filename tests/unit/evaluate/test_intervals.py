@@ -8,9 +8,9 @@ import random
 import numpy as np
 import pytest
 
-from lmforge.evaluate.intervals import add_generation, metric_samples, paired_tests, system_intervals
+from lmforge.evaluate.intervals import add_generation, metric_samples, paired_tests, resample_weights, system_intervals
 from lmforge.evaluate.metrics import classification_metrics
-from lmforge.evaluate.uncertainty import _resample_indices
+from lmforge.evaluate.uncertainty import _resample_indices, min_p_value, paired_bootstrap
 
 LABELS = ["neg", "neu", "pos"]
 
@@ -27,9 +27,10 @@ def test_every_resample_equals_the_reference_metric_computation():
     """The vectorised recomputation is classification_metrics / the token-weighted loss on each
     resample (to 1e-12: the same arithmetic in float64)."""
     rows = _rows()
-    idx = _resample_indices(60, 25, seed=3)
-    samples = metric_samples(rows, LABELS, idx)
-    for r, sample in enumerate(idx):
+    weights = resample_weights(60, rows["id"], 25, seed=3)
+    samples = metric_samples(rows, LABELS, weights)
+    for r, counts in enumerate(weights):
+        sample = np.repeat(np.arange(60), counts)
         ref = classification_metrics([rows["prediction"][i] for i in sample], [rows["label"][i] for i in sample], LABELS)
         for name in ("accuracy", "precision_macro", "recall_macro", "f1_macro", "precision_micro", "f1_micro"):
             assert samples[name][r] == pytest.approx(ref[name], abs=1e-12), name
@@ -76,3 +77,64 @@ def test_generation_metrics_get_intervals_and_rows():
         assert ci["low"] <= metrics[name] <= ci["high"] and ci["n"] == 20
     assert metrics["per_example"]["generation"]["output"] == outputs
     assert np.isclose(np.mean(metrics["per_example"]["generation"]["token_f1"]), metrics["token_f1"])
+
+
+def test_without_copies_the_resamples_are_the_plain_bootstrap_draws():
+    idx = _resample_indices(40, 30, seed=5)
+    counts = np.stack([np.bincount(row, minlength=40) for row in idx])
+    assert np.array_equal(resample_weights(40, [f"{i:016x}" for i in range(40)], 30, seed=5), counts)
+    assert np.array_equal(resample_weights(40, None, 30, seed=5), counts)
+
+
+def test_exact_copies_are_drawn_together():
+    ids = ["a", "b", "a", "c", "b", "a"]  # clusters a (3 copies), b (2), c (1)
+    w = resample_weights(6, ids, 200, seed=0)
+    assert np.array_equal(w[:, 0], w[:, 2]) and np.array_equal(w[:, 0], w[:, 5]) and np.array_equal(w[:, 1], w[:, 4])
+    assert np.array_equal(w[:, 0] + w[:, 1] + w[:, 3], np.full(200, 3))  # 3 distinct examples drawn per resample
+
+
+def test_copies_of_every_example_change_no_interval_and_no_test():
+    """Five copies of each example: every resample draws the same distinct examples as without copies, each
+    five times, so every ratio metric is the same (to float rounding: sums of 5x the terms)."""
+    before, after = _rows(skill=0.4, seed=2), _rows(skill=0.7, seed=2)
+
+    def copies(rows):
+        return {key: [v for v in values for _ in range(5)] for key, values in rows.items()}
+
+    one, five = system_intervals(after, LABELS, seed=4), system_intervals(copies(after), LABELS, seed=4)
+    for name in ("eval_loss", "accuracy", "f1_macro", "per_class/pos/recall"):
+        assert five[name]["low"] == pytest.approx(one[name]["low"], rel=1e-12), name
+        assert five[name]["high"] == pytest.approx(one[name]["high"], rel=1e-12), name
+        assert five[name]["n"] == 300 and five[name]["distinct"] == 60 and "distinct" not in one[name]
+    t1, t5 = paired_tests(before, after, LABELS, seed=4), paired_tests(copies(before), copies(after), LABELS, seed=4)
+    for name in ("eval_loss", "accuracy", "f1_macro"):
+        assert t5[name]["p_value"] == pytest.approx(t1[name]["p_value"]) and t5[name]["distinct"] == 60
+        assert t5[name]["within_noise"] == t1[name]["within_noise"]
+
+
+def test_ten_copies_of_one_example_are_not_evidence():
+    """The case a user met: a held-out split of ten copies of one chat. The plain bootstrap said the loss drop
+    was beyond noise with p<0.001 and a zero-width interval; counted once, nothing can be concluded."""
+    before = {"id": ["x"] * 10, "loss": [3.24] * 10, "count": [22] * 10}
+    after = {"id": ["x"] * 10, "loss": [2.87] * 10, "count": [22] * 10}
+    test = paired_tests(before, after)["eval_loss"]
+    assert test["difference"] == pytest.approx(-0.37) and test["p_value"] == 1.0 and test["within_noise"]
+    assert test["distinct"] == 1 and system_intervals(after)["eval_loss"]["distinct"] == 1
+
+
+@pytest.mark.parametrize("distinct, beyond", [(5, False), (6, True)])
+def test_few_distinct_examples_are_held_to_the_exact_sign_test_floor(distinct, beyond):
+    """Every distinct example improves: the bootstrap p is 0 whatever their number, but an exact paired test
+    cannot go below 2 / 2^k (0.0625 with 5, 0.031 with 6)."""
+    ids = [f"{i:016x}" for i in range(distinct)]
+    before = {"id": ids, "loss": [3.0 + 0.1 * i for i in range(distinct)], "count": [10] * distinct}
+    after = {"id": ids, "loss": [2.0 + 0.1 * i for i in range(distinct)], "count": [10] * distinct}
+    test = paired_tests(before, after)["eval_loss"]
+    assert test["p_value"] == min_p_value(distinct) == 2.0 ** (1 - distinct)
+    assert test["within_noise"] is (not beyond)
+
+
+def test_the_plain_paired_bootstrap_keeps_the_same_floor():
+    result = paired_bootstrap([3.0, 3.1, 3.2], [2.0, 2.1, 2.2])
+    assert result.p_value == 0.25 and result.within_noise  # 2 / 2^3: three examples cannot show a change
+    assert paired_bootstrap([3.0 + i / 100 for i in range(12)], [2.0] * 12).p_value < 0.001  # 12: the floor is 2^-11

@@ -107,6 +107,20 @@ def test_paired_tests_say_beyond_noise_or_within_noise(tmp_path):
     assert "perplexity" in page or "perplexity" not in after
 
 
+def test_copies_of_one_example_are_within_noise_and_said_in_the_table():
+    """Ten held-out rows that are one example ten times (same id): the drop is one example's, not evidence."""
+    from lmforge.evaluate.intervals import system_intervals
+
+    sides = {}
+    for side, loss in (("before", 3.24), ("after", 2.87)):
+        rows = {"id": ["5334fa2b164dcfed"] * 10, **_per_example([loss] * 10, [22] * 10)}
+        sides[side] = {"eval_loss": loss, "eval_examples": 10, "per_example": rows,
+                       "intervals": system_intervals(rows)}
+    rows = {r[0]: r for r in comparison_rows(sides["before"], sides["after"])}
+    assert rows["eval_loss"][3].endswith("(better, within noise, p=1)")
+    assert rows["eval_examples"][1] == rows["eval_examples"][2] == "10 (1 distinct)"
+
+
 def test_no_paired_test_without_matching_per_example_values():
     before = {"eval_loss": 3.0, "per_example": _per_example([3.0, 3.0], [2, 2])}
     assert noise_tests(before, {"eval_loss": 2.0}) == {}
