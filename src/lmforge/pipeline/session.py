@@ -195,6 +195,38 @@ def describe_splits(splits, config: RunConfig, say: Say) -> None:
     small = [f"{p} {distinct[p]}" for p in HELD_OUT if 0 < distinct[p] < SMALL]
     if small:
         say(f"  small data (distinct examples): {', '.join(small)}; intervals will be wide (shares: data.split)")
+    if config.data.prepare is None:  # data.prepare's label check fixes or drops these itself
+        for line in label_warnings([*splits.train, *splits.validation, *splits.test]):
+            say(f"  {line}")
+
+
+def label_warnings(records: list[dict]) -> list[str]:
+    """Warnings about class labels a plain run would train as they are: spellings of one label that became
+    classes of their own ("Positive " next to "positive"; a rare "postive"), found as data.prepare's label
+    check finds them (``infer_known`` at its default 2% rare share, ``resolve_label`` at its 0.8 typo cutoff),
+    and classes with one example (it cannot be both learned and evaluated). Each names the labels, their
+    counts and what to do."""
+    from collections import Counter
+
+    from lmforge.data.prepare.labels import infer_known, resolve_label
+
+    counts = Counter(str(r["label"]) for r in records if "label" in r)
+    if len(counts) < 2:
+        return []
+    known = infer_known(counts, 0.02)
+    out = []
+    for label in sorted(counts):
+        canonical, rule = resolve_label(label, known, 0.8)
+        if rule in ("variant", "typo"):
+            n = counts[label]
+            out.append(f"labels: {label!r} ({n} example{'s' * (n != 1)}) looks like {canonical!r} "
+                       f"({counts[canonical]}) and is trained as another class; fix the data, or let data.prepare's "
+                       "label check fix it (docs/data-prepare.md)")
+    single = sorted(label for label, n in counts.items() if n == 1)
+    if single:
+        out.append(f"labels with a single example: {', '.join(map(repr, single))}; a class needs examples to learn "
+                   "from and to be evaluated on")
+    return out
 
 
 def distinct_records(records: list[dict], data_format: str) -> int:

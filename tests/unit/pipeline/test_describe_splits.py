@@ -39,3 +39,34 @@ def test_distinct_data_says_nothing_about_copies():
     assert not any("exact copies" in line or "small data" in line for line in _said(splits))
     # a record is its text: the same question with another answer is another example
     assert distinct_records([_chat("a", "b"), _chat("a", "c"), _chat("a", "b")], "chat") == 2
+
+
+def test_label_spelling_variants_and_single_example_classes_are_named():
+    from lmforge.pipeline.session import label_warnings
+
+    records = ([{"text": f"good {i}", "label": "positive"} for i in range(40)]
+               + [{"text": f"bad {i}", "label": "negative"} for i in range(40)]
+               + [{"text": "meh", "label": "Positive "}, {"text": "hm", "label": "postive"},
+                  {"text": "?", "label": "neutral"}])
+    lines = label_warnings(records)
+    assert any("'Positive ' (1 example) looks like 'positive' (40)" in line for line in lines)
+    assert any("'postive' (1 example) looks like 'positive' (40)" in line for line in lines)
+    assert lines[-1].startswith("labels with a single example: 'Positive ', 'neutral', 'postive'")
+    assert not any("'negative'" in line and "looks like" in line for line in lines)
+    clean = [r for r in records if r["label"] in ("positive", "negative")]
+    assert label_warnings(clean) == [] and label_warnings([{"text": "x"}]) == []
+    # two real classes that merely look alike are not a typo of each other (neither is rare)
+    alike = [{"text": str(i), "label": f"class_{i % 2 + 1}"} for i in range(40)]
+    assert label_warnings(alike) == []
+    # a case variant is one even when it is common
+    cased = clean + [{"text": f"Good {i}", "label": "Positive"} for i in range(20)]
+    assert any("'Positive' (20 examples) looks like 'positive' (40)" in line for line in label_warnings(cased))
+
+
+def test_a_run_without_data_prepare_says_the_label_warnings():
+    config = parse_config({"model": {"name": "m"}, "data": {"format": "classification", "train": "t.csv"}})
+    train = [{"text": f"good {i}", "label": "positive"} for i in range(60)] + [{"text": "x", "label": "Positive"}]
+    held = [{"text": f"bad {i}", "label": "negative"} for i in range(60)]
+    lines: list[str] = []
+    describe_splits(Splits(train, held, list(held), [Path("t.csv")]), config, lines.append)
+    assert any("'Positive' (1 example) looks like 'positive' (60)" in line for line in lines)
