@@ -122,10 +122,15 @@ class MultiTask:
                          + preview(t.splits.train, tokenizer, t.data, **options) for t in self.tasks)
 
     def describe(self, say: Say) -> None:
+        from lmforge.pipeline.session import label_warnings
+
         for t in self.tasks:
             say(f"  task {t.name}: {len(t.splits.train)} train / {len(t.splits.validation)} validation / "
                 f"{len(t.splits.test)} test "
                 f"({t.data.format}, weight {t.weight:g})")
+            if self.config.data.prepare is None:
+                for line in label_warnings([*t.splits.train, *t.splits.validation, *t.splits.test]):
+                    say(f"    {line}")
 
     def task_info(self, objective):
         """One head per task on a shared encoder (classification), else the objective's own head."""

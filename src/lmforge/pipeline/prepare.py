@@ -21,15 +21,21 @@ def run_prepare(config: RunConfig, *, source: str = "<config>", out_dir: str | N
 
 def run_preview(config: RunConfig, *, source: str = "<config>", n: int = 3, color: bool = False,
                 marks: tuple[str, str] | None = None) -> str:
-    """`lmforge data preview`: N training examples rendered with the trained tokens marked (per task;
-    ``marks``: (opening, closing) around trained spans, see :func:`lmforge.data.preview.preview`)."""
+    """`lmforge data preview`: what a run says about its data (split counts, exact copies, small held-out parts,
+    suspicious labels), then N training examples rendered with the trained tokens marked (per task; ``marks``:
+    (opening, closing) around trained spans, see :func:`lmforge.data.preview.preview`)."""
     from lmforge.model import load_tokenizer
     from lmforge.pipeline.multitask import open_tasks
+
+    from lmforge.pipeline.session import describe_splits
 
     plan = plan_run(config, source)
     tokenizer = load_tokenizer(config.model)  # a missing model is named before the data is read
     tasks = open_tasks(config, plan.objective.head, say=lambda _m: None, prepared=False)  # preview writes nothing
-    return tasks.preview(tokenizer, n=n, color=color, marks=marks)
+    lines: list[str] = []  # what a run would say about its data first: counts, copies, small parts, labels
+    describe_splits(tasks.splits, config, lines.append)
+    tasks.describe(lines.append)
+    return "\n".join(lines) + "\n\n" + tasks.preview(tokenizer, n=n, color=color, marks=marks)
 
 
 def prepare_splits(config: RunConfig, *, out_dir: str | Path | None = None, say: Say = print):

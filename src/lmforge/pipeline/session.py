@@ -195,7 +195,9 @@ def describe_splits(splits, config: RunConfig, say: Say) -> None:
     small = [f"{p} {distinct[p]}" for p in HELD_OUT if 0 < distinct[p] < SMALL]
     if small:
         say(f"  small data (distinct examples): {', '.join(small)}; intervals will be wide (shares: data.split)")
-    if config.data.prepare is None:  # data.prepare's label check fixes or drops these itself
+    # data.prepare's label check fixes or drops these itself; several tasks have label sets of their own (each
+    # task's are checked by lmforge.pipeline.multitask.MultiTask.describe)
+    if config.data.prepare is None and not config.data.tasks:
         for line in label_warnings([*splits.train, *splits.validation, *splits.test]):
             say(f"  {line}")
 

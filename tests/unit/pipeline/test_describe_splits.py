@@ -70,3 +70,19 @@ def test_a_run_without_data_prepare_says_the_label_warnings():
     lines: list[str] = []
     describe_splits(Splits(train, held, list(held), [Path("t.csv")]), config, lines.append)
     assert any("'Positive' (1 example) looks like 'positive' (60)" in line for line in lines)
+
+
+def test_data_preview_starts_with_what_a_run_says_about_its_data(tiny_llama_dir, tmp_path):
+    import json
+
+    from lmforge.pipeline import run_preview
+
+    data = tmp_path / "chats.jsonl"
+    rows = [_chat(f"question {i}?", f"answer {i}.") for i in range(6)] * 10  # six chats, ten times each
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = parse_config({"model": {"name": str(tiny_llama_dir)}, "data": {"format": "chat", "train": str(data)},
+                           "method": {"name": "lora"}})
+    text = run_preview(config, n=1)
+    head, _, examples = text.partition("\n\n")
+    assert head.startswith("data: ") and "exact copies:" in head and "distinct" in head
+    assert examples.startswith("--- example 1")
