@@ -122,6 +122,8 @@ class MultiTask:
                          + preview(t.splits.train, tokenizer, t.data, **options) for t in self.tasks)
 
     def describe(self, say: Say) -> None:
+        from lmforge.data.leakage import describe_near_copies
+        from lmforge.data.splits import HELD_OUT
         from lmforge.pipeline.session import label_warnings
 
         for t in self.tasks:
@@ -129,7 +131,9 @@ class MultiTask:
                 f"{len(t.splits.test)} test "
                 f"({t.data.format}, weight {t.weight:g})")
             if self.config.data.prepare is None:
-                for line in label_warnings([*t.splits.train, *t.splits.validation, *t.splits.test]):
+                held = {p: getattr(t.splits, p) for p in HELD_OUT}
+                for line in [*describe_near_copies(t.splits.train, held, t.data.format, seed=self.config.run.seed),
+                             *label_warnings([*t.splits.train, *t.splits.validation, *t.splits.test])]:
                     say(f"    {line}")
 
     def task_info(self, objective):

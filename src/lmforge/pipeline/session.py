@@ -195,10 +195,14 @@ def describe_splits(splits, config: RunConfig, say: Say) -> None:
     small = [f"{p} {distinct[p]}" for p in HELD_OUT if 0 < distinct[p] < SMALL]
     if small:
         say(f"  small data (distinct examples): {', '.join(small)}; intervals will be wide (shares: data.split)")
-    # data.prepare's label check fixes or drops these itself; several tasks have label sets of their own (each
-    # task's are checked by lmforge.pipeline.multitask.MultiTask.describe)
+    # data.prepare's dedup and label check deal with these itself; several tasks have formats and label sets of
+    # their own (each task is checked by lmforge.pipeline.multitask.MultiTask.describe)
     if config.data.prepare is None and not config.data.tasks:
-        for line in label_warnings([*splits.train, *splits.validation, *splits.test]):
+        from lmforge.data.leakage import describe_near_copies
+
+        held = {p: getattr(splits, p) for p in HELD_OUT}
+        for line in [*describe_near_copies(splits.train, held, config.data.format, seed=config.run.seed),
+                     *label_warnings([*splits.train, *splits.validation, *splits.test])]:
             say(f"  {line}")
 
 
