@@ -122,19 +122,15 @@ class MultiTask:
                          + preview(t.splits.train, tokenizer, t.data, **options) for t in self.tasks)
 
     def describe(self, say: Say) -> None:
-        from lmforge.data.leakage import describe_near_copies
-        from lmforge.data.splits import HELD_OUT
-        from lmforge.pipeline.session import label_warnings
+        from lmforge.pipeline.session import data_warnings
 
         for t in self.tasks:
             say(f"  task {t.name}: {len(t.splits.train)} train / {len(t.splits.validation)} validation / "
                 f"{len(t.splits.test)} test "
                 f"({t.data.format}, weight {t.weight:g})")
-            if self.config.data.prepare is None:
-                held = {p: getattr(t.splits, p) for p in HELD_OUT}
-                for line in [*describe_near_copies(t.splits.train, held, t.data.format, seed=self.config.run.seed),
-                             *label_warnings([*t.splits.train, *t.splits.validation, *t.splits.test])]:
-                    say(f"    {line}")
+            for line in data_warnings(t.splits, t.data.format, prepared=self.config.data.prepare is not None,
+                                      seed=self.config.run.seed):
+                say(f"    {line}")
 
     def task_info(self, objective):
         """One head per task on a shared encoder (classification), else the objective's own head."""

@@ -178,7 +178,8 @@ SMALL = 50  # held-out examples below which intervals get wide: said when a run 
 
 
 def describe_splits(splits, config: RunConfig, say: Say) -> None:
-    """Say how the data splits and which part does what; warn when a held-out part is small."""
+    """Say how the data splits and which part does what; warn when a held-out part is small (in distinct
+    examples), and what :func:`data_warnings` finds."""
     parts = [f"{len(splits.train)} train", f"{len(splits.validation)} validation", f"{len(splits.test)} test"]
     roles = "; validation picks the checkpoint, test is reported" if splits.test and splits.validation else ""
     say(f"data: {' / '.join(parts)} examples ({config.data.format}){roles}")
@@ -186,24 +187,38 @@ def describe_splits(splits, config: RunConfig, say: Say) -> None:
         say("  no validation data: the last step is kept (no checkpoint choice, no early stopping)")
     if not splits.test:
         say("  no test data: the reported numbers come from validation, which also picked the checkpoint (optimistic)")
-    distinct = {p: distinct_records(getattr(splits, p), config.data.format) for p in HELD_OUT}
-    copies = [f"{len(getattr(splits, p))} {p} examples are {distinct[p]} distinct" for p in HELD_OUT
-              if distinct[p] < len(getattr(splits, p))]
-    if copies:
-        say(f"  exact copies: {', '.join(copies)}; copies stay on one side of the split, and intervals and before -> "
-            "after tests count each distinct example once (data.prepare dedup drops copies: docs/data-prepare.md)")
+    # several tasks have formats and label sets of their own: lmforge.pipeline.multitask.MultiTask.describe says
+    # these per task
+    tasks = bool(config.data.tasks)
+    distinct = {p: len(getattr(splits, p)) if tasks else distinct_records(getattr(splits, p), config.data.format)
+                for p in HELD_OUT}
     small = [f"{p} {distinct[p]}" for p in HELD_OUT if 0 < distinct[p] < SMALL]
     if small:
-        say(f"  small data (distinct examples): {', '.join(small)}; intervals will be wide (shares: data.split)")
-    # data.prepare's dedup and label check deal with these itself; several tasks have formats and label sets of
-    # their own (each task is checked by lmforge.pipeline.multitask.MultiTask.describe)
-    if config.data.prepare is None and not config.data.tasks:
-        from lmforge.data.leakage import describe_near_copies
-
-        held = {p: getattr(splits, p) for p in HELD_OUT}
-        for line in [*describe_near_copies(splits.train, held, config.data.format, seed=config.run.seed),
-                     *label_warnings([*splits.train, *splits.validation, *splits.test])]:
+        unit = "examples" if tasks else "distinct examples"
+        say(f"  small data ({unit}): {', '.join(small)}; intervals will be wide (shares: data.split)")
+    if not tasks:
+        for line in data_warnings(splits, config.data.format, prepared=config.data.prepare is not None,
+                                  seed=config.run.seed):
             say(f"  {line}")
+
+
+def data_warnings(splits, data_format: str, *, prepared: bool, seed: int = 0) -> list[str]:
+    """What a run says about one task's data beyond its counts: exact copies inside held-out parts (intervals
+    count them once), and without data.prepare (whose dedup and label check deal with them) held-out examples
+    that nearly copy a training example and suspicious class labels."""
+    from lmforge.data.leakage import describe_near_copies
+
+    out = []
+    copies = [f"{len(getattr(splits, p))} {p} examples are {n} distinct" for p in HELD_OUT
+              if (n := distinct_records(getattr(splits, p), data_format)) < len(getattr(splits, p))]
+    if copies:
+        out.append(f"exact copies: {', '.join(copies)}; copies stay on one side of the split, and intervals and "
+                   "before -> after tests count each distinct example once (data.prepare dedup drops copies: "
+                   "docs/data-prepare.md)")
+    if not prepared:
+        out += describe_near_copies(splits.train, {p: getattr(splits, p) for p in HELD_OUT}, data_format, seed=seed)
+        out += label_warnings([*splits.train, *splits.validation, *splits.test])
+    return out
 
 
 def label_warnings(records: list[dict]) -> list[str]:
