@@ -122,14 +122,13 @@ class MultiTask:
                          + preview(t.splits.train, tokenizer, t.data, **options) for t in self.tasks)
 
     def describe(self, say: Say) -> None:
-        from lmforge.pipeline.session import data_warnings
+        from lmforge.data.health import data_warnings
 
         for t in self.tasks:
             say(f"  task {t.name}: {len(t.splits.train)} train / {len(t.splits.validation)} validation / "
                 f"{len(t.splits.test)} test "
                 f"({t.data.format}, weight {t.weight:g})")
-            for line in data_warnings(t.splits, t.data.format, prepared=self.config.data.prepare is not None,
-                                      seed=self.config.run.seed):
+            for line in data_warnings(t.splits, t.data.format, prepared=self.config.data.prepare is not None):
                 say(f"    {line}")
 
     def task_info(self, objective):

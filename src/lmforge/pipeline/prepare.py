@@ -32,7 +32,7 @@ def run_preview(config: RunConfig, *, source: str = "<config>", n: int = 3, colo
     plan = plan_run(config, source)
     tokenizer = load_tokenizer(config.model)  # a missing model is named before the data is read
     tasks = open_tasks(config, plan.objective.head, say=lambda _m: None, prepared=False)  # preview writes nothing
-    lines: list[str] = []  # what a run would say about its data first: counts, copies, small parts, labels
+    lines: list[str] = []  # what a run says about its data first: counts, copies, small parts, near copies, labels
     describe_splits(tasks.splits, config, lines.append)
     tasks.describe(lines.append)
     return "\n".join(lines) + "\n\n" + tasks.preview(tokenizer, n=n, color=color, marks=marks)

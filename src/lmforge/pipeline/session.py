@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from lmforge.config import RunConfig
-from lmforge.data.splits import HELD_OUT
 from lmforge.errors import UserError
 from lmforge.pipeline.plan import RunPlan, plan_run
 
@@ -174,12 +173,9 @@ def best_checkpoint(run_dir: Path) -> Path | None:
     return next((run_dir / "checkpoints" / n for n in ("best", "last") if (run_dir / "checkpoints" / n).exists()), None)
 
 
-SMALL = 50  # held-out examples below which intervals get wide: said when a run starts
-
-
 def describe_splits(splits, config: RunConfig, say: Say) -> None:
-    """Say how the data splits and which part does what; warn when a held-out part is small (in distinct
-    examples), and what :func:`data_warnings` finds."""
+    """Say how the data splits and which part does what (the task object's ``describe`` says the rest:
+    lmforge.data.health)."""
     parts = [f"{len(splits.train)} train", f"{len(splits.validation)} validation", f"{len(splits.test)} test"]
     roles = "; validation picks the checkpoint, test is reported" if splits.test and splits.validation else ""
     say(f"data: {' / '.join(parts)} examples ({config.data.format}){roles}")
@@ -187,73 +183,3 @@ def describe_splits(splits, config: RunConfig, say: Say) -> None:
         say("  no validation data: the last step is kept (no checkpoint choice, no early stopping)")
     if not splits.test:
         say("  no test data: the reported numbers come from validation, which also picked the checkpoint (optimistic)")
-    # several tasks have formats and label sets of their own: lmforge.pipeline.multitask.MultiTask.describe says
-    # these per task
-    tasks = bool(config.data.tasks)
-    distinct = {p: len(getattr(splits, p)) if tasks else distinct_records(getattr(splits, p), config.data.format)
-                for p in HELD_OUT}
-    small = [f"{p} {distinct[p]}" for p in HELD_OUT if 0 < distinct[p] < SMALL]
-    if small:
-        unit = "examples" if tasks else "distinct examples"
-        say(f"  small data ({unit}): {', '.join(small)}; intervals will be wide (shares: data.split)")
-    if not tasks:
-        for line in data_warnings(splits, config.data.format, prepared=config.data.prepare is not None,
-                                  seed=config.run.seed):
-            say(f"  {line}")
-
-
-def data_warnings(splits, data_format: str, *, prepared: bool, seed: int = 0) -> list[str]:
-    """What a run says about one task's data beyond its counts: exact copies inside held-out parts (intervals
-    count them once), and without data.prepare (whose dedup and label check deal with them) held-out examples
-    that nearly copy a training example and suspicious class labels."""
-    from lmforge.data.leakage import describe_near_copies
-
-    out = []
-    copies = [f"{len(getattr(splits, p))} {p} examples are {n} distinct" for p in HELD_OUT
-              if (n := distinct_records(getattr(splits, p), data_format)) < len(getattr(splits, p))]
-    if copies:
-        out.append(f"exact copies: {', '.join(copies)}; copies stay on one side of the split, and intervals and "
-                   "before -> after tests count each distinct example once (data.prepare dedup drops copies: "
-                   "docs/data-prepare.md)")
-    if not prepared:
-        out += describe_near_copies(splits.train, {p: getattr(splits, p) for p in HELD_OUT}, data_format, seed=seed)
-        out += label_warnings([*splits.train, *splits.validation, *splits.test])
-    return out
-
-
-def label_warnings(records: list[dict]) -> list[str]:
-    """Warnings about class labels a plain run would train as they are: spellings of one label that became
-    classes of their own ("Positive " next to "positive"; a rare "postive"), found as data.prepare's label
-    check finds them (``infer_known`` at its default 2% rare share, ``resolve_label`` at its 0.8 typo cutoff),
-    and classes with one example (it cannot be both learned and evaluated). Each names the labels, their
-    counts and what to do."""
-    from collections import Counter
-
-    from lmforge.data.prepare.labels import infer_known, resolve_label
-
-    counts = Counter(str(r["label"]) for r in records if "label" in r)
-    if len(counts) < 2:
-        return []
-    known = infer_known(counts, 0.02)
-    out = []
-    for label in sorted(counts):
-        canonical, rule = resolve_label(label, known, 0.8)
-        if rule in ("variant", "typo"):
-            n = counts[label]
-            out.append(f"labels: {label!r} ({n} example{'s' * (n != 1)}) looks like {canonical!r} "
-                       f"({counts[canonical]}) and is trained as another class; fix the data, or let data.prepare's "
-                       "label check fix it (docs/data-prepare.md)")
-    single = sorted(label for label, n in counts.items() if n == 1)
-    if single:
-        out.append(f"labels with a single example: {', '.join(map(repr, single))}; a class needs examples to learn "
-                   "from and to be evaluated on")
-    return out
-
-
-def distinct_records(records: list[dict], data_format: str) -> int:
-    """How many different examples ``records`` holds: by their text strings, the identity the split uses
-    (exact copies fall on the same side) and, encoded, the evaluation's example ids."""
-    from lmforge.data.formats import get_format
-
-    spec = get_format(data_format)
-    return len({"\n".join(spec.strings(r)) for r in records})

@@ -41,7 +41,11 @@ class SingleTask:
         return preview(self.splits.train, tokenizer, self.data_cfg, **options)
 
     def describe(self, say: Say) -> None:
-        """Nothing beyond the counts open_session prints."""
+        """What the data holds beyond the counts open_session prints (lmforge.data.health)."""
+        from lmforge.data.health import data_warnings
+
+        for line in data_warnings(self.splits, self.data_cfg.format, prepared=self.data_cfg.prepare is not None):
+            say(f"  {line}")
 
     def task_info(self, objective):
         from lmforge.data.encode import label_set

@@ -1,22 +1,27 @@
-"""What a run says about its splits when held-out examples are exact copies of each other."""
+"""What a run says about its data beyond the counts (lmforge.data.health): exact copies in held-out parts, small
+parts in distinct examples, suspicious labels; and that ``lmforge data preview`` and a run say it."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from lmforge.config import parse_config
+from lmforge.data.health import data_warnings, distinct_records, label_warnings
 from lmforge.data.splits import Splits
-from lmforge.pipeline.session import describe_splits, distinct_records
+from lmforge.pipeline.session import describe_splits
+from lmforge.pipeline.single import SingleTask
 
 
 def _chat(question: str, answer: str) -> dict:
     return {"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]}
 
 
-def _said(splits: Splits) -> list[str]:
-    config = parse_config({"model": {"name": "m"}, "data": {"format": "chat", "train": "t.jsonl"}})
+def _said(splits: Splits, data_format: str = "chat") -> list[str]:
+    """What open_session says: the counts, then the task's own lines."""
+    config = parse_config({"model": {"name": "m"}, "data": {"format": data_format, "train": "t.jsonl"}})
     lines: list[str] = []
     describe_splits(splits, config, lines.append)
+    SingleTask(splits, config.data).describe(lines.append)
     return lines
 
 
@@ -42,8 +47,6 @@ def test_distinct_data_says_nothing_about_copies():
 
 
 def test_label_spelling_variants_and_single_example_classes_are_named():
-    from lmforge.pipeline.session import label_warnings
-
     records = ([{"text": f"good {i}", "label": "positive"} for i in range(40)]
                + [{"text": f"bad {i}", "label": "negative"} for i in range(40)]
                + [{"text": "meh", "label": "Positive "}, {"text": "hm", "label": "postive"},
@@ -64,12 +67,13 @@ def test_label_spelling_variants_and_single_example_classes_are_named():
 
 
 def test_a_run_without_data_prepare_says_the_label_warnings():
-    config = parse_config({"model": {"name": "m"}, "data": {"format": "classification", "train": "t.csv"}})
     train = [{"text": f"good {i}", "label": "positive"} for i in range(60)] + [{"text": "x", "label": "Positive"}]
     held = [{"text": f"bad {i}", "label": "negative"} for i in range(60)]
-    lines: list[str] = []
-    describe_splits(Splits(train, held, list(held), [Path("t.csv")]), config, lines.append)
+    splits = Splits(train, held, list(held), [Path("t.csv")])
+    lines = _said(splits, "classification")
     assert any("'Positive' (1 example) looks like 'positive' (60)" in line for line in lines)
+    # with data.prepare its label check has dealt with labels: only copies and sizes are said
+    assert not any("looks like" in line for line in data_warnings(splits, "classification", prepared=True))
 
 
 def test_data_preview_starts_with_what_a_run_says_about_its_data(tiny_llama_dir, tmp_path):
