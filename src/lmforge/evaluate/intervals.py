@@ -30,7 +30,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from lmforge.evaluate.uncertainty import _resample_indices, min_p_value
+from lmforge.evaluate.uncertainty import min_p_value
 
 RESAMPLES = 1000
 CONFIDENCE = 0.95
@@ -222,15 +222,21 @@ def _kind(rows: Mapping[str, Any]) -> str:
 
 
 def output_intervals(outputs: list, recompute: Callable[[list], Mapping[str, Any]], names: list[str], *,
-                     seed: int = 0, resamples: int = RESAMPLES, confidence: float = CONFIDENCE) -> dict[str, dict]:
+                     ids: list | None = None, seed: int = 0, resamples: int = RESAMPLES,
+                     confidence: float = CONFIDENCE) -> dict[str, dict]:
     """Bootstrap intervals of metrics only an objective can compute (e.g. preference reward margins):
-    ``recompute(resampled per-example outputs) -> metrics`` on each resample of ``outputs``."""
+    ``recompute(resampled per-example outputs) -> metrics`` on each resample of ``outputs``; with ``ids``
+    (one per output), exact copies are drawn together as in :func:`resample_weights`."""
     n = len(outputs)
     if n == 0 or not names:
         return {}
     point = recompute(outputs)
-    rows = [recompute([outputs[i] for i in row]) for row in _resample_indices(n, resamples, seed)]
-    return {name: _interval(float(point[name]), np.array([float(r.get(name, math.nan)) for r in rows]), confidence, n)
+    everyone = np.arange(n)
+    rows = [recompute([outputs[i] for i in np.repeat(everyone, counts)])
+            for counts in resample_weights(n, ids, resamples, seed)]
+    k = distinct_examples(n, ids)
+    return {name: _interval(float(point[name]), np.array([float(r.get(name, math.nan)) for r in rows]), confidence,
+                            n, k)
             for name in names if _finite_number(point.get(name))}
 
 

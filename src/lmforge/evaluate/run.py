@@ -112,7 +112,9 @@ def metric_intervals(metrics: dict, outputs: list[EvalOutput], objective: Any) -
     if names:
         singles = _single_outputs(outputs)
         if singles is not None:
-            found.update(output_intervals(singles, objective.eval_metrics, names))
+            ids = metrics["per_example"].get("id")
+            found.update(output_intervals(singles, objective.eval_metrics, names,
+                                          ids=ids if ids and len(ids) == len(singles) else None))
     return {k: v for k, v in found.items() if k in metrics or k.startswith("per_class/")}
 
 

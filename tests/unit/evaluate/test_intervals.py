@@ -138,3 +138,28 @@ def test_the_plain_paired_bootstrap_keeps_the_same_floor():
     result = paired_bootstrap([3.0, 3.1, 3.2], [2.0, 2.1, 2.2])
     assert result.p_value == 0.25 and result.within_noise  # 2 / 2^3: three examples cannot show a change
     assert paired_bootstrap([3.0 + i / 100 for i in range(12)], [2.0] * 12).p_value < 0.001  # 12: the floor is 2^-11
+
+
+def test_objective_metric_intervals_draw_copies_together():
+    """output_intervals (preference accuracy, reward margins: metrics only the objective recomputes): without
+    ids the plain bootstrap as before; five copies of every output with their ids give the same interval."""
+    from lmforge.evaluate.intervals import output_intervals
+
+    rng = random.Random(3)
+    margins = [rng.gauss(0.3, 1.0) for _ in range(30)]
+
+    def recompute(outputs):
+        return {"margin": sum(outputs) / len(outputs), "accuracy": sum(m > 0 for m in outputs) / len(outputs)}
+
+    plain = output_intervals(margins, recompute, ["margin", "accuracy"], seed=2)
+    old = sorted(recompute([margins[i] for i in row])["margin"] for row in _resample_indices(30, 1000, 2))
+    assert plain["margin"]["low"] == pytest.approx(float(np.quantile(old, 0.025)), rel=1e-9)
+    copies = [m for m in margins for _ in range(5)]
+    ids = [f"{i:016x}" for i in range(30) for _ in range(5)]
+    five = output_intervals(copies, recompute, ["margin", "accuracy"], ids=ids, seed=2)
+    for name in ("margin", "accuracy"):
+        assert five[name]["low"] == pytest.approx(plain[name]["low"], rel=1e-9)
+        assert five[name]["high"] == pytest.approx(plain[name]["high"], rel=1e-9)
+        assert five[name]["n"] == 150 and five[name]["distinct"] == 30
+    row_wise = output_intervals(copies, recompute, ["margin"], seed=2)["margin"]  # copies as evidence: too narrow
+    assert row_wise["high"] - row_wise["low"] < 0.6 * (five["margin"]["high"] - five["margin"]["low"])
