@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -102,6 +103,9 @@ def test_eval_of_a_run_on_new_data_writes_a_report(tmp_path, tiny_llama_dir, qa_
     out = tmp_path / "run" / "eval"
     results = json.loads((out / "results.json").read_text())
     assert results["after"]["eval_examples"] == 24
+    shown = dict(parts for line in proc.stdout.splitlines() if len(parts := line.split(None, 1)) == 2)
+    assert shown["eval_examples"] == "24 (6 distinct)"  # the file is six questions four times each
+    assert re.fullmatch(r"\d+\.\d{4}  \[\d+\.\d{4}, \d+\.\d{4}\]", shown["eval_loss"])
     assert {"exact_match", "token_f1", "rougeL", "bleu"} <= set(results["generation"])
     assert "<img" in (out / "report.html").read_text()
     missing = run_cli("eval", str(tmp_path / "nope"))

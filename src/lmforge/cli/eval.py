@@ -32,8 +32,23 @@ def run(args) -> int:
             overrides.append(f"eval.judge.api_key_env={args.judge_key_env}")
     metrics = run_eval(args.target, overrides, base=args.base, data=args.data, generate=args.generate,
                        out_dir=args.out)
-    numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+    numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    intervals = metrics.get("intervals") or {}
     width = max((len(k) for k in numbers), default=0)
     for key, value in numbers.items():
-        print(f"{key:<{width}}  {value:.4f}")
+        print(f"{key:<{width}}  {_shown(key, value, intervals)}")
     return 0
+
+
+def _shown(key: str, value: float, intervals: dict) -> str:
+    """The value with its 95% bootstrap interval; the example count with how many are distinct (exact copies
+    count once in the intervals, lmforge.evaluate.intervals)."""
+    if key == "eval_examples":
+        distinct = next((ci["distinct"] for ci in intervals.values() if isinstance(ci, dict) and "distinct" in ci),
+                        None)
+        return f"{int(value)}" + (f" ({distinct} distinct)" if distinct is not None else "")
+    ci = intervals.get(key) or {}
+    low, high = ci.get("low"), ci.get("high")
+    if isinstance(low, float) and isinstance(high, float) and low == low and high == high:
+        return f"{value:.4f}  [{low:.4f}, {high:.4f}]"
+    return f"{value:.4f}"
