@@ -77,6 +77,17 @@ def held_out_sentence(data: Mapping[str, Any]) -> str:
             "optimistic (give data.test or data.split.test for unbiased numbers)")
 
 
+def _distinct_sentence(metrics: Mapping[str, Any]) -> str | None:
+    """When the reported examples hold exact copies: how many are distinct and what that means for the numbers."""
+    distinct = next((ci["distinct"] for ci in (metrics.get("intervals") or {}).values()
+                     if isinstance(ci, Mapping) and "distinct" in ci and "n" in ci), None)
+    n = metrics.get("eval_examples")
+    if distinct is None or not _number(n):
+        return None
+    return (f"the {int(n)} reported examples are {distinct} distinct one{'s' * (distinct != 1)}; every interval and before -> after test "
+            "counts each distinct example once (a copy is not new evidence)")
+
+
 def run_facts(report: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The run in words, for the top of both reports: (label, sentence) pairs."""
     facts = []
@@ -91,6 +102,9 @@ def run_facts(report: Mapping[str, Any]) -> list[tuple[str, str]]:
         facts.append(("Data", ", ".join(parts) + " examples" + (f" ({data['format']})" if data.get("format") else "")))
         if data.get("reported_on"):
             facts.append(("Held-out sets", held_out_sentence(data)))
+    copies = _distinct_sentence(report.get("after") or report.get("before") or {})
+    if copies:
+        facts.append(("Exact copies", copies))
     method = f"{report.get('method', '?')} on {report.get('model', '?')}, objective {report.get('objective', '?')}"
     params = report.get("parameters") or {}
     if params.get("total"):

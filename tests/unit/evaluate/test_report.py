@@ -6,7 +6,8 @@ import json
 import math
 
 from lmforge.evaluate.metrics import classification_metrics
-from lmforge.evaluate.report import comparison_rows, format_comparison, noise_tests, read_history, write_report
+from lmforge.evaluate.report import (comparison_rows, format_comparison, noise_tests, read_history, run_facts,
+                                     write_report)
 
 
 def _report():
@@ -119,6 +120,9 @@ def test_copies_of_one_example_are_within_noise_and_said_in_the_table():
     rows = {r[0]: r for r in comparison_rows(sides["before"], sides["after"])}
     assert rows["eval_loss"][3].endswith("(better, within noise, p=1)")
     assert rows["eval_examples"][1] == rows["eval_examples"][2] == "10 (1 distinct)"
+    facts = dict(run_facts({"model": "m", **sides}))
+    assert facts["Exact copies"].startswith("the 10 reported examples are 1 distinct one;")
+    assert "Exact copies" not in dict(run_facts({"model": "m", "after": {"eval_loss": 1.0, "eval_examples": 10}}))
 
 
 def test_no_paired_test_without_matching_per_example_values():
