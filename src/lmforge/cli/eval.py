@@ -21,7 +21,7 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from lmforge.errors import UserError
-    from lmforge.pipeline import run_eval
+    from lmforge.pipeline import format_metrics, run_eval
 
     overrides = list(args.overrides)
     if args.judge_url or args.judge_model:
@@ -32,23 +32,5 @@ def run(args) -> int:
             overrides.append(f"eval.judge.api_key_env={args.judge_key_env}")
     metrics = run_eval(args.target, overrides, base=args.base, data=args.data, generate=args.generate,
                        out_dir=args.out)
-    numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-    intervals = metrics.get("intervals") or {}
-    width = max((len(k) for k in numbers), default=0)
-    for key, value in numbers.items():
-        print(f"{key:<{width}}  {_shown(key, value, intervals)}")
+    print(format_metrics(metrics))
     return 0
-
-
-def _shown(key: str, value: float, intervals: dict) -> str:
-    """The value with its 95% bootstrap interval; the example count with how many are distinct (exact copies
-    count once in the intervals, lmforge.evaluate.intervals)."""
-    if key == "eval_examples":
-        distinct = next((ci["distinct"] for ci in intervals.values() if isinstance(ci, dict) and "distinct" in ci),
-                        None)
-        return f"{int(value)}" + (f" ({distinct} distinct)" if distinct is not None else "")
-    ci = intervals.get(key) or {}
-    low, high = ci.get("low"), ci.get("high")
-    if isinstance(low, float) and isinstance(high, float) and low == low and high == high:
-        return f"{value:.4f}  [{low:.4f}, {high:.4f}]"
-    return f"{value:.4f}"

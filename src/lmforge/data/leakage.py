@@ -85,12 +85,12 @@ def near_copies(train: list[dict], held_out: dict[str, list[dict]], data_format:
     def text(record: dict) -> str:
         return dedup_key("\n".join(spec.strings(record, skip_roles=("system",))))[:TEXT_CHARS]
 
-    total = sum(min(len(t), TEXT_CHARS) for r in train for t in spec.strings(r, skip_roles=("system",)))
-    step = max(1, -(-total // train_chars), -(-len(train) // TRAIN_EXAMPLES))
+    texts = [text(r) for r in train]  # cheap next to a signature; the sample is chosen by their lengths
+    step = max(1, -(-sum(map(len, texts)) // train_chars), -(-len(train) // TRAIN_EXAMPLES))
     sample = train[::step]
     if not sample:
         return [], 0
-    index = _BandIndex(np.stack([hasher.signature(text(r)) for r in sample]))
+    index = _BandIndex(np.stack([hasher.signature(t) for t in texts[::step]]))
     out = []
     for part, records in held_out.items():
         if not records:

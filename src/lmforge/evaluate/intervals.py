@@ -30,7 +30,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from lmforge.evaluate.uncertainty import min_p_value
+from lmforge.evaluate.uncertainty import two_sided_p
 
 RESAMPLES = 1000
 CONFIDENCE = 0.95
@@ -176,8 +176,7 @@ def paired_tests(before: Mapping[str, Any], after: Mapping[str, Any], labels: li
             if not (math.isfinite(observed) and np.isfinite(boot).all()):
                 continue
             low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
-            p = min(1.0, 2 * min(float(np.mean(boot <= 0)), float(np.mean(boot >= 0))))
-            p = max(p, min_p_value(k))
+            p = two_sided_p(boot, k)
             tests[name] = {"metric": name, "difference": observed, "low": float(low), "high": float(high),
                            "p_value": p, "within_noise": bool(p >= alpha), "method": "paired_bootstrap", "n": n,
                            **({"distinct": k} if k < n else {})}

@@ -77,10 +77,35 @@ def held_out_sentence(data: Mapping[str, Any]) -> str:
             "optimistic (give data.test or data.split.test for unbiased numbers)")
 
 
+def distinct_examples(metrics: Mapping[str, Any]) -> int | None:
+    """How many distinct examples the intervals of ``metrics`` resampled when the examples held exact copies
+    (lmforge.evaluate.intervals counts each once); None when they held none."""
+    return next((ci["distinct"] for ci in (metrics.get("intervals") or {}).values()
+                 if isinstance(ci, Mapping) and "distinct" in ci), None)
+
+
+def format_metrics(metrics: Mapping[str, Any]) -> str:
+    """One system's numeric metrics, a line each: the value with its 95% interval where it has one, and the
+    example count with how many are distinct when there are exact copies (what ``lmforge eval`` prints)."""
+    numbers = {k: v for k, v in metrics.items() if _number(v)}
+    intervals, distinct = metrics.get("intervals") or {}, distinct_examples(metrics)
+    width = max((len(k) for k in numbers), default=0)
+    lines = []
+    for key, value in numbers.items():
+        ci = intervals.get(key) or {}
+        if key == "eval_examples":
+            shown = f"{int(value)}" + (f" ({distinct} distinct)" if distinct is not None else "")
+        elif all(_number(ci.get(end)) and math.isfinite(ci[end]) for end in ("low", "high")):
+            shown = f"{value:.4f}  [{ci['low']:.4f}, {ci['high']:.4f}]"
+        else:
+            shown = f"{value:.4f}"
+        lines.append(f"{key:<{width}}  {shown}")
+    return "\n".join(lines)
+
+
 def _distinct_sentence(metrics: Mapping[str, Any]) -> str | None:
     """When the reported examples hold exact copies: how many are distinct and what that means for the numbers."""
-    distinct = next((ci["distinct"] for ci in (metrics.get("intervals") or {}).values()
-                     if isinstance(ci, Mapping) and "distinct" in ci and "n" in ci), None)
+    distinct = distinct_examples(metrics)
     n = metrics.get("eval_examples")
     if distinct is None or not _number(n):
         return None
@@ -373,8 +398,7 @@ def _side_cell(metrics: Mapping[str, Any], name: str, tested: Mapping[str, Any] 
     if not _number(value):
         return "-"
     if name == "eval_examples":  # exact copies are one resampling unit (lmforge.evaluate.intervals)
-        distinct = next((ci["distinct"] for ci in (metrics.get("intervals") or {}).values()
-                         if isinstance(ci, Mapping) and "distinct" in ci), None)
+        distinct = distinct_examples(metrics)
         return _cell(value) + (f" ({distinct} distinct)" if distinct is not None else "")
     interval = (metrics.get("intervals") or {}).get(name) or tested
     return _ci({**interval, "value": value}) if interval else _cell(value)

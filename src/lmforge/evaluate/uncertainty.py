@@ -66,6 +66,13 @@ def min_p_value(distinct: int) -> float:
     return min(1.0, 2.0 ** (1 - distinct)) if distinct > 0 else 1.0
 
 
+def two_sided_p(resampled: np.ndarray, distinct: int) -> float:
+    """The paired tests' p from resampled differences: ``2 min(P(d* <= 0), P(d* >= 0))``, capped at 1, never
+    below :func:`min_p_value` of the number of distinct examples."""
+    p = 2 * min(float(np.mean(resampled <= 0)), float(np.mean(resampled >= 0)))
+    return max(min(1.0, p), min_p_value(distinct))
+
+
 def _check(n: int, confidence: float) -> None:
     if n == 0:
         raise ValueError("cannot bootstrap an empty set of examples")
@@ -121,7 +128,7 @@ def paired_bootstrap(
     resampled = diffs[_resample_indices(a.size, n_resamples, seed)].mean(axis=1)
     alpha = 1.0 - confidence
     low, high = np.quantile(resampled, [alpha / 2, 1 - alpha / 2])
-    p = max(min(1.0, 2 * min(np.mean(resampled <= 0), np.mean(resampled >= 0))), min_p_value(a.size))
+    p = two_sided_p(resampled, a.size)
     return PairedResult(
         float(diffs.mean()), float(low), float(high), float(p), bool(p >= alpha), "paired_bootstrap", a.size
     )
@@ -172,7 +179,7 @@ def paired_corpus_test(
     diffs = np.array([metric_b(i.tolist()) - metric_a(i.tolist()) for i in _resample_indices(n, n_resamples, seed)])
     alpha = 1.0 - confidence
     low, high = np.quantile(diffs, [alpha / 2, 1 - alpha / 2])
-    p = max(min(1.0, 2 * min(np.mean(diffs <= 0), np.mean(diffs >= 0))), min_p_value(n))
+    p = two_sided_p(diffs, n)
     return PairedResult(observed, float(low), float(high), float(p), bool(p >= alpha), "paired_bootstrap", n)
 
 

@@ -55,3 +55,10 @@ def run_eval(target: str, overrides: Sequence[str] = (), *, base: bool = False, 
         say(f"{name:<12} {v['value']:.4f}  [{v['low']:.4f}, {v['high']:.4f}]")
     say(f"report: {out / 'report.html'}")
     return metrics
+
+
+def format_metrics(metrics: dict) -> str:
+    """The lines ``lmforge eval`` prints for :func:`run_eval`'s metrics (lmforge.evaluate.report.format_metrics)."""
+    from lmforge.evaluate.report import format_metrics as lines
+
+    return lines(metrics)
