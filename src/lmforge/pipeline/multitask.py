@@ -83,15 +83,15 @@ def tasks_summary(data: DataConfig) -> str:
     return f" x {len(data.tasks)} tasks, mixing {data.mixing}" if data.tasks else ""
 
 
-def open_tasks(config: RunConfig, head: str, say: Say, *, prepared: bool = True):
+def open_tasks(config: RunConfig, head: str, say: Say, *, prepare_out: Path | None = None):
     """The Session's task object: :class:`MultiTask` with ``data.tasks``, else
-    :class:`~lmforge.pipeline.single.SingleTask` (``prepared``: run ``data.prepare`` when configured).
-    The one place a command's path depends on multi-task."""
+    :class:`~lmforge.pipeline.single.SingleTask` (``data.prepare``, when configured, writes into
+    ``prepare_out``, default <run dir>/data). The one place a command's path depends on multi-task."""
     if config.data.tasks:
         return MultiTask.load(config, head)
     from lmforge.pipeline.single import SingleTask
 
-    return SingleTask.load(config, say, prepared=prepared)
+    return SingleTask.load(config, say, prepare_out=prepare_out)
 
 
 class MultiTask:

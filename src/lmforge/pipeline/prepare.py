@@ -23,19 +23,50 @@ def run_preview(config: RunConfig, *, source: str = "<config>", n: int = 3, colo
                 marks: tuple[str, str] | None = None) -> str:
     """`lmforge data preview`: what a run says about its data (split counts, exact copies, small held-out parts,
     suspicious labels), then N training examples rendered with the trained tokens marked (per task; ``marks``:
-    (opening, closing) around trained spans, see :func:`lmforge.data.preview.preview`)."""
+    (opening, closing) around trained spans, see :func:`lmforge.data.preview.preview`).
+
+    With ``data.prepare`` the examples are its output (redacted, normalised, labels fixed, deduplicated, split),
+    as the run will train on them: prepared into a temporary folder outside the user's folders and removed, so
+    the preview writes nothing of the user's. Model paraphrases (``augment.paraphrase``) are left out: they
+    would load a second model for a look at the data."""
+    import tempfile
+
     from lmforge.model import load_tokenizer
     from lmforge.pipeline.multitask import open_tasks
-
     from lmforge.pipeline.session import describe_splits
 
     plan = plan_run(config, source)
     tokenizer = load_tokenizer(config.model)  # a missing model is named before the data is read
-    tasks = open_tasks(config, plan.objective.head, say=lambda _m: None, prepared=False)  # preview writes nothing
     lines: list[str] = []  # what a run says about its data first: counts, copies, small parts, near copies, labels
-    describe_splits(tasks.splits, config, lines.append)
-    tasks.describe(lines.append)
-    return "\n".join(lines) + "\n\n" + tasks.preview(tokenizer, n=n, color=color, marks=marks)
+    with tempfile.TemporaryDirectory(prefix="lmforge-preview-") as scratch:
+        prepare, out = config.data.prepare, Path(scratch) / "data"
+        if prepare is not None:
+            config = _without_paraphrase(config)
+        tasks = open_tasks(config, plan.objective.head, say=lambda _m: None, prepare_out=out)
+        if (out / "manifest.json").is_file():
+            lines.append(_prepared_line(out / "manifest.json", paraphrase=bool(prepare.augment.paraphrase)))
+        describe_splits(tasks.splits, config, lines.append)
+        tasks.describe(lines.append)
+        return "\n".join(lines) + "\n\n" + tasks.preview(tokenizer, n=n, color=color, marks=marks)
+
+
+def _prepared_line(manifest_path: Path, *, paraphrase: bool) -> str:
+    import json
+
+    from lmforge.data.prepare.audit import rules_summary
+
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    kept = sum(part["examples"] for part in manifest["outputs"])
+    return (f"data.prepare, as the run will apply it ({rules_summary(manifest['rules'])}; {kept} examples kept"
+            + ("; model paraphrases left out" if paraphrase else "")
+            + "). Its files and report are not kept: `lmforge data prepare` writes them")
+
+
+def _without_paraphrase(config: RunConfig) -> RunConfig:
+    prepare = config.data.prepare
+    augment = prepare.augment.model_copy(update={"paraphrase": None})
+    data = config.data.model_copy(update={"prepare": prepare.model_copy(update={"augment": augment})})
+    return config.model_copy(update={"data": data})
 
 
 def prepare_splits(config: RunConfig, *, out_dir: str | Path | None = None, say: Say = print):

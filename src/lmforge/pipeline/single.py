@@ -25,11 +25,11 @@ class SingleTask:
         self.data_cfg = data_cfg
 
     @classmethod
-    def load(cls, config: RunConfig, say: Say, *, prepared: bool = True) -> "SingleTask":
-        if prepared and config.data.prepare is not None:
+    def load(cls, config: RunConfig, say: Say, *, prepare_out: Path | None = None) -> "SingleTask":
+        if config.data.prepare is not None:
             from lmforge.pipeline.prepare import prepare_splits
 
-            return cls(prepare_splits(config, say=say), config.data)
+            return cls(prepare_splits(config, out_dir=prepare_out, say=say), config.data)
         from lmforge.data.splits import load_splits
 
         return cls(load_splits(config.data, config.run.seed), config.data)

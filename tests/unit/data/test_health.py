@@ -90,3 +90,37 @@ def test_data_preview_starts_with_what_a_run_says_about_its_data(tiny_llama_dir,
     head, _, examples = text.partition("\n\n")
     assert head.startswith("data: ") and "exact copies:" in head and "distinct" in head
     assert examples.startswith("--- example 1")
+
+
+def test_data_preview_shows_the_prepared_examples_and_keeps_nothing(tiny_llama_dir, tmp_path, monkeypatch):
+    """With data.prepare the preview is its output (what the run trains on): redacted, deduplicated, split; it is
+    prepared in a temporary folder that is removed, so nothing appears beside the data or in the run folder."""
+    import json
+    import tempfile
+
+    from lmforge.pipeline import run_preview
+
+    mine, scratch = tmp_path / "mine", tmp_path / "scratch"
+    mine.mkdir(), scratch.mkdir()
+    rows = [_chat(f"I am customer {i}, write to me at user{i}@mail.com about order {i}?", f"Sure, order {i}.")
+            for i in range(30)]
+    rows += rows[:5]  # exact copies: data.prepare keeps the first
+    (mine / "chats.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = parse_config({"model": {"name": str(tiny_llama_dir)},
+                           "data": {"format": "chat", "train": str(mine / "chats.jsonl"), "prepare": {"dedup": {"near": False}}},
+                           "run": {"output_dir": str(mine / "runs")}, "method": {"name": "lora"}})
+    monkeypatch.chdir(mine)
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    before = {p: p.read_bytes() for p in mine.rglob("*") if p.is_file()}
+    text = run_preview(config, n=30)
+    head, _, examples = text.partition("\n\n")
+    assert head.startswith("data.prepare, as the run will apply it (removed: dedup_exact 5; changed: pii_redact 35; "
+                           "found: pii_email 35; 30 examples kept)")
+    counts = next(line for line in head.splitlines() if line.startswith("data: "))
+    import re
+
+    assert sum(map(int, re.findall(r"(\d+) (?:train|validation|test)", counts))) == 30  # 35 records, 5 copies
+    assert "exact copies" not in head  # removed by the prepare step, not warned about
+    assert "@mail.com" not in examples and examples.count("<EMAIL>") == examples.count("--- example")
+    assert {p: p.read_bytes() for p in mine.rglob("*") if p.is_file()} == before
+    assert not any(scratch.iterdir())  # the temporary preparation is gone

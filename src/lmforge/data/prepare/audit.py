@@ -65,6 +65,16 @@ class RuleLog:
             entry["examples"].append({"where": where, "detail": _short(detail)})
 
 
+def rules_summary(rules: dict[str, dict[str, Any]]) -> str:
+    """One line of a manifest's rule counts: ``removed: dedup_near 138; changed: pii_redact 160; found: pii_name 160``."""
+    parts = []
+    for what in ("removed", "changed", "found"):
+        counts = [f"{rule} {entry[what]}" for rule, entry in sorted(rules.items()) if entry.get(what)]
+        if counts:
+            parts.append(f"{what}: " + ", ".join(counts))
+    return "; ".join(parts) or "no rule changed anything"
+
+
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file's bytes, read in 64 KiB chunks (bounded memory)."""
     digest = hashlib.sha256()
