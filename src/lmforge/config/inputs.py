@@ -13,12 +13,14 @@ from lmforge.config.schema import SOURCE_KEYS, RunConfig, source_list
 
 def input_paths(config: RunConfig) -> list[Path]:
     """Existing local paths ``config`` reads: data sources (every task's too), a local model folder or
-    file, the forgetting set, and any method / objective parameter naming a local path (a reward
+    file, the forgetting set, ``data.prepare.pii.terms`` files, and any method / objective parameter naming a local path (a reward
     model folder, a ``file.py:function`` reward). ``asset:`` names and hub ids are not local."""
     data = config.data
     raw = [s.path for key in SOURCE_KEYS for s in source_list(getattr(data, key))]
     raw += [s.path for task in data.tasks or [] for key in SOURCE_KEYS for s in source_list(getattr(task, key))]
     raw += [config.model.name, config.eval.forgetting or ""]
+    if data.prepare is not None:  # the user's lists of terms to redact
+        raw += [value for value in data.prepare.pii.terms.values() if isinstance(value, str)]
     raw += list(_strings(config.method.params)) + list(_strings(config.objective.params if config.objective else {}))
     found = []
     for value in raw:

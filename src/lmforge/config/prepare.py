@@ -7,9 +7,10 @@ obvious label typos, then split like every run (``data.split``). Augmentation is
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 PII_TYPES: tuple[str, ...] = (
     "EMAIL",
@@ -86,6 +87,29 @@ class PiiConfig(PrepareSection):
     types: list[Literal[PII_TYPES]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: list(PII_TYPES), description="Types to detect; default all."
     )
+    terms: dict[str, str | list[str]] = Field(
+        default_factory=dict,
+        description="Your own lists to redact, by type (names are not detected otherwise): `NAME: patients.txt` "
+        "(a UTF-8 file, one term per line, `#` comments) or `CLIENT: [Acme Corp, Globex]`. Each term is found "
+        "as whole words (its words in a row, at most 3 spaces or punctuation between them on one line) and "
+        "handled like a detected type: `<NAME>`, a pseudonym, drop or report.",
+    )
+    terms_match_case: bool = Field(
+        default=False, description="Match `terms` case-sensitively (for lists holding common words: May, Bill)."
+    )
+
+    @field_validator("terms")
+    @classmethod
+    def _type_names(cls, terms: dict[str, str | list[str]]) -> dict[str, str | list[str]]:
+        for kind, value in terms.items():
+            if not re.fullmatch(r"[A-Z][A-Z0-9_]*", kind):
+                raise ValueError(f"type name {kind!r}: use capitals, digits and _ (it becomes the <{kind.upper()}> "
+                                 "placeholder), e.g. NAME")
+            if isinstance(value, str) and not value.strip():
+                raise ValueError(f"{kind}: give a file of terms or a list of terms")
+            if isinstance(value, list) and not any(t.strip() for t in value):
+                raise ValueError(f"{kind}: the list is empty")
+        return terms
 
 
 class LabelConfig(PrepareSection):

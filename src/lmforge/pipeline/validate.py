@@ -80,10 +80,24 @@ def validate_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (
             sections, result.errors = [], result.errors + [str(exc)]
         errors, result.notes = check_sources(config.data, sections, first)
         result.errors = list(dict.fromkeys(result.errors + errors))  # a task problem plan_run found too
+        result.errors += _terms_problems(config)
         model_error, model_note = check_model_name(config.model.name)
         result.errors += [model_error] if model_error else []
         result.notes += [model_note] if model_note else []
     return result
+
+
+def _terms_problems(config: RunConfig) -> list[str]:
+    """``data.prepare.pii.terms`` files that cannot be read (missing, not UTF-8, empty)."""
+    from lmforge.data.prepare.pii import read_terms
+
+    problems = []
+    for kind, value in (config.data.prepare.pii.terms.items() if config.data.prepare is not None else ()):
+        try:
+            read_terms(kind, value)
+        except UserError as exc:
+            problems.append(str(exc))
+    return problems
 
 
 def _parse(raw: dict, result: Validation) -> RunConfig | None:

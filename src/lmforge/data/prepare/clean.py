@@ -19,16 +19,16 @@ from lmforge.data.prepare.fields import check_record, content_text, joined_text,
 from lmforge.data.prepare.filters import reject_reason
 from lmforge.data.prepare.language import language_reason
 from lmforge.data.prepare.normalise import normalise_text
-from lmforge.data.prepare.pii import detect, redact
+from lmforge.data.prepare.pii import TermList, detect, redact
 from lmforge.data.prepare.store import DiskStore, KeyTable
 
 if TYPE_CHECKING:
     import numpy as np
 
 
-def scrub(text: str) -> str:
-    """``text`` with every detectable personal datum replaced by its typed placeholder."""
-    return redact(text, detect(text, PII_TYPES))
+def scrub(text: str, terms: TermList | None = None) -> str:
+    """``text`` with every detectable personal datum (and the user's listed ``terms``) replaced by its placeholder."""
+    return redact(text, detect(text, PII_TYPES, terms))
 
 
 def add_source(records: Iterable[dict], data_format: str) -> Iterator[dict]:
@@ -41,8 +41,9 @@ def add_source(records: Iterable[dict], data_format: str) -> Iterator[dict]:
             yield dict(record, _source=PurePath(where(record).rsplit(":", 1)[0]).name)
 
 
-def normalise_records(records: Iterable[dict], data_format: str, cfg: NormaliseConfig, log: RuleLog) -> Iterator[dict]:
-    """Normalise the configured text fields of every record; log the ones that changed."""
+def normalise_records(records: Iterable[dict], data_format: str, cfg: NormaliseConfig, log: RuleLog,
+                      terms: TermList | None = None) -> Iterator[dict]:
+    """Normalise the configured text fields of every record; log the ones that changed (scrubbed of ``terms`` too)."""
     if not cfg.enabled:
         yield from records
         return
@@ -50,19 +51,22 @@ def normalise_records(records: Iterable[dict], data_format: str, cfg: NormaliseC
         new = map_text(record, data_format, lambda s: normalise_text(s, cfg), cfg.fields)
         if strings(new, data_format) != strings(record, data_format):
             if log.wants("normalise"):
-                log.changed("normalise", where(record), scrub(joined_text(record, data_format)), scrub(joined_text(new, data_format)))
+                log.changed("normalise", where(record), scrub(joined_text(record, data_format), terms),
+                            scrub(joined_text(new, data_format), terms))
             else:
                 log.changed("normalise", where(record))
         yield new
 
 
-def redact_records(records: Iterable[dict], data_format: str, cfg: PiiConfig, salt: str, log: RuleLog) -> Iterator[dict]:
-    """Detect personal data; replace it, drop the record, or only report it (``cfg.action``)."""
+def redact_records(records: Iterable[dict], data_format: str, cfg: PiiConfig, salt: str, log: RuleLog,
+                   terms: TermList | None = None) -> Iterator[dict]:
+    """Detect personal data and the user's listed ``terms`` (``cfg.terms``, read by
+    :func:`~lmforge.data.prepare.pii.load_terms`); replace it, drop the record, or only report it (``cfg.action``)."""
     if not cfg.enabled:
         yield from records
         return
     for record in records:
-        found = [s for text in strings(record, data_format) for s in detect(text, cfg.types)]
+        found = [s for text in strings(record, data_format) for s in detect(text, cfg.types, terms)]
         if not found:
             yield record
             continue
@@ -74,14 +78,16 @@ def redact_records(records: Iterable[dict], data_format: str, cfg: PiiConfig, sa
             log.noted("pii_found", where(record), f"found {kinds}")
             yield record
             continue
-        new = map_text(record, data_format, lambda s: redact(s, detect(s, cfg.types), cfg.action, salt))
-        log.changed("pii_redact", where(record), None, scrub(joined_text(new, data_format)) if log.wants("pii_redact") else None)
+        new = map_text(record, data_format, lambda s: redact(s, detect(s, cfg.types, terms), cfg.action, salt))
+        log.changed("pii_redact", where(record), None,
+                    scrub(joined_text(new, data_format), terms) if log.wants("pii_redact") else None)
         for span in found:
             log.noted(f"pii_{span.type.lower()}", where(record), f"{span.type} redacted")
         yield new
 
 
-def filter_records(records: Iterable[dict], data_format: str, cfg: FilterConfig, tokenizer: Any, log: RuleLog) -> Iterator[dict]:
+def filter_records(records: Iterable[dict], data_format: str, cfg: FilterConfig, tokenizer: Any, log: RuleLog,
+                   terms: TermList | None = None) -> Iterator[dict]:
     """Drop empty, too short / too long, repetitive and (``cfg.languages``) other-language records (``filter_<reason>``)."""
     if not cfg.enabled:
         yield from records
@@ -96,7 +102,7 @@ def filter_records(records: Iterable[dict], data_format: str, cfg: FilterConfig,
             yield record
             continue
         rule = f"filter_{reason}"
-        detail = (f"{found}: " if found else "") + scrub(text) if log.wants(rule) else None
+        detail = (f"{found}: " if found else "") + scrub(text, terms) if log.wants(rule) else None
         log.removed(rule, where(record), detail)
 
 

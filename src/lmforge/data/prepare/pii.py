@@ -13,10 +13,12 @@ the one found by the earlier, more specific detector wins.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import ipaddress
 import math
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 _URL_CRED = re.compile(r"\b[a-zA-Z][a-zA-Z0-9+.-]*://([^\s:/@]+:[^\s@/]+)@[^\s/]+")
@@ -181,10 +183,101 @@ def _candidates(text: str, types: Iterable[str]) -> Iterator[Span]:
                 yield Span(kind, match.start(group), match.end(group), value)
 
 
-def detect(text: str, types: Iterable[str]) -> list[Span]:
-    """Non-overlapping spans of personal data / secrets in ``text``, sorted by start."""
+_WORD = re.compile(r"\w+")
+_GAP = re.compile(r"[^\w\n]{1,3}")
+
+
+class TermList:
+    """The user's own lists of terms to redact (patients' names, clients, code names), by type.
+
+    A term is found as whole words: its words in a row in the text, each pair separated by 1-3 characters
+    that are neither word characters nor a newline ("John Smith", "john  smith", "O'Brien" = "O Brien"), so
+    "Ann" is not found in "Annual". Case-insensitive (``str.casefold``) unless ``match_case``. The longest
+    term starting at a word wins. Cost: one dict lookup per word of the text, whatever the list's length.
+    """
+
+    def __init__(self, terms: dict[str, Iterable[str]], match_case: bool = False):
+        self.match_case = match_case
+        self._by_first: dict[str, list[tuple[tuple[str, ...], str]]] = {}
+        self.size = 0
+        for kind, values in terms.items():
+            for value in values:
+                words = tuple(self._key(w) for w in _WORD.findall(value))
+                if words:
+                    self._by_first.setdefault(words[0], []).append((words, kind))
+                    self.size += 1
+        for entries in self._by_first.values():
+            entries.sort(key=lambda entry: -len(entry[0]))
+
+    def _key(self, word: str) -> str:
+        return word if self.match_case else word.casefold()
+
+    def spans(self, text: str) -> Iterator[Span]:
+        """The listed terms found in ``text``, left to right, not overlapping."""
+        words = [(m.start(), m.end(), self._key(m.group())) for m in _WORD.finditer(text)]
+        i = 0
+        while i < len(words):
+            length, kind = self._match(text, words, i)
+            if not length:
+                i += 1
+                continue
+            start, end = words[i][0], words[i + length - 1][1]
+            yield Span(kind, start, end, text[start:end])
+            i += length
+
+    def _match(self, text: str, words: list[tuple[int, int, str]], i: int) -> tuple[int, str]:
+        for term, kind in self._by_first.get(words[i][2], ()):
+            n = len(term)
+            if i + n <= len(words) and all(
+                words[i + j][2] == term[j] and _GAP.fullmatch(text, words[i + j - 1][1], words[i + j][0])
+                for j in range(1, n)
+            ):
+                return n, kind
+        return 0, ""
+
+
+def read_terms(kind: str, value: str | list[str]) -> list[str]:
+    """The terms of one ``pii.terms`` entry: the list itself, or the lines of the file it names (blank lines and
+    ``#`` comments skipped). UserError naming the setting (and the file and line) when it cannot be used."""
+    from lmforge.errors import UserError
+
+    where = f"data.prepare.pii.terms.{kind}"
+    if isinstance(value, list):
+        return [t for t in value if t.strip()]
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise UserError(f"no file {value!r}" + (" (a folder)" if path.is_dir() else ""), where=where,
+                        hint=f"give a UTF-8 file with one term per line, or a list: {kind}: [{value}]")
+    terms = []
+    with path.open("rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                raise UserError(f"{path}:{number}: not UTF-8 text", where=where,
+                                hint="save the list as UTF-8 (one term per line)") from None
+            if line and not line.startswith("#"):
+                terms.append(line)
+    if not terms:
+        raise UserError(f"{path}: no terms in the file", where=where, hint="one term per line; # starts a comment")
+    return terms
+
+
+def load_terms(terms: dict[str, str | list[str]], match_case: bool = False) -> TermList | None:
+    """The :class:`TermList` of a ``pii.terms`` setting (None when empty); files are read here."""
+    if not terms:
+        return None
+    return TermList({kind: read_terms(kind, value) for kind, value in terms.items()}, match_case)
+
+
+def detect(text: str, types: Iterable[str], terms: TermList | None = None) -> list[Span]:
+    """Non-overlapping spans of personal data / secrets in ``text``, sorted by start: the built-in ``types``,
+    then the user's ``terms`` (a term inside an e-mail address is covered by the address)."""
     taken: list[Span] = []
-    for span in _candidates(text, types):
+    candidates = _candidates(text, types)
+    if terms is not None:
+        candidates = itertools.chain(candidates, terms.spans(text))
+    for span in candidates:
         if all(span.end <= t.start or span.start >= t.end for t in taken):
             taken.append(span)
     return sorted(taken, key=lambda s: s.start)

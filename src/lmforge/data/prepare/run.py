@@ -35,6 +35,7 @@ from lmforge.data.prepare.augment import Augmenter, oversample_picks
 from lmforge.data.prepare.fields import joined_text
 from lmforge.data.prepare.filters import length_of
 from lmforge.data.prepare.html_report import write_html
+from lmforge.data.prepare.pii import TermList, load_terms
 from lmforge.data.prepare.labels import ConflictVotes, drop_conflicts, infer_known, resolve_records, similar_labels
 from lmforge.data.split import TRAIN, VALIDATION, SplitPlan
 from lmforge.data.prepare.store import read_jsonl, spool, write_jsonl
@@ -83,6 +84,7 @@ class _Run:
     tokenizer: Any
     log: RuleLog
     work: Path
+    terms: TermList | None = None  # the user's own lists to redact (pii.terms), read once
 
     def path(self, name: str) -> Path:
         return self.work / name
@@ -91,10 +93,11 @@ class _Run:
 def _clean(run: _Run, records: Iterable[dict], name: str) -> tuple[Path, Counter]:
     """Per-record rules into the spool ``<name>.clean.jsonl``; returns it and the label counts."""
     cfg, fmt = run.cfg, run.data_format
+    terms = run.terms
     stream = clean.add_source(records, fmt)
-    stream = clean.normalise_records(stream, fmt, cfg.normalise, run.log)
-    stream = clean.redact_records(stream, fmt, cfg.pii, str(run.seed), run.log)
-    stream = clean.filter_records(stream, fmt, cfg.filter, run.tokenizer, run.log)
+    stream = clean.normalise_records(stream, fmt, cfg.normalise, run.log, terms)
+    stream = clean.redact_records(stream, fmt, cfg.pii, str(run.seed), run.log, terms)
+    stream = clean.filter_records(stream, fmt, cfg.filter, run.tokenizer, run.log, terms)
     labels: Counter = Counter()
     label = get_format(fmt).label
 
@@ -271,9 +274,20 @@ def _manifest(run: _Run, out_dir: Path, inputs: list[Path], counts: dict[str, in
         "rules": dict(sorted(run.log.rules.items())),
         "length_unit": "tokens" if run.tokenizer is not None else "words",
         "tokenizer": getattr(run.tokenizer, "name_or_path", None) if run.tokenizer is not None else None,
-        "config": run.cfg.model_dump(mode="json"),
+        "config": _config_without_terms(run.cfg),
+        "pii_terms": {kind: ({"file": value, "sha256": sha256_file(Path(value).expanduser())} if isinstance(value, str)
+                             else {"listed": len(value)}) for kind, value in run.cfg.pii.terms.items()},
         "versions": library_versions(),
     }
+
+
+def _config_without_terms(cfg: PrepareConfig) -> dict:
+    """The prepare config for the manifest, with inline ``pii.terms`` lists replaced by their size: the terms are
+    the personal data the run removed, and the audit trail never holds it (files are named, with their hash)."""
+    dumped = cfg.model_dump(mode="json")
+    dumped["pii"]["terms"] = {kind: value if isinstance(value, str) else f"<{len(value)} terms, not written here>"
+                              for kind, value in cfg.pii.terms.items()}
+    return dumped
 
 
 def _stage(run: _Run, manifest: dict, lengths: array, paraphrase: Paraphrase | None) -> Path:
@@ -355,12 +369,13 @@ def run_prepare(
             where="data.prepare.augment.paraphrase",
             hint="run through `lmforge data prepare` / `lmforge train`, or pass paraphrase= to run_prepare",
         )
+    terms = load_terms(cfg.pii.terms, cfg.pii.terms_match_case)  # a bad list fails before anything is written
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     remove_leftovers(out_dir)
     work = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".prepare", dir=out_dir.parent))
     try:
         (work / WORK_MARKER).write_text("a work folder of lmforge data prepare; safe to delete\n")
-        run = _Run(data_format, cfg, split or SplitConfig(), seed, tokenizer, RuleLog(cfg.examples_per_rule), work)
+        run = _Run(data_format, cfg, split or SplitConfig(), seed, tokenizer, RuleLog(cfg.examples_per_rule), work, terms)
         train, held = _checked(run, records, {"validation": validation_records, "test": test_records})
         counts, lengths, balance = _outputs(run, train, held, paraphrase)
         manifest = _manifest(run, out_dir, inputs, counts)
