@@ -146,6 +146,8 @@ def _routes(app: FastAPI, state: ServerState) -> None:
     async def body(request: Request, cls):
         check_auth(request, state.keys)
         req = parse_body(cls, await read_json(request, lim.max_body_bytes))
+        if req.model is None:  # one-model clients (curl, scripts) need not know the run's name
+            return req.model_copy(update={"model": store.name})
         store.check_model(req.model)
         return req
 

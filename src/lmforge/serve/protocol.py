@@ -54,7 +54,7 @@ class Message(_Body):
 
 
 class Sampling(_Body):
-    model: str = Field(min_length=1)
+    model: str | None = Field(default=None, min_length=1)  # left out: the served base model (as vLLM does)
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
@@ -92,14 +92,14 @@ class CompletionRequest(Sampling):
 
 
 class EmbeddingRequest(_Body):
-    model: str = Field(min_length=1)
+    model: str | None = Field(default=None, min_length=1)  # left out: the served base model (as vLLM does)
     input: str | Texts
     encoding_format: Literal["float", "base64"] = "float"
     UNSUPPORTED: ClassVar[dict[str, tuple]] = {"dimensions": (None,)}
 
 
 class ClassifyRequest(_Body):
-    model: str = Field(min_length=1)
+    model: str | None = Field(default=None, min_length=1)  # left out: the served base model (as vLLM does)
     input: str | Texts
 
 

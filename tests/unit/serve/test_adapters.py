@@ -9,10 +9,11 @@ from tests.unit.serve.conftest import http
 PROMPT = "what is the interest rate of the bank"
 
 
-def greedy(server, model: str) -> str:
-    status, body = http("POST", server.url + "/v1/completions",
-                        {"model": model, "prompt": PROMPT, "max_tokens": 8, "temperature": 0})
+def greedy(server, model: str | None) -> str:
+    request = {"prompt": PROMPT, "max_tokens": 8, "temperature": 0} | ({"model": model} if model else {})
+    status, body = http("POST", server.url + "/v1/completions", request)
     assert status == 200, body
+    assert body["model"] == (model or "tiny")
     return body["choices"][0]["text"]
 
 
@@ -21,6 +22,9 @@ def test_model_field_selects_the_adapter_and_base_is_unchanged(server):
     alpha = greedy(server, "alpha")
     assert alpha != base1
     assert greedy(server, "tiny") == base1  # disabling the adapter restores the base exactly
+    assert greedy(server, None) == base1  # no "model": the base (as vLLM does), with the adapters off
+    status, body = http("POST", server.url + "/v1/completions", {"model": "", "prompt": PROMPT})
+    assert status == 400 and body["error"]["param"] == "model"  # an empty name is a mistake, not "the base"
 
 
 def test_admin_adds_and_removes_an_adapter_without_restart(server):
