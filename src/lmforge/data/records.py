@@ -11,7 +11,8 @@ dicts), each with ``"_where": "file:line"``:
 
 ``data.columns`` maps canonical fields to the user's column names (``data_cfg.column(field)``).
 Chat rows may be OpenAI style (``messages`` of ``{role, content}``) or ShareGPT style
-(``conversations`` of ``{from: human|gpt|system, value}``); both are detected per row.
+(``conversations`` of ``{from: human|gpt|system, value}``); both are detected per row. Instruction rows
+without an ``instruction`` column may be TRL's ``{prompt, completion}`` (unless data.columns maps either field).
 ``data.system_prompt`` fills the system message of instruction and chat records that have none.
 """
 
@@ -95,10 +96,17 @@ def read_text(row: dict, where: str, data_cfg: DataConfig) -> dict:
 
 def read_instruction(row: dict, where: str, data_cfg: DataConfig) -> dict:
     system = _optional(row, where, data_cfg, "system")
+    if (not {"instruction", "output"} & set(data_cfg.columns) and data_cfg.column("instruction") not in row
+            and "prompt" in row and "completion" in row):  # TRL's prompt-completion records, detected per row
+        instruction = _string(row["prompt"], where, "column 'prompt'")
+        output = _string(row["completion"], where, "column 'completion'")
+    else:
+        instruction = _required(row, where, data_cfg, "instruction")
+        output = _required(row, where, data_cfg, "output")
     return {
-        "instruction": _required(row, where, data_cfg, "instruction"),
+        "instruction": instruction,
         "input": _optional(row, where, data_cfg, "input") or "",
-        "output": _required(row, where, data_cfg, "output"),
+        "output": output,
         "system": system if system and system.strip() else data_cfg.system_prompt,
     }
 

@@ -38,6 +38,19 @@ def test_instruction_input_optional_and_system_from_config():
     assert one({"instruction": "q", "output": "a"}, "instruction")["system"] is None
 
 
+def test_trl_prompt_completion_rows_are_instruction_records():
+    rec = one({"prompt": "What is clause 4?", "completion": "Liability."}, "instruction")
+    assert (rec["instruction"], rec["output"], rec["input"]) == ("What is clause 4?", "Liability.", "")
+    # an instruction column wins; a mapping of either field turns the detection off
+    assert one({"instruction": "i", "output": "o", "prompt": "p", "completion": "c"}, "instruction")["instruction"] == "i"
+    with pytest.raises(UserError, match="missing column 'instruction'"):
+        one({"prompt": "p", "completion": "c"}, "instruction", columns={"output": "answer"})
+    with pytest.raises(UserError, match="column 'completion' is empty"):
+        one({"prompt": "p", "completion": " "}, "instruction")
+    with pytest.raises(UserError, match="missing column 'instruction'"):  # prompt alone is not the format
+        one({"prompt": "p", "answer": "a"}, "instruction")
+
+
 def test_explicitly_mapped_optional_column_must_exist():
     with pytest.raises(UserError, match="missing column 'ctx'"):
         one({"instruction": "q", "output": "a"}, "instruction", columns={"input": "ctx"})
