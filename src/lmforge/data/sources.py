@@ -5,7 +5,7 @@ says where it came from (``file:line`` for JSONL / CSV / text, ``file:row N`` fo
 Parquet and datasets). Rows are mapped to canonical records by :mod:`lmforge.data.records`.
 
 Supported files: ``.jsonl`` / ``.ndjson``, ``.json`` (a list of objects, or an object with exactly
-one list field), ``.csv``, ``.parquet``, and plain text ``.txt`` / ``.md`` (format ``text`` only:
+one list field), ``.csv`` / ``.tsv`` (the delimiter read off the header line: see :func:`csv_delimiter`), ``.parquet``, and plain text ``.txt`` / ``.md`` (format ``text`` only:
 one record per file in a folder, one record per blank-line-separated paragraph for a single file).
 Every problem a user can fix is a :class:`UserError` naming the file and line or row.
 
@@ -31,7 +31,7 @@ from lmforge.errors import UserError
 Row = tuple[dict[str, Any], str]
 
 TEXT_SUFFIXES = (".txt", ".md")
-TABLE_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".parquet")
+TABLE_SUFFIXES = (".jsonl", ".ndjson", ".json", ".csv", ".tsv", ".parquet")
 SUPPORTED = TABLE_SUFFIXES + TEXT_SUFFIXES
 BLANK_LINE = re.compile(r"[ \t]*")
 LONE_CR = re.compile(r"(?<=\r)(?!\n)")
@@ -140,7 +140,7 @@ def _iter_file(path: Path, text_format: bool, text_column: str, whole_file_text:
         yield from _iter_jsonl(path)
     elif suffix == ".json":
         yield from _iter_json(path)
-    elif suffix == ".csv":
+    elif suffix in (".csv", ".tsv"):
         yield from _iter_csv(path)
     elif suffix == ".parquet":
         yield from _iter_parquet(path)
@@ -240,9 +240,25 @@ def _csv_lines(path: Path) -> Iterator[str]:
         yield from (part for part in LONE_CR.split(line) if part) if "\r" in line else (line,)
 
 
+def csv_delimiter(header: str) -> str:
+    """The delimiter of a CSV file, from its header line: a comma when the header has one, else the most
+    frequent of tab, semicolon (spreadsheets in locales with a decimal comma) and ``|``; a comma when none.
+    Quoted column names are left out of the count."""
+    header = re.sub(r'"[^"]*"', "", header)  # a quoted column name may hold any delimiter
+    if "," in header:
+        return ","
+    counts = {d: header.count(d) for d in ("\t", ";", "|")}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else ","
+
+
 def _iter_csv(path: Path) -> Iterator[Row]:
-    """Rows of a CSV file with a header line, read lazily; ``where`` is the row's first line."""
-    reader = csv.reader(_csv_lines(path))
+    """Rows of a CSV / TSV file with a header line, read lazily; ``where`` is the row's first line."""
+    lines = _csv_lines(path)
+    first = next(lines, None)
+    if first is None:
+        return
+    reader = csv.reader(itertools.chain([first], lines), delimiter=csv_delimiter(first))
     try:
         header = next(reader)
     except StopIteration:

@@ -49,6 +49,22 @@ def test_csv_with_quoted_multiline_cells_and_line_numbers(tmp_path):
     assert rows[1] == ({"text": "plain", "label": "neg"}, f"{f}:4")
 
 
+def test_spreadsheet_csv_delimiters_are_read_off_the_header(tmp_path):
+    """Excel in locales with a decimal comma writes ';' (with a BOM and CRLF); .tsv files hold tabs."""
+    from lmforge.data.sources import csv_delimiter
+
+    semi = tmp_path / "export.csv"
+    semi.write_bytes("text;label\r\nPreis 3,50 EUR, gut;positiv\r\n\"a;b\";negativ\r\n".encode("utf-8-sig"))
+    assert [r for r, _ in read(semi).rows] == [{"text": "Preis 3,50 EUR, gut", "label": "positiv"},
+                                               {"text": "a;b", "label": "negativ"}]
+    tsv = tmp_path / "d.tsv"
+    tsv.write_text("text\tlabel\nx, y; z\tpos\n", encoding="utf-8")
+    assert read(tsv).rows == [({"text": "x, y; z", "label": "pos"}, f"{tsv}:2")]
+    # a comma in the header decides; a quoted name's characters do not count; one column reads as comma-separated
+    assert csv_delimiter("text,label;x") == "," and csv_delimiter('"a,b";label') == ";"
+    assert csv_delimiter("text") == "," and csv_delimiter("a|b|c") == "|"
+
+
 def test_parquet(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
