@@ -28,10 +28,30 @@ class Encoded(list):
     left within ``max_length``; ``truncated``: examples cut to ``max_length``.
     """
 
-    def __init__(self, features=(), *, dropped: int = 0, truncated: int = 0):
+    def __init__(self, features=(), *, dropped: int = 0, truncated: int = 0, longest: int = 0,
+                 first_dropped: str | None = None):
         super().__init__(features)
         self.dropped = dropped
         self.truncated = truncated
+        self.longest = longest  # tokens of the longest example that was cut or dropped
+        self.first_dropped = first_dropped  # where the first dropped example came from (file:line)
+
+    def note(self, records: int, max_length: int) -> str | None:
+        """What a user should hear about the examples cut or dropped at ``max_length`` (None when none was;
+        the short remainder of a text stream is not worth a word)."""
+        cut = self.truncated - (self.dropped if self.longest else 0)
+        if not self.first_dropped and cut <= 0:
+            return None
+        parts = []
+        if self.dropped and self.first_dropped:
+            parts.append(f"{self.dropped} of {records} examples left out: no trained token within "
+                         f"data.max_length={max_length} (the first: {self.first_dropped})")
+        if cut > 0:
+            parts.append(f"{cut} of {records} cut short at data.max_length={max_length} (their answers lose the end)")
+        if self.longest:
+            parts.append(f"the longest is {self.longest} tokens: raise data.max_length to keep every example "
+                         "whole, or shorten the inputs")
+        return "; ".join(parts)
 
 
 def encode_causal(records: list[dict], tokenizer, data_cfg: DataConfig) -> Encoded:
@@ -54,11 +74,9 @@ def encode_causal(records: list[dict], tokenizer, data_cfg: DataConfig) -> Encod
             where="data.format",
             hint="use text, instruction or chat data with the causal_lm objective",
         )
-    if out.dropped:
-        log.warning(
-            "dropped %d of %d examples: no trained token within data.max_length=%d",
-            out.dropped, len(records), data_cfg.max_length,
-        )
+    note = out.note(len(records), data_cfg.max_length)
+    if note:
+        log.warning("%s", note)
     if not out:
         raise UserError(
             f"no example left after tokenizing {len(records)} records",
@@ -85,7 +103,7 @@ def _encode_text(records: list[dict], tokenizer, max_length: int) -> Encoded:
 
 
 def _encode_chats(records: list[dict], tokenizer, data_cfg: DataConfig) -> Encoded:
-    out, dropped, truncated = [], 0, 0
+    out, dropped, truncated, longest, first_dropped = [], 0, 0, 0, None
     for record in records:
         try:
             enc = encode_chat(to_messages(record, data_cfg.format), tokenizer, data_cfg.train_on)
@@ -94,13 +112,15 @@ def _encode_chats(records: list[dict], tokenizer, data_cfg: DataConfig) -> Encod
             raise UserError(message, where=record.get("_where"), hint=exc.hint) from None
         ids, labels = enc.input_ids, enc.labels
         if len(ids) > data_cfg.max_length:
+            longest = max(longest, len(ids))
             ids, labels = ids[: data_cfg.max_length], labels[: data_cfg.max_length]
             truncated += 1
         if all(label == -100 for label in labels):
             dropped += 1
+            first_dropped = first_dropped or record.get("_where", "?")
             continue
         out.append({"input_ids": ids, "labels": labels})
-    return Encoded(out, dropped=dropped, truncated=truncated)
+    return Encoded(out, dropped=dropped, truncated=truncated, longest=longest, first_dropped=first_dropped)
 
 
 def label_set(records: list[dict], data_cfg: DataConfig) -> list[str]:

@@ -102,6 +102,27 @@ def test_truncation_and_dropped_examples_are_counted(tiny_tok):
         encode_causal([long_prompt], tiny_tok, cfg(max_length=20))
 
 
+def test_the_user_hears_which_examples_were_left_out_or_cut_and_the_length_that_keeps_them(tiny_tok, caplog):
+    long_prompt = {"messages": [{"role": "user", "content": "the " * 40}, {"role": "assistant", "content": "yes"}],
+                   "_where": "docs.jsonl:3"}
+    long_answer = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "money " * 30}]}
+    short = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    records = [short, long_prompt, long_answer]
+    with caplog.at_level("WARNING", logger="lmforge.data.encode"):
+        out = encode_causal(records, tiny_tok, cfg(max_length=20))
+    longest = max(len(encode_chat(r["messages"], tiny_tok, "completion").input_ids) for r in records)
+    assert (out.dropped, out.truncated, out.longest) == (1, 2, longest)
+    note = out.note(3, 20)
+    assert note == ("1 of 3 examples left out: no trained token within data.max_length=20 (the first: docs.jsonl:3); "
+                    "1 of 3 cut short at data.max_length=20 (their answers lose the end); "
+                    f"the longest is {longest} tokens: raise data.max_length to keep every example whole, or shorten "
+                    "the inputs")
+    assert note in caplog.text
+    assert encode_causal([short, short], tiny_tok, cfg(max_length=20)).note(2, 20) is None
+    # a text stream's short remainder is not worth a word
+    assert encode_causal([{"text": "the money " * 10}], tiny_tok, cfg("text", max_length=8)).note(1, 8) is None
+
+
 def test_builtin_template_when_the_tokenizer_has_none():
     from tests.fixtures.tiny import build_tiny_tokenizer
 
