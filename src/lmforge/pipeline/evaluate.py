@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Sequence
 
-from lmforge.pipeline.report import judge_samples
+from lmforge.pipeline.report import elide, judge_samples
 from lmforge.pipeline.session import generation_scores, open_session, restore_session
 
 Say = Callable[[str], None]
@@ -50,7 +50,7 @@ def run_eval(target: str, overrides: Sequence[str] = (), *, base: bool = False, 
         write_report(stage, report)
         write_marker(stage, "eval")
     for sample in samples:
-        say(f"\nprompt: {sample['prompt'][-300:]}\noutput: {sample['output'][:300]}")
+        say(f"\nprompt: {elide(sample['prompt'])}\noutput: {elide(sample['output'], tail=0)}")
     for name, v in (report.get("generation") or {}).items():
         say(f"{name:<12} {v['value']:.4f}  [{v['low']:.4f}, {v['high']:.4f}]")
     say(f"report: {out / 'report.html'}")

@@ -77,5 +77,19 @@ def judge_samples(session: Session, report: dict, systems: list[str], say: Say) 
 
 def print_samples(samples: list[dict], say: Say) -> None:
     for sample in samples:
-        say(f"\nprompt:    {sample['prompt'][-300:]}\nbefore:    {sample.get('before', '')[:300]}\n"
-            f"after:     {sample['after'][:300]}")
+        say(f"\nprompt:    {elide(sample['prompt'])}\nbefore:    {elide(sample.get('before', ''), tail=0)}\n"
+            f"after:     {elide(sample['after'], tail=0)}")
+
+
+def elide(text: str, limit: int = 300, tail: int = 180) -> str:
+    """``text`` within about ``limit`` characters for a terminal: its start and its last ``tail`` characters
+    around " … " (a prompt's instruction and the end of its input), cut at spaces; whole when it fits."""
+    if len(text) <= limit:
+        return text
+    head = text[: limit - tail]
+    head = head.rsplit(" ", 1)[0] if " " in head.strip() else head
+    if not tail:
+        return f"{head} …"
+    end = text[-tail:]
+    end = end.split(" ", 1)[1] if " " in end.strip() else end
+    return f"{head} … {end}"
