@@ -48,7 +48,13 @@ def test_existing_run_needs_resume_and_resume_finishes(tmp_path, tiny_llama_dir,
     assert run_cli("train", str(cfg)).returncode == 0
     again = run_cli("train", str(cfg))
     assert again.returncode == 2 and "--resume" in again.stderr
-    resumed = run_cli("train", str(cfg), "--resume")
+    config_before = (tmp_path / "run" / "config.yaml").read_text()
+    changed = run_cli("train", str(cfg), "train.lr=3e-4", "train.epochs=7", "--resume")
+    assert changed.returncode == 2 and "Traceback" not in changed.stderr
+    assert "2 settings differ" in changed.stderr and "train.epochs: " in changed.stderr and "-> 7" in changed.stderr
+    assert "train.lr: 0.01 (the run) -> 0.0003 (now)" in changed.stderr, changed.stderr
+    assert (tmp_path / "run" / "config.yaml").read_text() == config_before  # the record of the run is kept
+    resumed = run_cli("train", str(cfg), "runtime.threads=1", "--resume")  # where it runs may change
     assert resumed.returncode == 0, resumed.stderr[-2000:]
 
     # the run folder's config.yaml has every default filled in and trains the same model again

@@ -44,13 +44,15 @@ def _run_train(config: RunConfig, *, source: str, resume: bool, say: Say, callba
     run_dir = Path(config.run.dir)
     if main:
         from lmforge.pipeline.plan import plan_run
-        from lmforge.train.run_folder import open_run_folder
+        from lmforge.train.run_folder import check_resume_settings, open_run_folder
 
         from lmforge.train.runtime import check_precision
 
         plan = plan_run(config, source)  # a config problem is reported before anything is written
         check_precision(config.runtime)  # and one this machine cannot run (e.g. int8 where it is not exact)
         open_run_folder(config, resume)  # new / empty / lmforge's, apart from the inputs; checkpoints need --resume
+        if resume:
+            check_resume_settings(plan.resolved_config(), run_dir)  # the settings the weights were trained with
         save_resolved(plan.resolved_config(), run_dir)
         status.set_phase("load")
     session = open_session(config, source=source, say=say if main else (lambda _m: None))

@@ -2,12 +2,14 @@
 
 Rules (see :mod:`lmforge.outputs`): the folder is new, empty, or a run folder lmforge wrote; it is
 apart from every input of the run; one that already holds checkpoints is continued only with
-``--resume``, which first removes the temporaries a killed write left in it.
+``--resume``, which first removes the temporaries a killed write left in it, and continues only with the
+settings the run started with (:func:`check_resume_settings`).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from lmforge.atomic import remove_temporaries
 from lmforge.config.inputs import input_paths, run_dir_setting
@@ -27,3 +29,45 @@ def open_run_folder(config: RunConfig, resume: bool) -> Path:
     if resume:
         remove_temporaries(run_dir)
     return run_dir
+
+
+# What may differ when a run is resumed: where and how it runs (threads, device, precision, process count: a
+# checkpoint resumes on another machine), what is exported, and the run's display name. Everything else shaped
+# the weights already trained (model, data, method, objective, train, eval: validation picks the checkpoint and
+# may stop early, run.seed), so a change there would leave a run folder whose config.yaml does not describe it.
+RESUME_MAY_CHANGE = ("runtime.", "export.", "run.name", "run.output_dir")
+
+
+def check_resume_settings(resolved: RunConfig, run_dir: Path) -> None:
+    """UserError naming each setting that differs from the run folder's ``config.yaml`` (the settings the run was
+    trained with so far), unless it is one of :data:`RESUME_MAY_CHANGE`; nothing to check in a fresh folder."""
+    import yaml
+
+    saved_path = Path(run_dir) / "config.yaml"
+    if not saved_path.is_file() or not (Path(run_dir) / "checkpoints").is_dir():
+        return
+    saved = _flat(yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {})
+    now = _flat(resolved.model_dump(mode="json"))
+    changed = [key for key in sorted(set(saved) | set(now))
+               if saved.get(key) != now.get(key) and not key.startswith(RESUME_MAY_CHANGE)]
+    if not changed:
+        return
+    lines = "\n".join(f"    {key}: {saved.get(key)!r} (the run) -> {now.get(key)!r} (now)" for key in changed[:12])
+    more = f"\n    ... and {len(changed) - 12} more" if len(changed) > 12 else ""
+    raise UserError(
+        f"--resume continues the run with the settings it was trained with; "
+        f"{len(changed)} {'setting differs' if len(changed) == 1 else 'settings differ'}:\n{lines}{more}",
+        where=str(run_dir),
+        hint=f"resume with the run's settings ({saved_path}; runtime and export settings may change), or start "
+             f"a new run; to train a finished run further, start a new run from its merged export "
+             f"(model.name: {Path(run_dir) / 'export' / 'merged'})",
+    )
+
+
+def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict) and value:
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flat(item, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: value}
