@@ -380,8 +380,19 @@ def _pick_split(loaded: Any, split: str | None, where: str) -> Any:
 
 
 def _iter_dataset(dataset: Any, name: str) -> Iterator[Row]:
+    """Rows of a ``datasets`` Dataset; a ``ClassLabel`` column gives its class names (``pos``, not ``1``), and
+    its -1 ("no label", e.g. GLUE test splits) reads as a missing value."""
+    import datasets
+
+    features = getattr(dataset, "features", None) or {}
+    named = {column: feature for column, feature in features.items() if isinstance(feature, datasets.ClassLabel)}
     for index, row in enumerate(dataset, start=1):
-        yield dict(row), f"{name}:row {index}"
+        row = dict(row)
+        for column, feature in named.items():
+            value = row.get(column)
+            if isinstance(value, int) and not isinstance(value, bool):
+                row[column] = feature.int2str(value) if 0 <= value < feature.num_classes else None
+        yield row, f"{name}:row {index}"
 
 
 def _iter_hub(source: SourceConfig, files: list[Path]) -> Iterator[Row]:

@@ -123,6 +123,28 @@ def test_save_to_disk_dataset_and_dataset_dict(tmp_path):
         read(tmp_path / "dict", split="validaton")
 
 
+def test_class_label_columns_give_their_names_and_minus_one_is_no_label(tmp_path):
+    import datasets
+
+    from lmforge.config.schema import DataConfig
+    from lmforge.data.records import to_records
+
+    features = datasets.Features({"sentence": datasets.Value("string"),
+                                  "label": datasets.ClassLabel(names=["negative", "positive"]),
+                                  "score": datasets.Value("int64")})
+    ds = datasets.Dataset.from_dict({"sentence": ["bad", "good", "unlabelled"], "label": [0, 1, -1],
+                                     "score": [0, 1, 2]}, features=features)
+    ds.save_to_disk(str(tmp_path / "sst"))
+    rows = read(tmp_path / "sst").rows
+    assert [r["label"] for r, _ in rows] == ["negative", "positive", None]
+    assert [r["score"] for r, _ in rows] == [0, 1, 2]  # a plain integer column is left alone
+    data = DataConfig(format="classification", train="unused", columns={"text": "sentence"})
+    assert [r["label"] for r in to_records(rows[:2], data)] == ["negative", "positive"]
+    with pytest.raises(UserError, match="empty label in column 'label'") as err:
+        to_records(rows, data)
+    assert err.value.where.endswith("sst:row 3")
+
+
 def test_malformed_json_line_names_file_line_and_error(tmp_path):
     f = tmp_path / "d.jsonl"
     f.write_text('{"a": 1}\n{"a": 2,}\n')
