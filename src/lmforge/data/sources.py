@@ -288,11 +288,12 @@ def _iter_parquet(path: Path) -> Iterator[Row]:
 
     index = 0
     try:
-        batches = pq.ParquetFile(path).iter_batches(batch_size=1024)  # streamed: one batch in memory at a time
-        for batch in batches:
+        parquet = pq.ParquetFile(path)
+        named = _class_names(parquet.schema_arrow.metadata or {})
+        for batch in parquet.iter_batches(batch_size=1024):  # streamed: one batch in memory at a time
             for row in batch.to_pylist():
                 index += 1
-                yield row, f"{path}:row {index}"
+                yield _with_class_names(row, named), f"{path}:row {index}"
     except UserError:
         raise
     except Exception as exc:  # pyarrow raises several types for a damaged file
@@ -380,19 +381,35 @@ def _pick_split(loaded: Any, split: str | None, where: str) -> Any:
 
 
 def _iter_dataset(dataset: Any, name: str) -> Iterator[Row]:
-    """Rows of a ``datasets`` Dataset; a ``ClassLabel`` column gives its class names (``pos``, not ``1``), and
-    its -1 ("no label", e.g. GLUE test splits) reads as a missing value."""
+    """Rows of a ``datasets`` Dataset, class ids of ``ClassLabel`` columns as names (:func:`_with_class_names`)."""
     import datasets
 
     features = getattr(dataset, "features", None) or {}
-    named = {column: feature for column, feature in features.items() if isinstance(feature, datasets.ClassLabel)}
+    named = {column: list(feature.names) for column, feature in features.items()
+             if isinstance(feature, datasets.ClassLabel)}
     for index, row in enumerate(dataset, start=1):
-        row = dict(row)
-        for column, feature in named.items():
-            value = row.get(column)
-            if isinstance(value, int) and not isinstance(value, bool):
-                row[column] = feature.int2str(value) if 0 <= value < feature.num_classes else None
-        yield row, f"{name}:row {index}"
+        yield _with_class_names(dict(row), named), f"{name}:row {index}"
+
+
+def _class_names(metadata: dict) -> dict[str, list[str]]:
+    """``ClassLabel`` columns -> class names, from the ``huggingface`` schema metadata ``datasets`` writes into
+    Parquet files (hub Parquet exports carry it); {} when absent or unreadable."""
+    try:
+        features = json.loads(metadata.get(b"huggingface", b"{}")).get("info", {}).get("features", {})
+        return {column: list(f["names"]) for column, f in features.items()
+                if isinstance(f, dict) and f.get("_type") == "ClassLabel" and isinstance(f.get("names"), list)}
+    except (ValueError, AttributeError, TypeError):
+        return {}
+
+
+def _with_class_names(row: dict, named: dict[str, list[str]]) -> dict:
+    """``row`` with each class id of a ``ClassLabel`` column replaced by its name (``positive``, not ``1``); an id
+    out of range (-1: "no label", as in GLUE test splits) becomes a missing value."""
+    for column, names in named.items():
+        value = row.get(column)
+        if isinstance(value, int) and not isinstance(value, bool):
+            row[column] = names[value] if 0 <= value < len(names) else None
+    return row
 
 
 def _iter_hub(source: SourceConfig, files: list[Path]) -> Iterator[Row]:

@@ -143,6 +143,9 @@ def test_class_label_columns_give_their_names_and_minus_one_is_no_label(tmp_path
     with pytest.raises(UserError, match="empty label in column 'label'") as err:
         to_records(rows, data)
     assert err.value.where.endswith("sst:row 3")
+    # the same names from a Parquet file datasets wrote (hub Parquet exports carry the features)
+    ds.to_parquet(str(tmp_path / "sst.parquet"))
+    assert [r["label"] for r, _ in read(tmp_path / "sst.parquet").rows] == ["negative", "positive", None]
 
 
 def test_malformed_json_line_names_file_line_and_error(tmp_path):
