@@ -50,14 +50,20 @@ def run_preview(config: RunConfig, *, source: str = "<config>", n: int = 3, colo
         return "\n".join(lines) + "\n\n" + tasks.preview(tokenizer, n=n, color=color, marks=marks)
 
 
-def _prepared_line(manifest_path: Path, *, paraphrase: bool) -> str:
+def rules_line(manifest_path: Path) -> str:
+    """What each data.prepare rule did, from its manifest: ``removed: dedup_near 138; changed: pii_redact 160``."""
     import json
 
     from lmforge.data.prepare.audit import rules_summary
 
-    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    kept = sum(part["examples"] for part in manifest["outputs"])
-    return (f"data.prepare, as the run will apply it ({rules_summary(manifest['rules'])}; {kept} examples kept"
+    return rules_summary(json.loads(manifest_path.read_text(encoding="utf-8"))["rules"])
+
+
+def _prepared_line(manifest_path: Path, *, paraphrase: bool) -> str:
+    import json
+
+    kept = sum(part["examples"] for part in json.loads(manifest_path.read_text(encoding="utf-8"))["outputs"])
+    return (f"data.prepare, as the run will apply it ({rules_line(manifest_path)}; {kept} examples kept"
             + ("; model paraphrases left out" if paraphrase else "")
             + "). Its files and report are not kept: `lmforge data prepare` writes them")
 
@@ -103,8 +109,8 @@ def prepare_data(config: RunConfig, *, out_dir: str | Path | None = None, say: S
                      paraphrase=paraphraser(prepare_cfg, config.run.seed, say),
                      check_out=lambda files: check_inputs(out, files, where))
     counts = result.counts
-    say(f"prepare: {streams.read} records -> train {counts['train']}, "
-        f"validation {counts['validation']}, test {counts['test']}; report {result.report_path}")
+    say(f"prepare: {streams.read} records -> train {counts['train']}, validation {counts['validation']}, "
+        f"test {counts['test']} ({rules_line(result.manifest_path)}); report {result.report_path}")
     if not counts["validation"] and not counts["test"]:
         raise UserError("data preparation left no held-out example", where="data.split",
                         hint="raise data.split.validation / data.split.test, or give data.validation / data.test")
