@@ -65,6 +65,13 @@ def run_handler(args) -> int:
     except KeyboardInterrupt:
         print("interrupted: the run folder is resumable with --resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        if not _stdout_closed():  # a socket or another pipe: not the reader of our output going away
+            raise
+        # `lmforge data preview run.yaml | head`: the reader has what it wanted. Exit as a program killed by
+        # SIGPIPE would (128 + 13), quietly; stdout goes to /dev/null so the interpreter's final flush is silent.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except PermissionError as exc:  # a folder the user may not write (or read)
         print(f"error: {exc.filename or exc}: permission denied\n  hint: choose a folder you can write, "
               "or fix its permissions", file=sys.stderr)
@@ -82,6 +89,18 @@ def run_handler(args) -> int:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code  # type: ignore[attr-defined]
+
+def _stdout_closed() -> bool:
+    """True when stdout is a pipe whose reader has gone (poll reports an error on its write end)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no poll (Windows), no real file descriptor
+        return False
+
 
 if __name__ == "__main__":
     sys.exit(main())

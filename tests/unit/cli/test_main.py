@@ -57,3 +57,28 @@ def test_debug_keeps_the_file_not_found_traceback(monkeypatch):
     monkeypatch.setenv("LMFORGE_DEBUG", "1")
     with pytest.raises(FileNotFoundError):
         run_handler(_raise(FileNotFoundError(errno.ENOENT, "x", "y")))
+
+
+def test_output_piped_into_a_reader_that_stops_early_ends_quietly():
+    """`lmforge data preview run.yaml | head`: the reader closes the pipe; exit 141 (as SIGPIPE), no traceback.
+    A broken pipe that is not stdout (a socket, a subprocess) stays a bug with its traceback."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from types import SimpleNamespace\n"
+        "from lmforge.cli.main import run_handler\n"
+        "def handler(_a):\n"
+        "    for i in range(100000):\n"
+        "        print('line', i)\n"
+        "sys.exit(run_handler(SimpleNamespace(handler=handler)))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline() == b"line 0\n"
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 141
+    assert proc.stderr.read() == b""
+    proc.stderr.close()
+    with pytest.raises(BrokenPipeError):  # stdout is fine here: someone else's pipe broke
+        run_handler(_raise(BrokenPipeError(32, "Broken pipe")))
