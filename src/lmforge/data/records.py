@@ -28,6 +28,7 @@ from lmforge.errors import UserError
 
 ROLES = {
     "system": "system",
+    "developer": "system",  # OpenAI's newer name for the system message (the server takes it too)
     "user": "user",
     "human": "user",
     "assistant": "assistant",
@@ -187,7 +188,8 @@ def _message(turn: Any, where: str, index: int) -> dict:
         raise UserError(
             f"message {index} has unknown role '{role}'{did_you_mean(str(role), ROLES)}",
             where=where,
-            hint="roles are system, user, assistant (ShareGPT: system, human, gpt)",
+            hint="roles are system (or developer), user, assistant (ShareGPT: system, human, gpt); tool and "
+                 "function messages are not trained: leave them out of the conversation",
         )
     if isinstance(content, list):  # OpenAI content parts: keep the text parts
         content = "".join(p.get("text", "") for p in content if isinstance(p, dict))

@@ -61,6 +61,20 @@ def test_openai_chat():
     assert one(row, "chat")["messages"] == row["messages"]
 
 
+def test_openai_developer_role_and_content_parts():
+    row = {"messages": [{"role": "developer", "content": "Be brief."},
+                        {"role": "user", "content": [{"type": "text", "text": "where is "}, {"type": "text", "text": "it?"}]},
+                        {"role": "assistant", "content": "Here."}]}
+    assert one(row, "chat")["messages"] == [{"role": "system", "content": "Be brief."},
+                                            {"role": "user", "content": "where is it?"},
+                                            {"role": "assistant", "content": "Here."}]
+    tool = {"messages": [{"role": "user", "content": "x"}, {"role": "tool", "content": "{}"},
+                         {"role": "assistant", "content": "y"}]}
+    with pytest.raises(UserError, match="message 2 has unknown role 'tool'") as err:
+        one(tool, "chat")
+    assert "tool and function messages are not trained" in err.value.hint
+
+
 def test_sharegpt_chat_is_detected_and_roles_mapped():
     row = {
         "conversations": [

@@ -95,3 +95,21 @@ def test_auto_dtype_is_bf16_for_causal_lms_only_where_bf16_is_native(native, tin
     assert store.model.dtype == (torch.bfloat16 if native else torch.float32)
     with pytest.raises(ValidationError):
         ServeConfig(dtype="int4")
+
+
+def test_developer_messages_are_rendered_as_system_as_in_training(tiny_tokenizer_dir):
+    """Training data maps OpenAI's "developer" role to system (lmforge.data.records.ROLES); the server does too,
+    so a served model sees the role it was trained with."""
+    from transformers import AutoTokenizer
+
+    from lmforge.serve.completion import chat_prompt_ids
+    from lmforge.serve.protocol import ChatRequest
+
+    tok = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
+
+    def ids(role):
+        return chat_prompt_ids(tok, ChatRequest.model_validate(
+            {"messages": [{"role": role, "content": "Be brief."}, {"role": "user", "content": "hi"}]}))
+
+    assert ids("developer") == ids("system")
+    assert "developer" not in tok.decode(ids("developer"))
