@@ -135,7 +135,48 @@ def read_classification(row: dict, where: str, data_cfg: DataConfig) -> dict:
 
 
 def read_preference(row: dict, where: str, data_cfg: DataConfig) -> dict:
-    return {field: _required(row, where, data_cfg, field) for field in ("prompt", "chosen", "rejected")}
+    fields = ("prompt", "chosen", "rejected")
+    for field in fields:
+        if data_cfg.column(field) not in row:
+            raise _missing(row, where, data_cfg, field)
+    if any(isinstance(row[data_cfg.column(f)], list) for f in fields):
+        return _conversational_preference({f: row[data_cfg.column(f)] for f in fields}, where, data_cfg)
+    return {field: _required(row, where, data_cfg, field) for field in fields}
+
+
+def _conversational_preference(values: dict, where: str, data_cfg: DataConfig) -> dict:
+    """TRL's conversational preference rows -> ``{prompt, chosen, rejected}`` strings.
+
+    ``prompt`` a string or ``[{"role": "user", ...}]``; ``chosen`` / ``rejected`` a string, ``[assistant]``, or
+    the whole conversation ``[user, assistant]`` repeating the prompt (UltraFeedback's layout). A prompt is one
+    user turn: preference objectives score an answer to one question (multi-turn histories are refused).
+    """
+    prompt = values["prompt"]
+    if isinstance(prompt, list):
+        turns = [_message(t, where, i) for i, t in enumerate(prompt, start=1)]
+        if [t["role"] for t in turns] != ["user"]:
+            raise UserError(f"column '{data_cfg.column('prompt')}' holds {len(turns)} messages "
+                            f"({', '.join(t['role'] for t in turns) or 'none'}); a preference prompt is one user "
+                            "message", where=where,
+                            hint="keep one user turn per example; a shared system message goes in data.system_prompt")
+        prompt = turns[0]["content"]
+    out = {"prompt": _string(prompt, where, f"column '{data_cfg.column('prompt')}'")}
+    for side in ("chosen", "rejected"):
+        column, value = data_cfg.column(side), values[side]
+        if isinstance(value, list):
+            turns = [_message(t, where, i) for i, t in enumerate(value, start=1)]
+            if len(turns) == 2 and turns[0]["role"] == "user":
+                if turns[0]["content"].strip() != out["prompt"].strip():
+                    raise UserError(f"column '{column}' repeats a prompt that differs from column "
+                                    f"'{data_cfg.column('prompt')}'", where=where)
+                turns = turns[1:]
+            if [t["role"] for t in turns] != ["assistant"]:
+                raise UserError(f"column '{column}' must end in one assistant answer to the prompt "
+                                f"(got roles: {', '.join(t['role'] for t in turns) or 'none'})", where=where,
+                                hint="give the answer as a string, [assistant] or [user, assistant]")
+            value = turns[0]["content"]
+        out[side] = _string(value, where, f"column '{column}'")
+    return out
 
 
 def read_chat(row: dict, where: str, data_cfg: DataConfig) -> dict:

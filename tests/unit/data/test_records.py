@@ -119,5 +119,29 @@ def test_preference_fields_must_be_non_empty_strings():
     assert (rec["prompt"], rec["chosen"], rec["rejected"]) == ("p", "c", "r")
     with pytest.raises(UserError, match="'rejected' is empty"):
         one({"prompt": "p", "chosen": "c", "rejected": "  "}, "preference")
-    with pytest.raises(UserError, match="must be a string"):
+    with pytest.raises(UserError, match="message 1 must be an object, got str"):
         one({"prompt": "p", "chosen": ["c"], "rejected": "r"}, "preference")
+
+
+def test_conversational_preference_rows_of_trl_and_ultrafeedback():
+    user = {"role": "user", "content": "Q?"}
+
+    def answer(text):
+        return {"role": "assistant", "content": text}
+
+    want = ("Q?", "good", "bad")
+    trl = {"prompt": [user], "chosen": [answer("good")], "rejected": [answer("bad")]}
+    ultrafeedback = {"prompt": "Q?", "chosen": [user, answer("good")], "rejected": [user, answer("bad")]}
+    mixed = {"prompt": "Q?", "chosen": [answer("good")], "rejected": "bad"}
+    for row in (trl, ultrafeedback, mixed):
+        rec = one(row, "preference")
+        assert (rec["prompt"], rec["chosen"], rec["rejected"]) == want
+    history = {"prompt": [user, answer("A"), user], "chosen": [answer("good")], "rejected": [answer("bad")]}
+    with pytest.raises(UserError, match="holds 3 messages .* a preference prompt is one user message"):
+        one(history, "preference")
+    other = {"prompt": "Q?", "chosen": [{"role": "user", "content": "other?"}, answer("good")], "rejected": "bad"}
+    with pytest.raises(UserError, match="column 'chosen' repeats a prompt that differs"):
+        one(other, "preference")
+    two = {"prompt": "Q?", "chosen": [answer("a"), answer("b")], "rejected": "bad"}
+    with pytest.raises(UserError, match="must end in one assistant answer"):
+        one(two, "preference")
