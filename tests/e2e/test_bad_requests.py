@@ -144,7 +144,7 @@ ROWS = [
     ("logprobs-asked", "POST", CHAT, dict(body=chat(logprobs=True)), 400, "logprobs"),
     ("tools-asked", "POST", CHAT, dict(body=chat(tools=[{"type": "function", "function": {"name": "f"}}])),
      400, "tools"),
-    ("model-missing", "POST", CHAT, dict(body={"messages": [{"role": "user", "content": "hi"}]}), 400, "model"),
+    ("model-empty", "POST", CHAT, dict(body={"model": "", "messages": [{"role": "user", "content": "hi"}]}), 400, "model"),
     ("model-unknown", "POST", CHAT, dict(body=chat(model="gpt-5")), 404, "model"),
     ("model-a-number", "POST", CHAT, dict(body=chat(model=5)), 400, "model"),
     ("prompt-too-long", "POST", CHAT, dict(body=msgs({"role": "user", "content": "hi " * 80})), 400, "messages"),

@@ -46,7 +46,13 @@ def check_resume_settings(resolved: RunConfig, run_dir: Path) -> None:
     saved_path = Path(run_dir) / "config.yaml"
     if not saved_path.is_file() or not (Path(run_dir) / "checkpoints").is_dir():
         return
-    saved = _flat(yaml.safe_load(saved_path.read_text(encoding="utf-8")) or {})
+    try:
+        saved_raw = yaml.safe_load(saved_path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError):
+        saved_raw = None
+    if not isinstance(saved_raw, dict):  # not a config lmforge wrote: nothing to compare with
+        return
+    saved = _flat(saved_raw)
     now = _flat(resolved.model_dump(mode="json"))
     changed = [key for key in sorted(set(saved) | set(now))
                if saved.get(key) != now.get(key) and not key.startswith(RESUME_MAY_CHANGE)]
