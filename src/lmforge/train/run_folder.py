@@ -32,10 +32,12 @@ def open_run_folder(config: RunConfig, resume: bool) -> Path:
 
 
 # What may differ when a run is resumed: where and how it runs (threads, device, precision, process count: a
-# checkpoint resumes on another machine), what is exported, and the run's display name. Everything else shaped
-# the weights already trained (model, data, method, objective, train, eval: validation picks the checkpoint and
-# may stop early, run.seed), so a change there would leave a run folder whose config.yaml does not describe it.
-RESUME_MAY_CHANGE = ("runtime.", "export.", "run.name", "run.output_dir")
+# checkpoint resumes on another machine), what is exported, the run's display name, and what is only reported
+# after training (samples, judge, forgetting set, the base measurement). Everything else shaped the weights
+# already trained (model, data, method, objective, train, the eval settings that pick the checkpoint or stop
+# early, run.seed), so a change there would leave a run folder whose config.yaml does not describe it.
+RESUME_MAY_CHANGE = ("runtime.", "export.", "run.name", "run.output_dir", "eval.before", "eval.generations",
+                     "eval.max_new_tokens", "eval.repetition_penalty", "eval.judge", "eval.forgetting")
 
 
 def check_resume_settings(resolved: RunConfig, run_dir: Path) -> None:
@@ -64,7 +66,7 @@ def check_resume_settings(resolved: RunConfig, run_dir: Path) -> None:
         f"--resume continues the run with the settings it was trained with; "
         f"{len(changed)} {'setting differs' if len(changed) == 1 else 'settings differ'}:\n{lines}{more}",
         where=str(run_dir),
-        hint=f"resume with the run's settings ({saved_path}; runtime and export settings may change), or start "
+        hint=f"resume with the run's settings ({saved_path}; runtime, export and sample settings may change), or start "
              f"a new run; to train a finished run further, start a new run from its merged export "
              f"(model.name: {Path(run_dir) / 'export' / 'merged'})",
     )
