@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 from tests.e2e.conftest import run_cli, write_config
 
@@ -62,6 +63,21 @@ runtime: {{precision: fp32}}
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "run" / "data" / "manifest.json").exists()
     assert "prepare:" in proc.stdout
+
+    # later commands read the run's prepared data as it is, and never rewrite it
+    prepared = {p.name: p.read_bytes() for p in (tmp_path / "run" / "data").iterdir() if p.is_file()}
+    test_part = (tmp_path / "run" / "data" / "test.jsonl").read_text().count("\n")
+    with data.open("a") as f:  # the input grows after the run: the run's record stays what it trained on
+        f.write(json.dumps({"review": "a new review, mail new@example.com", "score": "great"}) + "\n")
+    plain = run_cli("eval", str(tmp_path / "run"))
+    assert plain.returncode == 0, plain.stderr[-3000:]
+    assert f"prepare: the run's prepared data ({tmp_path / 'run' / 'data'})" in plain.stdout
+    assert re.search(rf"^eval_examples\s+{test_part}\b", plain.stdout, re.M), plain.stdout
+    # new held-out data gets the same cleaning in a temporary folder; the training source itself may be given
+    again = run_cli("eval", str(tmp_path / "run"), "--data", str(data), "--out", str(tmp_path / "on-train"))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "prepared for this command only, not kept" in again.stdout
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run" / "data").iterdir() if p.is_file()} == prepared
 
 
 def test_data_prepare_paraphrases_train_examples_with_the_named_model(tmp_path, tiny_llama_dir, qa_file):

@@ -83,15 +83,17 @@ def tasks_summary(data: DataConfig) -> str:
     return f" x {len(data.tasks)} tasks, mixing {data.mixing}" if data.tasks else ""
 
 
-def open_tasks(config: RunConfig, head: str, say: Say, *, prepare_out: Path | None = None):
+def open_tasks(config: RunConfig, head: str, say: Say, *, scratch: Path | None = None,
+               prepared: Path | None = None):
     """The Session's task object: :class:`MultiTask` with ``data.tasks``, else
-    :class:`~lmforge.pipeline.single.SingleTask` (``data.prepare``, when configured, writes into
-    ``prepare_out``, default <run dir>/data). The one place a command's path depends on multi-task."""
+    :class:`~lmforge.pipeline.single.SingleTask` (``data.prepare``, when configured, writes into <run dir>/data,
+    or into ``scratch``, a temporary folder the caller removes; or its earlier output ``prepared`` is read). The
+    one place a command's path depends on multi-task."""
     if config.data.tasks:
         return MultiTask.load(config, head)
     from lmforge.pipeline.single import SingleTask
 
-    return SingleTask.load(config, say, prepare_out=prepare_out)
+    return SingleTask.load(config, say, scratch=scratch, prepared=prepared)
 
 
 class MultiTask:
@@ -149,9 +151,10 @@ class MultiTask:
 
         return build_multihead(load_model(model_cfg, single_head(task), **load_kwargs), task)
 
-    def encode(self, objective, tokenizer, config: RunConfig, say: Say) -> tuple[list, dict[str, list]]:
+    def encode(self, objective, tokenizer, config: RunConfig, say: Say, train: bool = True) -> tuple[list, dict[str, list]]:
         """Train features (each task encoded with its own section, tagged with its index, mixed by
-        ``data.mixing``) and each held-out part's (kept per task; ``eval.max_examples`` applies per task)."""
+        ``data.mixing``; none unless ``train``) and each held-out part's (kept per task; ``eval.max_examples``
+        applies per task)."""
         from lmforge.data.splits import HELD_OUT
         from lmforge.data.tasks import mix_features, tag_task, task_counts
 
@@ -160,17 +163,20 @@ class MultiTask:
         limit = config.eval.max_examples
         for i, t in enumerate(self.tasks):
             extra = {"labels": self.labels[i]} if self.labels else {}
-            per_task.append(tag_task(objective.encode(t.splits.train, tokenizer, t.data, **extra), i))
+            if train:
+                per_task.append(tag_task(objective.encode(t.splits.train, tokenizer, t.data, **extra), i))
             for part in HELD_OUT:
                 records = getattr(t.splits, part)[:limit] if limit else getattr(t.splits, part)
                 if records:
                     held[part] += tag_task(objective.encode(records, tokenizer, t.data, **extra), i)
-        train = mix_features(per_task, [t.weight for t in self.tasks], config.data.mixing, seed=config.run.seed,
+        if not train:
+            return [], held
+        mixed = mix_features(per_task, [t.weight for t in self.tasks], config.data.mixing, seed=config.run.seed,
                              temperature=config.data.temperature)
-        counts = task_counts(train, len(self.tasks))
+        counts = task_counts(mixed, len(self.tasks))
         say(f"mixing ({config.data.mixing}): " + ", ".join(f"{t.name} {n}" for t, n in zip(self.tasks, counts))
             + " training examples per epoch")
-        return train, held
+        return mixed, held
 
     def collate(self, objective, tokenizer) -> Callable[[list[dict]], dict]:
         """The objective's collate, plus each row's task index (``task``) when rows route to per-task heads."""

@@ -42,7 +42,7 @@ def run_preview(config: RunConfig, *, source: str = "<config>", n: int = 3, colo
         prepare, out = config.data.prepare, Path(scratch) / "data"
         if prepare is not None:
             config = _without_paraphrase(config)
-        tasks = open_tasks(config, plan.objective.head, say=lambda _m: None, prepare_out=out)
+        tasks = open_tasks(config, plan.objective.head, say=lambda _m: None, scratch=out)
         if (out / "manifest.json").is_file():
             lines.append(_prepared_line(out / "manifest.json", paraphrase=bool(prepare.augment.paraphrase)))
         describe_splits(tasks.splits, config, lines.append)
@@ -75,19 +75,35 @@ def _without_paraphrase(config: RunConfig) -> RunConfig:
     return config.model_copy(update={"data": data})
 
 
-def prepare_splits(config: RunConfig, *, out_dir: str | Path | None = None, say: Say = print):
+def prepare_splits(config: RunConfig, *, out_dir: str | Path | None = None, say: Say = print, kept: bool = True):
     """Run the data-preparation rules (data.prepare) and return the prepared train / validation / test splits.
 
-    Outputs, manifest and report go to ``out_dir`` (default <run dir>/data). The prepared splits are
+    Outputs, manifest and report go to ``out_dir`` (default <run dir>/data; ``kept`` False: a temporary folder the
+    caller removes, and the line said does not point at it). The prepared splits are
     read back as lists (training needs them); :func:`prepare_data` alone streams and reads nothing back.
     """
     from lmforge.data.splits import Splits
 
-    result, files = prepare_data(config, out_dir=out_dir, say=say)
+    result, files = prepare_data(config, out_dir=out_dir, say=say, kept=kept)
     return Splits(result.train, result.validation, result.test, files)
 
 
-def prepare_data(config: RunConfig, *, out_dir: str | Path | None = None, say: Say = print):
+def read_prepared(folder: Path, say: Say = print):
+    """The splits an earlier data.prepare wrote into ``folder`` (a run's ``data/``), read back as they are."""
+    import json
+
+    from lmforge.data.prepare import PrepareResult
+    from lmforge.data.splits import Splits
+
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    counts = {part["split"]: part["examples"] for part in manifest["outputs"]}
+    result = PrepareResult(folder, counts, folder / "manifest.json", folder / "report.md")
+    say(f"prepare: the run's prepared data ({folder}): train {counts['train']}, validation {counts['validation']}, "
+        f"test {counts['test']}")
+    return Splits(result.train, result.validation, result.test, [Path(p["path"]) for p in manifest["inputs"]])
+
+
+def prepare_data(config: RunConfig, *, out_dir: str | Path | None = None, say: Say = print, kept: bool = True):
     """Prepare ``config.data`` into ``out_dir`` in bounded memory; returns (PrepareResult, input files).
 
     JSONL / CSV / plain-text inputs are read record by record (lmforge.data.splits.load_records_lazily);
@@ -110,7 +126,8 @@ def prepare_data(config: RunConfig, *, out_dir: str | Path | None = None, say: S
                      check_out=lambda files: check_inputs(out, files, where))
     counts = result.counts
     say(f"prepare: {streams.read} records -> train {counts['train']}, validation {counts['validation']}, "
-        f"test {counts['test']} ({rules_line(result.manifest_path)}); report {result.report_path}")
+        f"test {counts['test']} ({rules_line(result.manifest_path)}); "
+        + (f"report {result.report_path}" if kept else "prepared for this command only, not kept"))
     if not counts["validation"] and not counts["test"]:
         raise UserError("data preparation left no held-out example", where="data.split",
                         hint="raise data.split.validation / data.split.test, or give data.validation / data.test")

@@ -9,6 +9,7 @@ with :meth:`Session.with_model`. How the data maps to heads (one task, or severa
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -100,15 +101,18 @@ def generation_scores(session: Session, n: int, model=None) -> dict:
     return generation_intervals([r["output"] for r in rows], [r["reference"] for r in rows], seed=session.config.run.seed)
 
 
-def open_session(config: RunConfig, *, source: str = "<config>", say: Say = print) -> Session:
-    """Load data, tokenizer and model, apply the method, encode features."""
+def open_session(config: RunConfig, *, source: str = "<config>", say: Say = print, train: bool = True,
+                 scratch: Path | None = None, prepared: Path | None = None) -> Session:
+    """Load data, tokenizer and model, apply the method, encode features (training features only with
+    ``train``). data.prepare writes into <run dir>/data, or into ``scratch`` (a temporary folder the caller
+    removes), or its earlier output ``prepared`` is read."""
     from lmforge.methods import build_method
     from lmforge.model import load_tokenizer
     from lmforge.objectives import build_objective
     from lmforge.pipeline.multitask import open_tasks
 
     plan = plan_run(config, source)
-    tasks = open_tasks(config, plan.objective.head, say)
+    tasks = open_tasks(config, plan.objective.head, say, scratch=scratch, prepared=prepared)
     describe_splits(tasks.splits, config, say)
     tasks.describe(say)
     tokenizer = load_tokenizer(config.model)
@@ -126,14 +130,14 @@ def open_session(config: RunConfig, *, source: str = "<config>", say: Say = prin
 
         ac = config.runtime.memory.activation_checkpointing
         enable_activation_checkpointing(model, "all" if ac is True else int(ac))
-    train_features, held_out = tasks.encode(objective, tokenizer, config, say)
+    train_features, held_out = tasks.encode(objective, tokenizer, config, say, train=train)
     if config.data.packing and isinstance(train_features, list):  # shards are packed as they are written
         from lmforge.data.packing import pack_features
 
         n_examples = len(train_features)
         train_features = pack_features(list(train_features), config.data.max_length)
         say(f"packing: {n_examples} examples -> {len(train_features)} rows of up to {config.data.max_length} tokens")
-    if not train_features:
+    if train and not train_features:
         raise UserError("no training example is left after encoding", where="data.train",
                         hint="check data.max_length and that examples have a completion to train on")
     return Session(plan=plan, run_dir=Path(config.run.dir), tokenizer=tokenizer, objective=objective, method=method,
@@ -157,7 +161,15 @@ def restore_session(run_dir: str | Path, overrides: Sequence[str] = (), *, train
         raise UserError("not a run folder (no config.yaml inside)", where=str(run_dir),
                         hint="pass the folder a `lmforge train` run wrote, e.g. runs/quickstart")
     config = load_config(cfg_path, list(overrides) + [f"run.output_dir={run_dir}"])
-    session = open_session(config, source=str(cfg_path), say=say)
+    # The run's data.prepare output is its record of what it trained and was measured on: read it as it is (the
+    # inputs may have changed since); with data overridden (`eval --data`), prepare again in a temporary folder.
+    # Either way the run folder's data/ is not rewritten, and no training features are made.
+    prepared = run_dir / "data"
+    data_overridden = any(o.split("=", 1)[0].strip().startswith("data.") for o in overrides)
+    reuse = config.data.prepare is not None and not data_overridden and (prepared / "manifest.json").is_file()
+    with tempfile.TemporaryDirectory(prefix="lmforge-prepare-") as folder:
+        session = open_session(config, source=str(cfg_path), say=say, train=False,
+                               prepared=prepared if reuse else None, scratch=Path(folder) / "data")
     if trained:
         from lmforge.train.checkpoint import load_trainable
 

@@ -25,11 +25,14 @@ class SingleTask:
         self.data_cfg = data_cfg
 
     @classmethod
-    def load(cls, config: RunConfig, say: Say, *, prepare_out: Path | None = None) -> "SingleTask":
+    def load(cls, config: RunConfig, say: Say, *, scratch: Path | None = None,
+             prepared: Path | None = None) -> "SingleTask":
         if config.data.prepare is not None:
-            from lmforge.pipeline.prepare import prepare_splits
+            from lmforge.pipeline.prepare import prepare_splits, read_prepared
 
-            return cls(prepare_splits(config, out_dir=prepare_out, say=say), config.data)
+            if prepared is not None:  # what data.prepare wrote for this run: read, not made again
+                return cls(read_prepared(prepared, say), config.data)
+            return cls(prepare_splits(config, out_dir=scratch, say=say, kept=scratch is None), config.data)
         from lmforge.data.splits import load_splits
 
         return cls(load_splits(config.data, config.run.seed), config.data)
@@ -59,14 +62,20 @@ class SingleTask:
 
         return load_model(model_cfg, task, **load_kwargs)
 
-    def encode(self, objective, tokenizer, config: RunConfig, say: Say) -> tuple[Sequence[dict], dict[str, list[dict]]]:
-        """Training features, and the features of each held-out part (``eval.max_examples`` applies to each)."""
-        train = (sharded_features(config, self.splits.train, objective, tokenizer, say) if config.runtime.memory.shards
-                 else objective.encode(self.splits.train, tokenizer, config.data))
+    def encode(self, objective, tokenizer, config: RunConfig, say: Say,
+               train: bool = True) -> tuple[Sequence[dict], dict[str, list[dict]]]:
+        """Training features (none unless ``train``), and the features of each held-out part
+        (``eval.max_examples`` applies to each)."""
+        if not train:
+            features: Sequence[dict] = []
+        elif config.runtime.memory.shards:
+            features = sharded_features(config, self.splits.train, objective, tokenizer, say)
+        else:
+            features = objective.encode(self.splits.train, tokenizer, config.data)
         limit = config.eval.max_examples
         held = {part: getattr(self.splits, part)[:limit] if limit else getattr(self.splits, part) for part in HELD_OUT}
-        return train, {part: objective.encode(records, tokenizer, config.data) if records else []
-                       for part, records in held.items()}
+        return features, {part: objective.encode(records, tokenizer, config.data) if records else []
+                          for part, records in held.items()}
 
     def collate(self, objective, tokenizer) -> Callable[[list[dict]], dict]:
         return lambda feats: objective.collate(feats, tokenizer)
