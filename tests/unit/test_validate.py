@@ -93,6 +93,10 @@ def test_model_name_missing_path_is_a_problem_and_hub_names_get_a_note(tmp_path,
     assert not typo.errors and typo.notes == [
         "model.name 'all-minilm-l6-v2' is not a built-in name or a local path: read from the hub when training "
         "(not checked here); did you mean 'minilm-l6'?"]
+    upstream = validate_config(_write(tmp_path, config % "HuggingFaceTB/SmolLM2-135M-Instruct"))  # its hub repo
+    assert not upstream.errors and upstream.notes[0].endswith(
+        "the built-in 'smollm2-135m-instruct' is this model (its Q4_1 GGUF build, dequantized once, installed "
+        "offline with lmforge): use model.name: smollm2-135m-instruct")
     (tmp_path / "models" / "mine").mkdir(parents=True)
     for name in ("./models/mine", "smollm2-135m-instruct"):
         result = validate_config(_write(tmp_path, config % name))

