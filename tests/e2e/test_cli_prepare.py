@@ -77,6 +77,9 @@ runtime: {{precision: fp32}}
     again = run_cli("eval", str(tmp_path / "run"), "--data", str(data), "--out", str(tmp_path / "on-train"))
     assert again.returncode == 0, again.stderr[-3000:]
     assert "prepared for this command only, not kept" in again.stdout
+    base = run_cli("eval", str(cfg), "--out", str(tmp_path / "base"))  # the config's base model, same data
+    assert base.returncode == 0, base.stderr[-3000:]
+    assert "prepared for this command only, not kept" in base.stdout
     assert {p.name: p.read_bytes() for p in (tmp_path / "run" / "data").iterdir() if p.is_file()} == prepared
 
 
