@@ -32,6 +32,10 @@ def input_paths(config: RunConfig) -> list[Path]:
         path = Path(value).expanduser()
         if path.exists() and path not in found:
             found.append(path)
+        elif not path.exists() and any(ch in value for ch in "*?["):  # a data pattern: the files it matches
+            import glob
+
+            found += [p for p in map(Path, sorted(glob.glob(str(path), recursive=True))) if p not in found]
     return found
 
 

@@ -5,8 +5,9 @@ says where it came from (``file:line`` for JSONL / CSV / text, ``file:row N`` fo
 Parquet and datasets). Rows are mapped to canonical records by :mod:`lmforge.data.records`.
 
 Supported files: ``.jsonl`` / ``.ndjson``, ``.json`` (a list of objects, or an object with exactly
-one list field), ``.csv`` / ``.tsv`` (the delimiter read off the header line: see :func:`csv_delimiter`), ``.parquet``, and plain text ``.txt`` / ``.md`` (format ``text`` only:
-one record per file in a folder, one record per blank-line-separated paragraph for a single file).
+one list field), ``.csv`` / ``.tsv`` (the delimiter read off the header line: see :func:`csv_delimiter`), ``.parquet``, and plain text ``.txt`` / ``.md`` (format ``text`` only: one record per file in a folder, one record
+per blank-line-separated paragraph for a single file). A path may be a shell pattern (``data/*.jsonl``,
+``logs/**/*.csv``): the matching files are read like a folder's.
 Every problem a user can fix is a :class:`UserError` naming the file and line or row.
 
 JSONL, CSV and single plain-text files are read lazily, line by line (one paragraph held at a
@@ -74,6 +75,11 @@ def stream_source(
 
 def _iter_source(source: SourceConfig, files: list[Path], text_format: bool, text_column: str) -> Iterator[Row]:
     path = source_path(source.path)
+    if is_glob(source.path) and not path.exists():
+        for file in glob_data_files(source.path, text_format):  # read like a folder's files, in sorted order
+            files.append(file)
+            yield from _iter_file(file, text_format, text_column, whole_file_text=True)
+        return
     if path.is_dir() and is_saved_dataset(path):
         yield from _iter_saved_dataset(path, source.split, files)
     elif path.is_dir():
@@ -121,6 +127,29 @@ def list_data_files(folder: Path, text_format: bool) -> list[Path]:
             "folder holds no data files",
             where=str(folder),
             hint=f"supported files: {', '.join(wanted)}",
+        )
+    return found
+
+
+def is_glob(raw: str) -> bool:
+    """A source path with a shell pattern (``data/*.jsonl``, ``logs/**/*.csv``, ``part-[0-9].parquet``)."""
+    return not raw.startswith("asset:") and any(ch in raw for ch in "*?[")
+
+
+def glob_data_files(pattern: str, text_format: bool) -> list[Path]:
+    """The supported data files matching ``pattern`` (``**`` spans folders), sorted; hidden files are skipped
+    as in a folder. Raises UserError naming the pattern when nothing matches."""
+    import glob
+
+    wanted = SUPPORTED if text_format else TABLE_SUFFIXES
+    matched = sorted(Path(p) for p in glob.glob(str(Path(pattern).expanduser()), recursive=True))
+    found = [p for p in matched if p.is_file() and p.suffix.lower() in wanted and not p.name.startswith(".")]
+    if not found:
+        other = [p.name for p in matched if p.is_file()][:3]
+        raise UserError(
+            "no data file matches this pattern" + (f" (matched, not data files: {', '.join(other)})" if other else ""),
+            where=pattern,
+            hint=f"check the pattern (relative paths start at the current folder); supported files: {', '.join(wanted)}",
         )
     return found
 

@@ -199,3 +199,23 @@ def test_unreachable_hub_id_offline(monkeypatch):
 def test_empty_folder(tmp_path):
     with pytest.raises(UserError, match="no data files"):
         read(tmp_path)
+
+
+def test_a_shell_pattern_reads_the_matching_files_like_a_folder(tmp_path):
+    from lmforge.config import parse_config
+    from lmforge.config.inputs import input_paths
+
+    (tmp_path / "parts" / "2026").mkdir(parents=True)
+    (tmp_path / "parts" / "b.jsonl").write_text('{"x": "b"}\n')
+    (tmp_path / "parts" / "a.jsonl").write_text('{"x": "a"}\n')
+    (tmp_path / "parts" / "2026" / "c.jsonl").write_text('{"x": "c"}\n')
+    (tmp_path / "parts" / "notes.txt").write_text("not data\n")
+    out = read(tmp_path / "parts" / "*.jsonl")
+    assert [r["x"] for r, _ in out.rows] == ["a", "b"] and out.files == sorted(out.files)
+    assert [r["x"] for r, _ in read(tmp_path / "parts" / "**" / "*.jsonl").rows] == ["c", "a", "b"]
+    with pytest.raises(UserError, match=r"no data file matches this pattern \(matched, not data files: notes.txt\)"):
+        read(tmp_path / "parts" / "*.txt")  # plain text counts only for data.format text
+    assert [r["text"].strip() for r, _ in read(tmp_path / "parts" / "*.txt", text=True).rows] == ["not data"]
+    # the matched files are inputs: no output folder may be or hold them
+    config = parse_config({"model": {"name": "m"}, "data": {"format": "text", "train": str(tmp_path / "parts" / "*.jsonl")}})
+    assert {tmp_path / "parts" / "a.jsonl", tmp_path / "parts" / "b.jsonl"} <= set(input_paths(config))
