@@ -244,6 +244,10 @@ def _iter_json(path: Path) -> Iterator[Row]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data" and exc.lineno > 1 and exc.colno == 1:
+            # JSON Lines under a .json name (what `datasets`' to_json writes): a second document starts a line
+            yield from _iter_jsonl(path)
+            return
         raise UserError(f"malformed JSON: {exc.msg} (column {exc.colno})", where=f"{path}:{exc.lineno}") from None
     if isinstance(value, dict):
         lists = [k for k, v in value.items() if isinstance(v, list)]

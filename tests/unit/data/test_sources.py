@@ -34,6 +34,22 @@ def test_json_list_and_object_with_one_list(tmp_path):
     assert rows == [({"x": "3"}, f"{b}:row 1")]
 
 
+def test_json_lines_under_a_json_name_are_read_as_json_lines(tmp_path):
+    """`datasets`' Dataset.to_json writes JSON Lines into a .json file."""
+    f = tmp_path / "export.json"
+    f.write_text('{"a": 1}\n{"a": 2}\n\n{"a": 3}\n')
+    assert read(f).rows == [({"a": 1}, f"{f}:1"), ({"a": 2}, f"{f}:2"), ({"a": 3}, f"{f}:4")]
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"a": 1}\n{"a": \n')
+    with pytest.raises(UserError, match="malformed JSON") as err:
+        read(bad)
+    assert err.value.where == f"{bad}:2"
+    broken = tmp_path / "broken.json"
+    broken.write_text('[{"a": 1}] x')  # not a second document at a line start: still malformed JSON
+    with pytest.raises(UserError, match="malformed JSON: Extra data"):
+        read(broken)
+
+
 def test_json_object_with_two_lists_is_an_error(tmp_path):
     f = tmp_path / "a.json"
     f.write_text(json.dumps({"a": [], "b": []}))
