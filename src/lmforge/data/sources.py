@@ -185,7 +185,9 @@ def _iter_file(path: Path, text_format: bool, text_column: str, whole_file_text:
         raise UserError(
             f"unsupported file type '{path.suffix or path.name}'",
             where=str(path),
-            hint=f"supported: {', '.join(SUPPORTED)}",
+            hint=(f"save the sheet as CSV UTF-8 (File > Save As) and point data.train at the .csv; "
+                  if path.suffix.lower() in (".xlsx", ".xls", ".xlsm", ".ods", ".numbers") else "")
+                 + f"supported: {', '.join(SUPPORTED)}",
         )
 
 

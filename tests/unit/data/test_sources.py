@@ -190,8 +190,14 @@ def test_non_utf8_file_gives_byte_offset_and_hint(tmp_path):
 def test_unsupported_extension(tmp_path):
     f = tmp_path / "d.xlsx"
     f.write_bytes(b"PK")
-    with pytest.raises(UserError, match="unsupported file type '.xlsx'"):
+    with pytest.raises(UserError, match="unsupported file type '.xlsx'") as err:
         read(f)
+    assert err.value.hint.startswith("save the sheet as CSV UTF-8") and ".csv" in err.value.hint
+    other = tmp_path / "d.xml"
+    other.write_text("<x/>")
+    with pytest.raises(UserError) as err:
+        read(other)
+    assert err.value.hint.startswith("supported: .jsonl")
 
 
 def test_text_file_outside_text_format_is_an_error(tmp_path):
