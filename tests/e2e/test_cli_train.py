@@ -54,6 +54,14 @@ def test_existing_run_needs_resume_and_resume_finishes(tmp_path, tiny_llama_dir,
     assert "2 settings differ" in changed.stderr and "train.epochs: " in changed.stderr and "-> 7" in changed.stderr
     assert "train.lr: 0.01 (the run) -> 0.0003 (now)" in changed.stderr, changed.stderr
     assert (tmp_path / "run" / "config.yaml").read_text() == config_before  # the record of the run is kept
+    recorded = json.loads((tmp_path / "run" / "inputs.json").read_text())
+    assert list(recorded) == [str(qa_file)] and len(recorded[str(qa_file)]["sha256"]) == 64
+    original = qa_file.read_bytes()
+    qa_file.write_bytes(original + b'{"question": "a new one?", "answer": "yes."}\n')  # data grew since the start
+    moved = run_cli("train", str(cfg), "--resume")
+    assert moved.returncode == 2 and "Traceback" not in moved.stderr
+    assert f"{qa_file}: changed" in moved.stderr and "inputs.json" in moved.stderr
+    qa_file.write_bytes(original)
     saved_config = tmp_path / "run" / "config.yaml"
     saved_config.write_text("written by hand\n")  # not a config lmforge wrote: nothing to compare, the resume goes on
     resumed = run_cli("train", str(cfg), "runtime.threads=1", "eval.generations=1", "--resume")  # where it runs,

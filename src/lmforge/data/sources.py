@@ -131,6 +131,21 @@ def list_data_files(folder: Path, text_format: bool) -> list[Path]:
     return found
 
 
+def local_files(raw: str, text_format: bool) -> list[Path]:
+    """The local files a source path reads (a file; a folder's data files, or every file of a ``datasets``
+    folder; a pattern's matches); [] for ``asset:`` datasets (pinned packages) and hub ids. Reads no rows."""
+    if raw.startswith("asset:"):
+        return []
+    path = Path(raw).expanduser()
+    if is_glob(raw) and not path.exists():
+        return glob_data_files(raw, text_format)
+    if path.is_dir():
+        if is_saved_dataset(path):
+            return sorted(p for p in path.rglob("*") if p.is_file())
+        return list_data_files(path, text_format)
+    return [path] if path.is_file() else []
+
+
 def is_glob(raw: str) -> bool:
     """A source path with a shell pattern (``data/*.jsonl``, ``logs/**/*.csv``, ``part-[0-9].parquet``)."""
     return not raw.startswith("asset:") and any(ch in raw for ch in "*?[")

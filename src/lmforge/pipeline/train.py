@@ -44,16 +44,18 @@ def _run_train(config: RunConfig, *, source: str, resume: bool, say: Say, callba
     run_dir = Path(config.run.dir)
     if main:
         from lmforge.pipeline.plan import plan_run
-        from lmforge.train.run_folder import check_resume_settings, open_run_folder
+        from lmforge.train.run_folder import check_resume_inputs, check_resume_settings, open_run_folder, record_inputs
 
         from lmforge.train.runtime import check_precision
 
         plan = plan_run(config, source)  # a config problem is reported before anything is written
         check_precision(config.runtime)  # and one this machine cannot run (e.g. int8 where it is not exact)
         open_run_folder(config, resume)  # new / empty / lmforge's, apart from the inputs; checkpoints need --resume
-        if resume:
-            check_resume_settings(plan.resolved_config(), run_dir)  # the settings the weights were trained with
+        if resume:  # the settings and the data the weights were trained with
+            check_resume_settings(plan.resolved_config(), run_dir)
+            check_resume_inputs(config, run_dir)
         save_resolved(plan.resolved_config(), run_dir)
+        record_inputs(config, run_dir)
         status.set_phase("load")
     session = open_session(config, source=source, say=say if main else (lambda _m: None))
     trainable, total = count_parameters(session.model)

@@ -79,3 +79,65 @@ def _flat(value: Any, prefix: str = "") -> dict[str, Any]:
             out.update(_flat(item, f"{prefix}{key}."))
         return out
     return {prefix[:-1]: value}
+
+
+INPUTS_FILE = "inputs.json"  # the data files a run read at its start, with their sha256
+
+
+def data_inputs(config: RunConfig) -> dict[str, dict]:
+    """``{path: {"bytes", "sha256"}}`` of every local data file ``config`` reads (every task's too, and the lists
+    of terms data.prepare redacts), in order."""
+    from lmforge.config.schema import SOURCE_KEYS, source_list
+    from lmforge.data.prepare.audit import sha256_file
+    from lmforge.data.sources import local_files
+
+    sections = [(config.data, config.data.format)]
+    sections += [(task, task.format or config.data.format) for task in config.data.tasks or []]
+    out: dict[str, dict] = {}
+    for section, data_format in sections:
+        for key in SOURCE_KEYS:
+            for source in source_list(getattr(section, key)):
+                for path in local_files(source.path, text_format=data_format == "text"):
+                    out.setdefault(str(path), {"bytes": path.stat().st_size, "sha256": sha256_file(path)})
+    terms = config.data.prepare.pii.terms.values() if config.data.prepare is not None else ()
+    for path in (Path(value).expanduser() for value in terms if isinstance(value, str)):
+        if path.is_file():
+            out.setdefault(str(path), {"bytes": path.stat().st_size, "sha256": sha256_file(path)})
+    return out
+
+
+def record_inputs(config: RunConfig, run_dir: Path) -> None:
+    """Write ``inputs.json`` (what :func:`check_resume_inputs` compares a resume with), unless a resumed run
+    already has one."""
+    import json
+
+    from lmforge.atomic import atomic_write_text
+
+    path = Path(run_dir) / INPUTS_FILE
+    if not path.is_file():
+        atomic_write_text(path, json.dumps(data_inputs(config), indent=1, sort_keys=True) + "\n")
+
+
+def check_resume_inputs(config: RunConfig, run_dir: Path) -> None:
+    """UserError naming each data file that changed, appeared or went away since the run started: a resume on
+    other data trains on another split and order (held-out examples may move into training)."""
+    import json
+
+    path = Path(run_dir) / INPUTS_FILE
+    if not path.is_file():  # a run folder from before inputs were recorded: nothing to compare with
+        return
+    try:
+        recorded = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return
+    now = data_inputs(config)
+    changed = [f"{p}: changed" for p in recorded if p in now and now[p]["sha256"] != recorded[p].get("sha256")]
+    changed += [f"{p}: gone" for p in recorded if p not in now] + [f"{p}: new" for p in now if p not in recorded]
+    if changed:
+        more = f"\n    ... and {len(changed) - 12} more" if len(changed) > 12 else ""
+        raise UserError(
+            "--resume continues the run on the data it started with; since then:\n"
+            + "\n".join(f"    {line}" for line in changed[:12]) + more,
+            where=str(run_dir),
+            hint=f"put the data back as it was ({path} lists each file's sha256), or start a new run on the new data",
+        )
