@@ -22,6 +22,7 @@ def open_run_folder(config: RunConfig, resume: bool) -> Path:
     """Create (or check) ``config.run.dir`` for training; UserError naming the conflict otherwise."""
     where = run_dir_setting(config)
     run_dir = claim_output_dir(config.run.dir, "run", inputs=input_paths(config), where=where)
+    _refuse_if_running(run_dir)
     checkpoints = run_dir / "checkpoints"
     if not resume and any((checkpoints / name).exists() for name in ("last", ".last.old")):
         raise UserError("this run folder already holds checkpoints", where=str(run_dir),
@@ -29,6 +30,24 @@ def open_run_folder(config: RunConfig, resume: bool) -> Path:
     if resume:
         remove_temporaries(run_dir)
     return run_dir
+
+
+def _refuse_if_running(run_dir: Path) -> None:
+    """UserError when another process is training in ``run_dir`` now (its status heartbeat is fresh and, on this
+    machine, its process alive): two writers would interleave checkpoints and results."""
+    import os
+
+    from lmforge.status import read_status, run_state
+
+    status = read_status(run_dir)
+    if not status or status.get("pid") == os.getpid() or run_state(run_dir, status) != "running":
+        return
+    raise UserError(
+        f"another process is training this run now (pid {status.get('pid')} on {status.get('host')}, "
+        f"phase {status.get('phase')}, step {status.get('step', 0)})",
+        where=str(run_dir),
+        hint="wait for it to finish (lmforge ui shows its progress), or stop it and continue with --resume",
+    )
 
 
 # What may differ when a run is resumed: where and how it runs (threads, device, precision, process count: a
