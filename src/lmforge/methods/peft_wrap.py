@@ -36,6 +36,8 @@ class PeftWrapMethod(MethodBase):
         from peft import get_peft_model
 
         config = type(self).build_config(self.params, task, model)
+        if hasattr(config, "fan_in_fan_out") and _has_conv1d(model):
+            config.fan_in_fan_out = True  # GPT-2-style Conv1D layers store weights transposed (peft warns otherwise)
         try:
             return get_peft_model(model, config)
         except (ValueError, TypeError, AttributeError, NotImplementedError) as exc:
@@ -94,6 +96,13 @@ def peft_usage(folder: str, base: str, task: TaskInfo) -> Usage:
                           f"from transformers import {auto}, AutoTokenizer", "", *extra,
                           f"model = PeftModel.from_pretrained(base, {folder!r})",
                           f"tokenizer = AutoTokenizer.from_pretrained({base!r})", "```", ""])
+
+
+def _has_conv1d(model: nn.Module) -> bool:
+    """Whether ``model`` has transformers' ``Conv1D`` layers (GPT-2, GPT-J style: weight stored in x out)."""
+    from transformers.pytorch_utils import Conv1D
+
+    return any(isinstance(module, Conv1D) for module in model.modules())
 
 
 def task_type(task: TaskInfo) -> str:

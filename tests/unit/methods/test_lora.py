@@ -71,3 +71,30 @@ def test_classifier_is_trained_and_saved_and_loads_with_plain_peft(dirs, tmp_pat
     plain = PeftModel.from_pretrained(fresh_base(head, dirs), str(tmp_path))
     torch.testing.assert_close(logits(plain, batch), expected, rtol=0, atol=0)
     assert not any(p.requires_grad for p in plain.parameters())
+
+
+@pytest.mark.parametrize("method", ["lora", "ia3"])
+def test_gpt2_conv1d_layers_are_adapted_without_a_warning_and_merge_exactly(method):
+    """GPT-2 stores its projections as transformers' Conv1D (weight in x out): the peft config says so
+    (fan_in_fan_out) instead of peft warning and fixing it per layer; the merged model equals the adapted one."""
+    import warnings
+
+    import transformers as tf
+
+    from lmforge.model.task import TaskInfo
+
+    torch.manual_seed(0)
+    base = tf.GPT2LMHeadModel(tf.GPT2Config(vocab_size=64, n_embd=32, n_layer=2, n_head=2, n_positions=32))
+    chosen = build_method(method, METHODS[method].params.model_validate({}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # peft's "fan_in_fan_out is set to False but the target module is Conv1D"
+        model = chosen.apply(base, TaskInfo("causal_lm"))
+    with torch.no_grad():  # move the add-on off its identity init so the merge has something to fold in
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                p.add_(0.05 * torch.randn_like(p))
+    ids = torch.randint(0, 64, (2, 9))
+    model.eval()  # GPT-2's own dropout off
+    adapted = model(input_ids=ids).logits
+    merged = chosen.merge(model)(input_ids=ids).logits
+    torch.testing.assert_close(merged, adapted, atol=1e-5, rtol=1e-5)  # fp32 re-association of one add
