@@ -36,6 +36,24 @@ method: {name: lora, lora_r: 8}
         assert got.startswith(want), (want, got)
 
 
+def test_a_bad_key_in_a_required_section_does_not_hide_the_others(tmp_path, monkeypatch):
+    """An invalid key in data (a required section) used to drop the whole section, so the config could not be
+    built and the method's and the data's own problems were not looked at until the next run."""
+    monkeypatch.chdir(tmp_path)
+    path = _write(tmp_path, """
+model: {name: x}
+data: {format: instruction, train: missing.jsonl, max_lenght: 128}
+train: {epochs: many}
+method: {name: lora, rank: 8}
+""")
+    errors = validate_config(path).errors
+    expected = ["data.max_lenght: unknown key; did you mean 'max_length'?", "train.epochs: Input should be a valid number",
+                "method.rank: unknown key; did you mean 'r'?", "data.train: missing.jsonl: no such file or folder"]
+    assert len(errors) == len(expected), errors
+    for want, got in zip(expected, errors):
+        assert got.startswith(want), (want, got)
+
+
 def test_a_valid_config_with_its_data_is_ok(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = _write(tmp_path, "model: {name: x}\ndata: {format: instruction, train: qa.jsonl, "

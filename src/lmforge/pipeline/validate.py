@@ -101,18 +101,41 @@ def _terms_problems(config: RunConfig) -> list[str]:
 
 
 def _parse(raw: dict, result: Validation) -> RunConfig | None:
-    """The config (kept in ``result.config`` when valid); on schema errors, record them and return the
-    config with the invalid top-level sections at their defaults (None when that cannot be built)."""
+    """The config (kept in ``result.config`` when valid); on schema errors, record them and return a config
+    to check the rest with: the raw one without each invalid key (a misspelt ``data.max_lenght`` must not hide
+    ``method.rank``), else with the invalid top-level sections at their defaults (None when neither builds)."""
     try:
         result.config = RunConfig.model_validate(raw)
         return result.config
     except ValidationError as exc:
         result.errors += [line.strip() for line in format_validation_error(exc, RunConfig).splitlines()[1:]]
-        bad = {str(err["loc"][0]) for err in exc.errors() if err["loc"]}
+        locs = [tuple(err["loc"]) for err in exc.errors() if err["loc"]]
+    try:
+        return RunConfig.model_validate(_without(raw, locs))
+    except ValidationError:
+        pass
+    bad = {str(loc[0]) for loc in locs}
     try:
         return RunConfig.model_validate({k: v for k, v in raw.items() if k not in bad})
     except ValidationError:
         return None
+
+
+def _without(raw: dict, locs: list[tuple]) -> dict:
+    """A deep copy of ``raw`` with the value at each error location removed (where it is a mapping key)."""
+    import copy
+
+    pruned = copy.deepcopy(raw)
+    for loc in locs:
+        node = pruned
+        for key in loc[:-1]:
+            node = node.get(key) if isinstance(node, dict) else node[key] if (
+                isinstance(node, list) and isinstance(key, int) and key < len(node)) else None
+            if node is None:
+                break
+        if isinstance(node, dict):
+            node.pop(loc[-1], None)
+    return pruned
 
 
 def problems_message(result: Validation) -> str:
