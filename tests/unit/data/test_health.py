@@ -3,6 +3,7 @@ parts in distinct examples, suspicious labels; and that ``lmforge data preview``
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from lmforge.config import parse_config
@@ -36,6 +37,23 @@ def test_copies_in_held_out_data_are_named_and_small_data_counts_distinct_exampl
     assert "count each distinct example once" in copies
     assert any(line.strip() == "small data (distinct examples): test 1; intervals will be wide (shares: data.split)"
                for line in lines)
+
+
+def test_held_out_files_that_overlap_train_are_named_as_exact_copies():
+    def chat(i, where):
+        return {**_chat(f"question number {i} about the order status?", f"answer {i}."), "_where": where}
+
+    train = [chat(i, f"t.jsonl:{i + 1}") for i in range(80)]
+    test = [chat(i, f"test.jsonl:{i + 1}") for i in range(0, 60, 2)] + [chat(100 + i, f"test.jsonl:{31 + i}")
+                                                                       for i in range(30)]
+    lines = _said(Splits(train, [chat(200 + i, "v") for i in range(60)], test, [Path("t.jsonl")]))
+    copies = next(line for line in lines if "also training examples" in line)
+    assert "test 30 of 60 (e.g. test.jsonl:1 = t.jsonl:1)" in copies and "validation" not in copies
+    # the exact copies are not checked again as near copies: the near-copy count is out of the 30 others
+    near = next(line for line in lines if line.strip().startswith("near copies"))
+    assert re.search(r"test \d+ of 30\b", near), near
+    clean = _said(Splits(train, [chat(200 + i, "v") for i in range(60)], test[30:], [Path("t.jsonl")]))
+    assert not any("also training examples" in line for line in clean)
 
 
 def test_distinct_data_says_nothing_about_copies():
