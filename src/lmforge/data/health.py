@@ -1,5 +1,5 @@
 """What a run says about one task's data beyond its split counts, before it trains: exact copies inside held-out
-parts, small held-out parts (counted in distinct examples), held-out examples that nearly copy a training
+parts, small held-out parts (counted in distinct examples), held-out examples that copy or nearly copy a training
 example, and class labels that look like spellings of each other. Torch-free; lines to print, nothing written.
 
 ``lmforge train`` and ``lmforge data preview`` print these (lmforge.pipeline: the task object's ``describe``, per
