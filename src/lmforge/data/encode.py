@@ -7,16 +7,14 @@ trained; the model shifts labels itself). Classification features are ``{"input_
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
+from typing import Any
 
 from lmforge.config.schema import DataConfig
 from lmforge.data.chat import encode_chat
 from lmforge.data.formats import get_format
 from lmforge.data.messages import to_messages
 from lmforge.errors import UserError
-
-log = logging.getLogger(__name__)
 
 MIN_BLOCK = 16  # a trailing text block shorter than this is dropped
 
@@ -35,6 +33,14 @@ class Encoded(list):
         self.truncated = truncated
         self.longest = longest  # tokens of the longest example that was cut or dropped
         self.first_dropped = first_dropped  # where the first dropped example came from (file:line)
+
+    @classmethod
+    def combined(cls, parts: list) -> "Encoded":
+        """The counts of several encodings of one split's blocks (no features): what :meth:`note` says of all."""
+        parts = [p for p in parts if isinstance(p, Encoded)]
+        return cls(dropped=sum(p.dropped for p in parts), truncated=sum(p.truncated for p in parts),
+                   longest=max((p.longest for p in parts), default=0),
+                   first_dropped=next((p.first_dropped for p in parts if p.first_dropped), None))
 
     def note(self, records: int, max_length: int) -> str | None:
         """What a user should hear about the examples cut or dropped at ``max_length`` (None when none was;
@@ -61,7 +67,7 @@ def encode_causal(records: list[dict], tokenizer, data_cfg: DataConfig) -> Encod
     ``max_length`` blocks (all tokens trained; a final remainder under 16 tokens is dropped).
     messages (instruction, chat, ...): one example per record, rendered with the chat template, labels per
     ``data_cfg.train_on``, truncated to ``max_length``; examples with no trained token left are
-    dropped (counted in ``.dropped`` and logged).
+    dropped (counted in ``.dropped``; :meth:`Encoded.note` is what the caller says, naming the split).
     """
     kind = get_format(data_cfg.format).kind
     if kind == "text":
@@ -74,9 +80,6 @@ def encode_causal(records: list[dict], tokenizer, data_cfg: DataConfig) -> Encod
             where="data.format",
             hint="use text, instruction or chat data with the causal_lm objective",
         )
-    note = out.note(len(records), data_cfg.max_length)
-    if note:
-        log.warning("%s", note)
     if not out:
         raise UserError(
             f"no example left after tokenizing {len(records)} records",
@@ -164,3 +167,8 @@ def encode_classification(records: list[dict], tokenizer, data_cfg: DataConfig, 
             feature["token_type_ids"] = list(enc["token_type_ids"])
         out.append(feature)
     return out
+
+
+def length_note(features: Any, records: int, max_length: int) -> str | None:
+    """What to say about examples ``features`` (an encoding of ``records`` records) lost or cut at ``max_length``."""
+    return features.note(records, max_length) if isinstance(features, Encoded) else None

@@ -161,14 +161,23 @@ class MultiTask:
         per_task: list = []
         held: dict[str, list] = {part: [] for part in HELD_OUT}
         limit = config.eval.max_examples
+        from lmforge.data.encode import length_note
+
+        def encoded(t, part: str, records: list[dict], extra: dict):
+            out = objective.encode(records, tokenizer, t.data, **extra)
+            note = length_note(out, len(records), t.data.max_length)
+            if note:
+                say(f"  task {t.name} {part}: {note}")
+            return out
+
         for i, t in enumerate(self.tasks):
             extra = {"labels": self.labels[i]} if self.labels else {}
             if train:
-                per_task.append(tag_task(objective.encode(t.splits.train, tokenizer, t.data, **extra), i))
+                per_task.append(tag_task(encoded(t, "train", t.splits.train, extra), i))
             for part in HELD_OUT:
                 records = getattr(t.splits, part)[:limit] if limit else getattr(t.splits, part)
                 if records:
-                    held[part] += tag_task(objective.encode(records, tokenizer, t.data, **extra), i)
+                    held[part] += tag_task(encoded(t, part, records, extra), i)
         if not train:
             return [], held
         mixed = mix_features(per_task, [t.weight for t in self.tasks], config.data.mixing, seed=config.run.seed,

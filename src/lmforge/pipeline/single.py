@@ -66,16 +66,24 @@ class SingleTask:
                train: bool = True) -> tuple[Sequence[dict], dict[str, list[dict]]]:
         """Training features (none unless ``train``), and the features of each held-out part
         (``eval.max_examples`` applies to each)."""
+        from lmforge.data.encode import length_note
+
+        def encoded(part: str, records: list[dict]):
+            out = objective.encode(records, tokenizer, config.data)
+            note = length_note(out, len(records), config.data.max_length)
+            if note:
+                say(f"  {part}: {note}")
+            return out
+
         if not train:
             features: Sequence[dict] = []
         elif config.runtime.memory.shards:
             features = sharded_features(config, self.splits.train, objective, tokenizer, say)
         else:
-            features = objective.encode(self.splits.train, tokenizer, config.data)
+            features = encoded("train", self.splits.train)
         limit = config.eval.max_examples
         held = {part: getattr(self.splits, part)[:limit] if limit else getattr(self.splits, part) for part in HELD_OUT}
-        return features, {part: objective.encode(records, tokenizer, config.data) if records else []
-                          for part, records in held.items()}
+        return features, {part: encoded(part, records) if records else [] for part, records in held.items()}
 
     def collate(self, objective, tokenizer) -> Callable[[list[dict]], dict]:
         return lambda feats: objective.collate(feats, tokenizer)
@@ -117,12 +125,22 @@ def sharded_features(config: RunConfig, records: list, objective, tokenizer, say
            "objective": config.objective_name, "objective_params": config.objective and config.objective.params,
            "vocab": len(tokenizer)}
     pack = config.data.max_length if config.data.packing else None
+    from lmforge.data.encode import Encoded, length_note
+
+    blocks: list = []  # each block's encoding, for what was lost or cut in all of them
+
+    def encode(part: list[dict]):
+        blocks.append(objective.encode(part, tokenizer, config.data))
+        return blocks[-1]
+
     try:
-        shards = encode_to_shards(records, lambda part: objective.encode(part, tokenizer, config.data), folder, key=key,
-                                  pack_length=pack, write=is_main_process())
+        shards = encode_to_shards(records, encode, folder, key=key, pack_length=pack, write=is_main_process())
     except ValueError as exc:
         raise UserError(f"cannot use runtime.memory.shards: {exc}", where="runtime.memory.shards",
                         hint="point it at a new folder or one lmforge wrote shards into") from exc
     say(f"shards: {len(shards)} {'packed rows' if pack else 'examples'} ({shards.meta['tokens']} tokens) "
         f"memory-mapped from {folder}")
+    note = length_note(Encoded.combined(blocks), len(records), config.data.max_length) if blocks else None
+    if note:  # reused shards encode nothing: said when they were written
+        say(f"  train: {note}")
     return shards

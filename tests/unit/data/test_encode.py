@@ -102,14 +102,13 @@ def test_truncation_and_dropped_examples_are_counted(tiny_tok):
         encode_causal([long_prompt], tiny_tok, cfg(max_length=20))
 
 
-def test_the_user_hears_which_examples_were_left_out_or_cut_and_the_length_that_keeps_them(tiny_tok, caplog):
+def test_the_user_hears_which_examples_were_left_out_or_cut_and_the_length_that_keeps_them(tiny_tok):
     long_prompt = {"messages": [{"role": "user", "content": "the " * 40}, {"role": "assistant", "content": "yes"}],
                    "_where": "docs.jsonl:3"}
     long_answer = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "money " * 30}]}
     short = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
     records = [short, long_prompt, long_answer]
-    with caplog.at_level("WARNING", logger="lmforge.data.encode"):
-        out = encode_causal(records, tiny_tok, cfg(max_length=20))
+    out = encode_causal(records, tiny_tok, cfg(max_length=20))
     longest = max(len(encode_chat(r["messages"], tiny_tok, "completion").input_ids) for r in records)
     assert (out.dropped, out.truncated, out.longest) == (1, 2, longest)
     note = out.note(3, 20)
@@ -117,8 +116,26 @@ def test_the_user_hears_which_examples_were_left_out_or_cut_and_the_length_that_
                     "1 of 3 cut short at data.max_length=20 (their answers lose the end); "
                     f"the longest is {longest} tokens: raise data.max_length to keep every example whole, or shorten "
                     "the inputs")
-    assert note in caplog.text
     assert encode_causal([short, short], tiny_tok, cfg(max_length=20)).note(2, 20) is None
+    # a split encoded in blocks (memory-mapped shards) is said once, with all blocks' counts
+    from lmforge.data.encode import Encoded
+
+    blocks = [encode_causal(part, tiny_tok, cfg(max_length=20)) for part in ([short, long_prompt], [long_answer])]
+    assert Encoded.combined(blocks).note(3, 20) == note
+
+    # the run says it per split, naming the split
+    from pathlib import Path
+
+    from lmforge.config import parse_config
+    from lmforge.data.splits import Splits
+    from lmforge.objectives import build_objective
+    from lmforge.pipeline.single import SingleTask
+
+    config = parse_config({"model": {"name": "m"}, "data": {"format": "chat", "train": "t.jsonl", "max_length": 20}})
+    said: list[str] = []
+    SingleTask(Splits(records, [short], [short, long_prompt], [Path("t.jsonl")]), config.data).encode(
+        build_objective("causal_lm", None), tiny_tok, config, said.append)
+    assert said[0] == f"  train: {note}" and said[1].startswith("  test: 1 of 2 examples left out") and len(said) == 2
     # a text stream's short remainder is not worth a word
     assert encode_causal([{"text": "the money " * 10}], tiny_tok, cfg("text", max_length=8)).note(1, 8) is None
 
