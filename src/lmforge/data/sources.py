@@ -185,7 +185,7 @@ def _iter_file(path: Path, text_format: bool, text_column: str, whole_file_text:
     elif suffix == ".json":
         yield from _iter_json(path)
     elif suffix in (".csv", ".tsv"):
-        yield from _iter_csv(path)
+        yield from csv_rows(path)
     elif suffix == ".parquet":
         yield from _iter_parquet(path)
     elif suffix in TEXT_SUFFIXES:
@@ -302,7 +302,7 @@ def csv_delimiter(header: str) -> str:
     return best if counts[best] else ","
 
 
-def _iter_csv(path: Path) -> Iterator[Row]:
+def csv_rows(path: Path) -> Iterator[Row]:
     """Rows of a CSV / TSV file with a header line, read lazily; ``where`` is the row's first line."""
     lines = _csv_lines(path)
     first = next(lines, None)

@@ -6,7 +6,6 @@ carried over. Conversions that would lose information raise UserError naming the
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 from lmforge.data.messages import chat_to_instruction, instruction_to_chat, provenance
@@ -43,22 +42,20 @@ def openai_to_sharegpt(record: dict) -> dict:
 
 
 def csv_to_classification(path: Path, text_column: str, label_column: str, pair_column: str | None = None) -> list[dict]:
-    """Rows of a CSV file -> classification records ``{text, text_pair, label, _where}``."""
+    """Rows of a CSV / TSV file -> classification records ``{text, text_pair, label, _where}``, read by the
+    training loaders' reader (delimiter from the header, BOM, quoted multi-line cells; ``_where`` = first line)."""
+    from lmforge.data.sources import csv_rows
+
     path = Path(path)
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        header = reader.fieldnames or []
+    records = []
+    for row, where in csv_rows(path):
         for column in (text_column, label_column, pair_column):
-            if column is not None and column not in header:
-                raise UserError(f"no column '{column}'", where=f"{path}:1", hint=f"columns are {', '.join(header)}")
-        records = []
-        for row in reader:
-            records.append(
-                {
-                    "text": row[text_column],
-                    "text_pair": row[pair_column] if pair_column else None,
-                    "label": row[label_column].strip(),
-                    "_where": f"{path}:{reader.line_num}",
-                }
-            )
+            if column is not None and column not in row:
+                raise UserError(f"no column '{column}'", where=f"{path}:1", hint=f"columns are {', '.join(row)}")
+        records.append({
+            "text": row[text_column],
+            "text_pair": row[pair_column] if pair_column else None,
+            "label": (row[label_column] or "").strip(),
+            "_where": where,
+        })
     return records

@@ -77,7 +77,10 @@ def test_csv_to_classification(tmp_path):
     records = csv_to_classification(path, "review", "score")
     assert records == [
         {"text": "Nice, tasty", "text_pair": None, "label": "great", "_where": f"{path}:2"},
-        {"text": "multi\nline", "text_pair": None, "label": "other", "_where": f"{path}:4"},
+        {"text": "multi\nline", "text_pair": None, "label": "other", "_where": f"{path}:3"},  # its first line
     ]
+    semi = tmp_path / "export.csv"  # the training loaders' reader: a spreadsheet's ';' export with a BOM
+    semi.write_bytes("review;score\r\nPreis 3,50;great\r\n".encode("utf-8-sig"))
+    assert csv_to_classification(semi, "review", "score")[0]["text"] == "Preis 3,50"
     with pytest.raises(UserError, match="no column 'text'"):
         csv_to_classification(path, "text", "score")
