@@ -47,6 +47,7 @@ def export_onnx(model: nn.Module, tokenizer: Any, out_dir: str | Path, *, opset:
     modified (a deep copy is exported). The folder appears whole or not at all; returns it.
     """
     import copy
+    import warnings
 
     archs = getattr(getattr(model, "config", None), "architectures", None) or [type(model).__name__]
     if not any(a.endswith("ForSequenceClassification") for a in archs) and not type(model).__name__.endswith(
@@ -60,7 +61,11 @@ def export_onnx(model: nn.Module, tokenizer: Any, out_dir: str | Path, *, opset:
     args = tuple(sample[n] if n in sample else torch.zeros_like(sample["input_ids"]) for n in names)
     wrapped = _LogitsOnly(copy.deepcopy(model).float().eval(), names)
     out_dir = Path(out_dir)
-    with atomic_dir(out_dir) as tmp, torch.no_grad():
+    with atomic_dir(out_dir) as tmp, torch.no_grad(), warnings.catch_warnings():
+        # Tracing notices (Python values taken as constants, opset-17 index lowering) are not the user's to act on:
+        # the parity check runs the exported graph on held-out inputs of other shapes against the model.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"torch\.onnx")
         torch.onnx.export(wrapped, args, str(tmp / "model.onnx"), input_names=list(names), output_names=["logits"],
                           dynamic_axes={**{n: {0: "batch", 1: "sequence"} for n in names}, "logits": {0: "batch"}},
                           opset_version=opset, dynamo=False, do_constant_folding=True)
