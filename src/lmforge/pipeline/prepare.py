@@ -129,8 +129,16 @@ def prepare_data(config: RunConfig, *, out_dir: str | Path | None = None, say: S
         f"test {counts['test']} ({rules_line(result.manifest_path)}); "
         + (f"report {result.report_path}" if kept else "prepared for this command only, not kept"))
     if not counts["validation"] and not counts["test"]:
-        raise UserError("data preparation left no held-out example", where="data.split",
-                        hint="raise data.split.validation / data.split.test, or give data.validation / data.test")
+        import json
+
+        rules = json.loads(result.manifest_path.read_text(encoding="utf-8"))["rules"]
+        near = rules.get("dedup_near", {}).get("removed", 0) * 2 > streams.read
+        raise UserError(f"data preparation left no held-out example ({streams.read} records -> train "
+                        f"{counts['train']}; {rules_line(result.manifest_path)})", where="data.split",
+                        hint=("near-copy removal took most records: if they are distinct documents sharing a "
+                              "template, raise data.prepare.dedup.threshold or set dedup.near: false; or " if near
+                              else "") + "raise data.split.validation / data.split.test, or give data.validation / "
+                             "data.test")
     return result, list(streams.files)
 
 

@@ -205,3 +205,27 @@ def test_standalone_prepare_reports_counts_and_training_gets_lists(tmp_path, tin
     assert len(splits.train) == result.counts["train"] and len(splits.validation) == result.counts["validation"]
     assert len(splits.test) == result.counts["test"]
     assert splits.files == [path]
+
+
+def test_no_held_out_example_left_says_which_rule_took_the_records(tmp_path, tiny_llama_dir):
+    """Eight policy documents from one template: near-copy removal keeps one, and the error says so."""
+    import pytest
+
+    from lmforge.errors import UserError
+    from lmforge.pipeline.prepare import prepare_data
+
+    path = tmp_path / "docs.jsonl"
+    template = "The tenant shall pay rent on the first day of each month, number {i}. Late fees apply after five days."
+    path.write_text("".join(json.dumps({"text": template.format(i=i)}) + "\n" for i in range(8)))
+    config = parse_config({"model": {"name": str(tiny_llama_dir)},
+                           "data": {"format": "text", "train": str(path), "prepare": {}}})
+    with pytest.raises(UserError, match=r"left no held-out example \(8 records -> train 1; removed: dedup_near 7") as err:
+        prepare_data(config, out_dir=tmp_path / "out", say=lambda _m: None)
+    assert err.value.hint.startswith("near-copy removal took most records") and "dedup.near: false" in err.value.hint
+    distinct = tmp_path / "distinct.jsonl"  # too few records, not copies: only the split advice
+    distinct.write_text(json.dumps({"text": "one lone document about rent"}) + "\n")
+    config = parse_config({"model": {"name": str(tiny_llama_dir)},
+                           "data": {"format": "text", "train": str(distinct), "prepare": {}}})
+    with pytest.raises(UserError, match="left no held-out example") as err:
+        prepare_data(config, out_dir=tmp_path / "out2", say=lambda _m: None)
+    assert err.value.hint.startswith("raise data.split.validation")
