@@ -54,7 +54,8 @@ def test_train_runs_prepare_first(tmp_path, tiny_bert_dir):
     cfg = write_config(tmp_path, f"""
 run: {{output_dir: {tmp_path / 'run'}}}
 model: {{name: {tiny_bert_dir}}}
-data: {{format: classification, train: {data}, columns: {{text: review, label: score}}, prepare: {{}}, max_length: 24}}
+data: {{format: classification, train: {data}, columns: {{text: review, label: score}}, max_length: 24,
+        prepare: {{pii: {{terms: {{CLIENT: [Zorblax Ltd]}}}}}}}}
 method: {{name: freeze}}
 train: {{max_steps: 2, batch_size: 4}}
 runtime: {{precision: fp32}}
@@ -63,6 +64,9 @@ runtime: {{precision: fp32}}
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "run" / "data" / "manifest.json").exists()
     assert "prepare:" in proc.stdout
+    # the model card is shared: an inline list of personal terms is counted there, never written
+    cards = [p.read_text() for p in (tmp_path / "run" / "export").rglob("README.md")]
+    assert cards and all("Zorblax" not in c for c in cards) and "<1 terms, not written here>" in cards[0]
 
     # later commands read the run's prepared data as it is, and never rewrite it
     prepared = {p.name: p.read_bytes() for p in (tmp_path / "run" / "data").iterdir() if p.is_file()}

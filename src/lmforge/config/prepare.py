@@ -154,3 +154,23 @@ class PrepareConfig(PrepareSection):
     labels: LabelConfig = Field(default_factory=LabelConfig, description="Label checks (classification).")
     augment: AugmentConfig = Field(default_factory=AugmentConfig, description="Train-set augmentation (off).")
     examples_per_rule: int = Field(default=3, ge=0, le=20, description="Examples kept in the manifest.")
+
+
+def hidden_terms(terms: dict[str, str | list[str]]) -> dict[str, str]:
+    """``pii.terms`` as it may be written where others read it (model cards, the prepare manifest): a list file
+    by its path, an inline list by its size only. The terms are the personal data the redaction removes."""
+    return {kind: value if isinstance(value, str) else f"<{len(value)} terms, not written here>"
+            for kind, value in terms.items()}
+
+
+def shareable_config(dumped: dict) -> dict:
+    """A dumped run config (``RunConfig.model_dump(mode="json")``) with inline ``data.prepare.pii.terms`` lists
+    replaced by their size (:func:`hidden_terms`); the input is not changed."""
+    import copy
+
+    pii = ((dumped.get("data") or {}).get("prepare") or {}).get("pii") or {}
+    if not pii.get("terms"):
+        return dumped
+    out = copy.deepcopy(dumped)
+    out["data"]["prepare"]["pii"]["terms"] = hidden_terms(pii["terms"])
+    return out

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from lmforge import status
+from lmforge.config.prepare import shareable_config
 from lmforge.errors import UserError
 from lmforge.pipeline.session import Session, restore_session
 
@@ -66,7 +67,7 @@ def write_exports(session: Session, report: dict, out: Path, final: Path) -> Non
         "method": {"name": session.plan.method.name, **session.plan.method_params.model_dump(mode="json")},
         "objective": session.plan.objective.name,
         "data_files": [{"path": str(p), "sha256": file_sha256(p)} for p in session.splits.files],
-        "config": cfg.model_dump(mode="json"),
+        "config": shareable_config(cfg.model_dump(mode="json")),  # a card is shared: no listed personal terms
         "metrics": {side: {k: v for k, v in (report.get(side) or {}).items() if k != "per_example"}
                     for side in ("before", "after")},
         "exports": {k: str(final / Path(v).relative_to(out)) for k, v in written.items()},

@@ -284,9 +284,10 @@ def _manifest(run: _Run, out_dir: Path, inputs: list[Path], counts: dict[str, in
 def _config_without_terms(cfg: PrepareConfig) -> dict:
     """The prepare config for the manifest, with inline ``pii.terms`` lists replaced by their size: the terms are
     the personal data the run removed, and the audit trail never holds it (files are named, with their hash)."""
+    from lmforge.config.prepare import hidden_terms
+
     dumped = cfg.model_dump(mode="json")
-    dumped["pii"]["terms"] = {kind: value if isinstance(value, str) else f"<{len(value)} terms, not written here>"
-                              for kind, value in cfg.pii.terms.items()}
+    dumped["pii"]["terms"] = hidden_terms(cfg.pii.terms)
     return dumped
 
 
