@@ -268,6 +268,9 @@ def _iter_json(path: Path) -> Iterator[Row]:
         raise UserError(f"malformed JSON: {exc.msg} (column {exc.colno})", where=f"{path}:{exc.lineno}") from None
     if isinstance(value, dict):
         lists = [k for k, v in value.items() if isinstance(v, list)]
+        if not lists and text.strip().count("\n") == 0:  # one line, one object: JSON Lines with one record
+            yield value, f"{path}:1"
+            return
         if len(lists) != 1:
             raise UserError(
                 f"a JSON object must hold exactly one list of records (found {len(lists)}: {', '.join(lists)})",

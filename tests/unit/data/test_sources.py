@@ -44,6 +44,9 @@ def test_json_lines_under_a_json_name_are_read_as_json_lines(tmp_path):
     with pytest.raises(UserError, match="malformed JSON") as err:
         read(bad)
     assert err.value.where == f"{bad}:2"
+    one = tmp_path / "one.json"
+    one.write_text('{"a": 1, "b": "x"}\n')  # one-record JSON Lines
+    assert read(one).rows == [({"a": 1, "b": "x"}, f"{one}:1")]
     broken = tmp_path / "broken.json"
     broken.write_text('[{"a": 1}] x')  # not a second document at a line start: still malformed JSON
     with pytest.raises(UserError, match="malformed JSON: Extra data"):
