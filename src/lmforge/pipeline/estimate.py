@@ -22,6 +22,8 @@ def run_estimate(config: RunConfig, *, source: str = "<config>", budget_gb: floa
     say(f"{config.model.name} / {config.method.name} / {run.precision} / batch {config.train.batch_size} x "
         f"accum {config.train.grad_accum} / {run.trainable_params:,} of {run.total_params:,} parameters trained / "
         f"{run.records} examples (sample of {len(lengths)}: median {sorted(lengths)[len(lengths) // 2]} tokens)")
+    for note in run.notes:
+        say(f"  sample: {note}")
     say(est.summary())
     out = {"peak_bytes": est.peak_bytes, "time_per_step_s": est.time_per_step_s, "breakdown": est.breakdown}
     if budget_gb is not None:

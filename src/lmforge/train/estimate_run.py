@@ -40,6 +40,7 @@ class RunEstimate:
     precision: str
     lengths: list[int]  # encoded lengths of the sampled training examples (before packing)
     records: int  # training records in the data (all of them, not only the sample)
+    notes: list[str]  # what the sample lost or cut at data.max_length (lmforge.data.encode.length_note)
 
 
 def estimate_run(config: Any, plan: Any, *, task_sections: list | None = None, sample: int = SAMPLE) -> RunEstimate:
@@ -70,7 +71,7 @@ def estimate_run(config: Any, plan: Any, *, task_sections: list | None = None, s
     model = meta_model(config.model, task, files)
     model = method.apply_on_meta(model, task)
     trainable, total = count_parameters(model)
-    lengths, records = _sample_lengths(objective, tokenizer, sections, labels, sample, config.run.seed)
+    lengths, records, notes = _sample_lengths(objective, tokenizer, sections, labels, sample, config.run.seed)
     if not lengths:
         raise UserError("no training example is left after encoding", where="data.train",
                         hint="check data.max_length and that examples have a completion to train on")
@@ -90,7 +91,7 @@ def estimate_run(config: Any, plan: Any, *, task_sections: list | None = None, s
                                                                         precision=precision)}
            if gflops else {}),
     )
-    return RunEstimate(est, trainable, total, precision, lengths, records)
+    return RunEstimate(est, trainable, total, precision, lengths, records, notes)
 
 
 def _data_sections(config: Any, task_sections: list | None) -> list[tuple[Any, Any]]:
@@ -116,17 +117,24 @@ def _task(objective: Any, plan: Any, sections: list) -> tuple[Any, list | None]:
 
 
 def _sample_lengths(objective: Any, tokenizer: Any, sections: list, labels: list | None, sample: int,
-                    seed: int) -> tuple[list[int], int]:
-    """Token lengths of a seeded sample of the training records (split over the sections by size)."""
+                    seed: int) -> tuple[list[int], int, list[str]]:
+    """Token lengths of a seeded sample of the training records (split over the sections by size), the number
+    of training records, and what the sample lost or cut at ``data.max_length``."""
+    from lmforge.data.encode import length_note
+
     total = sum(len(splits.train) for _, splits in sections)
     rng = random.Random(seed)
     lengths: list[int] = []
+    notes: list[str] = []
     for i, (data, splits) in enumerate(sections):
         share = min(len(splits.train), max(1, round(sample * len(splits.train) / max(total, 1))))
         chosen = rng.sample(list(splits.train), share) if share < len(splits.train) else list(splits.train)
         extra = {"labels": labels[i]} if labels else {}
-        lengths += [len(f["input_ids"]) for f in objective.encode(chosen, tokenizer, data, **extra)]
-    return lengths, total
+        features = objective.encode(chosen, tokenizer, data, **extra)
+        lengths += [len(f["input_ids"]) for f in features]
+        note = length_note(features, len(chosen), data.max_length)
+        notes += [note] if note else []
+    return lengths, total, notes
 
 
 def _storage(config: Any, plan: Any, method: Any) -> tuple[str, int]:

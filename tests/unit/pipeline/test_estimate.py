@@ -42,3 +42,18 @@ def test_estimate_counts_what_the_method_trains_and_stores(tiny_llama_dir, tmp_p
     frozen = run.total_params - trainable
     assert (method == "{name: full}") == (frozen == 0)
     assert out["breakdown"]["weights"] == pytest.approx(trainable * 4.0 + frozen * FROZEN_BYTES[bits])
+
+
+def test_estimate_says_what_max_length_cuts_in_its_sample(tiny_llama_dir, tmp_path):
+    from lmforge.config import load_config
+    from lmforge.pipeline import run_estimate
+
+    config = _config(tmp_path, tiny_llama_dir, "{name: lora, r: 4}")
+    said: list[str] = []
+    run_estimate(config, say=said.append)
+    assert not any("sample:" in line for line in said)  # everything fits in 32 tokens
+    short = load_config(tmp_path / "run.yaml", ["data.max_length=12"])
+    said = []
+    run_estimate(short, say=said.append)
+    notes = [line for line in said if line.startswith("  sample: ")]
+    assert len(notes) == 1 and "at data.max_length=12" in notes[0] and "the longest is" in notes[0]
