@@ -25,8 +25,23 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     path = Path(path)
     if not path.is_file():
         raise UserError("config file not found", where=str(path), hint="pass the path to a YAML run config")
-    raw = apply_overrides(read_yaml(path), overrides)
+    raw = with_default_run_name(apply_overrides(read_yaml(path), overrides), path)
     return parse_config(raw, source=str(path))
+
+
+def with_default_run_name(raw: dict[str, Any], path: str | Path) -> dict[str, Any]:
+    """``raw`` with ``run.name`` set to the config file's name (``sentiment.yaml`` -> ``runs/sentiment``) when the
+    config names neither a run nor its folder, so two configs without names do not share ``runs/run``. A stem
+    that is not a plain name (``.hidden.yaml``) leaves the schema's default."""
+    run = raw.get("run")
+    if run is not None and not isinstance(run, dict):
+        return raw  # the schema reports it
+    if (run or {}).get("name") is not None or (run or {}).get("output_dir") is not None:
+        return raw
+    stem = Path(path).stem
+    if not stem or stem.startswith((".", "~")) or any(ord(c) < 32 for c in stem):
+        return raw
+    return {**raw, "run": {**(run or {}), "name": stem}}
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:

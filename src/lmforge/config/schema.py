@@ -19,7 +19,9 @@ class Section(BaseModel):
 
 
 class RunSection(Section):
-    name: str = Field(default="run", description="Run name; the run folder is runs/<name> unless output_dir is set.")
+    name: str = Field(default="run", description="Run name; the run folder is runs/<name> unless output_dir is set. "
+                      "Default: the config file's name (`sentiment.yaml` -> runs/sentiment); `run` for configs built "
+                      "in code.")
     output_dir: str | None = Field(default=None, description="Run folder; default runs/<name>.")
     seed: int = Field(default=42, description="Seeds data order, splits, initialisation and dropout.")
 

@@ -18,7 +18,7 @@ from typing import Callable
 
 from pydantic import ValidationError
 
-from lmforge.config.load import apply_overrides, format_validation_error, read_yaml
+from lmforge.config.load import apply_overrides, format_validation_error, read_yaml, with_default_run_name
 from lmforge.config.schema import RunConfig
 from lmforge.errors import UserError
 from lmforge.model.source import check_model_name
@@ -62,7 +62,7 @@ def validate_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (
 
     if not Path(path).is_file():
         raise UserError("config file not found", where=str(path), hint="pass the path to a YAML run config")
-    raw = apply_overrides(read_yaml(path), overrides)
+    raw = with_default_run_name(apply_overrides(read_yaml(path), overrides), path)
     result = Validation(None, None)
     config = _parse(raw, result)
     if config is not None:

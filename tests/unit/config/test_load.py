@@ -22,6 +22,27 @@ def test_defaults_fill_in(tmp_path):
     assert cfg.train.lr is None and plan_run(cfg).config.train.lr == METHODS["lora"].default_lr  # lora's own
 
 
+def test_a_config_without_a_run_name_is_named_after_its_file(tmp_path):
+    sentiment = tmp_path / "sentiment.yaml"
+    sentiment.write_text(BASE)
+    assert load_config(sentiment).run.dir == "runs/sentiment"
+    assert load_config(sentiment, ["run.name=other"]).run.dir == "runs/other"  # a name given wins
+    assert load_config(sentiment, ["run.output_dir=/tmp/x"]).run.name == "run"  # so does a folder
+    named = tmp_path / "named.yaml"
+    named.write_text(BASE + "run: {name: support-bot, seed: 3}\n")
+    assert load_config(named).run.dir == "runs/support-bot"
+    seeded = tmp_path / "seeded.yaml"
+    seeded.write_text(BASE + "run: {seed: 3}\n")
+    assert load_config(seeded).run.name == "seeded" and load_config(seeded).run.seed == 3
+    hidden = tmp_path / ".hidden.yaml"
+    hidden.write_text(BASE)
+    assert load_config(hidden).run.name == "run"  # not a plain name: the schema's default
+    assert parse_config({"model": {"name": "m"}, "data": {"format": "text", "train": "t"}}).run.name == "run"
+    from lmforge.pipeline.validate import validate_config
+
+    assert validate_config(sentiment).config.run.name == "sentiment"  # validate reads the same name
+
+
 def test_unknown_key_did_you_mean(tmp_path):
     with pytest.raises(UserError) as exc:
         load_config(write(tmp_path, BASE + "train: {batchsize: 4}\n"))
