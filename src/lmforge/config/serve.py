@@ -117,10 +117,22 @@ class ServeConfig(_Section):
         return value
 
     def resolved_api_keys(self) -> list[str]:
-        """The configured keys plus those in ``api_key_env`` (comma-separated); [] = no auth."""
+        """The configured keys plus those in ``api_key_env`` (comma-separated); [] = no auth.
+
+        UserError when ``api_key_env`` names a variable that is unset or holds no key: the user asked for keys,
+        and a server started without them would answer anyone who reaches it."""
         keys = list(self.api_keys)
         if self.api_key_env:
-            keys += [k.strip() for k in os.environ.get(self.api_key_env, "").split(",") if k.strip()]
+            found = [k.strip() for k in os.environ.get(self.api_key_env, "").split(",") if k.strip()]
+            if not found:
+                from lmforge.errors import UserError
+
+                state = "is not set" if self.api_key_env not in os.environ else "holds no key"
+                raise UserError(f"${self.api_key_env} {state}, so the server would start without API keys",
+                                where="--api-key-env (serve.api_key_env)",
+                                hint=f"export {self.api_key_env}=key1,key2 first, or leave --api-key-env out to "
+                                     "serve without keys on 127.0.0.1")
+            keys += found
         return keys
 
 

@@ -65,6 +65,21 @@ def test_api_keys_from_env(monkeypatch):
     assert ServeConfig(api_keys=["k"], api_key_env="LMF_KEYS").resolved_api_keys() == ["k", "a", "b"]
 
 
+@pytest.mark.parametrize("value", [None, "", " , "])
+def test_an_api_key_variable_without_keys_refuses_to_start_an_open_server(monkeypatch, value):
+    """`--api-key-env MY_KEY` with MY_KEY unset used to start a server that answered anyone."""
+    from lmforge.errors import UserError
+
+    monkeypatch.delenv("LMF_NO_KEYS", raising=False)
+    if value is not None:
+        monkeypatch.setenv("LMF_NO_KEYS", value)
+    with pytest.raises(UserError, match=r"\$LMF_NO_KEYS (is not set|holds no key), so the server would start "
+                                        r"without API keys") as err:
+        ServeConfig(api_key_env="LMF_NO_KEYS").resolved_api_keys()
+    assert "export LMF_NO_KEYS=key1,key2" in err.value.hint
+    assert ServeConfig().resolved_api_keys() == []  # no variable named: no keys, loopback only (check_bind)
+
+
 def test_text_tracker_holds_back_stop_prefixes(tiny_tokenizer_dir):
     from transformers import AutoTokenizer
 
