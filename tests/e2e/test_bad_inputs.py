@@ -86,6 +86,29 @@ def _lmforge_run_folder(project: Path, *, files: tuple[str, ...] = (), marker: s
         (last / name).write_text("{}")
 
 
+def _trained_run_folder(project: Path, *, changes: tuple[str, ...] = (), inputs: dict | None = None,
+                        status: dict | None = None) -> None:
+    """A run folder lmforge wrote for run.yaml: its resolved config (with ``changes`` applied, as if the run had
+    been started with them), a checkpoint, and optionally its inputs.json / status.json."""
+    from lmforge.config import load_config, save_resolved
+    from lmforge.pipeline.plan import plan_run
+
+    _lmforge_run_folder(project, files=("state.json",))
+    save_resolved(plan_run(load_config(project / "run.yaml", list(changes))).resolved_config(), project / RUN)
+    if inputs is not None:
+        (project / RUN / "inputs.json").write_text(json.dumps(inputs))
+    if status is not None:
+        (project / RUN / "status.json").write_text(json.dumps(status))
+
+
+def _running(project: Path) -> None:
+    import socket
+    import time
+
+    _trained_run_folder(project, status={"phase": "train", "pid": 1, "host": socket.gethostname(), "step": 3,
+                                         "started": time.time() - 30, "updated": time.time()})
+
+
 def _copy_model(project: Path) -> None:
     shutil.copytree(MODEL_DIR[0], project / "model")
 
@@ -166,6 +189,15 @@ CASES = [
     Case("data-not-utf8", train(), ("qa.jsonl", "UTF-8"), files={"data/qa.jsonl": '{"question": "caf\xe9", "answer": "b"}\n'.encode("latin-1")}),
     Case("data-empty", train(), ("qa.jsonl", "empty"), files={"data/qa.jsonl": ""}),
     Case("data-missing", train(), ("data/missing.jsonl", "no such file"), config=base_config(**{"data.train": "data/missing.jsonl"})),
+    Case("data-pattern-no-match", train(), ("data/*.csv", "no data file matches"),
+         config=base_config(**{"data.train": "data/*.csv"})),
+    Case("pii-terms-file-missing", train(), ("data.prepare.pii.terms.NAME", "no file 'data/names.txt'"),
+         config=base_config(**{"data.prepare": {"pii": {"terms": {"NAME": "data/names.txt"}}}})),
+    Case("pii-terms-not-utf8", train(), ("data/names.txt:1", "not UTF-8"),
+         files={"data/qa.jsonl": QA, "data/names.txt": "Jos\xe9\n".encode("latin-1")},
+         config=base_config(**{"data.prepare": {"pii": {"terms": {"NAME": "data/names.txt"}}}})),
+    Case("pii-terms-type-name", train(), ("data.prepare.pii.terms", "type name 'name'"),
+         config=base_config(**{"data.prepare": {"pii": {"terms": {"name": ["Jo"]}}}})),
     Case("data-unsupported-type", train(), ("qa.xlsx", "unsupported"), files={"data/qa.xlsx": "x"},
          config=base_config(**{"data.train": "data/qa.xlsx"})),
     Case("csv-too-many-values", train(), ("qa.csv:3", "header"), files={"data/qa.csv": "question,answer\na,b\nc,d,e\n"},
@@ -205,6 +237,12 @@ CASES = [
     Case("checkpoints-without-resume", train(), ("already holds checkpoints", "--resume"), setup=_lmforge_run_folder),
     Case("resume-incomplete-checkpoint", train("--resume"), ("lacks", "optimizer.safetensors", "start this run over"),
          setup=lambda p: _lmforge_run_folder(p, files=("state.json", "optimizer.json", "model.safetensors"))),
+    Case("resume-changed-settings", train("--resume"), ("--resume continues the run", "train.lr: 0.01 (the run)"),
+         setup=lambda p: _trained_run_folder(p, changes=("train.lr=0.01",))),
+    Case("resume-changed-data", train("--resume"), ("on the data it started with", "data/qa.jsonl: changed"),
+         setup=lambda p: _trained_run_folder(p, inputs={"data/qa.jsonl": {"bytes": 1, "sha256": "0" * 64}})),
+    Case("run-being-trained", train("--resume"), ("another process is training this run now (pid 1",),
+         setup=_running),
     Case("prepare-out-holds-input", ("data", "prepare", "run.yaml", "--out", "data"), ("--out", "contains the input"), allowed=None),
     Case("prepare-out-user-folder", ("data", "prepare", "run.yaml", "--out", "mine"), ("--out", "not empty"),
          files={"data/qa.jsonl": QA, "mine/a.txt": "x"}, allowed=None),
@@ -215,6 +253,10 @@ CASES = [
          files={"data/qa.jsonl": QA, "mine/a.txt": "x"}, allowed=None),
     Case("export-damaged-checkpoint", ("export", RUN), ("checkpoints/last", "model.safetensors"),
          setup=lambda p: _lmforge_run_folder(p, files=("model.safetensors",), config=True)),
+    Case("serve-api-key-env-unset", ("serve", "MODEL", "--api-key-env", "LMF_TEST_UNSET_KEYS"),
+         ("$LMF_TEST_UNSET_KEYS is not set", "without API keys"), allowed=None),
+    Case("ui-api-key-env-unset", ("ui", "out", "--api-key-env", "LMF_TEST_UNSET_KEYS"),
+         ("$LMF_TEST_UNSET_KEYS is not set",), allowed=None),
     Case("feedback-out-user-folder", ("feedback", "MODEL", "--prompts", "data/p.txt", "--out", "mine"), ("--out", "not empty"),
          files={"data/p.txt": "hello\n", "mine/a.txt": "x"}, allowed=None),
 ]
