@@ -32,48 +32,51 @@ def data_warnings(splits, data_format: str, *, prepared: bool) -> list[str]:
     small = [f"{p} {distinct[p]}" for p in HELD_OUT if 0 < distinct[p] < SMALL]
     if small:
         out.append(f"small data (distinct examples): {', '.join(small)}; intervals will be wide (shares: data.split)")
-    in_train, lines = copies_of_train(splits, data_format)
+    others, lines = copies_of_train(splits, data_format)
     out += lines
     if not prepared:  # the near-copy check looks at what is not an exact copy already
-        held = {p: [r for r in getattr(splits, p) if _key(r, data_format) not in in_train] for p in HELD_OUT}
-        out += describe_near_copies(splits.train, held, data_format)
+        out += describe_near_copies(splits.train, others, data_format)
         out += label_warnings([*splits.train, *splits.validation, *splits.test])
     return out
 
 
-def _key(record: dict, data_format: str) -> str:
-    """An example's identity: its text strings (what the split keeps on one side, see distinct_records)."""
-    return "\n".join(get_format(data_format).strings(record))
+def _key(record: dict, spec) -> str:
+    """An example's identity: its text strings (what the split keeps on one side of the split)."""
+    return "\n".join(spec.strings(record))
 
 
-def copies_of_train(splits, data_format: str) -> tuple[set[str], list[str]]:
-    """(the keys of training examples, a warning line when held-out examples are exact copies of some). The
-    split keeps copies on one side, so these come from given data.validation / data.test files that overlap
-    data.train (or are the same file)."""
-    train = {}
+def copies_of_train(splits, data_format: str) -> tuple[dict[str, list[dict]], list[str]]:
+    """(each held-out part without its exact copies of training examples, a warning line when there are such
+    copies). The split keeps copies on one side, so these come from given data.validation / data.test files that
+    overlap data.train (or are the same file)."""
+    spec = get_format(data_format)
+    train: dict[str, dict] = {}
     for record in splits.train:
-        train.setdefault(_key(record, data_format), record)
+        train.setdefault(_key(record, spec), record)
+    others: dict[str, list[dict]] = {}
     found = []
     for part in HELD_OUT:
         records = getattr(splits, part)
-        hits = [r for r in records if _key(r, data_format) in train]
+        keys = [_key(r, spec) for r in records]
+        others[part] = [r for r, k in zip(records, keys) if k not in train]
+        hits = [(r, k) for r, k in zip(records, keys) if k in train]
         if hits:
             found.append((part, len(hits), len(records), hits[0]))
     if not found:
-        return set(train), []
+        return others, []
     counts = ", ".join(f"{part} {n} of {total}" for part, n, total, _ in found)
-    first = found[0][3]
-    where = f"{first.get('_where', '?')} = {train[_key(first, data_format)].get('_where', '?')}"
-    return set(train), [f"held-out examples that are also training examples: {counts} (e.g. {where}); scores on "
-                        "them measure memory, not the task. Give held-out files that do not overlap data.train, or "
-                        "set data.prepare (its leak check drops the training copies)"]
+    first, key = found[0][3]
+    where = f"{first.get('_where', '?')} = {train[key].get('_where', '?')}"
+    return others, [f"held-out examples that are also training examples: {counts} (e.g. {where}); scores on "
+                    "them measure memory, not the task. Give held-out files that do not overlap data.train, or "
+                    "set data.prepare (its leak check drops the training copies)"]
 
 
 def distinct_records(records: list[dict], data_format: str) -> int:
     """How many different examples ``records`` holds: by their text strings, the identity the split uses
     (exact copies fall on the same side) and, encoded, the evaluation's example ids."""
     spec = get_format(data_format)
-    return len({"\n".join(spec.strings(r)) for r in records})
+    return len({_key(r, spec) for r in records})
 
 
 def label_warnings(records: list[dict]) -> list[str]:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from lmforge.config.inputs import is_pattern, pattern_matches
 from lmforge.config.schema import SourceConfig
 from lmforge.errors import UserError
 
@@ -75,7 +76,7 @@ def stream_source(
 
 def _iter_source(source: SourceConfig, files: list[Path], text_format: bool, text_column: str) -> Iterator[Row]:
     path = source_path(source.path)
-    if is_glob(source.path) and not path.exists():
+    if is_pattern(source.path) and not path.exists():
         for file in glob_data_files(source.path, text_format):  # read like a folder's files, in sorted order
             files.append(file)
             yield from _iter_file(file, text_format, text_column, whole_file_text=True)
@@ -137,7 +138,7 @@ def local_files(raw: str, text_format: bool) -> list[Path]:
     if raw.startswith("asset:"):
         return []
     path = Path(raw).expanduser()
-    if is_glob(raw) and not path.exists():
+    if is_pattern(raw) and not path.exists():
         return glob_data_files(raw, text_format)
     if path.is_dir():
         if is_saved_dataset(path):
@@ -146,18 +147,11 @@ def local_files(raw: str, text_format: bool) -> list[Path]:
     return [path] if path.is_file() else []
 
 
-def is_glob(raw: str) -> bool:
-    """A source path with a shell pattern (``data/*.jsonl``, ``logs/**/*.csv``, ``part-[0-9].parquet``)."""
-    return not raw.startswith("asset:") and any(ch in raw for ch in "*?[")
-
-
 def glob_data_files(pattern: str, text_format: bool) -> list[Path]:
     """The supported data files matching ``pattern`` (``**`` spans folders), sorted; hidden files are skipped
     as in a folder. Raises UserError naming the pattern when nothing matches."""
-    import glob
-
     wanted = SUPPORTED if text_format else TABLE_SUFFIXES
-    matched = sorted(Path(p) for p in glob.glob(str(Path(pattern).expanduser()), recursive=True))
+    matched = pattern_matches(pattern)
     found = [p for p in matched if p.is_file() and p.suffix.lower() in wanted and not p.name.startswith(".")]
     if not found:
         other = [p.name for p in matched if p.is_file()][:3]

@@ -27,11 +27,7 @@ def run_eval(target: str, overrides: Sequence[str] = (), *, base: bool = False, 
     if path.is_dir():
         session = restore_session(path, overrides, trained=not base, say=say)
     else:  # a config's base model: data.prepare runs in a temporary folder (a trained run's data/ is its record)
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="lmforge-prepare-") as folder:
-            session = open_session(load_config(path, overrides), source=str(path), say=say, train=False,
-                                   scratch=Path(folder) / "data")
+        session = open_session(load_config(path, overrides), source=str(path), say=say, train=False, scratch=True)
     from lmforge.atomic import atomic_dir
     from lmforge.outputs import eval_output_dir, write_marker
 

@@ -50,20 +50,14 @@ def run_preview(config: RunConfig, *, source: str = "<config>", n: int = 3, colo
         return "\n".join(lines) + "\n\n" + tasks.preview(tokenizer, n=n, color=color, marks=marks)
 
 
-def rules_line(manifest_path: Path) -> str:
-    """What each data.prepare rule did, from its manifest: ``removed: dedup_near 138; changed: pii_redact 160``."""
+def _prepared_line(manifest_path: Path, *, paraphrase: bool) -> str:
     import json
 
     from lmforge.data.prepare.audit import rules_summary
 
-    return rules_summary(json.loads(manifest_path.read_text(encoding="utf-8"))["rules"])
-
-
-def _prepared_line(manifest_path: Path, *, paraphrase: bool) -> str:
-    import json
-
-    kept = sum(part["examples"] for part in json.loads(manifest_path.read_text(encoding="utf-8"))["outputs"])
-    return (f"data.prepare, as the run will apply it ({rules_line(manifest_path)}; {kept} examples kept"
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    kept = sum(part["examples"] for part in manifest["outputs"])
+    return (f"data.prepare, as the run will apply it ({rules_summary(manifest['rules'])}; {kept} examples kept"
             + ("; model paraphrases left out" if paraphrase else "")
             + "). Its files and report are not kept: `lmforge data prepare` writes them")
 
@@ -124,17 +118,16 @@ def prepare_data(config: RunConfig, *, out_dir: str | Path | None = None, say: S
                      tokenizer=load_tokenizer(config.model),
                      paraphrase=paraphraser(prepare_cfg, config.run.seed, say),
                      check_out=lambda files: check_inputs(out, files, where))
-    counts = result.counts
+    from lmforge.data.prepare.audit import rules_summary
+
+    counts, rules = result.counts, rules_summary(result.rules)
     say(f"prepare: {streams.read} records -> train {counts['train']}, validation {counts['validation']}, "
-        f"test {counts['test']} ({rules_line(result.manifest_path)}); "
+        f"test {counts['test']} ({rules}); "
         + (f"report {result.report_path}" if kept else "prepared for this command only, not kept"))
     if not counts["validation"] and not counts["test"]:
-        import json
-
-        rules = json.loads(result.manifest_path.read_text(encoding="utf-8"))["rules"]
-        near = rules.get("dedup_near", {}).get("removed", 0) * 2 > streams.read
+        near = result.rules.get("dedup_near", {}).get("removed", 0) * 2 > streams.read
         raise UserError(f"data preparation left no held-out example ({streams.read} records -> train "
-                        f"{counts['train']}; {rules_line(result.manifest_path)})", where="data.split",
+                        f"{counts['train']}; {rules})", where="data.split",
                         hint=("near-copy removal took most records: if they are distinct documents sharing a "
                               "template, raise data.prepare.dedup.threshold or set dedup.near: false; or " if near
                               else "") + "raise data.split.validation / data.split.test, or give data.validation / "

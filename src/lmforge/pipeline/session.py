@@ -9,6 +9,7 @@ with :meth:`Session.with_model`. How the data maps to heads (one task, or severa
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -102,17 +103,19 @@ def generation_scores(session: Session, n: int, model=None) -> dict:
 
 
 def open_session(config: RunConfig, *, source: str = "<config>", say: Say = print, train: bool = True,
-                 scratch: Path | None = None, prepared: Path | None = None) -> Session:
+                 scratch: bool = False, prepared: Path | None = None) -> Session:
     """Load data, tokenizer and model, apply the method, encode features (training features only with
-    ``train``). data.prepare writes into <run dir>/data, or into ``scratch`` (a temporary folder the caller
-    removes), or its earlier output ``prepared`` is read."""
+    ``train``). data.prepare writes into <run dir>/data, or (``scratch``) into a temporary folder removed once
+    the splits are read, or its earlier output ``prepared`` is read."""
     from lmforge.methods import build_method
     from lmforge.model import load_tokenizer
     from lmforge.objectives import build_objective
     from lmforge.pipeline.multitask import open_tasks
 
     plan = plan_run(config, source)
-    tasks = open_tasks(config, plan.objective.head, say, scratch=scratch, prepared=prepared)
+    with tempfile.TemporaryDirectory(prefix="lmforge-prepare-") if scratch else contextlib.nullcontext() as folder:
+        tasks = open_tasks(config, plan.objective.head, say, scratch=Path(folder) / "data" if folder else None,
+                           prepared=prepared)
     describe_splits(tasks.splits, config, say)
     tasks.describe(say)
     tokenizer = load_tokenizer(config.model)
@@ -167,9 +170,8 @@ def restore_session(run_dir: str | Path, overrides: Sequence[str] = (), *, train
     prepared = run_dir / "data"
     data_overridden = any(o.split("=", 1)[0].strip().startswith("data.") for o in overrides)
     reuse = config.data.prepare is not None and not data_overridden and (prepared / "manifest.json").is_file()
-    with tempfile.TemporaryDirectory(prefix="lmforge-prepare-") as folder:
-        session = open_session(config, source=str(cfg_path), say=say, train=False,
-                               prepared=prepared if reuse else None, scratch=Path(folder) / "data")
+    session = open_session(config, source=str(cfg_path), say=say, train=False, prepared=prepared if reuse else None,
+                           scratch=not reuse)
     if trained:
         from lmforge.train.checkpoint import load_trainable
 

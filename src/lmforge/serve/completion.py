@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from lmforge.serve.apierror import APIError
+from lmforge.data.records import ROLES
 from lmforge.serve.engine import GenJob
 from lmforge.serve.protocol import ChatRequest, Sampling
 
@@ -20,9 +21,9 @@ def chat_prompt_ids(tokenizer, req: ChatRequest) -> list[int]:
     """Messages -> token ids through the tokenizer's chat template (generation prompt appended)."""
     if not tokenizer.chat_template:
         raise APIError(400, "this model has no chat template; use /v1/completions", "no_chat_template")
-    # "developer" is OpenAI's newer name for the system message; training data maps it to system too
-    # (lmforge.data.records.ROLES), so the model sees at serving time the role it was trained with.
-    msgs = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in req.messages]
+    # The roles training data is read with (lmforge.data.records.ROLES: OpenAI's "developer" is the system
+    # message), so the model sees at serving time the role it was trained with; tool roles pass as they are.
+    msgs = [{"role": ROLES.get(m.role, m.role), "content": m.text()} for m in req.messages]
     try:
         text = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
     except Exception as exc:  # template errors (e.g. role order) are the client's

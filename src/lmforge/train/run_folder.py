@@ -106,22 +106,17 @@ INPUTS_FILE = "inputs.json"  # the data files a run read at its start, with thei
 def data_inputs(config: RunConfig) -> dict[str, dict]:
     """``{path: {"bytes", "sha256"}}`` of every local data file ``config`` reads (every task's too, and the lists
     of terms data.prepare redacts), in order."""
-    from lmforge.config.schema import SOURCE_KEYS, source_list
+    from lmforge.config.inputs import data_sources, terms_files
     from lmforge.data.prepare.audit import sha256_file
     from lmforge.data.sources import local_files
 
-    sections = [(config.data, config.data.format)]
-    sections += [(task, task.format or config.data.format) for task in config.data.tasks or []]
+    files = [path for raw, data_format in data_sources(config) for path in local_files(raw, data_format == "text")]
+    files += [path for path in map(Path, terms_files(config)) if path.expanduser().is_file()]
     out: dict[str, dict] = {}
-    for section, data_format in sections:
-        for key in SOURCE_KEYS:
-            for source in source_list(getattr(section, key)):
-                for path in local_files(source.path, text_format=data_format == "text"):
-                    out.setdefault(str(path), {"bytes": path.stat().st_size, "sha256": sha256_file(path)})
-    terms = config.data.prepare.pii.terms.values() if config.data.prepare is not None else ()
-    for path in (Path(value).expanduser() for value in terms if isinstance(value, str)):
-        if path.is_file():
-            out.setdefault(str(path), {"bytes": path.stat().st_size, "sha256": sha256_file(path)})
+    for path in files:
+        if str(path) not in out:
+            path_here = path.expanduser()
+            out[str(path)] = {"bytes": path_here.stat().st_size, "sha256": sha256_file(path_here)}
     return out
 
 

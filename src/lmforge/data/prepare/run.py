@@ -21,7 +21,7 @@ import shutil
 import tempfile
 from array import array
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
@@ -55,6 +55,7 @@ class PrepareResult:
     counts: dict[str, int]
     manifest_path: Path
     report_path: Path
+    rules: dict[str, dict] = field(default_factory=dict)  # the manifest's per-rule counts (and examples)
 
     def records(self, split: str) -> Iterator[dict]:
         """The records of ``split`` ("train", "validation", "test"), streamed from its JSONL file."""
@@ -392,4 +393,4 @@ def run_prepare(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     manifest_path, report_path = out_dir / "manifest.json", out_dir / "report.md"
-    return PrepareResult(out_dir, counts, manifest_path, report_path)
+    return PrepareResult(out_dir, counts, manifest_path, report_path, manifest["rules"])
