@@ -44,6 +44,13 @@ class EvalOutput:
     rows: list[tuple[float, int]] = field(default_factory=list)
 
 
+def per_row(losses: torch.Tensor) -> list[tuple[float, int]]:
+    """``EvalOutput.rows`` of an objective with one loss per example (a pair, a prompt): ``(loss, 1)`` each, so
+    per-example values come from the batched forward (not from re-running every example alone, in another
+    batch shape than the reference log-probs cached from the batched one)."""
+    return [(float(x), 1) for x in losses.detach().float().tolist()]
+
+
 class Objective(Protocol):
     spec: ObjectiveSpec
     params: ObjectiveParams

@@ -63,8 +63,10 @@ def test_orpo_formula_and_gradient_prefers_chosen():
 
 def test_pair_metrics_and_summary():
     metrics = pair_metrics(T([1.0, -1.0, 2.0]), T([0.0, 0.0, 2.0]))
-    assert metrics["reward_accuracy"] == pytest.approx(1 / 3)
+    assert metrics["reward_accuracy"] == pytest.approx(1.5 / 3)  # right, wrong, a tie (half)
     assert metrics["reward_margin"] == pytest.approx(0.0)
     summary = summarize_pairs([[1.0, 0.0, -3.0, -5.0], [0.0, 2.0, -1.0, -1.0]])
     assert summary == {"reward_accuracy": 0.5, "reward_margin": -0.5, "logps_chosen": -2.0, "logps_rejected": -3.0,
                        "logps_accuracy": 0.5}
+    # before training every implicit reward is 0: chance, not "always wrong"
+    assert summarize_pairs([[0.0, 0.0, -3.0, -5.0]] * 3)["reward_accuracy"] == 0.5

@@ -14,7 +14,7 @@ from torch import nn
 
 from lmforge.config.schema import DataConfig
 from lmforge.model.task import TaskInfo
-from lmforge.objectives.base import EvalOutput, LossOutput, ObjectiveBase
+from lmforge.objectives.base import EvalOutput, LossOutput, ObjectiveBase, per_row
 from lmforge.objectives.registry import ObjectiveParams, ObjectiveSpec
 
 
@@ -69,7 +69,7 @@ class ClassificationObjective(ObjectiveBase):
         return EvalOutput(
             loss_total=float(losses.sum()),
             count=int(labels.shape[0]),
-            rows=[(float(x), 1) for x in losses.tolist()],
+            rows=per_row(losses),
             predictions=logits.argmax(dim=-1).tolist(),
             references=labels.tolist(),
             scores=torch.softmax(logits, dim=-1).tolist(),

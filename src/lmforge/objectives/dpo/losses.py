@@ -70,6 +70,7 @@ def _log1m_exp(x: torch.Tensor) -> torch.Tensor:
 
 
 def pair_metrics(chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor) -> dict[str, float]:
-    """Mean reward accuracy (chosen > rejected) and margin (chosen - rejected) of a batch."""
+    """Mean reward accuracy (chosen > rejected, a tie counting half) and margin (chosen - rejected) of a batch."""
     diff = (chosen_rewards - rejected_rewards).float()
-    return {"reward_accuracy": float((diff > 0).float().mean()), "reward_margin": float(diff.mean())}
+    return {"reward_accuracy": float(((diff > 0).float() + 0.5 * (diff == 0).float()).mean()),
+            "reward_margin": float(diff.mean())}

@@ -16,7 +16,7 @@ from torch import nn
 from lmforge.config.schema import DataConfig
 from lmforge.model.task import TaskInfo
 from lmforge.model.reference import ReferencePolicy
-from lmforge.objectives.base import EvalOutput, LossOutput, ObjectiveBase
+from lmforge.objectives.base import EvalOutput, LossOutput, ObjectiveBase, per_row
 from lmforge.objectives.dpo.losses import dpo_losses, orpo_losses, pair_metrics, simpo_losses
 from lmforge.objectives.preference import Reference, sequence_logps
 from lmforge.objectives.registry import ObjectiveParams, ObjectiveSpec
@@ -98,10 +98,11 @@ class PairObjective(ObjectiveBase):
         stats = self.pair_stats(model, batch)
         losses, chosen, rejected = self.pair_losses(stats)
         rows = torch.stack([chosen, rejected, stats.policy_chosen, stats.policy_rejected], dim=1).tolist()
-        return EvalOutput(loss_total=float(losses.sum()), count=losses.shape[0], scores=rows)
+        return EvalOutput(loss_total=float(losses.sum()), count=losses.shape[0], scores=rows, rows=per_row(losses))
 
     def eval_metrics(self, outputs: list[EvalOutput]) -> dict[str, float]:
-        """reward_accuracy (share of pairs with chosen reward > rejected), reward_margin (mean
+        """reward_accuracy (share of pairs with chosen reward > rejected, a tie counting half: before training the
+        policy is the reference, every reward is 0 and the accuracy is chance, 0.5), reward_margin (mean
         chosen - rejected reward), logps_chosen / logps_rejected (mean summed completion log-probs),
         logps_accuracy (share of pairs where the policy itself gives the chosen answer the higher
         log-prob: meaningful at step 0 too, where every implicit DPO reward is 0)."""
@@ -114,7 +115,7 @@ def summarize_pairs(rows: list[list[float]]) -> dict[str, float]:
         return {}
     n = len(rows)
     return {
-        "reward_accuracy": sum(1 for r in rows if r[0] > r[1]) / n,
+        "reward_accuracy": sum(1.0 if r[0] > r[1] else 0.5 if r[0] == r[1] else 0.0 for r in rows) / n,
         "reward_margin": sum(r[0] - r[1] for r in rows) / n,
         "logps_chosen": sum(r[2] for r in rows) / n,
         "logps_rejected": sum(r[3] for r in rows) / n,

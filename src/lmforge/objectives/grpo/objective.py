@@ -22,7 +22,7 @@ from lmforge.model.generate import GREEDY, Sampling, generate_tokens, stop_token
 from lmforge.model.task import TaskInfo
 from lmforge.data.preference import pad_token_id
 from lmforge.model.reference import ReferencePolicy
-from lmforge.objectives.base import EvalOutput, LossOutput, ObjectiveBase
+from lmforge.objectives.base import EvalOutput, LossOutput, ObjectiveBase, per_row
 from lmforge.objectives.preference import Reference, token_logps
 from lmforge.objectives.registry import ObjectiveParams, ObjectiveSpec
 
@@ -157,7 +157,7 @@ class GRPOObjective(ObjectiveBase):
         sample = self.sample(model, batch, 1, greedy=True)
         rewards = self.rewards(batch["prompts"], sample["texts"], batch["references"], batch["input_ids"].device)
         return EvalOutput(loss_total=-float(rewards.sum()), count=len(sample["texts"]),
-                          predictions=[], scores=[[float(r)] for r in rewards])
+                          predictions=[], scores=[[float(r)] for r in rewards], rows=per_row(-rewards))
 
     def eval_metrics(self, outputs: list[EvalOutput]) -> dict[str, float]:
         """reward_mean: mean reward of the greedy answers to the held-out prompts."""

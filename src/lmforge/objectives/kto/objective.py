@@ -18,7 +18,7 @@ from torch import nn
 from lmforge.config.schema import DataConfig
 from lmforge.model.task import TaskInfo
 from lmforge.model.reference import ReferencePolicy
-from lmforge.objectives.base import EvalOutput, LossOutput, ObjectiveBase
+from lmforge.objectives.base import EvalOutput, LossOutput, ObjectiveBase, per_row
 from lmforge.objectives.preference import Reference, sequence_logps
 from lmforge.objectives.registry import ObjectiveParams, ObjectiveSpec
 
@@ -85,7 +85,7 @@ class KTOObjective(ObjectiveBase):
         losses, rewards, policy = self._losses(model, batch)
         flags = batch["desirable"].float()
         rows = torch.stack([rewards, flags, policy.detach()], dim=1).tolist()
-        return EvalOutput(loss_total=float(losses.sum()), count=losses.shape[0], scores=rows)
+        return EvalOutput(loss_total=float(losses.sum()), count=losses.shape[0], scores=rows, rows=per_row(losses))
 
     def eval_metrics(self, outputs: list[EvalOutput]) -> dict[str, float]:
         """reward_accuracy (good answers with reward > 0, bad ones < 0), mean reward of good / bad

@@ -16,7 +16,7 @@ from torch import nn
 
 from lmforge.config.schema import DataConfig
 from lmforge.model.task import TaskInfo
-from lmforge.objectives.base import EvalOutput, LossOutput, ObjectiveBase
+from lmforge.objectives.base import EvalOutput, LossOutput, ObjectiveBase, per_row
 
 
 def bradley_terry_losses(chosen: torch.Tensor, rejected: torch.Tensor, margin: float = 0.0) -> torch.Tensor:
@@ -75,7 +75,7 @@ class RewardObjective(ObjectiveBase):
         chosen, rejected = self._pair_scores(model, batch)
         losses = self._losses(chosen, rejected)
         rows = torch.stack([chosen.float(), rejected.float()], dim=1).tolist()
-        return EvalOutput(loss_total=float(losses.sum()), count=losses.shape[0], scores=rows)
+        return EvalOutput(loss_total=float(losses.sum()), count=losses.shape[0], scores=rows, rows=per_row(losses))
 
     def eval_metrics(self, outputs: list[EvalOutput]) -> dict[str, float]:
         """pairwise_accuracy (chosen scored above rejected; ties count as wrong), reward_margin,
