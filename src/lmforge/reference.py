@@ -31,6 +31,8 @@ def _type_name(annotation: Any) -> str:
 
 
 def _default(field) -> str:
+    if isinstance(field.json_schema_extra, dict) and "default_doc" in field.json_schema_extra:
+        return str(field.json_schema_extra["default_doc"])  # filled in before validation (e.g. data.format)
     if field.default is PydanticUndefined and field.default_factory is None:
         return "**required**"
     value = field.default_factory() if field.default_factory else field.default

@@ -14,10 +14,13 @@ FAST_RUNTIME = "{precision: bf16, memory: {shards: auto}}"
 
 def test_bf16_base_8bit_optimizer_and_shards_run_end_to_end(tmp_path, tiny_llama_dir, qa_file):
     cfg = lora_config(tmp_path, tiny_llama_dir, qa_file, train=FAST, runtime=FAST_RUNTIME)
-    cfg.write_text(cfg.read_text().replace("  max_length: 64\n", "  max_length: 64\n  packing: true\n"))
+    text = cfg.read_text().replace("  max_length: 64\n", "  max_length: 64\n  packing: true\n")
+    cfg.write_text(text.replace("  format: instruction\n", ""))  # told from the data (columns mapped)
     proc = run_cli("train", str(cfg))
     assert proc.returncode == 0, proc.stderr[-3000:]
     run = tmp_path / "run"
+    assert "data.format: instruction, told from the data (" in proc.stdout
+    assert "format: instruction" in (run / "config.yaml").read_text()  # recorded with the run
     assert "memory-mapped from" in proc.stdout
     meta = json.loads((run / "shards" / "meta.json").read_text())
     assert "lengths" in meta["ragged_fields"] and meta["tokens"] > 0  # packed rows

@@ -119,3 +119,17 @@ def test_model_name_missing_path_is_a_problem_and_hub_names_get_a_note(tmp_path,
     for name in ("./models/mine", "smollm2-135m-instruct"):
         result = validate_config(_write(tmp_path, config % name))
         assert not result.errors and not result.notes, name
+
+
+def test_a_format_left_out_is_told_from_the_data_or_explained_once(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    chats = json.dumps({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}) + "\n"
+    path = _write(tmp_path, "model: {name: x}\ndata: {train: chats.jsonl}\n", {"chats.jsonl": chats})
+    result = validate_config(path)
+    assert result.errors == [] and result.config.data.format == "chat"
+    assert result.notes[0].startswith("data.format: chat, told from the data (chats.jsonl:1 has messages)")
+    # columns no format has: one problem saying why (not also the schema's "required field is missing")
+    path = _write(tmp_path, "model: {name: x}\ndata: {train: qa.jsonl}\n")
+    errors = validate_config(path).errors
+    assert errors[0].startswith("data.format: not set, and qa.jsonl:1 (columns: question, answer) fits no format")
+    assert not any(e.startswith("data.format: required") for e in errors), errors

@@ -22,18 +22,16 @@ def register(sub) -> None:
 
 
 def preview(args) -> int:
-    from lmforge.config import load_config
-    from lmforge.pipeline import run_preview
+    from lmforge.pipeline import load_run_config, run_preview
 
-    config = load_config(args.config, args.overrides)
+    config = load_run_config(args.config, args.overrides)
     print(run_preview(config, source=args.config, n=args.n, color=sys.stdout.isatty()))
     return 0
 
 
 def prepare(args) -> int:
-    from lmforge.config import load_config
-    from lmforge.pipeline import run_prepare
+    from lmforge.pipeline import load_run_config, run_prepare
 
-    config = load_config(args.config, args.overrides)
+    config = load_run_config(args.config, args.overrides)
     run_prepare(config, source=args.config, out_dir=args.out)
     return 0

@@ -13,9 +13,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from lmforge.config import load_config
-    from lmforge.pipeline import run_estimate
+    from lmforge.pipeline import load_run_config, run_estimate
 
-    config = load_config(args.config, args.overrides)
+    config = load_run_config(args.config, args.overrides)
     run_estimate(config, source=args.config, budget_gb=args.budget)
     return 0

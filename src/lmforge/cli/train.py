@@ -15,13 +15,12 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from lmforge.config import load_config
-    from lmforge.pipeline import launch_processes, run_train
+    from lmforge.pipeline import load_run_config, launch_processes, run_train
 
     if args.nproc > 1:
         return launch_processes(["train", args.config, *args.overrides, *(["--resume"] if args.resume else [])],
                                 args.nproc)
 
-    config = load_config(args.config, args.overrides)
+    config = load_run_config(args.config, args.overrides)
     run_train(config, source=args.config, resume=args.resume)
     return 0

@@ -1,6 +1,6 @@
 """Typed, strict run configuration. Imports no torch (``lmforge validate`` stays instant)."""
 
-from lmforge.config.load import apply_overrides, load_config, parse_config, save_resolved
+from lmforge.config.load import apply_overrides, load_config, parse_config, read_config, save_resolved
 from lmforge.config.schema import (
     DataConfig,
     EvalConfig,
@@ -28,5 +28,6 @@ __all__ = [
     "apply_overrides",
     "load_config",
     "parse_config",
+    "read_config",
     "save_resolved",
 ]

@@ -22,11 +22,15 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 
     Raises :class:`UserError` naming the file, line or field on any problem.
     """
+    return parse_config(read_config(path, overrides), source=str(path))
+
+
+def read_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """The raw mapping of ``path`` (YAML) with ``overrides`` applied and the default run name; not validated."""
     path = Path(path)
     if not path.is_file():
         raise UserError("config file not found", where=str(path), hint="pass the path to a YAML run config")
-    raw = with_default_run_name(apply_overrides(read_yaml(path), overrides), path)
-    return parse_config(raw, source=str(path))
+    return with_default_run_name(apply_overrides(read_yaml(path), overrides), path)
 
 
 def with_default_run_name(raw: dict[str, Any], path: str | Path) -> dict[str, Any]:

@@ -106,7 +106,8 @@ class TaskSource(Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
                       description="Unique task name (letters, digits, _ . -); metrics are reported as task/<name>/<metric>.")
     weight: float = Field(default=1.0, gt=0, description="Share of the mix (see data.mixing).")
-    format: DataFormat | None = Field(default=None, description="Example format; default: data.format.")
+    format: DataFormat | None = Field(default=None, description="Example format; default: data.format, else told from "
+                                      "the task's data like data.format.")
     train: SourceConfig = Field(description="Training data: a path string or {path, split, limit}.")
     validation: SourceConfig | None = Field(default=None, description="Validation data; default: data.split.validation of train.")
     test: SourceConfig | None = Field(default=None, description="Test data; default: data.split.test of train.")
@@ -126,7 +127,11 @@ class TaskSource(Section):
 
 class DataConfig(Section):
     format: DataFormat = Field(
-        description="Example format (see Data formats). With data.tasks: the tasks' default (default: the first task's)."
+        description="Example format (see Data formats). Left out: told from the column names of data.train's first "
+        "record (messages: chat; prompt, chosen, rejected: preference; text, label: classification; instruction, "
+        "output or prompt, completion: instruction; text or .txt/.md files: text) and recorded in the run's "
+        "config.yaml. With data.tasks: the tasks' default (default: the first task's).",
+        json_schema_extra={"default_doc": "from the data"},
     )
     train: SourceConfig | list[SourceConfig] | None = Field(
         default=None,

@@ -39,6 +39,12 @@ class FormatSpec:
     converters: Mapping[str, Callable[[dict], dict]] = field(default_factory=dict)  # other format -> record converter
     default_objective: str = "causal_lm"
     summary: str = ""
+    detect: tuple[tuple[str, ...], ...] = ()  # column sets that identify this format when data.format is not set
+
+    def detected_by(self, row: Mapping[str, Any], columns: Mapping[str, str]) -> tuple[str, ...] | None:
+        """The largest of ``detect``'s column sets that ``row`` holds (names mapped through ``columns``), or None."""
+        held = [fields for fields in self.detect if all(columns.get(f, f) in row for f in fields)]
+        return max(held, key=len) if held else None
 
     @property
     def generative(self) -> bool:
@@ -82,6 +88,21 @@ def get_format(name: str, where: str = "data.format") -> FormatSpec:
     return FORMATS[name]
 
 
+def detect_format(row: Mapping[str, Any], columns: Mapping[str, str]) -> list[tuple[str, tuple[str, ...]]]:
+    """The formats ``row`` fits best when data.format is not set: ``[(name, identifying columns)]``, the most
+    specific first (``text`` + ``label`` is classification, not text); several entries when equally specific,
+    [] when none fits."""
+    held = [(name, fields) for name, spec in FORMATS.items() if (fields := spec.detected_by(row, columns))]
+    best = max((len(fields) for _, fields in held), default=0)
+    return [(name, fields) for name, fields in held if len(fields) == best]
+
+
+def detect_help() -> str:
+    """What identifies each format, for messages: ``chat (messages or conversations); ...``."""
+    return "; ".join(f"{name} ({' or '.join(', '.join(f) for f in spec.detect)})"
+                     for name, spec in FORMATS.items() if spec.detect)
+
+
 def formats_of(kinds: tuple[str, ...]) -> list[str]:
     """The registered formats whose kind is one of ``kinds`` (what an objective can train on)."""
     return [name for name, spec in FORMATS.items() if spec.kind in kinds]
@@ -92,26 +113,26 @@ def _builtins() -> None:
     from lmforge.data.messages import chat_messages, chat_to_instruction, instruction_messages, instruction_to_chat
 
     register_format(FormatSpec(
-        "text", "text", ("text",), ("text",), ("text",), records.read_text, augment_field="text",
+        "text", "text", ("text",), ("text",), ("text",), records.read_text, augment_field="text", detect=(("text",),),
         summary="raw documents, joined with EOS and chunked to max_length; every token trained"))
     register_format(FormatSpec(
         "instruction", "messages", ("instruction", "input", "output", "system"), ("instruction", "output"),
         ("system", "instruction", "input", "output"), records.read_instruction, instruction_messages,
         content_fields=("instruction", "input", "output"), augment_field="instruction",
-        converters={"chat": chat_to_instruction},
+        converters={"chat": chat_to_instruction}, detect=(("instruction", "output"), ("prompt", "completion")),
         summary="instruction (+ optional input and system) -> output; the output is trained"))
     register_format(FormatSpec(
         "chat", "messages", ("messages",), ("messages",), ("messages",), records.read_chat, chat_messages,
-        converters={"instruction": instruction_to_chat},
+        converters={"instruction": instruction_to_chat}, detect=(("messages",), ("conversations",)),
         summary="OpenAI messages or ShareGPT conversations; every assistant turn is trained"))
     register_format(FormatSpec(
         "classification", "labelled", ("text", "text_pair", "label"), ("text", "label"), ("text", "text_pair"),
         records.read_classification, augment_field="text", default_objective="classification",
-        summary="text (+ optional text_pair) -> label"))
+        detect=(("text", "label"),), summary="text (+ optional text_pair) -> label"))
     register_format(FormatSpec(
         "preference", "pairs", ("prompt", "chosen", "rejected"), ("prompt", "chosen", "rejected"),
         ("prompt", "chosen", "rejected"), records.read_preference, default_objective="dpo",
-        summary="prompt with a chosen and a rejected completion"))
+        detect=(("prompt", "chosen", "rejected"),), summary="prompt with a chosen and a rejected completion"))
 
 
 

@@ -8,6 +8,7 @@ this package (and ``lmforge validate``) needs no torch.
 
 from lmforge.model.quiet import silence_library_notices
 from lmforge.pipeline.compare import judge_endpoint, run_comparison
+from lmforge.pipeline.configfile import load_run_config
 from lmforge.pipeline.estimate import run_estimate
 from lmforge.pipeline.evaluate import format_metrics, run_eval
 from lmforge.pipeline.export import run_export
@@ -23,7 +24,7 @@ from lmforge.pipeline.validate import run_validate
 from lmforge.train.threads import choose_wait_policy  # torch-free; the CLI calls it before torch loads
 
 __all__ = [
-    "choose_wait_policy", "RunPlan", "Session", "describe_methods", "format_metrics", "format_monitor", "judge_endpoint", "launch_processes", "load_serve_config",
+    "choose_wait_policy", "RunPlan", "Session", "describe_methods", "format_metrics", "format_monitor", "judge_endpoint", "launch_processes", "load_run_config", "load_serve_config",
     "open_session", "plan_run", "restore_session", "run_comparison", "run_estimate", "run_eval", "run_export",
     "run_feedback", "run_monitor", "run_prepare", "run_preview", "run_serve", "run_train", "run_ui", "run_validate",
     "silence_library_notices",

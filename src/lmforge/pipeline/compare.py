@@ -28,11 +28,10 @@ def run_comparison(config_path: str, overrides: Sequence[str] = (), *, run_dir: 
     Writes compare.html / .md / .json into the run folder. Raises UserError for data that is not
     chat / instruction, or a run folder without a trained checkpoint.
     """
-    from lmforge.config import load_config
-
+    from lmforge.pipeline.configfile import load_run_config
     from lmforge.pipeline.plan import plan_run
 
-    config = load_config(config_path, list(overrides))
+    config = load_run_config(config_path, list(overrides), say=say)
     _check_generative(plan_run(config, config_path), "data.format")
     folder = Path(run_dir) if run_dir else Path(config.run.dir)
     if not (folder / "config.yaml").is_file() or not (folder / "checkpoints").is_dir():

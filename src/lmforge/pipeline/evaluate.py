@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Sequence
 
+from lmforge.pipeline.configfile import load_run_config
 from lmforge.pipeline.report import elide, judge_samples
 from lmforge.pipeline.session import generation_scores, open_session, restore_session
 
@@ -19,7 +20,6 @@ def run_eval(target: str, overrides: Sequence[str] = (), *, base: bool = False, 
     generative examples (exact match, token F1, ROUGE, BLEU with bootstrap intervals).
     Writes report.md / report.html / results.json into ``out_dir`` (default <run dir>/eval).
     """
-    from lmforge.config import load_config
     from lmforge.evaluate.report import write_report
 
     overrides = list(overrides) + ([f"data.test={data}"] if data else [])
@@ -27,7 +27,8 @@ def run_eval(target: str, overrides: Sequence[str] = (), *, base: bool = False, 
     if path.is_dir():
         session = restore_session(path, overrides, trained=not base, say=say)
     else:  # a config's base model: data.prepare runs in a temporary folder (a trained run's data/ is its record)
-        session = open_session(load_config(path, overrides), source=str(path), say=say, train=False, scratch=True)
+        config = load_run_config(path, overrides, say=say)
+        session = open_session(config, source=str(path), say=say, train=False, scratch=True)
     from lmforge.atomic import atomic_dir
     from lmforge.outputs import eval_output_dir, write_marker
 

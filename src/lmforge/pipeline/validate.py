@@ -18,10 +18,11 @@ from typing import Callable
 
 from pydantic import ValidationError
 
-from lmforge.config.load import apply_overrides, format_validation_error, read_yaml, with_default_run_name
+from lmforge.config.load import format_validation_error, read_config
 from lmforge.config.schema import RunConfig
 from lmforge.errors import UserError
 from lmforge.model.source import check_model_name
+from lmforge.pipeline.configfile import with_detected_formats
 from lmforge.pipeline.plan import RunPlan, plan_run
 
 
@@ -40,6 +41,8 @@ def run_validate(path: str | Path, overrides: list[str] | tuple[str, ...] = (), 
     tasks = tasks_summary(config.data)
     return (f"{path}: ok  (model {config.model.name}, data {config.data.format}{tasks}, "
             f"method {plan.method.name}, objective {plan.objective.name})")
+
+MISSING_FORMAT = "format: required field is missing"
 
 
 @dataclass
@@ -60,11 +63,16 @@ def validate_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (
     """
     from lmforge.data.check import check_sources
 
-    if not Path(path).is_file():
-        raise UserError("config file not found", where=str(path), hint="pass the path to a YAML run config")
-    raw = with_default_run_name(apply_overrides(read_yaml(path), overrides), path)
+    raw = read_config(path, overrides)
     result = Validation(None, None)
+    try:
+        raw, result.notes = with_detected_formats(raw)
+    except UserError as exc:  # says why a format is missing: instead of the schema's "required field is missing"
+        result.errors.append(str(exc))
+    undetected = bool(result.errors)
     config = _parse(raw, result)
+    if undetected:
+        result.errors = result.errors[:1] + [e for e in result.errors[1:] if not e.endswith(MISSING_FORMAT)]
     if config is not None:
         try:
             result.plan = plan_run(config, source=str(path))
@@ -78,7 +86,8 @@ def validate_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (
             sections = task_sections(config.data)
         except UserError as exc:
             sections, result.errors = [], result.errors + [str(exc)]
-        errors, result.notes = check_sources(config.data, sections, first)
+        errors, notes = check_sources(config.data, sections, first)
+        result.notes += notes
         result.errors = list(dict.fromkeys(result.errors + errors))  # a task problem plan_run found too
         result.errors += _terms_problems(config)
         model_error, model_note = check_model_name(config.model.name)

@@ -1,0 +1,52 @@
+"""``data.format`` left out: the format the first record of the training data fits. Torch-free.
+
+Each format names the column sets that identify it (``FormatSpec.detect``: ``messages`` or ``conversations`` is
+chat, ``prompt`` + ``chosen`` + ``rejected`` preference, ``text`` + ``label`` classification ...); the most
+specific set the first row holds wins. Plain-text files are ``text``. A row no format fits, or two fit equally,
+is an error asking for ``data.format``: detection never guesses between formats. ``datasets`` folders and hub
+datasets are not read for this (validate does not read them either); they need ``data.format``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Mapping
+
+from lmforge.config.schema import SourceConfig
+from lmforge.data.formats import detect_format, detect_help
+from lmforge.data.sources import TEXT_SUFFIXES, is_saved_dataset, local_files, looks_local, stream_source
+from lmforge.errors import UserError
+
+
+
+def source_format(source: SourceConfig, columns: Mapping[str, str], field: str = "data.format") -> tuple[str, str]:
+    """``(format, why)`` for ``source`` (``why``: ``chats.jsonl:1 has messages``); UserError naming ``field`` and
+    the file when the format cannot be told from the data."""
+    path = Path(source.path).expanduser()
+    if not source.path.startswith("asset:") and ((path.is_dir() and is_saved_dataset(path))
+                                                 or (not path.exists() and not looks_local(source.path))):
+        raise UserError(f"not set, and {source.path} is a datasets folder or hub dataset, which is not read to "
+                        "find the format", where=field, hint=_hint())
+    files = local_files(source.path, text_format=True)
+    if files and all(f.suffix.lower() in TEXT_SUFFIXES for f in files):
+        return "text", f"{files[0].name} is plain text"
+    rows, _files = stream_source(source, text_format=False)
+    first = next(itertools.islice(rows, 1), None)
+    if first is None:
+        raise UserError(f"not set, and {source.path} holds no records to find it from", where=field, hint=_hint())
+    row, where = first
+    fits = detect_format(row, columns)
+    present = ", ".join(map(str, row)) or "(none)"
+    if not fits:
+        raise UserError(f"not set, and {where} (columns: {present}) fits no format by its column names", where=field,
+                        hint=_hint() + "; map your columns to the format's fields with data.columns")
+    if len(fits) > 1:
+        named = " and ".join(f"{name} ({', '.join(cols)})" for name, cols in fits)
+        raise UserError(f"not set, and {where} fits {named} equally", where=field, hint=_hint())
+    name, cols = fits[0]
+    return name, f"{where} has {', '.join(columns.get(c, c) for c in cols)}"
+
+
+def _hint() -> str:
+    return f"set data.format to one of: {detect_help()}"

@@ -1,0 +1,68 @@
+"""A run config file as the commands read it: :mod:`lmforge.config.load`'s steps (YAML, overrides, default run
+name), then ``data.format`` (and each task's format) told from the training data when the config leaves it out
+(:mod:`lmforge.data.detect`). The config package cannot read data (it is upstream of it), so this step lives here.
+The format found is written into the config like any other value: the run's config.yaml records it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from pydantic import ValidationError
+
+from lmforge.config.load import parse_config, read_config
+from lmforge.config.schema import RunConfig, SourceConfig
+
+
+def load_run_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
+                    say: Callable[[str], None] = print) -> RunConfig:
+    """The validated config of ``path`` + ``overrides``; a format told from the data is said (UserError when
+    it cannot be told: the row's columns and what identifies each format)."""
+    raw, notes = with_detected_formats(read_config(path, overrides))
+    for note in notes:
+        say(note)
+    return parse_config(raw, source=str(path))
+
+
+def with_detected_formats(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """``raw`` with ``data.format`` (or each ``data.tasks[i].format``) filled in from the data where the config
+    gives none, and a note per format filled in. Values the schema will refuse are left for it to report."""
+    data = raw.get("data")
+    if not isinstance(data, dict) or data.get("format") is not None:
+        return raw, []
+    columns = data.get("columns") if isinstance(data.get("columns"), dict) else {}
+    tasks = data.get("tasks")
+    if isinstance(tasks, list):
+        filled, notes = [], []
+        for i, task in enumerate(tasks):
+            if isinstance(task, dict) and task.get("format") is None and task.get("train") is not None:
+                found = _detect(task["train"], task.get("columns") if isinstance(task.get("columns"), dict)
+                                else columns, f"data.tasks.{i}.format")
+                if found:
+                    task = {**task, "format": found[0]}
+                    notes.append(f"data.tasks.{i}.format: {found[0]}, told from the data ({found[1]})")
+            filled.append(task)
+        return {**raw, "data": {**data, "tasks": filled}}, notes
+    if tasks is not None or data.get("train") is None:
+        return raw, []
+    found = _detect(data["train"], columns, "data.format")
+    if not found:
+        return raw, []
+    return ({**raw, "data": {**data, "format": found[0]}},
+            [f"data.format: {found[0]}, told from the data ({found[1]}); set data.format to choose another"])
+
+
+def _detect(train: Any, columns: dict, field: str) -> tuple[str, str] | None:
+    """``(format, why)`` from the first source of ``train``; None when the source is not valid (the schema
+    reports it)."""
+    from lmforge.data.detect import source_format
+
+    first = train[0] if isinstance(train, list) and train else train
+    try:
+        source = SourceConfig.model_validate({"path": first} if isinstance(first, str) else first)
+    except ValidationError:
+        return None
+    if source.format is not None:
+        return source.format, f"the format of {source.path}"
+    return source_format(source, columns if source.columns is None else source.columns, field)

@@ -1,0 +1,116 @@
+"""data.format left out: the format is told from the column names of the first training record, or refused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from lmforge.config.schema import SourceConfig
+from lmforge.data.detect import source_format
+from lmforge.data.formats import detect_format
+from lmforge.errors import UserError
+from lmforge.pipeline.configfile import load_run_config, with_detected_formats
+
+MESSAGES = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+
+
+@pytest.mark.parametrize("row, columns, expected", [
+    ({"messages": MESSAGES}, {}, "chat"),
+    ({"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "yo"}]}, {}, "chat"),
+    ({"prompt": "q", "chosen": "a", "rejected": "b"}, {}, "preference"),
+    ({"prompt": "q", "completion": "a"}, {}, "instruction"),
+    ({"instruction": "q", "input": "", "output": "a"}, {}, "instruction"),
+    ({"text": "great food", "label": "positive"}, {}, "classification"),  # not text: the larger set wins
+    ({"text": "a document", "source": "wiki"}, {}, "text"),
+    ({"review": "great food", "score": "great"}, {"text": "review", "label": "score"}, "classification"),
+    ({"question": "q", "answer": "a"}, {"instruction": "question", "output": "answer"}, "instruction"),
+])
+def test_the_most_specific_format_the_row_holds(row, columns, expected):
+    assert [name for name, _ in detect_format(row, columns)] == [expected]
+
+
+def test_no_format_or_several_equally():
+    assert detect_format({"question": "q", "answer": "a"}, {}) == []
+    both = detect_format({"text": "t", "label": "l", "prompt": "p", "completion": "c"}, {})
+    assert sorted(name for name, _ in both) == ["classification", "instruction"]
+
+
+def _source(path):
+    return SourceConfig(path=str(path))
+
+
+def test_a_file_is_told_by_its_first_record_named_in_the_reason(tmp_path):
+    f = tmp_path / "chats.jsonl"
+    f.write_text(json.dumps({"messages": MESSAGES}) + "\n")
+    assert source_format(_source(f), {}) == ("chat", f"{f}:1 has messages")
+    csv = tmp_path / "reviews.csv"
+    csv.write_text("review;score\ngreat food;great\n")  # a ';' export: the mapped names count
+    assert source_format(_source(csv), {"text": "review", "label": "score"}) == ("classification",
+                                                                                   f"{csv}:2 has review, score")
+
+
+def test_plain_text_files_are_text(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("first note\n")
+    (tmp_path / "notes" / "b.md").write_text("# second\n")
+    assert source_format(_source(tmp_path / "notes"), {})[0] == "text"
+
+
+@pytest.mark.parametrize("content, needles", [
+    (json.dumps({"question": "q", "answer": "a"}) + "\n", ("data.format: not set", "qa.jsonl:1", "columns: question, answer",
+                                                          "chat (messages or conversations)", "data.columns")),
+    ("", ("data.format: not set", "holds no records")),
+    (json.dumps({"text": "t", "label": "l", "prompt": "p", "completion": "c"}) + "\n",
+     ("fits instruction (prompt, completion) and classification (text, label) equally",)),
+])
+def test_data_that_tells_no_format_is_refused_with_the_choices(tmp_path, content, needles):
+    f = tmp_path / "qa.jsonl"
+    f.write_text(content)
+    with pytest.raises(UserError) as err:
+        source_format(_source(f), {})
+    for needle in needles:
+        assert needle in str(err.value)
+
+
+def test_a_saved_dataset_folder_needs_the_format(tmp_path):
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    (folder / "dataset_info.json").write_text("{}")
+    (folder / "state.json").write_text("{}")
+    with pytest.raises(UserError, match="datasets folder or hub dataset"):
+        source_format(_source(folder), {})
+
+
+def test_the_config_gets_the_format_and_says_so(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "chats.jsonl").write_text(json.dumps({"messages": MESSAGES}) + "\n")
+    (tmp_path / "support.yaml").write_text(yaml.safe_dump({"model": {"name": "m"}, "data": {"train": "chats.jsonl"}}))
+    said = []
+    config = load_run_config(tmp_path / "support.yaml", say=said.append)
+    assert config.data.format == "chat"
+    assert said == ["data.format: chat, told from the data (chats.jsonl:1 has messages); set data.format to choose another"]
+    # a format the config (or the command line) gives is kept, and nothing is said
+    said.clear()
+    assert load_run_config(tmp_path / "support.yaml", ["data.format=instruction"], say=said.append).data.format == "instruction"
+    assert said == []
+
+
+def test_each_task_is_told_from_its_own_data(tmp_path):
+    chats, reviews = tmp_path / "chats.jsonl", tmp_path / "reviews.jsonl"
+    chats.write_text(json.dumps({"messages": MESSAGES}) + "\n")
+    reviews.write_text(json.dumps({"text": "good", "label": "pos"}) + "\n")
+    raw = {"data": {"tasks": [{"name": "chat", "train": str(chats)},
+                              {"name": "sentiment", "train": {"path": str(reviews)}},
+                              {"name": "given", "train": str(reviews), "format": "text"}]}}
+    filled, notes = with_detected_formats(raw)
+    assert [t["format"] for t in filled["data"]["tasks"]] == ["chat", "classification", "text"]
+    assert [n.split(",")[0] for n in notes] == ["data.tasks.0.format: chat", "data.tasks.1.format: classification"]
+    assert "format" not in raw["data"]["tasks"][0]  # the caller's mapping is not changed
+
+
+def test_a_source_format_is_the_runs_format(tmp_path):
+    raw = {"data": {"train": [{"path": str(tmp_path / "qa.jsonl"), "format": "instruction"}]}}
+    filled, notes = with_detected_formats(raw)  # not read: the source says its layout
+    assert filled["data"]["format"] == "instruction" and "the format of" in notes[0]
