@@ -91,8 +91,10 @@ def get_format(name: str, where: str = "data.format") -> FormatSpec:
 def detect_format(row: Mapping[str, Any], columns: Mapping[str, str]) -> list[tuple[str, tuple[str, ...]]]:
     """The formats ``row`` fits best when data.format is not set: ``[(name, identifying columns)]``, the most
     specific first (``text`` + ``label`` is classification, not text); several entries when equally specific,
-    [] when none fits."""
-    held = [(name, fields) for name, spec in FORMATS.items() if (fields := spec.detected_by(row, columns))]
+    [] when none fits. A format without every field ``columns`` maps is not a candidate (``text_pair`` mapped:
+    classification, even where the row also holds TRL's ``prompt`` + ``completion``)."""
+    held = [(name, fields) for name, spec in FORMATS.items()
+            if set(columns) <= set(spec.fields) and (fields := spec.detected_by(row, columns))]
     best = max((len(fields) for _, fields in held), default=0)
     return [(name, fields) for name, fields in held if len(fields) == best]
 

@@ -26,6 +26,9 @@ MESSAGES = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": 
     ({"text": "a document", "source": "wiki"}, {}, "text"),
     ({"review": "great food", "score": "great"}, {"text": "review", "label": "score"}, "classification"),
     ({"question": "q", "answer": "a"}, {"instruction": "question", "output": "answer"}, "instruction"),
+    # lmforge feedback's ratings.jsonl mapped for KTO: the mapping names classification's fields
+    ({"prompt": "q", "completion": "a", "label": "good"}, {"text": "prompt", "text_pair": "completion", "label": "label"},
+     "classification"),
 ])
 def test_the_most_specific_format_the_row_holds(row, columns, expected):
     assert [name for name, _ in detect_format(row, columns)] == [expected]
