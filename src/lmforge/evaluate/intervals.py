@@ -11,8 +11,9 @@ systems, so the pairing of examples is kept; the two-sided p-value is
 Exact copies (examples with the same ``id``: the same tokens) are one resampling unit (a cluster
 bootstrap): a resample draws distinct examples and takes every copy of each drawn one, so ten copies of
 one question count as one piece of evidence, not ten. With every id distinct this is the plain
-bootstrap, draw for draw. And no p-value is reported below ``2 / 2^k`` for ``k`` distinct examples, the
-smallest p an exact paired test (sign flips of the k differences) can reach: the bootstrap's p is 0
+bootstrap, draw for draw. And no p-value is reported below ``2 / 2^k`` for the ``k`` distinct examples whose
+values behind the metric moved (:func:`_moved_units`), the smallest p an exact paired test (sign flips of
+the k differences) can reach: the bootstrap's p is 0
 whenever every resample moves the same way, which with 1-5 distinct examples says nothing
 (``2 / 2^5 = 0.0625``, so fewer than 6 distinct examples are never "beyond noise" at 95%).
 
@@ -176,11 +177,30 @@ def paired_tests(before: Mapping[str, Any], after: Mapping[str, Any], labels: li
             if not (math.isfinite(observed) and np.isfinite(boot).all()):
                 continue
             low, high = np.quantile(boot, [alpha / 2, 1 - alpha / 2])
-            p = two_sided_p(boot, k)
+            p = two_sided_p(boot, _moved_units(name, rows_a, rows_b, n, ids, k))
             tests[name] = {"metric": name, "difference": observed, "low": float(low), "high": float(high),
                            "p_value": p, "within_noise": bool(p >= alpha), "method": "paired_bootstrap", "n": n,
                            **({"distinct": k} if k < n else {})}
     return tests
+
+
+def _moved_units(name: str, rows_a: Mapping[str, Any], rows_b: Mapping[str, Any], n: int, ids: list | None,
+                 k: int) -> int:
+    """The distinct examples whose values behind metric ``name`` differ between the two systems (predictions
+    for classification metrics, losses for eval_loss / perplexity, outputs or scores for generation metrics):
+    an example that did not move is no evidence either way, so the p floor counts only those that did (three
+    of six answers turning right is p >= 0.25, as an exact sign test says, not the 2 / 2^6 of six examples).
+    ``k`` (every distinct example) when the values are not there to compare."""
+    if "generation" in rows_a:
+        key = name if name in GENERATION_MEANS else "output"
+        a, b = (rows_a["generation"].get(key), rows_b["generation"].get(key))
+    else:
+        key = "loss" if name in ("eval_loss", "perplexity") else "prediction" if rows_a.get("prediction") else "correct"
+        a, b = rows_a.get(key), rows_b.get(key)
+    if not a or not b or len(a) != n or len(b) != n:
+        return k
+    moved = [i for i in range(n) if a[i] != b[i]]
+    return distinct_examples(len(moved), [ids[i] for i in moved] if ids and len(ids) == n else None)
 
 
 def add_generation(metrics: dict, rows: list[Mapping[str, Any]], *, seed: int = 0) -> dict:

@@ -120,7 +120,8 @@ def paired_bootstrap(
 
     The interval is the percentile interval of the resampled differences; the two-sided p-value
     is 2 * min(P(diff* <= 0), P(diff* >= 0)), capped at 1, and at least :func:`min_p_value` of the
-    number of examples. Identical systems give p = 1.
+    number of examples whose scores differ (an unchanged example is no evidence either way). Identical systems
+    give p = 1.
     """
     a, b = _paired_arrays(values_a, values_b)
     _check(a.size, confidence)
@@ -128,7 +129,7 @@ def paired_bootstrap(
     resampled = diffs[_resample_indices(a.size, n_resamples, seed)].mean(axis=1)
     alpha = 1.0 - confidence
     low, high = np.quantile(resampled, [alpha / 2, 1 - alpha / 2])
-    p = two_sided_p(resampled, a.size)
+    p = two_sided_p(resampled, int(np.count_nonzero(diffs)))
     return PairedResult(
         float(diffs.mean()), float(low), float(high), float(p), bool(p >= alpha), "paired_bootstrap", a.size
     )

@@ -134,6 +134,25 @@ def test_few_distinct_examples_are_held_to_the_exact_sign_test_floor(distinct, b
     assert test["within_noise"] is (not beyond)
 
 
+def test_only_examples_that_moved_count_toward_the_floor():
+    """The case a user met: 6 held-out reviews, 3 predictions turned right, 3 unchanged. Every resample's
+    accuracy change is >= 0, so the bootstrap p was the floor of six examples (0.031, "beyond noise"); an exact
+    sign test over the three that changed cannot go below 0.25. The loss moved on all six: its floor stays."""
+    ids = [f"{i:016x}" for i in range(6)]
+    gold = [1, 1, 1, 0, 0, 0]
+    before = {"id": ids, "label": gold, "prediction": [0, 0, 0, 0, 0, 0], "loss": [0.70, 0.71, 0.72, 0.69, 0.68, 0.70],
+              "count": [1] * 6}
+    after = {"id": ids, "label": gold, "prediction": [1, 1, 1, 0, 0, 0], "loss": [0.60, 0.61, 0.62, 0.59, 0.58, 0.60],
+             "count": [1] * 6}
+    tests = paired_tests(before, after, ["neg", "pos"])
+    assert tests["accuracy"]["difference"] == pytest.approx(0.5)
+    assert tests["accuracy"]["p_value"] >= 0.25 and tests["accuracy"]["within_noise"]
+    assert tests["eval_loss"]["p_value"] == min_p_value(6) and not tests["eval_loss"]["within_noise"]
+    # the per-example paired bootstrap (compare) counts the examples whose scores differ the same way
+    assert paired_bootstrap([0, 0, 0, 1, 1, 1], [1, 1, 1, 1, 1, 1]).p_value == 0.25
+    assert paired_bootstrap([1.0] * 4, [1.0] * 4).p_value == 1.0
+
+
 def test_the_plain_paired_bootstrap_keeps_the_same_floor():
     result = paired_bootstrap([3.0, 3.1, 3.2], [2.0, 2.1, 2.2])
     assert result.p_value == 0.25 and result.within_noise  # 2 / 2^3: three examples cannot show a change
