@@ -38,7 +38,10 @@ class RunSection(Section):
 
 
 class ModelConfig(Section):
-    name: str = Field(description="Built-in name, local HF folder, hub id, or a .gguf file.")
+    name: str = Field(description="Built-in name, local HF folder, hub id, or a .gguf file. Left out (or no model "
+                      "section): the built-in encoder (minilm-l6) for the classification objective, else the built-in "
+                      "causal LM (smollm2-135m-instruct); said at the start and recorded in config.yaml.",
+                      json_schema_extra={"default_doc": "picked for the task"})
     revision: str | None = Field(default=None, description="Hub revision (branch, tag or commit) for hub ids.")
     gguf_file: str | None = Field(default=None, description="GGUF file inside a folder/hub repo.")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(

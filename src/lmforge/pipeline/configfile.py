@@ -1,7 +1,9 @@
 """A run config file as the commands read it: :mod:`lmforge.config.load`'s steps (YAML, overrides, default run
-name), then ``data.format`` (and each task's format) told from the training data when the config leaves it out
-(:mod:`lmforge.data.detect`). The config package cannot read data (it is upstream of it), so this step lives here.
-The format found is written into the config like any other value: the run's config.yaml records it.
+name), then what the data decides when the config leaves it out: ``data.format`` (and each task's format) told
+from the training data (:mod:`lmforge.data.detect`), and ``model.name`` picked for the task (the built-in encoder
+for classification, the built-in causal LM otherwise). The config package cannot read data (it is upstream of
+it), so this step lives here. What is filled in is written into the config like any other value: the run's
+config.yaml records it, and each is said.
 """
 
 from __future__ import annotations
@@ -19,10 +21,40 @@ def load_run_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (
                     say: Callable[[str], None] = print) -> RunConfig:
     """The validated config of ``path`` + ``overrides``; a format told from the data is said (UserError when
     it cannot be told: the row's columns and what identifies each format)."""
-    raw, notes = with_detected_formats(read_config(path, overrides))
+    raw, notes = with_data_defaults(read_config(path, overrides))
     for note in notes:
         say(note)
     return parse_config(raw, source=str(path))
+
+
+def with_data_defaults(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """``raw`` with the formats told from the data and the model picked for the task where the config gives none
+    (:func:`with_detected_formats`, :func:`with_default_model`), and a note per value filled in."""
+    raw, notes = with_detected_formats(raw)
+    raw, picked = with_default_model(raw)
+    return raw, notes + picked
+
+
+def with_default_model(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """``raw`` with ``model.name`` set when the config names no model: the built-in encoder when the objective is
+    classification, else the built-in causal LM (both run on a laptop CPU; offline, nothing else is at hand).
+    Multi-task configs and formats not known yet are left for the schema to report."""
+    from lmforge.data.formats import FORMATS
+    from lmforge.model.source import MINILM, SMOLLM2, UPSTREAM
+
+    model, data, objective = raw.get("model"), raw.get("data"), raw.get("objective")
+    if not (model is None or (isinstance(model, dict) and model.get("name") is None)) or not isinstance(data, dict):
+        return raw, []
+    fmt = data.get("format")
+    if data.get("tasks") is not None or fmt not in FORMATS:
+        return raw, []
+    name = objective.get("name") if isinstance(objective, dict) else None
+    name = name or FORMATS[fmt].default_objective
+    pick, kind = (MINILM, "encoder") if name == "classification" else (SMOLLM2, "causal LM")
+    return ({**raw, "model": {**(model or {}), "name": pick}},
+            [f"model.name: {pick}, picked for {fmt} data with objective {name} (the built-in {kind}, "
+             f"{UPSTREAM[pick]}); set model.name to choose another: a local folder, a .gguf file or a hub id "
+             "(lmforge estimate says what fits this machine)"])
 
 
 def with_detected_formats(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:

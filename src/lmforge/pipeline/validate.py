@@ -22,7 +22,7 @@ from lmforge.config.load import format_validation_error, read_config
 from lmforge.config.schema import RunConfig
 from lmforge.errors import UserError
 from lmforge.model.source import check_model_name
-from lmforge.pipeline.configfile import with_detected_formats
+from lmforge.pipeline.configfile import with_data_defaults
 from lmforge.pipeline.plan import RunPlan, plan_run
 
 
@@ -66,7 +66,7 @@ def validate_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (
     raw = read_config(path, overrides)
     result = Validation(None, None)
     try:
-        raw, result.notes = with_detected_formats(raw)
+        raw, result.notes = with_data_defaults(raw)
     except UserError as exc:  # says why a format is missing: instead of the schema's "required field is missing"
         result.errors.append(str(exc))
     undetected = bool(result.errors)

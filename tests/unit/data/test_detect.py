@@ -117,3 +117,40 @@ def test_a_source_format_is_the_runs_format(tmp_path):
     raw = {"data": {"train": [{"path": str(tmp_path / "qa.jsonl"), "format": "instruction"}]}}
     filled, notes = with_detected_formats(raw)  # not read: the source says its layout
     assert filled["data"]["format"] == "instruction" and "the format of" in notes[0]
+
+
+@pytest.mark.parametrize("raw, picked", [
+    ({"data": {"format": "classification", "train": "r.csv"}}, "minilm-l6"),  # objective: the format's default
+    ({"model": {"dtype": "float32"}, "data": {"format": "chat", "train": "c.jsonl"}}, "smollm2-135m-instruct"),
+    ({"data": {"format": "preference", "train": "p.jsonl"}}, "smollm2-135m-instruct"),
+    ({"data": {"format": "classification", "train": "r.csv"}, "objective": {"name": "kto"}}, "smollm2-135m-instruct"),
+])
+def test_a_config_without_a_model_gets_the_built_in_for_its_task(raw, picked):
+    from lmforge.pipeline.configfile import with_default_model
+
+    filled, notes = with_default_model(raw)
+    assert filled["model"]["name"] == picked and notes[0].startswith(f"model.name: {picked}, picked for ")
+    assert "set model.name to choose another" in notes[0]
+    assert filled["model"].get("dtype") == raw.get("model", {}).get("dtype")  # the rest of the section is kept
+
+
+@pytest.mark.parametrize("raw", [
+    {"model": {"name": "my/model"}, "data": {"format": "chat", "train": "c.jsonl"}},  # named: kept
+    {"data": {"format": "chats", "train": "c.jsonl"}},  # an unknown format: the schema reports it
+    {"data": {"tasks": [{"name": "a", "format": "chat", "train": "c.jsonl"}]}},  # multi-task: named by the user
+    {"model": "x", "data": {"format": "chat", "train": "c.jsonl"}},  # not a section: the schema reports it
+])
+def test_a_model_is_picked_only_where_the_config_leaves_it_out(raw):
+    from lmforge.pipeline.configfile import with_default_model
+
+    assert with_default_model(raw) == (raw, [])
+
+
+def test_data_alone_is_a_whole_config(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "reviews.csv").write_text("text,label\ngreat,pos\nawful,neg\n")
+    (tmp_path / "reviews.yaml").write_text("data: {train: reviews.csv}\n")
+    said = []
+    config = load_run_config(tmp_path / "reviews.yaml", say=said.append)
+    assert (config.data.format, config.model.name, config.run.name) == ("classification", "minilm-l6", "reviews")
+    assert [s.split(":")[0] for s in said] == ["data.format", "model.name"]
