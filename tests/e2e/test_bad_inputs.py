@@ -158,7 +158,9 @@ CASES = [
     Case("objective-vs-format", train(), ("data.format", "dpo"), config=base_config(**{"objective.name": "dpo"})),
     Case("column-not-a-field", train(), ("data.columns.question", "not a field"),
          config=base_config(**{"data.columns": {"question": "q", "output": "answer"}})),
-    Case("model-missing", train(), ("model", "required"), config=base_config(**{"model": None})),
+    Case("model-missing-multitask", train(), ("model", "required"),  # one model for every task: the user names it
+         config=base_config(**{"model": None, "data": {"tasks": [{"name": "qa", "format": "instruction", "train": "data/qa.jsonl",
+                                                                  "columns": {"instruction": "question", "output": "answer"}}]}})),
     Case("data-train-missing", train(), ("data.train", "required"), config=base_config(**{"data.train": None})),
     Case("run-name-traversal", train(), ("run.name", "../../etc"), config=base_config(**{"run.name": "../../etc", "run.output_dir": None})),
     Case("run-name-separator", train(), ("run.name", "a/b"), config=base_config(**{"run.name": "a/b", "run.output_dir": None})),
