@@ -42,6 +42,21 @@ def test_compare_after_training_writes_reports_and_recommends(tmp_path, tiny_lla
     # training wrote the run's HTML report too
     assert 'alt="training curves"' in (run / "report.html").read_text()
 
+    # RAG over the user's own documents: a folder of notes, cut into passages; the notes are not touched
+    docs = tmp_path / "handbook"
+    docs.mkdir()
+    (docs / "bonds.md").write_text("# Bonds\n\nA bond is a loan to a company or a government.\n\n" + "Coupons pay. " * 150)
+    (docs / "stocks.txt").write_text("A stock is a share of a company.\n")
+    before = {f.name: f.read_bytes() for f in docs.iterdir()}
+    own = run_cli("compare", str(cfg), "--retrievers", "bm25", "--few-shot", "0", "--documents", str(docs))
+    assert own.returncode == 0, own.stderr[-3000:]
+    report = json.loads((run / "compare.json").read_text())
+    assert report["config"]["retrieval_corpus"] == f"5 passages of {docs}"  # 300 words of coupons: 3 passages
+    assert f"retrieval over 5 passages of {docs}" in own.stdout
+    assert {f.name: f.read_bytes() for f in docs.iterdir()} == before
+    missing = run_cli("compare", str(cfg), "--documents", str(tmp_path / "nope"))
+    assert missing.returncode == 2 and "nope" in missing.stderr and "Traceback" not in missing.stderr
+
 
 def test_compare_without_a_trained_run_is_a_user_error(tmp_path, tiny_llama_dir, qa_file):
     cfg = _config(tmp_path, tiny_llama_dir, qa_file)

@@ -16,6 +16,9 @@ def register(sub) -> None:
                    help="comma-separated RAG retrievers: bm25, dense (MiniLM embeddings); 'none' to skip RAG")
     p.add_argument("--few-shot", type=int, default=3, help="demonstrations for the few-shot system (0: skip)")
     p.add_argument("--top-k", type=int, default=3, help="passages retrieved per question")
+    p.add_argument("--documents", metavar="PATH",
+                   help="your own documents for RAG: .txt / .md files (a file, folder or pattern) or rows with a "
+                        "'text' column, cut into passages of up to 120 words (default: the training examples)")
     p.add_argument("--max-examples", type=int, default=None, help="first N held-out examples (default eval.max_examples)")
     p.add_argument("--judge-url", help="OpenAI-compatible endpoint for LLM-as-judge, e.g. http://127.0.0.1:8000/v1")
     p.add_argument("--judge-model", help="model name the judge endpoint serves")
@@ -40,5 +43,5 @@ def run(args) -> int:
             raise UserError("the judge needs both --judge-url and --judge-model", where="--judge-url")
         judge = judge_endpoint(args.judge_url, args.judge_model, args.judge_key_env)
     run_comparison(args.config, args.overrides, run_dir=args.run, retrievers=retrievers, few_shot=args.few_shot,
-                   top_k=args.top_k, max_examples=args.max_examples, judge=judge)
+                   top_k=args.top_k, max_examples=args.max_examples, judge=judge, documents=args.documents)
     return 0

@@ -15,6 +15,53 @@ from typing import Sequence
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)
 BUILTIN_ENCODERS = ("minilm-l6",)
+PASSAGE_WORDS = 120  # 3 retrieved passages stay well inside a small model's context next to the question
+_BLANK_LINES = re.compile(r"\n\s*\n")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def passages(documents: Sequence[str], max_words: int = PASSAGE_WORDS) -> list[str]:
+    """Documents cut into retrievable passages of at most ``max_words`` words, in order: paragraphs (blank-line
+    separated) joined while they fit, a longer paragraph cut at sentence ends (a sentence longer than that, at
+    ``max_words`` words). Whitespace inside a passage is kept as written; empty documents give nothing."""
+    out: list[str] = []
+    for document in documents:
+        current: list[str] = []
+        for piece in _pieces(document, max_words):
+            if current and _words(current) + len(piece.split()) > max_words:
+                out.append("\n\n".join(current))
+                current = []
+            current.append(piece)
+        if current:
+            out.append("\n\n".join(current))
+    return out
+
+
+def _pieces(document: str, max_words: int) -> list[str]:
+    """The paragraphs of ``document``, each no longer than ``max_words`` words (cut at sentence ends)."""
+    pieces = []
+    for paragraph in (p.strip() for p in _BLANK_LINES.split(document)):
+        if not paragraph:
+            continue
+        if len(paragraph.split()) <= max_words:
+            pieces.append(paragraph)
+            continue
+        chunk: list[str] = []
+        for sentence in _SENTENCE_END.split(paragraph):
+            words = sentence.split()
+            for start in range(0, len(words), max_words):  # a sentence longer than a passage: cut by words
+                part = " ".join(words[start:start + max_words]) if len(words) > max_words else sentence
+                if chunk and len(" ".join(chunk).split()) + len(part.split()) > max_words:
+                    pieces.append(" ".join(chunk))
+                    chunk = []
+                chunk.append(part)
+        if chunk:
+            pieces.append(" ".join(chunk))
+    return pieces
+
+
+def _words(parts: list[str]) -> int:
+    return sum(len(p.split()) for p in parts)
 
 
 def tokenize_words(text: str) -> list[str]:

@@ -16,7 +16,7 @@ from lmforge.errors import UserError
 
 def run_comparison(config_path: str, overrides: Sequence[str] = (), *, run_dir: str | None = None,
                    retrievers: Sequence[str] = ("bm25", "dense"), few_shot: int = 3, top_k: int = 3,
-                   max_examples: int | None = None, judge: Any = None,
+                   max_examples: int | None = None, judge: Any = None, documents: str | None = None,
                    say: Callable[[str], None] = print) -> dict:
     """Compare base zero-/few-shot, base + RAG, fine-tuned and fine-tuned + RAG; return the report.
 
@@ -24,7 +24,9 @@ def run_comparison(config_path: str, overrides: Sequence[str] = (), *, run_dir: 
     run_dir: a finished `lmforge train` folder (checkpoints inside). The held-out and training
     examples come from that run's saved config (plus ``overrides``), so every system answers the
     examples the fine-tuned model never saw. max_examples: first N held-out examples (default
-    eval.max_examples, else all). judge: an optional ``lmforge.evaluate.judge.Judge``.
+    eval.max_examples, else all). judge: an optional ``lmforge.evaluate.judge.Judge``. documents: the user's
+    own documents RAG retrieves from (a file, folder or pattern: :func:`read_documents`), else the training
+    examples.
     Writes compare.html / .md / .json into the run folder. Raises UserError for data that is not
     chat / instruction, or a run folder without a trained checkpoint.
     """
@@ -40,9 +42,10 @@ def run_comparison(config_path: str, overrides: Sequence[str] = (), *, run_dir: 
     from lmforge.config.inputs import input_paths
     from lmforge.outputs import claim_output_dir
 
-    claim_output_dir(folder, "run", inputs=input_paths(config), where="--run", create=False)  # compare.* go in here
+    inputs = input_paths(config) + ([Path(documents).expanduser()] if documents else [])
+    claim_output_dir(folder, "run", inputs=inputs, where="--run", create=False)  # compare.* go in here
     report = compare_run(folder, overrides, retrievers=retrievers, few_shot=few_shot, top_k=top_k,
-                         max_examples=max_examples, judge=judge, say=say)
+                         max_examples=max_examples, judge=judge, documents=documents, say=say)
     from lmforge.evaluate.compare import write_compare_report
 
     paths = write_compare_report(folder, report)
@@ -53,7 +56,7 @@ def run_comparison(config_path: str, overrides: Sequence[str] = (), *, run_dir: 
 
 def compare_run(run_dir: Path, overrides: Sequence[str] = (), *, retrievers: Sequence[str] = ("bm25", "dense"),
                 few_shot: int = 3, top_k: int = 3, max_examples: int | None = None, judge: Any = None,
-                say: Callable[[str], None] = print) -> dict:
+                documents: str | None = None, say: Callable[[str], None] = print) -> dict:
     """The compare report dict for a trained run folder (see :func:`run_comparison`); writes nothing."""
     from lmforge.evaluate.compare import run_compare
     from lmforge.evaluate.generate import generate_replies
@@ -67,20 +70,43 @@ def compare_run(run_dir: Path, overrides: Sequence[str] = (), *, retrievers: Seq
     if not eval_records:
         raise UserError("the run has no held-out example to compare on", where="data.test",
                         hint="give data.test a file or raise data.split.test")
-    say(f"compare: {len(eval_records)} held-out examples, retrieval over {len(session.splits.train)} training examples")
+    passages = read_documents(documents) if documents and retrievers else None
+    corpus = (f"{len(passages)} passages of {documents}" if passages is not None
+              else f"{len(session.splits.train)} training examples")
+    say(f"compare: {len(eval_records)} held-out examples, retrieval over {corpus}")
     base = session.tasks.load_model(session.config.model, session.task, tokenizer=session.tokenizer).eval()
     session.model.eval()
     report = run_compare(
         base, session.tokenizer, eval_records, generate_fn=generate_replies, train_records=session.splits.train,
-        tuned_model=session.model, retrievers=tuple(retrievers), few_shot=few_shot, top_k=top_k,
+        documents=passages, tuned_model=session.model, retrievers=tuple(retrievers), few_shot=few_shot, top_k=top_k,
         max_new_tokens=session.config.eval.max_new_tokens, seed=session.config.run.seed, say=say,
     )
     report["config"] = {"run": str(run_dir), "model": session.config.model.name, "method": session.plan.method.name,
                         "held_out_examples": len(eval_records), "few_shot": few_shot, "top_k": top_k,
-                        "retrievers": list(retrievers)}
+                        "retrievers": list(retrievers), "retrieval_corpus": corpus}
     if judge is not None:
         add_judge(report, judge, eval_records, session.config.data)
     return report
+
+
+def read_documents(path: str) -> list[str]:
+    """The passages (:func:`lmforge.evaluate.retrieval.passages`) of the documents at ``path``: plain-text files
+    (a folder's: one document each; a single file's paragraphs), or JSONL / JSON / CSV / Parquet rows with a
+    ``text`` column, read like training data (shell patterns too). UserError naming the file and row."""
+    from lmforge.config.schema import SourceConfig
+    from lmforge.data.sources import read_source
+    from lmforge.evaluate.retrieval import passages
+
+    texts = []
+    for row, where in read_source(SourceConfig(path=path), text_format=True).rows:
+        if not isinstance(row.get("text"), str):
+            raise UserError(f"no text column to retrieve from (columns: {', '.join(map(str, row)) or 'none'})",
+                            where=where, hint="give plain-text files (.txt / .md), or rows with a 'text' column")
+        texts.append(row["text"])
+    found = passages(texts)
+    if not found:
+        raise UserError("holds no text to retrieve from", where=f"--documents {path}")
+    return found
 
 
 def add_judge(report: dict, judge: Any, eval_records: Sequence[dict], data_cfg: Any = None) -> None:

@@ -77,3 +77,14 @@ def test_dense_minilm_finds_planted_document_by_meaning():
     # paraphrase with little word overlap: "penalty", "paying late", "Zorblax"
     hits = r.search("What is the penalty on my Zorblax card for paying late?", k=3)
     assert hits[0][0] == 2
+
+
+def test_documents_are_cut_into_passages_at_paragraphs_and_sentences():
+    from lmforge.evaluate.retrieval import passages
+
+    doc = "a b c.\n\nd e f. g h i.\n\n" + " ".join(["w"] * 10) + ". x y."
+    assert passages([doc], max_words=4) == ["a b c.", "d e f.", "g h i.", "w w w w", "w w w w", "w w. x y."]
+    assert passages(["one two\n\nthree"], max_words=4) == ["one two\n\nthree"]  # short paragraphs share a passage
+    assert passages(["", " \n\n "], max_words=4) == []
+    long = passages(["Coupons pay. " * 150])  # 300 words
+    assert [len(p.split()) for p in long] == [120, 120, 60]
