@@ -44,8 +44,9 @@ def run_comparison(config_path: str, overrides: Sequence[str] = (), *, run_dir: 
 
     inputs = input_paths(config) + ([Path(documents).expanduser()] if documents else [])
     claim_output_dir(folder, "run", inputs=inputs, where="--run", create=False)  # compare.* go in here
+    corpus = (documents, read_documents(documents)) if documents and retrievers else None  # before any model loads
     report = compare_run(folder, overrides, retrievers=retrievers, few_shot=few_shot, top_k=top_k,
-                         max_examples=max_examples, judge=judge, documents=documents, say=say)
+                         max_examples=max_examples, judge=judge, documents=corpus, say=say)
     from lmforge.evaluate.compare import write_compare_report
 
     paths = write_compare_report(folder, report)
@@ -56,8 +57,9 @@ def run_comparison(config_path: str, overrides: Sequence[str] = (), *, run_dir: 
 
 def compare_run(run_dir: Path, overrides: Sequence[str] = (), *, retrievers: Sequence[str] = ("bm25", "dense"),
                 few_shot: int = 3, top_k: int = 3, max_examples: int | None = None, judge: Any = None,
-                documents: str | None = None, say: Callable[[str], None] = print) -> dict:
-    """The compare report dict for a trained run folder (see :func:`run_comparison`); writes nothing."""
+                documents: tuple[str, list[str]] | None = None, say: Callable[[str], None] = print) -> dict:
+    """The compare report dict for a trained run folder (see :func:`run_comparison`); writes nothing.
+    ``documents``: (where from, passages) RAG retrieves from instead of the training examples."""
     from lmforge.evaluate.compare import run_compare
     from lmforge.evaluate.generate import generate_replies
     from lmforge.pipeline.session import restore_session
@@ -70,8 +72,8 @@ def compare_run(run_dir: Path, overrides: Sequence[str] = (), *, retrievers: Seq
     if not eval_records:
         raise UserError("the run has no held-out example to compare on", where="data.test",
                         hint="give data.test a file or raise data.split.test")
-    passages = read_documents(documents) if documents and retrievers else None
-    corpus = (f"{len(passages)} passages of {documents}" if passages is not None
+    passages = documents[1] if documents else None
+    corpus = (f"{len(passages)} passages of {documents[0]}" if documents
               else f"{len(session.splits.train)} training examples")
     say(f"compare: {len(eval_records)} held-out examples, retrieval over {corpus}")
     base = session.tasks.load_model(session.config.model, session.task, tokenizer=session.tokenizer).eval()
@@ -93,10 +95,14 @@ def read_documents(path: str) -> list[str]:
     """The passages (:func:`lmforge.evaluate.retrieval.passages`) of the documents at ``path``: plain-text files
     (a folder's: one document each; a single file's paragraphs), or JSONL / JSON / CSV / Parquet rows with a
     ``text`` column, read like training data (shell patterns too). UserError naming the file and row."""
+    from lmforge.config.inputs import is_pattern
     from lmforge.config.schema import SourceConfig
     from lmforge.data.sources import read_source
     from lmforge.evaluate.retrieval import passages
 
+    if not is_pattern(path) and not Path(path).expanduser().exists():  # local only: never a hub dataset id
+        raise UserError("no such file or folder", where=f"--documents {path}",
+                        hint="give your documents' file, folder or pattern (relative paths start at the current folder)")
     texts = []
     for row, where in read_source(SourceConfig(path=path), text_format=True).rows:
         if not isinstance(row.get("text"), str):
