@@ -22,8 +22,9 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def write_model_card(out_dir: str | Path, card: Mapping[str, Any]) -> Path:
-    """Write ``out_dir/README.md`` atomically; return its path.
+def write_model_card(out_dir: str | Path, card: Mapping[str, Any], folder: str = "export") -> Path:
+    """Write ``out_dir/README.md`` atomically; return its path. ``folder``: what ``out_dir`` holds, for the hub's
+    metadata (:func:`render_model_card`): "adapter", "merged", or "export" (the folder around both).
 
     card keys (all optional except ``base_model``):
       base_model: str, the upstream hub id where there is one (else a path); base_model_path: the local
@@ -34,11 +35,17 @@ def write_model_card(out_dir: str | Path, card: Mapping[str, Any]) -> Path:
       head: "causal_lm" | "sequence_classification" (default: read from the exported folders);
       labels: the class names of a classifier, in id order.
     """
-    return atomic_write_text(Path(out_dir) / "README.md", render_model_card(card))
+    return atomic_write_text(Path(out_dir) / "README.md", render_model_card(card, folder))
 
 
-def render_model_card(card: Mapping[str, Any]) -> str:
-    """The README.md text (YAML front matter for model hubs, then markdown sections)."""
+def render_model_card(card: Mapping[str, Any], folder: str = "export") -> str:
+    """The README.md text (YAML front matter for model hubs, then markdown sections).
+
+    The front matter describes the folder the card is in: an adapter folder is loaded with the method's library
+    (``library_name: peft``, ``base_model_relation: adapter``), a merged folder is a whole transformers model
+    (``base_model_relation: finetune``): a hub reading the merged folder's card as an adapter's would offer a
+    loader for files it does not hold. The export folder around both names the adapter's library when there is
+    one."""
     import yaml
 
     method = dict(card.get("method") or {})
@@ -46,7 +53,10 @@ def render_model_card(card: Mapping[str, Any]) -> str:
     exports = dict(card.get("exports") or {})
     head = card.get("head") or _head_of(exports)
     usage = adapter_usage(card, exports, head)
-    front = {"base_model": str(card["base_model"]), "library_name": usage.library if usage else "transformers",
+    library = "transformers" if folder == "merged" or usage is None else usage.library
+    front = {"base_model": str(card["base_model"]), "library_name": library,
+             **({"base_model_relation": {"adapter": "adapter", "merged": "finetune"}[folder]}
+                if folder in ("adapter", "merged") else {}),
              "tags": ["lmforge", method_name, str(card.get("objective", ""))]}
     lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "",
              f"# {Path(str(card['base_model'])).name}, fine-tuned with lmforge ({method_name})", "",

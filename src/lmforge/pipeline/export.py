@@ -73,8 +73,9 @@ def write_exports(session: Session, report: dict, out: Path, final: Path) -> Non
         "exports": {k: str(final / Path(v).relative_to(out)) for k, v in written.items()},
         "parity": {k: {"passed": v["passed"], "max_abs_logit_diff": v["max_abs_logit_diff"]} for k, v in parity.items()},
     }
-    for folder in (out, *(out / name for name in ("adapter", "merged") if name in written)):
-        write_model_card(folder, card)  # each shareable folder carries the card (replacing peft's blank one)
+    for name in ("export", *(name for name in ("adapter", "merged") if name in written)):
+        # each shareable folder carries the card (replacing peft's blank one), its metadata saying what it holds
+        write_model_card(out if name == "export" else out / name, card, name)
 
 
 def export_format(session: Session, fmt: str, out: Path, prompts: list) -> tuple[str, dict]:

@@ -96,7 +96,9 @@ def test_every_exported_folder_carries_lmforges_card(hub_run):
     for folder in (run / "export", run / "export" / "adapter", run / "export" / "merged"):
         text = (folder / "README.md").read_text()
         front = yaml.safe_load(text.split("---")[1])
-        assert front["base_model"] == "acme/tiny-llama" and front["library_name"] == "peft"
+        merged = folder.name == "merged"  # a whole transformers model: no peft loader for files it does not hold
+        assert front["base_model"] == "acme/tiny-llama" and front["library_name"] == ("transformers" if merged else "peft")
+        assert front.get("base_model_relation") == {"adapter": "adapter", "merged": "finetune"}.get(folder.name)
         assert "lmforge" in front["tags"] and "fine-tuned with lmforge (lora)" in text
         assert f"trained on the local copy `{snapshot.resolve()}`" in text
         assert "PeftModel.from_pretrained(base, " in text
