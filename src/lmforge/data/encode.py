@@ -23,12 +23,14 @@ class Encoded(list):
     """A list of features, plus what encoding dropped or cut.
 
     ``dropped``: examples (or the trailing text remainder) removed because no trained token was
-    left within ``max_length``; ``truncated``: examples cut to ``max_length``.
+    left within ``max_length``; ``truncated``: examples cut to ``max_length``; ``blocks``: for text, the
+    ``max_length`` blocks the documents were cut into (the examples trained and evaluated), else None.
     """
 
     def __init__(self, features=(), *, dropped: int = 0, truncated: int = 0, longest: int = 0,
-                 first_dropped: str | None = None):
+                 first_dropped: str | None = None, blocks: int | None = None):
         super().__init__(features)
+        self.blocks = blocks
         self.dropped = dropped
         self.truncated = truncated
         self.longest = longest  # tokens of the longest example that was cut or dropped
@@ -40,11 +42,15 @@ class Encoded(list):
         parts = [p for p in parts if isinstance(p, Encoded)]
         return cls(dropped=sum(p.dropped for p in parts), truncated=sum(p.truncated for p in parts),
                    longest=max((p.longest for p in parts), default=0),
-                   first_dropped=next((p.first_dropped for p in parts if p.first_dropped), None))
+                   first_dropped=next((p.first_dropped for p in parts if p.first_dropped), None),
+                   blocks=sum(p.blocks for p in parts) if any(p.blocks is not None for p in parts) else None)
 
     def note(self, records: int, max_length: int) -> str | None:
         """What a user should hear about the examples cut or dropped at ``max_length`` (None when none was;
-        the short remainder of a text stream is not worth a word)."""
+        the short remainder of a text stream is not worth a word). Text: how many blocks the documents made,
+        which is what eval_examples and the steps per epoch count."""
+        if self.blocks is not None:
+            return f"{records} documents -> {self.blocks} blocks of up to {max_length} tokens (each block is an example)"
         cut = self.truncated - (self.dropped if self.longest else 0)
         if not self.first_dropped and cut <= 0:
             return None
@@ -102,7 +108,7 @@ def _encode_text(records: list[dict], tokenizer, max_length: int) -> Encoded:
     if blocks and len(blocks[-1]) < MIN_BLOCK:
         blocks.pop()
         dropped = 1
-    return Encoded(({"input_ids": b, "labels": list(b)} for b in blocks), dropped=dropped)
+    return Encoded(({"input_ids": b, "labels": list(b)} for b in blocks), dropped=dropped, blocks=len(blocks))
 
 
 def _encode_chats(records: list[dict], tokenizer, data_cfg: DataConfig) -> Encoded:

@@ -136,8 +136,10 @@ def test_the_user_hears_which_examples_were_left_out_or_cut_and_the_length_that_
     SingleTask(Splits(records, [short], [short, long_prompt], [Path("t.jsonl")]), config.data).encode(
         build_objective("causal_lm", None), tiny_tok, config, said.append)
     assert said[0] == f"  train: {note}" and said[1].startswith("  test: 1 of 2 examples left out") and len(said) == 2
-    # a text stream's short remainder is not worth a word
-    assert encode_causal([{"text": "the money " * 10}], tiny_tok, cfg("text", max_length=8)).note(1, 8) is None
+    # text: documents are cut into blocks, which eval_examples and steps count (a short remainder is not worth a word)
+    text = encode_causal([{"text": "the money " * 10}] * 2, tiny_tok, cfg("text", max_length=8))
+    assert text.note(2, 8) == f"2 documents -> {len(text)} blocks of up to 8 tokens (each block is an example)"
+    assert len(text) >= 2 and Encoded.combined([text, text]).note(4, 8).startswith(f"4 documents -> {2 * len(text)} blocks")
 
 
 def test_builtin_template_when_the_tokenizer_has_none():
