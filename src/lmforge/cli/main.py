@@ -56,7 +56,13 @@ def main(argv: list[str] | None = None) -> int:
 def run_handler(args) -> int:
     """Run the subcommand; a problem the user can act on becomes a message and an exit status:
     2 bad input (:class:`UserError`, a folder without permission), 3 disk full (:class:`StorageError`), 1 failed export parity
-    check, 130 interrupted. Anything else is a bug in lmforge and keeps its traceback."""
+    check, 130 interrupted. Anything else is a bug in lmforge and keeps its traceback.
+
+    Output reaches a pipe or file line by line (`lmforge train run.yaml | tee train.log`, `nohup`, a CI log):
+    Python buffers a non-terminal stdout in blocks, so a run's progress appeared only when it ended, and
+    `lmforge serve`'s address line not at all."""
+    if hasattr(sys.stdout, "reconfigure"):  # a text stream of this process (not a test's StringIO)
+        sys.stdout.reconfigure(line_buffering=True)
     try:
         return int(args.handler(args) or 0)
     except UserError as exc:  # includes StorageError (exit 3)

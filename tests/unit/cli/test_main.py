@@ -59,6 +59,37 @@ def test_debug_keeps_the_file_not_found_traceback(monkeypatch):
         run_handler(_raise(FileNotFoundError(errno.ENOENT, "x", "y")))
 
 
+def test_output_reaches_a_pipe_line_by_line():
+    """`lmforge train run.yaml | tee log`: each line arrives when it is said, not when the process ends
+    (`lmforge serve`'s address line never arrived: the server does not end)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, time\n"
+        "from types import SimpleNamespace\n"
+        "from lmforge.cli.main import run_handler\n"
+        "def handler(_a):\n"
+        "    print('serving on http://127.0.0.1:8000/v1')\n"
+        "    time.sleep(60)\n"
+        "sys.exit(run_handler(SimpleNamespace(handler=handler)))\n"
+    )
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # as on a user's machine
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        import select
+
+        ready, _, _ = select.select([proc.stdout], [], [], 30)  # the line is there long before the sleep ends
+        assert ready and proc.stdout.readline() == b"serving on http://127.0.0.1:8000/v1\n"
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
 def test_output_piped_into_a_reader_that_stops_early_ends_quietly():
     """`lmforge data preview run.yaml | head`: the reader closes the pipe; exit 141 (as SIGPIPE), no traceback.
     A broken pipe that is not stdout (a socket, a subprocess) stays a bug with its traceback."""
