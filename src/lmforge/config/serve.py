@@ -57,7 +57,12 @@ class LogConfig(_Section):
     enabled: bool = True
     file: str | None = Field(default=None, description="Append JSON lines here; default stderr.")
     log_prompts: bool = Field(default=False, description="Include prompt/response text in logs.")
-    redact: bool = Field(default=True, description="Mask e-mails/phone numbers in logged text.")
+    redact: bool = Field(default=True, description="Mask personal data (e-mails, phones, cards ...) in logged text.")
+    terms: dict[str, str | list[str]] = Field(
+        default_factory=dict, description="Your own lists to mask in logged text as well, like data.prepare.pii.terms "
+        "(NAME: file with one term per line, or [terms]); default when serving a run folder: the run's "
+        "data.prepare.pii.terms.")
+    terms_match_case: bool = Field(default=False, description="Match log.terms case-sensitively.")
 
 
 class DriftConfig(_Section):

@@ -23,27 +23,23 @@ def regex_redact(text: str) -> str:
     return PHONE.sub("[PHONE]", EMAIL.sub("[EMAIL]", text))
 
 
-def _data_redactor():
-    """The data-preparation detectors (checksummed e-mails, phones, cards, IBANs, secrets...), if present."""
+def _data_redactor(terms=None):
+    """The data-preparation detectors (checksummed e-mails, phones, cards, IBANs, secrets...) and the user's listed
+    ``terms`` (a :class:`~lmforge.data.prepare.pii.TermList`), if present."""
     try:
-        from lmforge.config.prepare import PII_TYPES
-        from lmforge.data.prepare.pii import detect, redact
+        from lmforge.data.prepare.clean import scrub
     except ImportError:
         return None
-
-    def redact_text(text: str) -> str:
-        return redact(text, detect(text, PII_TYPES))
-
-    return redact_text
+    return lambda text: scrub(text, terms)
 
 
 class AccessLog:
     """``write(**fields)`` logs one JSON line (logger ``lmforge.serve.access``)."""
 
     def __init__(self, enabled: bool = True, file: str | None = None, log_prompts: bool = False,
-                 redact: bool = True):
+                 redact: bool = True, terms=None):
         self.enabled, self.log_prompts, self.redact_on = enabled, log_prompts, redact
-        self.redactor = (_data_redactor() or regex_redact) if redact else None
+        self.redactor = (_data_redactor(terms) or regex_redact) if redact else None
         self.logger = logging.getLogger("lmforge.serve.access")
         self.logger.propagate = False
         if enabled and not self.logger.handlers:

@@ -46,3 +46,37 @@ def test_access_log_lines_are_json_and_redacted(tmp_path):
     assert "EMAIL" in rec["output"]  # <EMAIL> from the data-stage detectors, [EMAIL] from the fallback
     logging.getLogger("lmforge.serve.access").handlers.clear()
     assert AccessLog(enabled=False, log_prompts=False).text("secret") is None
+
+
+def test_logged_prompts_are_masked_with_the_runs_own_lists_too(tmp_path, monkeypatch):
+    """A run trained on clinic notes with data.prepare.pii.terms must not write its patients' names into the
+    server's prompt logs: the served run's lists are masked like the built-in detectors' finds."""
+    import pytest
+    import yaml
+
+    from lmforge.config.serve import ServeConfig
+    from lmforge.errors import UserError
+    from lmforge.pipeline.serve import with_run_terms
+    from lmforge.serve.app import _log_terms
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "patients.txt").write_text("John Smith\nAnn Lee\n")
+    run = tmp_path / "runs" / "clinic"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(yaml.safe_dump(
+        {"data": {"prepare": {"pii": {"terms": {"PATIENT": "patients.txt", "CLINIC": ["Oak Ward"]}}}}}))
+    said = []
+    logging_on = ServeConfig.model_validate({"log": {"log_prompts": True}})
+    cfg = with_run_terms(str(run), logging_on, said.append)
+    assert cfg.log.terms == {"PATIENT": "patients.txt", "CLINIC": ["Oak Ward"]} and "CLINIC, PATIENT" in said[0]
+    log = AccessLog(enabled=False, log_prompts=True, redact=True, terms=_log_terms(cfg.log))
+    assert log.text("john smith (ann.lee@mail.com) is in Oak Ward; Annual review") == \
+        "<PATIENT> (<EMAIL>) is in <CLINIC>; Annual review"
+    # nothing logged, nothing read; the server's own lists win over the run's
+    assert with_run_terms(str(run), ServeConfig(), said.append).log.terms == {}
+    own = ServeConfig.model_validate({"log": {"log_prompts": True, "terms": {"NAME": ["Bob"]}}})
+    assert with_run_terms(str(run), own, said.append).log.terms == {"NAME": ["Bob"]}
+    # a list that cannot be read stops the start rather than letting the names into the logs
+    (tmp_path / "patients.txt").unlink()
+    with pytest.raises(UserError, match=r"serve.log.terms.PATIENT: no file 'patients.txt'"):
+        _log_terms(cfg.log)

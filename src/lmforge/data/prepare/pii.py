@@ -236,12 +236,12 @@ class TermList:
         return 0, ""
 
 
-def read_terms(kind: str, value: str | list[str]) -> list[str]:
+def read_terms(kind: str, value: str | list[str], setting: str = "data.prepare.pii.terms") -> list[str]:
     """The terms of one ``pii.terms`` entry: the list itself, or the lines of the file it names (blank lines and
     ``#`` comments skipped). UserError naming the setting (and the file and line) when it cannot be used."""
     from lmforge.errors import UserError
 
-    where = f"data.prepare.pii.terms.{kind}"
+    where = f"{setting}.{kind}"
     if isinstance(value, list):
         return [t for t in value if t.strip()]
     path = Path(value).expanduser()
@@ -263,11 +263,12 @@ def read_terms(kind: str, value: str | list[str]) -> list[str]:
     return terms
 
 
-def load_terms(terms: dict[str, str | list[str]], match_case: bool = False) -> TermList | None:
+def load_terms(terms: dict[str, str | list[str]], match_case: bool = False,
+               setting: str = "data.prepare.pii.terms") -> TermList | None:
     """The :class:`TermList` of a ``pii.terms`` setting (None when empty); files are read here."""
     if not terms:
         return None
-    return TermList({kind: read_terms(kind, value) for kind, value in terms.items()}, match_case)
+    return TermList({kind: read_terms(kind, value, setting) for kind, value in terms.items()}, match_case)
 
 
 def detect(text: str, types: Iterable[str], terms: TermList | None = None) -> list[Span]:
