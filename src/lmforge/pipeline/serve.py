@@ -10,8 +10,11 @@ from lmforge.config.serve import load_serve_config  # noqa: F401  (re-exported f
 def run_serve(target: str, config, say=print) -> None:
     """Serve ``target`` (run folder, merged export or adapter folder) until interrupted."""
     from lmforge.serve import run_server
+    from lmforge.serve.accesslog import log_terms
 
-    run_server(target, with_run_terms(target, config, say))
+    config = with_run_terms(target, config, say)
+    log_terms(config.log)  # a list that cannot be read stops the start before any model loads
+    run_server(target, config)
 
 
 def with_run_terms(target: str, config, say=print):

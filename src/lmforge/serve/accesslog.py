@@ -33,6 +33,16 @@ def _data_redactor(terms=None):
     return lambda text: scrub(text, terms)
 
 
+def log_terms(log_cfg):
+    """The listed terms masked in logged prompts (read now: a list that cannot be read stops the start, rather
+    than the logs holding the names), or None when no text is logged or masked."""
+    if not (log_cfg.enabled and log_cfg.log_prompts and log_cfg.redact and log_cfg.terms):
+        return None
+    from lmforge.data.prepare.pii import load_terms
+
+    return load_terms(log_cfg.terms, log_cfg.terms_match_case, setting="serve.log.terms")
+
+
 class AccessLog:
     """``write(**fields)`` logs one JSON line (logger ``lmforge.serve.access``)."""
 

@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
 from lmforge.serve import completion, encoding
-from lmforge.serve.accesslog import AccessLog
+from lmforge.serve.accesslog import AccessLog, log_terms
 from lmforge.serve.admission import Admission
 from lmforge.serve.apierror import APIError
 from lmforge.serve.drift import DriftRecorder
@@ -58,19 +58,9 @@ def build_state(store: ModelStore, cfg, window_file: Path | None) -> ServerState
                       waiting=admission.waiting)
     if engine is not None:
         engine.on_batch = metrics.batch_size.observe
-    log = AccessLog(cfg.log.enabled, cfg.log.file, cfg.log.log_prompts, cfg.log.redact, terms=_log_terms(cfg.log))
+    log = AccessLog(cfg.log.enabled, cfg.log.file, cfg.log.log_prompts, cfg.log.redact, terms=log_terms(cfg.log))
     max_pos = getattr(store.model.config, "max_position_embeddings", None)
     return ServerState(store, cfg, cfg.resolved_api_keys(), admission, metrics, log, engine, recorder, max_pos)
-
-
-def _log_terms(log_cfg):
-    """The listed terms masked in logged prompts (read now: a list that cannot be read stops the start, rather
-    than the logs holding the names), or None when no text is logged or masked."""
-    if not (log_cfg.enabled and log_cfg.log_prompts and log_cfg.redact and log_cfg.terms):
-        return None
-    from lmforge.data.prepare.pii import load_terms
-
-    return load_terms(log_cfg.terms, log_cfg.terms_match_case, setting="serve.log.terms")
 
 
 def create_app(target, serve_cfg, window_file: str | Path | None = None) -> FastAPI:

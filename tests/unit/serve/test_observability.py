@@ -57,7 +57,7 @@ def test_logged_prompts_are_masked_with_the_runs_own_lists_too(tmp_path, monkeyp
     from lmforge.config.serve import ServeConfig
     from lmforge.errors import UserError
     from lmforge.pipeline.serve import with_run_terms
-    from lmforge.serve.app import _log_terms
+    from lmforge.serve.accesslog import log_terms
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "patients.txt").write_text("John Smith\nAnn Lee\n")
@@ -69,7 +69,7 @@ def test_logged_prompts_are_masked_with_the_runs_own_lists_too(tmp_path, monkeyp
     logging_on = ServeConfig.model_validate({"log": {"log_prompts": True}})
     cfg = with_run_terms(str(run), logging_on, said.append)
     assert cfg.log.terms == {"PATIENT": "patients.txt", "CLINIC": ["Oak Ward"]} and "CLINIC, PATIENT" in said[0]
-    log = AccessLog(enabled=False, log_prompts=True, redact=True, terms=_log_terms(cfg.log))
+    log = AccessLog(enabled=False, log_prompts=True, redact=True, terms=log_terms(cfg.log))
     assert log.text("john smith (ann.lee@mail.com) is in Oak Ward; Annual review") == \
         "<PATIENT> (<EMAIL>) is in <CLINIC>; Annual review"
     # nothing logged, nothing read; the server's own lists win over the run's
@@ -79,4 +79,4 @@ def test_logged_prompts_are_masked_with_the_runs_own_lists_too(tmp_path, monkeyp
     # a list that cannot be read stops the start rather than letting the names into the logs
     (tmp_path / "patients.txt").unlink()
     with pytest.raises(UserError, match=r"serve.log.terms.PATIENT: no file 'patients.txt'"):
-        _log_terms(cfg.log)
+        log_terms(cfg.log)
