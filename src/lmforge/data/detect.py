@@ -2,7 +2,8 @@
 
 Each format names the column sets that identify it (``FormatSpec.detect``: ``messages`` or ``conversations`` is
 chat, ``prompt`` + ``chosen`` + ``rejected`` preference, ``text`` + ``label`` classification ...); the most
-specific set the first row holds wins. Plain-text files are ``text``. A row no format fits, or two fit equally,
+specific set the first row holds wins. Plain-text files are ``text``. Column names that differ from a field only
+in case (a spreadsheet's ``Text`` / ``Label``) count, and are mapped in ``data.columns``. A row no format fits, or two fit equally,
 is an error asking for ``data.format``: detection never guesses between formats. ``datasets`` folders and hub
 datasets are not read for this (validate does not read them either); they need ``data.format``.
 """
@@ -14,15 +15,17 @@ from pathlib import Path
 from typing import Mapping
 
 from lmforge.config.schema import SourceConfig
-from lmforge.data.formats import detect_format, detect_help
+from lmforge.data.formats import FORMATS, detect_format, detect_help
 from lmforge.data.sources import TEXT_SUFFIXES, is_saved_dataset, local_files, looks_local, stream_source
 from lmforge.errors import UserError
 
 
 
-def source_format(source: SourceConfig, columns: Mapping[str, str], field: str = "data.format") -> tuple[str, str]:
-    """``(format, why)`` for ``source`` (``why``: ``chats.jsonl:1 has messages``); UserError naming ``field`` and
-    the file when the format cannot be told from the data."""
+def source_format(source: SourceConfig, columns: Mapping[str, str],
+                  field: str = "data.format") -> tuple[str, str, dict[str, str]]:
+    """``(format, why, columns to add)`` for ``source`` (``why``: ``chats.jsonl:1 has messages``; the columns: the
+    format's fields found only in another case, ``{"text": "Text"}``); UserError naming ``field`` and the file when
+    the format cannot be told from the data."""
     path = Path(source.path).expanduser()
     if not source.path.startswith("asset:") and ((path.is_dir() and is_saved_dataset(path))
                                                  or (not path.exists() and not looks_local(source.path))):
@@ -30,13 +33,14 @@ def source_format(source: SourceConfig, columns: Mapping[str, str], field: str =
                         "find the format", where=field, hint=_hint())
     files = local_files(source.path, text_format=True)
     if files and all(f.suffix.lower() in TEXT_SUFFIXES for f in files):
-        return "text", f"{files[0].name} is plain text"
+        return "text", f"{files[0].name} is plain text", {}
     rows, _files = stream_source(source, text_format=False)
     first = next(itertools.islice(rows, 1), None)
     if first is None:
         raise UserError(f"not set, and {source.path} holds no records to find it from", where=field, hint=_hint())
     row, where = first
-    fits = detect_format(row, columns)
+    folded = {str(k).casefold(): k for k in row if str(k).casefold() not in row and str(k).casefold() not in columns}
+    fits = detect_format({**row, **{low: row[k] for low, k in folded.items()}}, columns)
     present = ", ".join(map(str, row)) or "(none)"
     if not fits:
         raise UserError(f"not set, and {where} (columns: {present}) fits no format by its column names", where=field,
@@ -45,7 +49,8 @@ def source_format(source: SourceConfig, columns: Mapping[str, str], field: str =
         named = " and ".join(f"{name} ({', '.join(cols)})" for name, cols in fits)
         raise UserError(f"not set, and {where} fits {named} equally", where=field, hint=_hint())
     name, cols = fits[0]
-    return name, f"{where} has {', '.join(columns.get(c, c) for c in cols)}"
+    added = {f: str(folded[f]) for f in FORMATS[name].fields if f in folded and f not in columns}
+    return name, f"{where} has {', '.join(columns.get(c) or added.get(c) or c for c in cols)}", added
 
 
 def _hint() -> str:

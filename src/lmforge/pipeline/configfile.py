@@ -69,11 +69,12 @@ def with_detected_formats(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str
         filled, notes = [], []
         for i, task in enumerate(tasks):
             if isinstance(task, dict) and task.get("format") is None and task.get("train") is not None:
-                found = _detect(task["train"], task.get("columns") if isinstance(task.get("columns"), dict)
-                                else columns, f"data.tasks.{i}.format")
+                own = task.get("columns") if isinstance(task.get("columns"), dict) else None
+                found = _detect(task["train"], columns if own is None else own, f"data.tasks.{i}.format")
                 if found:
-                    task = {**task, "format": found[0]}
-                    notes.append(f"data.tasks.{i}.format: {found[0]}, told from the data ({found[1]})")
+                    fmt, why, added = found
+                    task = {**task, "format": fmt, **({"columns": {**(own or columns), **added}} if added else {})}
+                    notes.append(f"data.tasks.{i}.format: {fmt}, told from the data ({why}{_mapped(added)})")
             filled.append(task)
         return {**raw, "data": {**data, "tasks": filled}}, notes
     if tasks is not None or data.get("train") is None:
@@ -81,13 +82,19 @@ def with_detected_formats(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str
     found = _detect(data["train"], columns, "data.format")
     if not found:
         return raw, []
-    return ({**raw, "data": {**data, "format": found[0]}},
-            [f"data.format: {found[0]}, told from the data ({found[1]}); set data.format to choose another"])
+    fmt, why, added = found
+    return ({**raw, "data": {**data, "format": fmt, **({"columns": {**columns, **added}} if added else {})}},
+            [f"data.format: {fmt}, told from the data ({why}{_mapped(added)}); set data.format to choose another"])
 
 
-def _detect(train: Any, columns: dict, field: str) -> tuple[str, str] | None:
-    """``(format, why)`` from the first source of ``train``; None when the source is not valid (the schema
-    reports it)."""
+def _mapped(added: dict[str, str]) -> str:
+    return f"; read as data.columns {{{', '.join(f'{k}: {v}' for k, v in added.items())}}}" if added else ""
+
+
+def _detect(train: Any, columns: dict, field: str) -> tuple[str, str, dict[str, str]] | None:
+    """``(format, why, columns to add)`` from the first source of ``train``; None when the source is not valid
+    (the schema reports it). Columns found in another case are added only for a single source without its own
+    ``columns`` (another source of the list may name them as the fields are spelt)."""
     from lmforge.data.detect import source_format
 
     first = train[0] if isinstance(train, list) and train else train
@@ -96,5 +103,7 @@ def _detect(train: Any, columns: dict, field: str) -> tuple[str, str] | None:
     except ValidationError:
         return None
     if source.format is not None:
-        return source.format, f"the format of {source.path}"
-    return source_format(source, columns if source.columns is None else source.columns, field)
+        return source.format, f"the format of {source.path}", {}
+    fmt, why, added = source_format(source, columns if source.columns is None else source.columns, field)
+    single = not isinstance(train, list) or len(train) == 1
+    return fmt, why, added if single and source.columns is None else {}

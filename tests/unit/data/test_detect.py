@@ -47,11 +47,27 @@ def _source(path):
 def test_a_file_is_told_by_its_first_record_named_in_the_reason(tmp_path):
     f = tmp_path / "chats.jsonl"
     f.write_text(json.dumps({"messages": MESSAGES}) + "\n")
-    assert source_format(_source(f), {}) == ("chat", f"{f}:1 has messages")
+    assert source_format(_source(f), {}) == ("chat", f"{f}:1 has messages", {})
     csv = tmp_path / "reviews.csv"
     csv.write_text("review;score\ngreat food;great\n")  # a ';' export: the mapped names count
     assert source_format(_source(csv), {"text": "review", "label": "score"}) == ("classification",
-                                                                                   f"{csv}:2 has review, score")
+                                                                                   f"{csv}:2 has review, score", {})
+
+
+def test_a_spreadsheets_capitalised_headers_are_mapped(tmp_path, monkeypatch):
+    """Excel and Kaggle CSVs say `Text`, `Label`: the format is told and the columns mapped (and said)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "reviews.csv").write_text("Text,Label,Text_Pair\ngreat,pos,food\n")
+    assert source_format(_source("reviews.csv"), {}) == (
+        "classification", "reviews.csv:2 has Text, Label", {"text": "Text", "text_pair": "Text_Pair", "label": "Label"})
+    (tmp_path / "reviews.yaml").write_text("data: {train: reviews.csv}\n")
+    said = []
+    config = load_run_config(tmp_path / "reviews.yaml", say=said.append)
+    assert config.data.columns == {"text": "Text", "text_pair": "Text_Pair", "label": "Label"}
+    assert "read as data.columns {text: Text, text_pair: Text_Pair, label: Label}" in said[0]
+    # a user's own mapping is kept; a list of sources gets no mapping (another source may spell the fields)
+    filled, _ = with_detected_formats({"data": {"train": ["reviews.csv", "reviews.csv"]}})
+    assert filled["data"]["format"] == "classification" and "columns" not in filled["data"]
 
 
 def test_plain_text_files_are_text(tmp_path):
