@@ -118,6 +118,7 @@ PREF_NO_REJECTED = json.dumps({"prompt": "a", "chosen": "b"}) + "\n"
 CHAT_ENDS_WITH_USER = json.dumps({"messages": [{"role": "user", "content": "hi"}]}) + "\n"
 CHAT_BAD_ROLE = json.dumps({"messages": [{"role": "robot", "content": "hi"}, {"role": "assistant", "content": "x"}]}) + "\n"
 CHAT = {"format": "chat", "columns": {}}
+NOTES = json.dumps({"title": "refunds", "body": "within 30 days"}) + "\n"  # columns no format is told by
 
 CASES = [
     # --- the config file -----------------------------------------------------------------------
@@ -148,11 +149,12 @@ CASES = [
     Case("epochs-zero", train(), ("train.epochs", "greater than 0"), config=base_config(**{"train.epochs": 0})),
     Case("split-share-too-big", train(), ("data.split.validation",), config=base_config(**{"data.split.validation": 1.5})),
     Case("unknown-format", train(), ("data.format", "chats"), config=base_config(**{"data.format": "chats"})),
-    Case("format-not-told-by-the-data", train(), ("data.format: not set", "data/qa.jsonl:1", "question, answer",
+    Case("format-not-told-by-the-data", train(), ("data.format: not set", "data/qa.jsonl:1", "columns: title, body",
                                                   "chat (messages or conversations)"),
-         config=base_config(**{"data.format": None, "data.columns": None})),
+         config=base_config(**{"data.format": None, "data.columns": None}), files={"data/qa.jsonl": NOTES}),
     Case("format-not-told-validate", ("validate", "run.yaml"), ("data.format: not set", "data/qa.jsonl:1"),
-         config=base_config(**{"data.format": None, "data.columns": None}), absent=("required field",)),
+         config=base_config(**{"data.format": None, "data.columns": None}), files={"data/qa.jsonl": NOTES},
+         absent=("required field",)),
     Case("unknown-method", train(), ("lorra", "did you mean 'lora'"), config=base_config(**{"method.name": "lorra"})),
     Case("unknown-objective", train(), ("dpoo", "did you mean 'dpo'"), config=base_config(**{"objective.name": "dpoo"})),
     Case("objective-vs-format", train(), ("data.format", "dpo"), config=base_config(**{"objective.name": "dpo"})),

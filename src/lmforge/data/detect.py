@@ -46,11 +46,14 @@ def source_format(source: SourceConfig, columns: Mapping[str, str],
         raise UserError(f"not set, and {where} (columns: {present}) fits no format by its column names", where=field,
                         hint=_hint() + "; map your columns to the format's fields with data.columns")
     if len(fits) > 1:
-        named = " and ".join(f"{name} ({', '.join(cols)})" for name, cols in fits)
+        named = " and ".join(f"{name} ({', '.join(found)})" for name, found in fits)
         raise UserError(f"not set, and {where} fits {named} equally", where=field, hint=_hint())
-    name, cols = fits[0]
+    name, found = fits[0]
+    real = {column: str(folded.get(column, column)) for column in found}  # the row's own spelling
     added = {f: str(folded[f]) for f in FORMATS[name].fields if f in folded and f not in columns}
-    return name, f"{where} has {', '.join(columns.get(c) or added.get(c) or c for c in cols)}", added
+    added.update({f: real[column] for column, f in found.items()  # well-known other names (question -> instruction)
+                  if real[column] != f and f not in columns})
+    return name, f"{where} has {', '.join(real.values())}", added
 
 
 def _hint() -> str:

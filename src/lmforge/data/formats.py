@@ -39,11 +39,23 @@ class FormatSpec:
     converters: Mapping[str, Callable[[dict], dict]] = field(default_factory=dict)  # other format -> record converter
     default_objective: str = "causal_lm"
     summary: str = ""
-    detect: tuple[tuple[str, ...], ...] = ()  # column sets that identify this format when data.format is not set
+    # Column sets that identify this format when data.format is not set: names the reader takes as they are
+    # (a tuple, mapped through data.columns), or well-known other names, {column: field} (mapped in data.columns
+    # when detected, unless the user maps those fields).
+    detect: tuple[tuple[str, ...] | Mapping[str, str], ...] = ()
 
-    def detected_by(self, row: Mapping[str, Any], columns: Mapping[str, str]) -> tuple[str, ...] | None:
-        """The largest of ``detect``'s column sets that ``row`` holds (names mapped through ``columns``), or None."""
-        held = [fields for fields in self.detect if all(columns.get(f, f) in row for f in fields)]
+    def detected_by(self, row: Mapping[str, Any], columns: Mapping[str, str]) -> dict[str, str] | None:
+        """The largest of ``detect``'s sets that ``row`` holds, as ``{row column: field}``, or None."""
+        held = []
+        for entry in self.detect:
+            if not isinstance(entry, Mapping):
+                found = {columns.get(f, f): f for f in entry}
+            elif any(f in columns for f in entry.values()):
+                continue  # the user maps these fields: their names, not these
+            else:
+                found = dict(entry)
+            if all(column in row for column in found):
+                held.append(found)
         return max(held, key=len) if held else None
 
     @property
@@ -88,20 +100,20 @@ def get_format(name: str, where: str = "data.format") -> FormatSpec:
     return FORMATS[name]
 
 
-def detect_format(row: Mapping[str, Any], columns: Mapping[str, str]) -> list[tuple[str, tuple[str, ...]]]:
-    """The formats ``row`` fits best when data.format is not set: ``[(name, identifying columns)]``, the most
+def detect_format(row: Mapping[str, Any], columns: Mapping[str, str]) -> list[tuple[str, dict[str, str]]]:
+    """The formats ``row`` fits best when data.format is not set: ``[(name, {row column: field})]``, the most
     specific first (``text`` + ``label`` is classification, not text); several entries when equally specific,
     [] when none fits. A format without every field ``columns`` maps is not a candidate (``text_pair`` mapped:
     classification, even where the row also holds TRL's ``prompt`` + ``completion``)."""
-    held = [(name, fields) for name, spec in FORMATS.items()
-            if set(columns) <= set(spec.fields) and (fields := spec.detected_by(row, columns))]
-    best = max((len(fields) for _, fields in held), default=0)
-    return [(name, fields) for name, fields in held if len(fields) == best]
+    held = [(name, found) for name, spec in FORMATS.items()
+            if set(columns) <= set(spec.fields) and (found := spec.detected_by(row, columns))]
+    best = max((len(found) for _, found in held), default=0)
+    return [(name, found) for name, found in held if len(found) == best]
 
 
 def detect_help() -> str:
     """What identifies each format, for messages: ``chat (messages or conversations); ...``."""
-    return "; ".join(f"{name} ({' or '.join(', '.join(f) for f in spec.detect)})"
+    return "; ".join(f"{name} ({' or '.join(', '.join(entry) for entry in spec.detect)})"
                      for name, spec in FORMATS.items() if spec.detect)
 
 
@@ -121,7 +133,12 @@ def _builtins() -> None:
         "instruction", "messages", ("instruction", "input", "output", "system"), ("instruction", "output"),
         ("system", "instruction", "input", "output"), records.read_instruction, instruction_messages,
         content_fields=("instruction", "input", "output"), augment_field="instruction",
-        converters={"chat": chat_to_instruction}, detect=(("instruction", "output"), ("prompt", "completion")),
+        converters={"chat": chat_to_instruction},
+        detect=(("instruction", "output"), ("prompt", "completion"),  # TRL's, read as they are
+                {"question": "instruction", "answer": "output"}, {"query": "instruction", "response": "output"},
+                {"prompt": "instruction", "response": "output"}, {"instruction": "instruction", "response": "output"},
+                {"question": "instruction", "context": "input", "answer": "output"},  # SQuAD-like
+                {"instruction": "instruction", "context": "input", "response": "output"}),  # Dolly
         summary="instruction (+ optional input and system) -> output; the output is trained"))
     register_format(FormatSpec(
         "chat", "messages", ("messages",), ("messages",), ("messages",), records.read_chat, chat_messages,

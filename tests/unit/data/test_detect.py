@@ -26,6 +26,8 @@ MESSAGES = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": 
     ({"text": "a document", "source": "wiki"}, {}, "text"),
     ({"review": "great food", "score": "great"}, {"text": "review", "label": "score"}, "classification"),
     ({"question": "q", "answer": "a"}, {"instruction": "question", "output": "answer"}, "instruction"),
+    ({"question": "q", "answer": "a"}, {}, "instruction"),  # well-known names: mapped (below)
+    ({"instruction": "q", "context": "c", "response": "a", "category": "qa"}, {}, "instruction"),  # Dolly
     # lmforge feedback's ratings.jsonl mapped for KTO: the mapping names classification's fields
     ({"prompt": "q", "completion": "a", "label": "good"}, {"text": "prompt", "text_pair": "completion", "label": "label"},
      "classification"),
@@ -35,7 +37,7 @@ def test_the_most_specific_format_the_row_holds(row, columns, expected):
 
 
 def test_no_format_or_several_equally():
-    assert detect_format({"question": "q", "answer": "a"}, {}) == []
+    assert detect_format({"title": "q", "body": "a"}, {}) == []
     both = detect_format({"text": "t", "label": "l", "prompt": "p", "completion": "c"}, {})
     assert sorted(name for name, _ in both) == ["classification", "instruction"]
 
@@ -70,6 +72,19 @@ def test_a_spreadsheets_capitalised_headers_are_mapped(tmp_path, monkeypatch):
     assert filled["data"]["format"] == "classification" and "columns" not in filled["data"]
 
 
+def test_well_known_column_names_are_mapped(tmp_path):
+    """FiQA's question / answer, Dolly's instruction / context / response: read as instruction data, the columns
+    mapped (the Dolly context as the input, not dropped); a user's own mapping of those fields wins."""
+    qa = tmp_path / "qa.csv"
+    qa.write_text("Question,Answer\nwhat is a bond?,a loan\n")
+    assert source_format(_source(qa), {}) == ("instruction", f"{qa}:2 has Question, Answer",
+                                              {"instruction": "Question", "output": "Answer"})
+    dolly = tmp_path / "dolly.jsonl"
+    dolly.write_text(json.dumps({"instruction": "q", "context": "c", "response": "a", "category": "qa"}) + "\n")
+    assert source_format(_source(dolly), {})[2] == {"input": "context", "output": "response"}
+    assert source_format(_source(qa), {"instruction": "Question", "output": "Answer"})[2] == {}  # mapped already
+
+
 def test_plain_text_files_are_text(tmp_path):
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "a.txt").write_text("first note\n")
@@ -78,7 +93,7 @@ def test_plain_text_files_are_text(tmp_path):
 
 
 @pytest.mark.parametrize("content, needles", [
-    (json.dumps({"question": "q", "answer": "a"}) + "\n", ("data.format: not set", "qa.jsonl:1", "columns: question, answer",
+    (json.dumps({"title": "q", "body": "a"}) + "\n", ("data.format: not set", "qa.jsonl:1", "columns: title, body",
                                                           "chat (messages or conversations)", "data.columns")),
     ("", ("data.format: not set", "holds no records")),
     (json.dumps({"text": "t", "label": "l", "prompt": "p", "completion": "c"}) + "\n",
