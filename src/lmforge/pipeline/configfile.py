@@ -19,8 +19,8 @@ from lmforge.config.schema import RunConfig, SourceConfig
 
 def load_run_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
                     say: Callable[[str], None] = print) -> RunConfig:
-    """The validated config of ``path`` + ``overrides``; a format told from the data is said (UserError when
-    it cannot be told: the row's columns and what identifies each format)."""
+    """The validated config of ``path`` + ``overrides``; a format told from the data or a model picked for the task
+    is said (UserError when the format cannot be told: the row's columns and what identifies each format)."""
     raw, notes = with_data_defaults(read_config(path, overrides))
     for note in notes:
         say(note)
