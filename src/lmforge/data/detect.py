@@ -15,24 +15,24 @@ from pathlib import Path
 from typing import Mapping
 
 from lmforge.config.schema import SourceConfig
-from lmforge.data.formats import FORMATS, detect_format, detect_help
+from lmforge.data.formats import FORMATS, detect_format, detect_help, formats_of
 from lmforge.data.sources import TEXT_SUFFIXES, is_saved_dataset, local_files, looks_local, stream_source
 from lmforge.errors import UserError
 
 
 
-def source_format(source: SourceConfig, columns: Mapping[str, str],
-                  field: str = "data.format") -> tuple[str, str, dict[str, str]]:
+def source_format(source: SourceConfig, columns: Mapping[str, str], field: str = "data.format",
+                  kinds: tuple[str, ...] | None = None) -> tuple[str, str, dict[str, str]]:
     """``(format, why, columns to add)`` for ``source`` (``why``: ``chats.jsonl:1 has messages``; the columns: the
     format's fields found only in another case, ``{"text": "Text"}``); UserError naming ``field`` and the file when
-    the format cannot be told from the data."""
+    the format cannot be told from the data. ``kinds``: the format kinds the config's objective trains on."""
     path = Path(source.path).expanduser()
     if not source.path.startswith("asset:") and ((path.is_dir() and is_saved_dataset(path))
                                                  or (not path.exists() and not looks_local(source.path))):
         raise UserError(f"not set, and {source.path} is a datasets folder or hub dataset, which is not read to "
                         "find the format", where=field, hint=_hint())
     files = local_files(source.path, text_format=True)
-    if files and all(f.suffix.lower() in TEXT_SUFFIXES for f in files):
+    if files and all(f.suffix.lower() in TEXT_SUFFIXES for f in files) and (kinds is None or "text" in kinds):
         return "text", f"{files[0].name} is plain text", {}
     rows, _files = stream_source(source, text_format=False)
     first = next(itertools.islice(rows, 1), None)
@@ -40,11 +40,12 @@ def source_format(source: SourceConfig, columns: Mapping[str, str],
         raise UserError(f"not set, and {source.path} holds no records to find it from", where=field, hint=_hint())
     row, where = first
     folded = {str(k).casefold(): k for k in row if str(k).casefold() not in row and str(k).casefold() not in columns}
-    fits = detect_format({**row, **{low: row[k] for low, k in folded.items()}}, columns)
+    fits = detect_format({**row, **{low: row[k] for low, k in folded.items()}}, columns, kinds)
     present = ", ".join(map(str, row)) or "(none)"
     if not fits:
-        raise UserError(f"not set, and {where} (columns: {present}) fits no format by its column names", where=field,
-                        hint=_hint() + "; map your columns to the format's fields with data.columns")
+        trains = f" the objective trains on ({', '.join(formats_of(kinds))})" if kinds is not None else ""
+        raise UserError(f"not set, and {where} (columns: {present}) fits no format{trains} by its column names",
+                        where=field, hint=_hint() + "; map your columns to the format's fields with data.columns")
     if len(fits) > 1:
         named = " and ".join(f"{name} ({', '.join(found)})" for name, found in fits)
         raise UserError(f"not set, and {where} fits {named} equally", where=field, hint=_hint())

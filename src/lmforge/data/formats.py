@@ -100,13 +100,16 @@ def get_format(name: str, where: str = "data.format") -> FormatSpec:
     return FORMATS[name]
 
 
-def detect_format(row: Mapping[str, Any], columns: Mapping[str, str]) -> list[tuple[str, dict[str, str]]]:
+def detect_format(row: Mapping[str, Any], columns: Mapping[str, str],
+                  kinds: tuple[str, ...] | None = None) -> list[tuple[str, dict[str, str]]]:
     """The formats ``row`` fits best when data.format is not set: ``[(name, {row column: field})]``, the most
     specific first (``text`` + ``label`` is classification, not text); several entries when equally specific,
     [] when none fits. A format without every field ``columns`` maps is not a candidate (``text_pair`` mapped:
-    classification, even where the row also holds TRL's ``prompt`` + ``completion``)."""
+    classification, even where the row also holds TRL's ``prompt`` + ``completion``), nor one of a kind the
+    config's objective does not train on (``kinds``, when it names one)."""
     held = [(name, found) for name, spec in FORMATS.items()
-            if set(columns) <= set(spec.fields) and (found := spec.detected_by(row, columns))]
+            if set(columns) <= set(spec.fields) and (kinds is None or spec.kind in kinds)
+            and (found := spec.detected_by(row, columns))]
     best = max((len(found) for _, found in held), default=0)
     return [(name, found) for name, found in held if len(found) == best]
 
@@ -147,7 +150,8 @@ def _builtins() -> None:
     register_format(FormatSpec(
         "classification", "labelled", ("text", "text_pair", "label"), ("text", "label"), ("text", "text_pair"),
         records.read_classification, augment_field="text", default_objective="classification",
-        detect=(("text", "label"),), summary="text (+ optional text_pair) -> label"))
+        detect=(("text", "label"), {"prompt": "text", "completion": "text_pair", "label": "label"}),  # feedback ratings
+        summary="text (+ optional text_pair) -> label"))
     register_format(FormatSpec(
         "preference", "pairs", ("prompt", "chosen", "rejected"), ("prompt", "chosen", "rejected"),
         ("prompt", "chosen", "rejected"), records.read_preference, default_objective="dpo",

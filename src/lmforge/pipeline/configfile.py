@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from lmforge.config.load import parse_config, read_config
 from lmforge.config.schema import RunConfig, SourceConfig
+from lmforge.errors import UserError
 
 
 def load_run_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
@@ -64,13 +65,14 @@ def with_detected_formats(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str
     if not isinstance(data, dict) or data.get("format") is not None:
         return raw, []
     columns = data.get("columns") if isinstance(data.get("columns"), dict) else {}
+    kinds = _objective_kinds(raw.get("objective"))
     tasks = data.get("tasks")
     if isinstance(tasks, list):
         filled, notes = [], []
         for i, task in enumerate(tasks):
             if isinstance(task, dict) and task.get("format") is None and task.get("train") is not None:
                 own = task.get("columns") if isinstance(task.get("columns"), dict) else None
-                found = _detect(task["train"], columns if own is None else own, f"data.tasks.{i}.format")
+                found = _detect(task["train"], columns if own is None else own, f"data.tasks.{i}.format", kinds)
                 if found:
                     fmt, why, added = found
                     task = {**task, "format": fmt, **({"columns": {**(own or columns), **added}} if added else {})}
@@ -79,7 +81,7 @@ def with_detected_formats(raw: dict[str, Any]) -> tuple[dict[str, Any], list[str
         return {**raw, "data": {**data, "tasks": filled}}, notes
     if tasks is not None or data.get("train") is None:
         return raw, []
-    found = _detect(data["train"], columns, "data.format")
+    found = _detect(data["train"], columns, "data.format", kinds)
     if not found:
         return raw, []
     fmt, why, added = found
@@ -91,7 +93,21 @@ def _mapped(added: dict[str, str]) -> str:
     return f"; read as data.columns {{{', '.join(f'{k}: {v}' for k, v in added.items())}}}" if added else ""
 
 
-def _detect(train: Any, columns: dict, field: str) -> tuple[str, str, dict[str, str]] | None:
+def _objective_kinds(objective: Any) -> tuple[str, ...] | None:
+    """The data kinds of the objective the config names (None: none named, or not one the registry knows)."""
+    from lmforge.objectives.registry import get_objective_spec
+
+    name = objective.get("name") if isinstance(objective, dict) else None
+    if not isinstance(name, str):
+        return None
+    try:
+        return get_objective_spec(name).kinds
+    except UserError:  # an unknown name: the plan reports it with a did-you-mean
+        return None
+
+
+def _detect(train: Any, columns: dict, field: str,
+            kinds: tuple[str, ...] | None = None) -> tuple[str, str, dict[str, str]] | None:
     """``(format, why, columns to add)`` from the first source of ``train``; None when the source is not valid
     (the schema reports it). Columns found in another case are added only for a single source without its own
     ``columns`` (another source of the list may name them as the fields are spelt)."""
@@ -104,6 +120,6 @@ def _detect(train: Any, columns: dict, field: str) -> tuple[str, str, dict[str, 
         return None
     if source.format is not None:
         return source.format, f"the format of {source.path}", {}
-    fmt, why, added = source_format(source, columns if source.columns is None else source.columns, field)
+    fmt, why, added = source_format(source, columns if source.columns is None else source.columns, field, kinds)
     single = not isinstance(train, list) or len(train) == 1
     return fmt, why, added if single and source.columns is None else {}

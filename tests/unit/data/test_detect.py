@@ -38,7 +38,7 @@ def test_the_most_specific_format_the_row_holds(row, columns, expected):
 
 def test_no_format_or_several_equally():
     assert detect_format({"title": "q", "body": "a"}, {}) == []
-    both = detect_format({"text": "t", "label": "l", "prompt": "p", "completion": "c"}, {})
+    both = detect_format({"text": "t", "label": "l", "instruction": "p", "output": "c"}, {})
     assert sorted(name for name, _ in both) == ["classification", "instruction"]
 
 
@@ -96,8 +96,8 @@ def test_plain_text_files_are_text(tmp_path):
     (json.dumps({"title": "q", "body": "a"}) + "\n", ("data.format: not set", "qa.jsonl:1", "columns: title, body",
                                                           "chat (messages or conversations)", "data.columns")),
     ("", ("data.format: not set", "holds no records")),
-    (json.dumps({"text": "t", "label": "l", "prompt": "p", "completion": "c"}) + "\n",
-     ("fits instruction (prompt, completion) and classification (text, label) equally",)),
+    (json.dumps({"text": "t", "label": "l", "instruction": "p", "output": "c"}) + "\n",
+     ("fits instruction (instruction, output) and classification (text, label) equally",)),
 ])
 def test_data_that_tells_no_format_is_refused_with_the_choices(tmp_path, content, needles):
     f = tmp_path / "qa.jsonl"
@@ -142,6 +142,20 @@ def test_each_task_is_told_from_its_own_data(tmp_path):
     assert [t["format"] for t in filled["data"]["tasks"]] == ["chat", "classification", "text"]
     assert [n.split(",")[0] for n in notes] == ["data.tasks.0.format: chat", "data.tasks.1.format: classification"]
     assert "format" not in raw["data"]["tasks"][0]  # the caller's mapping is not changed
+
+
+def test_the_objective_named_chooses_among_the_formats_it_trains_on(tmp_path):
+    """lmforge feedback's ratings.jsonl ({prompt, completion, label: good|bad}) with objective kto: classification
+    data with the completion as text_pair (what kto reads), not TRL prompt-completion instruction data."""
+    ratings = tmp_path / "ratings.jsonl"
+    ratings.write_text(json.dumps({"prompt": "q", "completion": "a", "label": "good", "judgement_id": "x"}) + "\n")
+    filled, notes = with_detected_formats({"data": {"train": str(ratings)}, "objective": {"name": "kto"}})
+    assert filled["data"]["format"] == "classification"
+    assert filled["data"]["columns"] == {"text": "prompt", "text_pair": "completion"}
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text(json.dumps({"prompt": "q", "completion": "a"}) + "\n")
+    with pytest.raises(UserError, match=r"fits no format the objective trains on \(preference\)"):
+        with_detected_formats({"data": {"train": str(qa)}, "objective": {"name": "dpo"}})
 
 
 def test_a_source_format_is_the_runs_format(tmp_path):
