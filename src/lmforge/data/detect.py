@@ -1,11 +1,13 @@
 """``data.format`` left out: the format the first record of the training data fits. Torch-free.
 
 Each format names the column sets that identify it (``FormatSpec.detect``: ``messages`` or ``conversations`` is
-chat, ``prompt`` + ``chosen`` + ``rejected`` preference, ``text`` + ``label`` classification ...); the most
-specific set the first row holds wins. Plain-text files are ``text``. Column names that differ from a field only
-in case (a spreadsheet's ``Text`` / ``Label``) count, and are mapped in ``data.columns``. A row no format fits, or two fit equally,
-is an error asking for ``data.format``: detection never guesses between formats. ``datasets`` folders and hub
-datasets are not read for this (validate does not read them either); they need ``data.format``.
+chat, ``prompt`` + ``chosen`` + ``rejected`` preference, ``text`` + ``label`` classification, the well-known
+``question`` + ``answer`` instruction ...); the most specific set the first row holds wins, among the formats the
+config's objective trains on when it names one. Plain-text files are ``text``. Column names that differ from a
+field only in case (a spreadsheet's ``Text`` / ``Label``) count; they and the well-known names are mapped in
+``data.columns``. A row no format fits, or two fit equally, is an error asking for ``data.format``: detection
+never guesses between formats. ``datasets`` folders and hub datasets are not read for this (validate does not
+read them either); they need ``data.format``.
 """
 
 from __future__ import annotations
@@ -20,12 +22,12 @@ from lmforge.data.sources import TEXT_SUFFIXES, is_saved_dataset, local_files, l
 from lmforge.errors import UserError
 
 
-
 def source_format(source: SourceConfig, columns: Mapping[str, str], field: str = "data.format",
                   kinds: tuple[str, ...] | None = None) -> tuple[str, str, dict[str, str]]:
     """``(format, why, columns to add)`` for ``source`` (``why``: ``chats.jsonl:1 has messages``; the columns: the
-    format's fields found only in another case, ``{"text": "Text"}``); UserError naming ``field`` and the file when
-    the format cannot be told from the data. ``kinds``: the format kinds the config's objective trains on."""
+    format's fields found under another case or a well-known other name, ``{"text": "Text"}``); UserError naming
+    ``field`` and the file when the format cannot be told from the data. ``kinds``: the format kinds the config's
+    objective trains on."""
     path = Path(source.path).expanduser()
     if not source.path.startswith("asset:") and ((path.is_dir() and is_saved_dataset(path))
                                                  or (not path.exists() and not looks_local(source.path))):
