@@ -24,44 +24,36 @@ def passages(documents: Sequence[str], max_words: int = PASSAGE_WORDS) -> list[s
     """Documents cut into retrievable passages of at most ``max_words`` words, in order: paragraphs (blank-line
     separated) joined while they fit, a longer paragraph cut at sentence ends (a sentence longer than that, at
     ``max_words`` words). Whitespace inside a passage is kept as written; empty documents give nothing."""
-    out: list[str] = []
-    for document in documents:
-        current: list[str] = []
-        for piece in _pieces(document, max_words):
-            if current and _words(current) + len(piece.split()) > max_words:
-                out.append("\n\n".join(current))
-                current = []
-            current.append(piece)
-        if current:
-            out.append("\n\n".join(current))
-    return out
+    return [passage for document in documents for passage in _pack(_pieces(document, max_words), max_words, "\n\n")]
 
 
 def _pieces(document: str, max_words: int) -> list[str]:
     """The paragraphs of ``document``, each no longer than ``max_words`` words (cut at sentence ends)."""
     pieces = []
     for paragraph in (p.strip() for p in _BLANK_LINES.split(document)):
-        if not paragraph:
-            continue
         if len(paragraph.split()) <= max_words:
-            pieces.append(paragraph)
+            pieces += [paragraph] if paragraph else []
             continue
-        chunk: list[str] = []
+        parts = []
         for sentence in _SENTENCE_END.split(paragraph):
-            words = sentence.split()
-            for start in range(0, len(words), max_words):  # a sentence longer than a passage: cut by words
-                part = " ".join(words[start:start + max_words]) if len(words) > max_words else sentence
-                if chunk and len(" ".join(chunk).split()) + len(part.split()) > max_words:
-                    pieces.append(" ".join(chunk))
-                    chunk = []
-                chunk.append(part)
-        if chunk:
-            pieces.append(" ".join(chunk))
+            words = sentence.split()  # a sentence longer than a passage is cut by words
+            parts += [" ".join(words[i:i + max_words]) for i in range(0, len(words), max_words)] \
+                if len(words) > max_words else [sentence]
+        pieces += _pack(parts, max_words, " ")
     return pieces
 
 
-def _words(parts: list[str]) -> int:
-    return sum(len(p.split()) for p in parts)
+def _pack(parts: list[str], max_words: int, sep: str) -> list[str]:
+    """``parts`` in order, joined with ``sep`` into runs of at most ``max_words`` words (a longer part alone)."""
+    out, current, count = [], [], 0
+    for part in parts:
+        n = len(part.split())
+        if current and count + n > max_words:
+            out.append(sep.join(current))
+            current, count = [], 0
+        current.append(part)
+        count += n
+    return out + ([sep.join(current)] if current else [])
 
 
 def tokenize_words(text: str) -> list[str]:
