@@ -19,12 +19,15 @@ from lmforge.errors import UserError
 
 
 def load_run_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (), *,
-                    say: Callable[[str], None] = print) -> RunConfig:
+                    say: Callable[[str], None] | None = None) -> RunConfig:
     """The validated config of ``path`` + ``overrides``; a format told from the data or a model picked for the task
-    is said (UserError when the format cannot be told: the row's columns and what identifies each format)."""
+    is said (UserError when the format cannot be told: the row's columns and what identifies each format).
+    ``say`` defaults to printing on the main process only (``train --nproc N`` starts N of them)."""
+    from lmforge.train.distributed import is_main_process
+
     raw, notes = with_data_defaults(read_config(path, overrides))
     for note in notes:
-        say(note)
+        (say or (print if is_main_process() else (lambda _line: None)))(note)
     return parse_config(raw, source=str(path))
 
 

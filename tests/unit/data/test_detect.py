@@ -117,7 +117,7 @@ def test_a_saved_dataset_folder_needs_the_format(tmp_path):
         source_format(_source(folder), {})
 
 
-def test_the_config_gets_the_format_and_says_so(tmp_path, monkeypatch):
+def test_the_config_gets_the_format_and_says_so(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "chats.jsonl").write_text(json.dumps({"messages": MESSAGES}) + "\n")
     (tmp_path / "support.yaml").write_text(yaml.safe_dump({"model": {"name": "m"}, "data": {"train": "chats.jsonl"}}))
@@ -125,6 +125,15 @@ def test_the_config_gets_the_format_and_says_so(tmp_path, monkeypatch):
     config = load_run_config(tmp_path / "support.yaml", say=said.append)
     assert config.data.format == "chat"
     assert said == ["data.format: chat, told from the data (chats.jsonl:1 has messages); set data.format to choose another"]
+    # only the main process of a distributed run says it (train --nproc N starts N processes)
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    load_run_config(tmp_path / "support.yaml")
+    assert "told from the data" not in capsys.readouterr().out
+    monkeypatch.delenv("RANK")
+    monkeypatch.delenv("WORLD_SIZE")
+    load_run_config(tmp_path / "support.yaml")
+    assert "told from the data" in capsys.readouterr().out
     # a format the config (or the command line) gives is kept, and nothing is said
     said.clear()
     assert load_run_config(tmp_path / "support.yaml", ["data.format=instruction"], say=said.append).data.format == "instruction"
