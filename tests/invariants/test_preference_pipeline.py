@@ -54,8 +54,9 @@ def test_preference_run_through_the_pipeline(tiny_llama_dir, tmp_path, case):
     s = open_session(config, say=lambda text: None)
     s.objective.bind(s.model, s.tokenizer)  # the hook the pipeline should call after method.apply
     before = s.evaluate(per_example=True)
-    if objective == "dpo":  # the policy is the reference: every implicit reward exactly 0, accuracy at chance
+    if objective in ("dpo", "kto"):  # the policy is the reference: every implicit reward exactly 0, accuracy at chance
         assert before["reward_margin"] == 0.0 and before["reward_accuracy"] == 0.5
+    if objective == "dpo":
         assert {tuple(r[:2]) for r in before["per_example"]["score"]} == {(0.0, 0.0)}
     assert len(before["per_example"]["loss"]) == before["eval_examples"]  # one row per pair / example / prompt
     result = train(s.model, s.objective, s.train_features, train_cfg=config.train, runtime_cfg=config.runtime, run_dir=s.run_dir,

@@ -18,7 +18,9 @@ from lmforge.evaluate.intervals import paired_tests, system_intervals
 from lmforge.evaluate.uncertainty import p_text
 
 # Metric-name parts for which lower is better; higher is better for every other score.
-_LOWER_IS_BETTER = {"loss", "perplexity", "error", "ece"}
+# Name parts of metrics where lower is better: losses, errors, and what a preference objective should push down
+# (the rejected / undesirable answers' log-probs and rewards: "reward_undesirable -0.18" is the model learning).
+_LOWER_IS_BETTER = {"loss", "perplexity", "error", "ece", "rejected", "undesirable"}
 
 
 def write_report(run_dir: str | Path, report: Mapping[str, Any]) -> Path:
@@ -411,7 +413,8 @@ def _ci(cell: Mapping[str, Any]) -> str:
 
 
 def lower_is_better(name: str) -> bool:
-    """Whether a lower value of metric ``name`` is better (loss, perplexity, error, ECE)."""
+    """Whether a lower value of metric ``name`` is better (loss, perplexity, error, ECE; the rejected or undesirable
+    answers' log-probs and rewards)."""
     return any(part in _LOWER_IS_BETTER for part in re.split(r"[_/]", name.lower()))
 
 

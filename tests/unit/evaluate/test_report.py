@@ -71,6 +71,15 @@ def test_format_comparison_table():
     assert "per_class" not in rows
 
 
+def test_preference_metrics_read_in_the_direction_the_objective_pushes():
+    """KTO pushing bad answers' rewards down, DPO the rejected answers' log-probs: 'better', not 'worse'."""
+    text = format_comparison({"reward_undesirable": 0.0, "logps_rejected": -35.2, "logps_chosen": -92.8, "reward_desirable": 0.0},
+                             {"reward_undesirable": -0.183, "logps_rejected": -119.2, "logps_chosen": -40.8, "reward_desirable": 1.67})
+    rows = {line.split("|")[0].strip(): line for line in text.splitlines()}
+    assert "(better)" in rows["reward_undesirable"] and "(better)" in rows["logps_rejected"]
+    assert "(better)" in rows["logps_chosen"] and "(better)" in rows["reward_desirable"]
+
+
 def test_format_comparison_without_before_shows_dashes():
     text = format_comparison(None, {"eval_loss": 2.0, "perplexity": 7.389})
     assert text.splitlines()[2].split() == ["eval_loss", "|", "-", "|", "2.0000"]

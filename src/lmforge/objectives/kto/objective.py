@@ -88,14 +88,16 @@ class KTOObjective(ObjectiveBase):
         return EvalOutput(loss_total=float(losses.sum()), count=losses.shape[0], scores=rows, rows=per_row(losses))
 
     def eval_metrics(self, outputs: list[EvalOutput]) -> dict[str, float]:
-        """reward_accuracy (good answers with reward > 0, bad ones < 0), mean reward of good / bad
-        answers and their difference (reward_margin)."""
+        """reward_accuracy (good answers with reward > 0, bad ones < 0; a reward of exactly 0 counts half: before
+        training the policy is the reference, every reward is 0 and the accuracy is chance, 0.5), mean reward of
+        good / bad answers and their difference (reward_margin)."""
         rows = [row for o in outputs for row in o.scores]
         if not rows:
             return {}
         good = [r for r, flag, _ in rows if flag > 0.5]
         bad = [r for r, flag, _ in rows if flag <= 0.5]
-        right = sum(1 for r in good if r > 0) + sum(1 for r in bad if r < 0)
+        right = sum(1.0 if r > 0 else 0.5 if r == 0 else 0.0 for r in good) + \
+            sum(1.0 if r < 0 else 0.5 if r == 0 else 0.0 for r in bad)
         mean_good = sum(good) / len(good) if good else 0.0
         mean_bad = sum(bad) / len(bad) if bad else 0.0
         return {"reward_accuracy": right / len(rows), "reward_desirable": mean_good,
