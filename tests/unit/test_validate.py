@@ -130,7 +130,8 @@ def test_a_format_left_out_is_told_from_the_data_or_explained_once(tmp_path, mon
     assert result.notes[0].startswith("data.format: chat, told from the data (chats.jsonl:1 has messages)")
     # columns no format has: one problem saying why (not also the schema's "required field is missing")
     notes = json.dumps({"title": "refunds", "body": "within 30 days"}) + "\n"
-    path = _write(tmp_path, "model: {name: x}\ndata: {train: notes.jsonl}\n", {"notes.jsonl": notes})
+    path = _write(tmp_path, "data: {train: notes.jsonl}\n", {"notes.jsonl": notes})  # no model: picked once told
     errors = validate_config(path).errors
+    assert len(errors) == 1, errors
     assert errors[0].startswith("data.format: not set, and notes.jsonl:1 (columns: title, body) fits no format")
     assert not any(e.startswith("data.format: required") for e in errors), errors

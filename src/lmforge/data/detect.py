@@ -47,7 +47,8 @@ def source_format(source: SourceConfig, columns: Mapping[str, str], field: str =
     if not fits:
         trains = f" the objective trains on ({', '.join(formats_of(kinds))})" if kinds is not None else ""
         raise UserError(f"not set, and {where} (columns: {present}) fits no format{trains} by its column names",
-                        where=field, hint=_hint() + "; map your columns to the format's fields with data.columns")
+                        where=field, hint=_hint() + "; and map your columns to its fields, e.g. data.format: "
+                        "classification with data.columns: {text: review, label: score}")
     if len(fits) > 1:
         named = " and ".join(f"{name} ({', '.join(found)})" for name, found in fits)
         raise UserError(f"not set, and {where} fits {named} equally", where=field, hint=_hint())

@@ -115,8 +115,9 @@ def detect_format(row: Mapping[str, Any], columns: Mapping[str, str],
 
 
 def detect_help() -> str:
-    """What identifies each format, for messages: ``chat (messages or conversations); ...``."""
-    return "; ".join(f"{name} ({' or '.join(', '.join(entry) for entry in spec.detect)})"
+    """What identifies each format, for messages: ``chat (messages or conversations); ...`` (the format's own
+    field names; the well-known other names are left out of the list)."""
+    return "; ".join(f"{name} ({' or '.join(', '.join(entry) for entry in spec.detect if not isinstance(entry, Mapping))})"
                      for name, spec in FORMATS.items() if spec.detect)
 
 

@@ -42,7 +42,9 @@ def run_validate(path: str | Path, overrides: list[str] | tuple[str, ...] = (), 
     return (f"{path}: ok  (model {config.model.name}, data {config.data.format}{tasks}, "
             f"method {plan.method.name}, objective {plan.objective.name})")
 
-MISSING_FORMAT = "format: required field is missing"
+# What the schema says when detection could not fill a value in: the format itself, and the model (picked for the
+# task once the format is known); the detection problem already says what to do.
+UNFILLED = ("format: required field is missing", "model: required field is missing")
 
 
 @dataclass
@@ -72,7 +74,7 @@ def validate_config(path: str | Path, overrides: list[str] | tuple[str, ...] = (
     undetected = bool(result.errors)
     config = _parse(raw, result)
     if undetected:
-        result.errors = result.errors[:1] + [e for e in result.errors[1:] if not e.endswith(MISSING_FORMAT)]
+        result.errors = result.errors[:1] + [e for e in result.errors[1:] if not e.endswith(UNFILLED)]
     if config is not None:
         try:
             result.plan = plan_run(config, source=str(path))
