@@ -51,6 +51,13 @@ def per_row(losses: torch.Tensor) -> list[tuple[float, int]]:
     return [(float(x), 1) for x in losses.detach().float().tolist()]
 
 
+def credit(margin: float) -> float:
+    """A preference accuracy's credit for one example whose reward ``margin`` should be positive: 1, 0 when
+    negative, and 0.5 for a tie: before training the policy is the reference and every implicit reward is
+    exactly 0, which is chance, not "always wrong"."""
+    return 1.0 if margin > 0 else 0.5 if margin == 0 else 0.0
+
+
 class Objective(Protocol):
     spec: ObjectiveSpec
     params: ObjectiveParams

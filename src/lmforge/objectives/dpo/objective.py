@@ -16,7 +16,7 @@ from torch import nn
 from lmforge.config.schema import DataConfig
 from lmforge.model.task import TaskInfo
 from lmforge.model.reference import ReferencePolicy
-from lmforge.objectives.base import EvalOutput, LossOutput, ObjectiveBase, per_row
+from lmforge.objectives.base import EvalOutput, LossOutput, ObjectiveBase, credit, per_row
 from lmforge.objectives.dpo.losses import dpo_losses, orpo_losses, pair_metrics, simpo_losses
 from lmforge.objectives.preference import Reference, sequence_logps
 from lmforge.objectives.registry import ObjectiveParams, ObjectiveSpec
@@ -115,7 +115,7 @@ def summarize_pairs(rows: list[list[float]]) -> dict[str, float]:
         return {}
     n = len(rows)
     return {
-        "reward_accuracy": sum(1.0 if r[0] > r[1] else 0.5 if r[0] == r[1] else 0.0 for r in rows) / n,
+        "reward_accuracy": sum(credit(r[0] - r[1]) for r in rows) / n,
         "reward_margin": sum(r[0] - r[1] for r in rows) / n,
         "logps_chosen": sum(r[2] for r in rows) / n,
         "logps_rejected": sum(r[3] for r in rows) / n,

@@ -18,7 +18,7 @@ from torch import nn
 from lmforge.config.schema import DataConfig
 from lmforge.model.task import TaskInfo
 from lmforge.model.reference import ReferencePolicy
-from lmforge.objectives.base import EvalOutput, LossOutput, ObjectiveBase, per_row
+from lmforge.objectives.base import EvalOutput, LossOutput, ObjectiveBase, credit, per_row
 from lmforge.objectives.preference import Reference, sequence_logps
 from lmforge.objectives.registry import ObjectiveParams, ObjectiveSpec
 
@@ -96,8 +96,7 @@ class KTOObjective(ObjectiveBase):
             return {}
         good = [r for r, flag, _ in rows if flag > 0.5]
         bad = [r for r, flag, _ in rows if flag <= 0.5]
-        right = sum(1.0 if r > 0 else 0.5 if r == 0 else 0.0 for r in good) + \
-            sum(1.0 if r < 0 else 0.5 if r == 0 else 0.0 for r in bad)
+        right = sum(credit(r) for r in good) + sum(credit(-r) for r in bad)
         mean_good = sum(good) / len(good) if good else 0.0
         mean_bad = sum(bad) / len(bad) if bad else 0.0
         return {"reward_accuracy": right / len(rows), "reward_desirable": mean_good,
