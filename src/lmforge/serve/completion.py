@@ -14,7 +14,7 @@ from starlette.types import Receive, Scope, Send
 from lmforge.serve.apierror import APIError
 from lmforge.data.records import ROLES
 from lmforge.serve.engine import GenJob
-from lmforge.serve.protocol import ChatRequest, Sampling
+from lmforge.serve.protocol import MAX_PROMPTS, ChatRequest, Sampling
 
 
 def chat_prompt_ids(tokenizer, req: ChatRequest) -> list[int]:
@@ -50,15 +50,20 @@ def plan_tokens(state, req: Sampling, prompt_ids: list[int], field: str) -> int:
     return min(wanted, room)
 
 
-def start_job(state, req: Sampling, prompt_ids: list[int], max_tokens: int) -> tuple[GenJob, asyncio.Queue]:
-    """Submit a job to the engine; events arrive on the returned queue."""
-    loop, events = asyncio.get_running_loop(), asyncio.Queue()
+def start_job(state, req: Sampling, prompt_ids: list[int], max_tokens: int, copy: int = 0,
+              events: asyncio.Queue | None = None) -> tuple[GenJob, asyncio.Queue]:
+    """Submit a job to the engine; ``(copy, kind, payload)`` events arrive on the returned queue (``events``
+    when given: the n answers of one streamed prompt share it). ``copy``: which of the request's ``n``
+    answers to this prompt; with a ``seed``, copy j samples with seed + j (reproducible, and not n copies of
+    one answer)."""
+    loop, events = asyncio.get_running_loop(), events or asyncio.Queue()
 
     def emit(kind, payload):
-        loop.call_soon_threadsafe(events.put_nowait, (kind, payload))
+        loop.call_soon_threadsafe(events.put_nowait, (copy, kind, payload))
 
+    seed = req.seed if req.seed is None or copy == 0 else (req.seed + copy if req.seed + copy < 2**64 else req.seed - copy)
     job = GenJob(model=req.model, prompt_ids=prompt_ids, max_tokens=max_tokens, temperature=req.temperature,
-                 top_p=req.top_p, stops=req.stop_list(), emit=emit, seed=req.seed)
+                 top_p=req.top_p, stops=req.stop_list(), emit=emit, seed=seed)
     state.engine.submit(job)
     return job, events
 
@@ -67,7 +72,7 @@ async def collect(job: GenJob, events: asyncio.Queue, deadline: float) -> dict:
     """Wait for the job's "done" payload; 504 past ``deadline`` (monotonic), 503 if it failed."""
     while True:
         try:
-            kind, payload = await asyncio.wait_for(events.get(), max(0.001, deadline - time.monotonic()))
+            _copy, kind, payload = await asyncio.wait_for(events.get(), max(0.001, deadline - time.monotonic()))
         except asyncio.TimeoutError:
             job.cancelled = True
             raise APIError(504, "request timed out", "timeout") from None
@@ -77,14 +82,15 @@ async def collect(job: GenJob, events: asyncio.Queue, deadline: float) -> dict:
             raise APIError(503, payload, "generation_failed")
 
 
-def usage(done: list[dict]) -> dict:
-    p = sum(d["prompt_tokens"] for d in done)
+def usage(done: list[dict], n: int = 1) -> dict:
+    """OpenAI's usage of answers ``done`` (prompt by prompt, ``n`` each): each prompt counted once, every answer."""
+    p = sum(d["prompt_tokens"] for d in done[::n])
     c = sum(d["completion_tokens"] for d in done)
     return {"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c}
 
 
-def account(state, done: list[dict], seconds: float) -> None:
-    u = usage(done)
+def account(state, done: list[dict], seconds: float, n: int = 1) -> None:
+    u = usage(done, n)
     state.metrics.prompt_tokens.inc(u["prompt_tokens"])
     state.metrics.generated.inc(u["completion_tokens"])
     if seconds > 0 and u["completion_tokens"]:
@@ -92,10 +98,14 @@ def account(state, done: list[dict], seconds: float) -> None:
 
 
 async def answer(state, req: Sampling, prompts: list[list[int]], chat: bool):
-    """Run one job per prompt and build the OpenAI response (JSON, or SSE when req.stream).
+    """Run ``req.n`` jobs per prompt and build the OpenAI response (JSON, or SSE when req.stream); choices are
+    numbered prompt by prompt, the n answers of each in turn (as OpenAI numbers them).
 
     The request first waits for its turn (state.admission); request_timeout_s counts from arrival."""
     field = "messages" if chat else "prompt"
+    if len(prompts) * req.n > MAX_PROMPTS:
+        raise APIError(400, f"{len(prompts)} prompts x n={req.n} answers is over {MAX_PROMPTS} generations per "
+                       "request", "invalid_request", "n")
     limits = [plan_tokens(state, req, ids, field) for ids in prompts]
     deadline = time.monotonic() + state.cfg.limits.request_timeout_s
     if req.stream:
@@ -104,25 +114,25 @@ async def answer(state, req: Sampling, prompts: list[list[int]], chat: bool):
         return await stream(state, req, prompts[0], limits[0], chat, deadline)
     async with state.admission.turn(deadline):
         start = time.monotonic()
-        jobs = [start_job(state, req, ids, n) for ids, n in zip(prompts, limits)]
+        jobs = [start_job(state, req, ids, n, copy) for ids, n in zip(prompts, limits) for copy in range(req.n)]
         try:
             done = [await collect(job, ev, deadline) for job, ev in jobs]
         except BaseException:
             for job, _ in jobs:  # a timeout, failure or cancellation ends the whole request
                 job.cancelled = True
             raise
-    account(state, done, time.monotonic() - start)
+    account(state, done, time.monotonic() - start, req.n)
     rid, created = uuid.uuid4().hex[:24], int(time.time())
     if chat:
-        choices = [{"index": 0, "message": {"role": "assistant", "content": done[0]["text"]},
-                    "finish_reason": done[0]["finish_reason"], "logprobs": None}]
+        choices = [{"index": i, "message": {"role": "assistant", "content": d["text"]},
+                    "finish_reason": d["finish_reason"], "logprobs": None} for i, d in enumerate(done)]
         body = {"id": f"chatcmpl-{rid}", "object": "chat.completion", "created": created, "model": req.model,
-                "choices": choices, "usage": usage(done)}
+                "choices": choices, "usage": usage(done, req.n)}
     else:
         choices = [{"index": i, "text": d["text"], "finish_reason": d["finish_reason"], "logprobs": None}
                    for i, d in enumerate(done)]
         body = {"id": f"cmpl-{rid}", "object": "text_completion", "created": created, "model": req.model,
-                "choices": choices, "usage": usage(done)}
+                "choices": choices, "usage": usage(done, req.n)}
     state.log.write(event="completion", model=req.model, prompt_tokens=body["usage"]["prompt_tokens"],
                     completion_tokens=body["usage"]["completion_tokens"],
                     output=state.log.text(" | ".join(d["text"] for d in done)))
@@ -147,60 +157,72 @@ class OwnedStream(StreamingResponse):
 
 async def stream(state, req: Sampling, prompt_ids: list[int], max_tokens: int, chat: bool,
                  deadline: float) -> StreamingResponse:
-    """SSE in the OpenAI chunk format, ending with ``data: [DONE]``; the turn is held until the end.
-    When the client disconnects, the job is cancelled (the engine stops it at its next token)."""
+    """SSE in the OpenAI chunk format, ending with ``data: [DONE]``; the turn is held until the end. The
+    ``n`` answers stream together, each chunk naming its choice's index. When the client disconnects, the
+    jobs are cancelled (the engine stops them at their next token)."""
     ticket = await state.admission.enter(deadline)
+    events: asyncio.Queue = asyncio.Queue()
+    jobs: list[GenJob] = []
     try:
-        job, events = start_job(state, req, prompt_ids, max_tokens)
+        jobs += [start_job(state, req, prompt_ids, max_tokens, copy, events)[0] for copy in range(req.n)]
     except BaseException:
+        for job in jobs:
+            job.cancelled = True
         ticket.release()
         raise
 
     def close() -> None:
-        job.cancelled = True  # no-op when finished; stops decoding when the client went away
+        for job in jobs:
+            job.cancelled = True  # no-op when finished; stops decoding when the client went away
         ticket.release()
 
-    return OwnedStream(sse_events(state, req, job, events, chat, deadline, close), close,
+    return OwnedStream(sse_events(state, req, len(jobs), events, chat, deadline, close), close,
                        media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-def _chunk(base: dict, chat: bool, delta: dict | None, text: str, finish: str | None) -> str:
-    choice = {"index": 0, "finish_reason": finish, "logprobs": None}
+def _chunk(base: dict, chat: bool, delta: dict | None, text: str, finish: str | None, index: int = 0) -> str:
+    choice = {"index": index, "finish_reason": finish, "logprobs": None}
     choice.update({"delta": delta or {}} if chat else {"text": text})
     return f"data: {json.dumps({**base, 'choices': [choice]})}\n\n"
 
 
-async def sse_events(state, req: Sampling, job: GenJob, events: asyncio.Queue, chat: bool, deadline: float,
+async def sse_events(state, req: Sampling, answers: int, events: asyncio.Queue, chat: bool, deadline: float,
                      close) -> AsyncIterator[str]:
+    """The chunks of ``answers`` jobs sharing ``events``: a role chunk per choice (chat), their deltas as they
+    come, a finish chunk per choice; usage (when asked) and the log line once every answer is done."""
     start = time.monotonic()
     rid, created = uuid.uuid4().hex[:24], int(time.time())
     base = {"id": f"{'chatcmpl' if chat else 'cmpl'}-{rid}",
             "object": "chat.completion.chunk" if chat else "text_completion",
             "created": created, "model": req.model}
+    done: dict[int, dict] = {}
     try:
         if chat:
-            yield _chunk(base, chat, {"role": "assistant", "content": ""}, "", None)
-        while True:
+            for index in range(answers):
+                yield _chunk(base, chat, {"role": "assistant", "content": ""}, "", None, index)
+        while len(done) < answers:
             try:
-                kind, payload = await asyncio.wait_for(events.get(), max(0.001, deadline - time.monotonic()))
+                index, kind, payload = await asyncio.wait_for(events.get(), max(0.001, deadline - time.monotonic()))
             except asyncio.TimeoutError:
                 err = APIError(504, "request timed out", "timeout")
                 yield f"data: {json.dumps(err.body())}\n\n"
                 break
             if kind == "delta":
-                yield _chunk(base, chat, {"content": payload}, payload, None)
+                yield _chunk(base, chat, {"content": payload}, payload, None, index)
             elif kind == "error":
                 yield f"data: {json.dumps(APIError(503, payload, 'generation_failed').body())}\n\n"
                 break
             else:
-                yield _chunk(base, chat, {}, "", payload["finish_reason"])
-                account(state, [payload], time.monotonic() - start)
-                if (req.stream_options or {}).get("include_usage"):
-                    yield f"data: {json.dumps({**base, 'choices': [], 'usage': usage([payload])})}\n\n"
-                state.log.write(event="stream_done", model=req.model, output=state.log.text(payload["text"]),
-                                prompt_tokens=payload["prompt_tokens"],
-                                completion_tokens=payload["completion_tokens"])
-                break
+                done[index] = payload
+                yield _chunk(base, chat, {}, "", payload["finish_reason"], index)
+        if len(done) == answers:
+            finished = [done[i] for i in range(answers)]
+            account(state, finished, time.monotonic() - start, answers)
+            used = usage(finished, answers)
+            if (req.stream_options or {}).get("include_usage"):
+                yield f"data: {json.dumps({**base, 'choices': [], 'usage': used})}\n\n"
+            state.log.write(event="stream_done", model=req.model, output=state.log.text(" | ".join(d["text"] for d in finished)),
+                            prompt_tokens=used["prompt_tokens"], completion_tokens=used["completion_tokens"])
         yield "data: [DONE]\n\n"
     finally:
         close()

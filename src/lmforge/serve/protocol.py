@@ -17,6 +17,7 @@ from lmforge.serve.apierror import APIError
 
 MAX_INPUTS = 2048  # texts per embeddings / classify request (OpenAI's own limit)
 MAX_PROMPTS = 128  # prompts per /v1/completions request (each becomes one generation)
+MAX_CHOICES = 16  # answers per prompt (`n`); prompts x n is at most MAX_PROMPTS generations per request
 
 Texts = Annotated[list[str], Field(min_length=1, max_length=MAX_INPUTS)]
 
@@ -63,7 +64,7 @@ class Sampling(_Body):
     stream: bool = False
     stream_options: dict[str, Any] | None = None
     seed: int | None = Field(default=None, ge=-(2**63), le=2**64 - 1)  # what torch.Generator accepts
-    n: int = Field(default=1, ge=1, le=1)
+    n: int = Field(default=1, ge=1, le=MAX_CHOICES)  # answers per prompt (each sampled on its own)
     UNSUPPORTED: ClassVar[dict[str, tuple]] = {
         "logprobs": (None, False), "top_logprobs": (None, 0), "logit_bias": (None, {}),
         "presence_penalty": (None, 0), "frequency_penalty": (None, 0), "best_of": (None, 1),

@@ -98,3 +98,33 @@ def test_curl_streams_server_sent_events(server):
     chunks = [json.loads(e) for e in events[:-1]]
     assert all(c["object"] == "chat.completion.chunk" for c in chunks)
     assert chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length")
+
+
+def test_n_answers_per_prompt_numbered_as_openai_does(client):
+    """n: several answers to one prompt (each sampled on its own; with a seed, answer j uses seed + j, so the
+    request repeats and its answers differ), in non-streamed and streamed responses, and per prompt of a batch."""
+    kw = dict(model="tiny", messages=[{"role": "user", "content": "hello"}], max_tokens=6)
+    r = client.chat.completions.create(temperature=1.5, top_p=0.9, seed=7, n=3, **kw)
+    texts = [c.message.content for c in r.choices]
+    assert [c.index for c in r.choices] == [0, 1, 2] and len(set(texts)) > 1
+    again = client.chat.completions.create(temperature=1.5, top_p=0.9, seed=7, n=3, **kw)
+    assert [c.message.content for c in again.choices] == texts
+    single = client.chat.completions.create(temperature=1.5, top_p=0.9, seed=7, **kw).choices[0].message.content
+    assert texts[0] == single  # answer 0 is the n=1 answer
+    greedy = client.chat.completions.create(temperature=0, n=2, **kw)
+    one = client.chat.completions.create(temperature=0, **kw)
+    assert greedy.choices[0].message.content == greedy.choices[1].message.content == one.choices[0].message.content
+    assert greedy.usage.prompt_tokens == one.usage.prompt_tokens  # the prompt once (as OpenAI), every answer
+    assert greedy.usage.completion_tokens == 2 * one.usage.completion_tokens
+    chunks = list(client.chat.completions.create(temperature=0, n=2, stream=True,
+                                                 stream_options={"include_usage": True}, **kw))
+    for index in (0, 1):
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices and c.choices[0].index == index)
+        assert text == greedy.choices[index].message.content
+    finishes = [c.choices[0].index for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert sorted(finishes) == [0, 1]
+    assert chunks[-1].usage.completion_tokens == greedy.usage.completion_tokens
+
+    many = client.completions.create(model="tiny", prompt=["good food", "bad bank"], max_tokens=3, temperature=0, n=2)
+    assert [c.index for c in many.choices] == [0, 1, 2, 3]
+    assert many.choices[0].text == many.choices[1].text and many.choices[2].text == many.choices[3].text
