@@ -164,7 +164,8 @@ async def stream(state, req: Sampling, prompt_ids: list[int], max_tokens: int, c
     events: asyncio.Queue = asyncio.Queue()
     jobs: list[GenJob] = []
     try:
-        jobs += [start_job(state, req, prompt_ids, max_tokens, copy, events)[0] for copy in range(req.n)]
+        for copy in range(req.n):  # one at a time: the ones submitted before a failure are cancelled below
+            jobs.append(start_job(state, req, prompt_ids, max_tokens, copy, events)[0])
     except BaseException:
         for job in jobs:
             job.cancelled = True
@@ -221,7 +222,8 @@ async def sse_events(state, req: Sampling, answers: int, events: asyncio.Queue, 
             used = usage(finished, answers)
             if (req.stream_options or {}).get("include_usage"):
                 yield f"data: {json.dumps({**base, 'choices': [], 'usage': used})}\n\n"
-            state.log.write(event="stream_done", model=req.model, output=state.log.text(" | ".join(d["text"] for d in finished)),
+            state.log.write(event="stream_done", model=req.model,
+                            output=state.log.text(" | ".join(d["text"] for d in finished)),
                             prompt_tokens=used["prompt_tokens"], completion_tokens=used["completion_tokens"])
         yield "data: [DONE]\n\n"
     finally:
