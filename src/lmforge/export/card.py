@@ -28,7 +28,8 @@ def write_model_card(out_dir: str | Path, card: Mapping[str, Any], folder: str =
 
     card keys (all optional except ``base_model``):
       base_model: str, the upstream hub id where there is one (else a path); base_model_path: the local
-      folder the run loaded (a hint); base_gguf: the GGUF file the base was converted from;
+      folder the run loaded (a hint); base_gguf: the GGUF file the base was converted from; base_parent: what the
+      base was itself fine-tuned from, when it is an lmforge export;
       method: {"name", ...params}; objective: str;
       data_files: [{"path", "sha256"}]; config: the resolved run config (dict);
       metrics: {"before": metrics | None, "after": metrics}; exports: {"adapter"|"merged": folder};
@@ -60,7 +61,7 @@ def render_model_card(card: Mapping[str, Any], folder: str = "export") -> str:
              "tags": ["lmforge", method_name, str(card.get("objective", ""))]}
     lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "",
              f"# {Path(str(card['base_model'])).name}, fine-tuned with lmforge ({method_name})", "",
-             f"- **base model**: `{card['base_model']}`" + _local_copy(card),
+             f"- **base model**: `{card['base_model']}`" + _local_copy(card) + _parent(card),
              f"- **method**: {method_name}" + (f" ({_params(method)})" if method else ""),
              f"- **objective**: {card.get('objective', '?')}", ""]
     lines += _data_section(card.get("data_files") or [])
@@ -79,6 +80,11 @@ def _local_copy(card: Mapping[str, Any]) -> str:
     if not path or str(path) == str(card["base_model"]):
         return ""
     return f" (trained on the local copy `{path}`" + (f", converted from `{gguf}`" if gguf else "") + ")"
+
+
+def _parent(card: Mapping[str, Any]) -> str:
+    """``, itself fine-tuned with lmforge from `X``` when the base is an earlier lmforge export."""
+    return f", itself fine-tuned with lmforge from `{card['base_parent']}`" if card.get("base_parent") else ""
 
 
 def _params(params: Mapping[str, Any]) -> str:

@@ -255,6 +255,23 @@ def upstream_id(model_cfg: ModelConfig, resolved: ResolvedModel) -> str | None:
     return None
 
 
+def lmforge_parent(folder: str | Path) -> str | None:
+    """The base an lmforge export folder was itself fine-tuned from (the ``base_model`` of the model card lmforge
+    wrote into it: README.md front matter tagged ``lmforge``), or None for any other folder: the lineage of a
+    model trained over an earlier run's export (domain adaptation, then instruction tuning)."""
+    import yaml
+
+    card = Path(folder) / "README.md"
+    try:
+        text = card.read_text(encoding="utf-8") if card.is_file() else ""
+        front = yaml.safe_load(text.split("---")[1]) if text.startswith("---") and text.count("---") >= 2 else None
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    if not isinstance(front, dict) or "lmforge" not in (front.get("tags") or []) or not front.get("base_model"):
+        return None
+    return str(front["base_model"])
+
+
 def describe_base(model_cfg: ModelConfig) -> dict:
     """How an export names its base model (JSON-able): ``id`` (the upstream hub id, else the local
     path: what a shared export is loaded over), ``path`` (the local folder the run loaded: a hint

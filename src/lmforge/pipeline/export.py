@@ -42,7 +42,7 @@ def export_session(session: Session, report: dict) -> Path:
 def write_exports(session: Session, report: dict, out: Path, final: Path) -> None:
     """The exports and the model card, written into ``out`` (paths in the card name ``final``)."""
     from lmforge.export import export_adapter, file_sha256, write_model_card
-    from lmforge.model.source import describe_base
+    from lmforge.model.source import describe_base, lmforge_parent
 
     cfg = session.config
     session.model.eval()  # the parity reference is the model as evaluated (no dropout)
@@ -63,6 +63,7 @@ def write_exports(session: Session, report: dict, out: Path, final: Path) -> Non
         written[fmt], parity[fmt] = export_format(session, fmt, out, prompts)
     card = {
         "base_model": base["id"], "base_model_path": base["path"], "base_gguf": base["gguf_file"],
+        "base_parent": lmforge_parent(base["path"]),
         "head": session.task.head, "labels": list(session.task.labels or ()),
         "method": {"name": session.plan.method.name, **session.plan.method_params.model_dump(mode="json")},
         "objective": session.plan.objective.name,

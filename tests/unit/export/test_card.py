@@ -156,3 +156,21 @@ def test_freeze_cards_load_through_lmforge(tmp_path, tiny_llama_dir, tiny_bert_d
     exec(_snippets(text)[0], scope)
     assert type(scope["model"]).__name__ == "LlamaForCausalLM"
     assert torch.equal(scope["model"].get_parameter(trained), model.get_parameter(trained))
+
+
+def test_a_model_trained_over_an_earlier_export_names_its_lineage(tmp_path):
+    """Domain adaptation, then instruction tuning over runs/dapt/export/merged: the base is that folder (the adapter
+    needs those exact weights), and the card says what it was itself fine-tuned from."""
+    from lmforge.model.source import lmforge_parent
+
+    parent = tmp_path / "dapt" / "export" / "merged"
+    parent.mkdir(parents=True)
+    write_model_card(parent, {**_card(tmp_path, {}), "base_model": "HuggingFaceTB/SmolLM2-135M-Instruct"}, "merged")
+    assert lmforge_parent(parent) == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "README.md").write_text("---\nbase_model: x/y\ntags: [mine]\n---\n# not lmforge's\n")
+    assert lmforge_parent(tmp_path / "other") is None and lmforge_parent(tmp_path / "nowhere") is None
+    card = {**_card(tmp_path, {}), "base_model": str(parent), "base_parent": lmforge_parent(parent)}
+    text = write_model_card(tmp_path, card).read_text()
+    assert yaml.safe_load(text.split("---")[1])["base_model"] == str(parent)
+    assert f"- **base model**: `{parent}`, itself fine-tuned with lmforge from `HuggingFaceTB/SmolLM2-135M-Instruct`" in text
