@@ -28,7 +28,7 @@ def check_sources(data_cfg: DataConfig, task_sections: list[DataConfig] = (), fi
     """
     errors, notes = [], []
     for field, section, source in _sources(data_cfg, task_sections):
-        skipped = _not_read(source)
+        skipped = not_read_here(source)
         if skipped:
             notes.append(f"{field}: {source.path}: {skipped}")
             continue
@@ -53,8 +53,9 @@ def _sources(data_cfg: DataConfig, task_sections: list[DataConfig]) -> Iterator[
                 yield f"{prefix}.{key}" + (f"[{i}]" if isinstance(value, list) else ""), section, source
 
 
-def _not_read(source: SourceConfig) -> str | None:
-    """Why ``source`` is not read here (None: it is read)."""
+def not_read_here(source: SourceConfig) -> str | None:
+    """Why ``source`` is not read by checks that must stay light (validate, format detection): a ``datasets`` folder
+    or a hub dataset; None when it is read."""
     if source.path.startswith("asset:"):
         return None
     path = Path(source.path).expanduser()

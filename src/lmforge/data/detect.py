@@ -13,12 +13,12 @@ read them either); they need ``data.format``.
 from __future__ import annotations
 
 import itertools
-from pathlib import Path
 from typing import Mapping
 
 from lmforge.config.schema import SourceConfig
 from lmforge.data.formats import FORMATS, detect_format, detect_help, formats_of
-from lmforge.data.sources import TEXT_SUFFIXES, is_saved_dataset, local_files, looks_local, stream_source
+from lmforge.data.check import not_read_here
+from lmforge.data.sources import TEXT_SUFFIXES, local_files, stream_source
 from lmforge.errors import UserError
 
 
@@ -28,9 +28,7 @@ def source_format(source: SourceConfig, columns: Mapping[str, str], field: str =
     format's fields found under another case or a well-known other name, ``{"text": "Text"}``); UserError naming
     ``field`` and the file when the format cannot be told from the data. ``kinds``: the format kinds the config's
     objective trains on."""
-    path = Path(source.path).expanduser()
-    if not source.path.startswith("asset:") and ((path.is_dir() and is_saved_dataset(path))
-                                                 or (not path.exists() and not looks_local(source.path))):
+    if not_read_here(source):
         raise UserError(f"not set, and {source.path} is a datasets folder or hub dataset, which is not read to "
                         "find the format", where=field, hint=_hint())
     files = local_files(source.path, text_format=True)

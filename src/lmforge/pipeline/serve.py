@@ -26,9 +26,9 @@ def with_run_terms(target: str, config, say=print):
     run_config = Path(target) / "config.yaml"
     if not (log.enabled and log.log_prompts and log.redact) or log.terms or not run_config.is_file():
         return config
-    import yaml
+    from lmforge.config.load import read_yaml
 
-    prepare = ((yaml.safe_load(run_config.read_text(encoding="utf-8")) or {}).get("data") or {}).get("prepare") or {}
+    prepare = (read_yaml(run_config).get("data") or {}).get("prepare") or {}
     pii = prepare.get("pii") or {}
     if not pii.get("terms"):
         return config
