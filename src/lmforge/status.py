@@ -9,7 +9,10 @@ whether the writing process is still alive -- never from a guess.
 File fields: ``phase`` (one of :data:`PHASES`), ``step``, ``total_steps``, ``eta_s`` (seconds,
 or null), ``pid``, ``host``, ``started`` / ``updated`` (UNIX seconds; ``updated`` is the
 heartbeat, rewritten every :data:`HEARTBEAT_S` seconds while the process lives), ``error``
-(the message of a failed run), ``finished`` (UNIX seconds of the end). Every write is atomic.
+(the message of a failed run), ``finished`` (UNIX seconds of the end), ``work`` (the progress of the
+phase's current piece of work outside the training steps, e.g. ``{"what": "held-out loss", "done": 8,
+"total": 32, "unit": "examples", "eta_s": 41.0}``, or null; reported through :func:`set_work` by
+:mod:`lmforge.progress`). Every write is atomic.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class StatusWriter:
         self._thread: threading.Thread | None = None
         self._last_write = 0.0
         self._rate: tuple[float, int] | None = None  # (time, step) when this process saw its first step
+        self._work_start: tuple[float, str] | None = None  # (time, what) when the current work began
 
     @property
     def started(self) -> bool:
@@ -61,8 +65,9 @@ class StatusWriter:
                 now = self.clock()
                 self.fields = {"phase": name, "step": 0, "total_steps": None, "eta_s": None, "pid": os.getpid(),
                                "host": socket.gethostname(), "started": now, "updated": now, "error": None,
-                               "finished": None}
-            self.fields.update(phase=name, **extra)
+                               "finished": None, "work": None}
+            self.fields.update(phase=name, work=None, **extra)
+            self._work_start = None
             if name in TERMINAL:
                 self.fields["finished"] = self.clock()
                 self.fields["eta_s"] = None
@@ -85,6 +90,25 @@ class StatusWriter:
                 eta = round(seconds_per_step * (total - step), 1)
             self.fields.update(phase="train", step=step, total_steps=total, eta_s=eta)
             if step >= total or now - self._last_write >= _PROGRESS_EVERY_S:
+                self._write()
+
+    def work(self, what: str | None, done: int = 0, total: int = 0, unit: str = "") -> None:
+        """``done`` of ``total`` ``unit`` of ``what`` finished in the current phase (written at most every 0.5 s,
+        and when it starts and ends); ``what=None``: that work is over."""
+        with self.lock:
+            if not self.fields:
+                return
+            now = self.clock()
+            if what is None:
+                self.fields["work"], self._work_start = None, None
+                self._write()
+                return
+            if self._work_start is None or self._work_start[1] != what or done == 0:
+                self._work_start = (now, what)
+            elapsed = now - self._work_start[0]
+            eta = round(elapsed / done * (total - done), 1) if done and elapsed > 0 else None
+            self.fields["work"] = {"what": what, "done": done, "total": total, "unit": unit, "eta_s": eta}
+            if done in (0, total) or now - self._last_write >= _PROGRESS_EVERY_S:
                 self._write()
 
     def close(self) -> None:
@@ -152,6 +176,13 @@ def set_progress(step: int, total: int) -> None:
     """Report training step ``step`` of ``total`` to the active tracker (a no-op outside :func:`tracking`)."""
     if _active is not None:
         _active.progress(step, total)
+
+
+def set_work(what: str | None, done: int = 0, total: int = 0, unit: str = "") -> None:
+    """Report the progress of the phase's current work to the active tracker (see :meth:`StatusWriter.work`;
+    a no-op outside :func:`tracking`)."""
+    if _active is not None:
+        _active.work(what, done, total, unit)
 
 
 def read_status(run_dir: str | Path) -> dict | None:

@@ -16,7 +16,7 @@ ORDER = ["config", "data", "model", "methods", "objectives", "train", "evaluate"
 RANK = {"config": 0, "data": 1, "model": 2, "methods": 3, "objectives": 3, "train": 4, "evaluate": 5, "export": 6, "serve": 7,
         "ui": 8}
 # Torch-free modules every stage may use.
-SHARED = {"errors", "atomic", "outputs", "status", "__init__"}
+SHARED = {"errors", "atomic", "outputs", "status", "progress", "__init__"}
 
 
 def _stage(module: str) -> str | None:

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from lmforge import progress
 from lmforge.atomic import atomic_write_text
 from lmforge.data.messages import prompt_messages, reference_text
 from lmforge.evaluate.recommend import recommend
@@ -210,9 +211,10 @@ def run_compare(
     runs = {}
     for s in plan:
         say(f"compare: {s['name']}: answering {len(examples)} questions ...")
-        runs[s["name"]] = _run_system(
-            s, examples, index, generate_fn=generate_fn, top_k=top_k, max_new_tokens=max_new_tokens, documents=docs
-        )
+        with progress.within(s["name"]):
+            runs[s["name"]] = _run_system(
+                s, examples, index, generate_fn=generate_fn, top_k=top_k, max_new_tokens=max_new_tokens, documents=docs
+            )
         say(f"compare: {s['name']}: done, {sum(runs[s['name']]['latency_s']):.0f} s")
     references = [ex["reference"] for ex in examples]
     for run in runs.values():

@@ -8,6 +8,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
+from lmforge import progress
 from lmforge.errors import UserError
 from lmforge.evaluate.metrics import classification_metrics, lm_metrics
 from lmforge.objectives.base import EvalOutput
@@ -54,11 +55,12 @@ def _run(objective: Any, model: nn.Module, features: list[dict], collate: Callab
     """``objective.eval_step`` over consecutive batches of ``step`` features; outputs and batch sizes."""
     outputs, sizes = [], []
     device = model_device(model)
-    with eval_mode(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad(), progress.bar(len(features), "examples", "evaluation") as tick:
         for start in range(0, len(features), step):
             chunk = features[start:start + step]
             outputs.append(objective.eval_step(model, _to_device(collate(chunk), device)))
             sizes.append(len(chunk))
+            tick(len(chunk))
     return outputs, sizes
 
 

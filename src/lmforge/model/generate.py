@@ -17,10 +17,11 @@ PEFT overrides for exactly this), batch by batch, with the same stops.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 
+from lmforge import progress
 from lmforge.model.decode import (DecodeOptions, Generated, OnFinish, OnPrefill, OnToken, decode_batch, model_device,
                                   precision_context)
 from lmforge.model.sampling import GREEDY, Sampling
@@ -65,8 +66,6 @@ def generate_tokens(model: Any, prompts: Sequence[Sequence[int]], *, max_new_tok
     stops = frozenset(int(s) for s in stop_ids)
     if pad_id is None:
         pad_id = min(stops) if stops else 0
-    opts = DecodeOptions(pad_id=pad_id, stop_ids=stops, max_new_tokens=limits, samplings=samplings, generators=gens,
-                         keep_logits=keep_logits, on_token=on_token, on_finish=on_finish, on_prefill=on_prefill)
     results: dict[int, Generated] = {}
     todo = [i for i in range(n) if limits[i] > 0]
     for i in set(range(n)) - set(todo):  # nothing to generate
@@ -74,6 +73,19 @@ def generate_tokens(model: Any, prompts: Sequence[Sequence[int]], *, max_new_tok
         if on_finish is not None:
             on_finish(i, results[i])
     todo.sort(key=lambda i: -len(prompts[i]))
+    with contextlib.ExitStack() as stack:
+        if progress.current() is not None:  # a run's phase: show the token budget being used up
+            tick = stack.enter_context(progress.bar(sum(limits[i] for i in todo), "tokens", "answers"))
+            on_token, on_finish = _counting(tick, limits, on_token, on_finish)
+        opts = DecodeOptions(pad_id=pad_id, stop_ids=stops, max_new_tokens=limits, samplings=samplings, generators=gens,
+                             keep_logits=keep_logits, on_token=on_token, on_finish=on_finish, on_prefill=on_prefill)
+        _decode_all(model, prompts, todo, opts, results, batch_size, precision)
+    return [results[i] for i in range(n)]
+
+
+def _decode_all(model: Any, prompts: Sequence[Sequence[int]], todo: list[int], opts: DecodeOptions,
+                results: dict[int, Generated], batch_size: int, precision: str) -> None:
+    """Decode the rows ``todo`` (longest prompts first) in batches of ``batch_size`` into ``results``."""
     with _generation_mode(model), precision_context(model, precision):
         for start in range(0, len(todo), max(1, batch_size)):
             chunk = {i: prompts[i] for i in todo[start:start + max(1, batch_size)]}
@@ -81,7 +93,22 @@ def generate_tokens(model: Any, prompts: Sequence[Sequence[int]], *, max_new_tok
                 results.update(_hf_generate(model, chunk, opts))
             else:
                 results.update(decode_batch(model, chunk, opts))
-    return [results[i] for i in range(n)]
+
+
+def _counting(tick: Callable[[int], None], limits: list[int], on_token: OnToken | None,
+              on_finish: OnFinish | None) -> tuple[OnToken, OnFinish]:
+    """The caller's callbacks, also ticking the progress bar: one per token, and a row's unused budget
+    when it finishes (so the bar ends full and its ETA is an upper bound)."""
+    def token(row: int, value: int) -> str | None:
+        tick(1)
+        return on_token(row, value) if on_token is not None else None
+
+    def finish(row: int, result: Generated) -> None:
+        tick(max(0, limits[row] - len(result.tokens)))
+        if on_finish is not None:
+            on_finish(row, result)
+
+    return token, finish
 
 
 def _per_row(value: Any, n: int, name: str) -> list:

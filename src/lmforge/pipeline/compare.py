@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from lmforge import progress
 from lmforge.errors import UserError
 
 def run_comparison(config_path: str, overrides: Sequence[str] = (), *, run_dir: str | None = None,
@@ -78,11 +79,12 @@ def compare_run(run_dir: Path, overrides: Sequence[str] = (), *, retrievers: Seq
     say(f"compare: {len(eval_records)} held-out examples, retrieval over {corpus}")
     base = session.tasks.load_model(session.config.model, session.task, tokenizer=session.tokenizer).eval()
     session.model.eval()
-    report = run_compare(
-        base, session.tokenizer, eval_records, generate_fn=generate_replies, train_records=session.splits.train,
-        documents=passages, tuned_model=session.model, retrievers=tuple(retrievers), few_shot=few_shot, top_k=top_k,
-        max_new_tokens=session.config.eval.max_new_tokens, seed=session.config.run.seed, say=say,
-    )
+    with progress.phase("compare"):
+        report = run_compare(
+            base, session.tokenizer, eval_records, generate_fn=generate_replies, train_records=session.splits.train,
+            documents=passages, tuned_model=session.model, retrievers=tuple(retrievers), few_shot=few_shot,
+            top_k=top_k, max_new_tokens=session.config.eval.max_new_tokens, seed=session.config.run.seed, say=say,
+        )
     report["config"] = {"run": str(run_dir), "model": session.config.model.name, "method": session.plan.method.name,
                         "held_out_examples": len(eval_records), "few_shot": few_shot, "top_k": top_k,
                         "retrievers": list(retrievers), "retrieval_corpus": corpus}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Sequence
 
+from lmforge import progress
 from lmforge.pipeline.configfile import load_run_config
 from lmforge.pipeline.report import elide, judge_samples
 from lmforge.pipeline.session import generation_scores, open_session, restore_session
@@ -37,15 +38,17 @@ def run_eval(target: str, overrides: Sequence[str] = (), *, base: bool = False, 
     from lmforge.train.threads import apply_thread_policy
 
     apply_thread_policy(session.config.runtime.threads, phase="eval", say=say)
-    metrics = session.evaluate(per_example=True)
-    samples = session.generations()
+    with progress.phase("eval"):
+        metrics = session.evaluate(per_example=True)
+        samples = session.generations()
     report = {"model": session.config.model.name + (" (base)" if base else ""), "method": session.plan.method.name,
               "objective": session.plan.objective.name, "after": metrics,
               "samples": [{"prompt": x["prompt"], "reference": x["reference"], "after": x["output"],
                            "truncated": {"after": x.get("truncated")}} for x in samples]}
-    judge_samples(session, report, ["after"], say)
-    if generate and session.plan.generative:
-        report["generation"] = generation_scores(session, generate)
+    with progress.phase("eval"):
+        judge_samples(session, report, ["after"], say)
+        if generate and session.plan.generative:
+            report["generation"] = generation_scores(session, generate)
         metrics = {**metrics, **{k: v["value"] for k, v in report["generation"].items()}}
     with atomic_dir(out) as stage:  # the report folder appears whole
         write_report(stage, report)

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Callable, Sequence
 
-from lmforge import status
+from lmforge import progress, status
 from lmforge.config.prepare import shareable_config
 from lmforge.errors import UserError
 from lmforge.pipeline.session import Session, restore_session
@@ -60,7 +60,8 @@ def write_exports(session: Session, report: dict, out: Path, final: Path) -> Non
             raise UserError(f"export format {fmt} is built from the merged model", where="export.formats",
                             hint="keep export.merged on (the method must be mergeable)")
         status.set_phase("export")
-        written[fmt], parity[fmt] = export_format(session, fmt, out, prompts)
+        with progress.phase(fmt):
+            written[fmt], parity[fmt] = export_format(session, fmt, out, prompts)
     card = {
         "base_model": base["id"], "base_model_path": base["path"], "base_gguf": base["gguf_file"],
         "base_parent": lmforge_parent(base["path"]),

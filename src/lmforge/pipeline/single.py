@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Sequence
 
-from lmforge import status
+from lmforge import progress, status
 from lmforge.config import RunConfig
 from lmforge.data.splits import HELD_OUT
 from lmforge.errors import UserError
@@ -105,8 +105,9 @@ class SingleTask:
         cfg = session.config.export
         export_merged(session.method, session.model, session.tokenizer, out / "merged", cfg.dtype)
         status.set_phase("parity")
-        parity = verify_merged(session.model, session.tokenizer, out / "merged", prompts, dtype=cfg.dtype,
-                               report_path=out / "merged" / "parity.json").to_dict()
+        with progress.phase("parity"):
+            parity = verify_merged(session.model, session.tokenizer, out / "merged", prompts, dtype=cfg.dtype,
+                                   report_path=out / "merged" / "parity.json").to_dict()
         return {"merged": str(out / "merged")}, {"merged": parity}
 
     def usage(self, session, export_dir: Path) -> str:

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from lmforge import status
+from lmforge import progress, status
 from lmforge.atomic import atomic_write_text
 from lmforge.config import RunConfig, save_resolved
 from lmforge.pipeline.report import build_report, judge_samples, print_samples
@@ -67,7 +67,8 @@ def _run_train(config: RunConfig, *, source: str, resume: bool, say: Say, callba
     last_eval: dict = {}
 
     def evaluate_fn(model) -> dict:  # validation only: the test part never reaches checkpoint choice
-        last_eval["metrics"] = session.evaluate(model, per_example=True, part="validation")
+        with progress.phase("validation"):
+            last_eval["metrics"] = session.evaluate(model, per_example=True, part="validation")
         return last_eval["metrics"]  # the loop keeps only the scalars
 
     if session.selection is None:  # no validation data: keep the last step
@@ -95,24 +96,30 @@ def _run_train(config: RunConfig, *, source: str, resume: bool, say: Say, callba
     # best weights there over the same base, so it is reused instead of a second pass (not when training
     # rounded the frozen base to bf16: "after" is then measured on the original base, like "before").
     reuse = final_is_best and session.reported == session.selection and "metrics" in last_eval
-    metrics = last_eval["metrics"] if reuse else session.evaluate(per_example=True)
-    after = {"metrics": metrics, "samples": session.generations()}
+    with progress.phase("after"):
+        metrics = last_eval["metrics"] if reuse else session.evaluate(per_example=True)
+        after = {"metrics": metrics, "samples": session.generations()}
     report = build_report(session, before and before["eval"], after, result, trainable, total)
     if before and before["eval"] and before["eval"].get("validation"):
         report["before_validation"] = before["eval"]["validation"]  # the base model's point on the curves
-    judge_samples(session, report, ["before", "after"], say)
+    with progress.phase("judge"):
+        judge_samples(session, report, ["before", "after"], say)
     if before and before["forgetting"] is not None:
         from lmforge.evaluate.forgetting import measure_forgetting
 
+        with progress.phase("after, forgetting"):
+            forgotten = measure_forgetting(session.model, session.tokenizer, before["forget_set"],
+                                           max_new_tokens=config.eval.max_new_tokens)
         report["forgetting"] = {"source": config.eval.forgetting, "before": before["forgetting"],
-                                "after": measure_forgetting(session.model, session.tokenizer, before["forget_set"],
-                                                            max_new_tokens=config.eval.max_new_tokens)}
+                                "after": forgotten}
     write_report(run_dir, report)
     say(format_comparison(before["eval"]["metrics"] if before and before["eval"] else {}, after["metrics"]))
     print_samples(report["samples"], say)
     status.set_phase("export")
-    export_dir = export_session(session, report)
-    save_drift_baseline(session)
+    with progress.phase("export"):
+        export_dir = export_session(session, report)
+    with progress.phase("drift baseline"):
+        save_drift_baseline(session)
     say(f"\nrun folder: {run_dir}\nexported:   {export_dir}\n{session.tasks.usage(session, export_dir)}")
     return report
 
@@ -136,9 +143,12 @@ def measure_before(session: Session, say: Say) -> dict:
     """Base-model metrics, generations and (optionally) the general-domain forgetting set, cached per run."""
     config = session.config
     def base() -> dict:
-        out = {"metrics": session.evaluate(per_example=True), "samples": session.generations()}
+        with progress.phase("before"):
+            out = {"metrics": session.evaluate(per_example=True), "samples": session.generations()}
         if session.selection is not None and session.selection != session.reported:  # step 0 of the validation curves
-            out["validation"] = {k: v for k, v in session.evaluate(part=session.selection).items() if k != "per_example"}
+            with progress.phase("before, validation"):
+                out["validation"] = {k: v for k, v in session.evaluate(part=session.selection).items()
+                                     if k != "per_example"}
         return out
 
     evaluated = cached(session.run_dir / "before.json", base, enabled=config.eval.before)
@@ -149,8 +159,9 @@ def measure_before(session: Session, say: Say) -> dict:
         from lmforge.evaluate.forgetting import load_forgetting_set, measure_forgetting
 
         forget_set = load_forgetting_set(config.eval.forgetting)
-        forgetting = cached(session.run_dir / "forgetting_before.json", lambda: measure_forgetting(
-            session.model, session.tokenizer, forget_set, max_new_tokens=config.eval.max_new_tokens), enabled=True)
+        with progress.phase("before, forgetting"):
+            forgetting = cached(session.run_dir / "forgetting_before.json", lambda: measure_forgetting(
+                session.model, session.tokenizer, forget_set, max_new_tokens=config.eval.max_new_tokens), enabled=True)
     return {"eval": evaluated, "forgetting": forgetting, "forget_set": forget_set}
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from lmforge import progress
 from lmforge.atomic import atomic_write_text
 
 MAX_EMBEDDINGS = 256
@@ -87,22 +88,24 @@ def text_statistics(model, tokenizer, texts: list, batch_size: int = 8, max_leng
     head, records = _head(model), []
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     labels = getattr(model.config, "id2label", None) or {}
-    for start in range(0, len(texts), batch_size):
-        seqs = [render_input(tokenizer, t, head)[:max_length] for t in texts[start:start + batch_size]]
-        width = max(len(s) for s in seqs)
-        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for i, s in enumerate(seqs):  # causal: left padding like the server's batches; encoders: right
-            at = width - len(s) if head == "causal" else 0
-            ids[i, at:at + len(s)], mask[i, at:at + len(s)] = torch.tensor(s, dtype=torch.long), 1
-        kw = {"position_ids": (mask.cumsum(-1) - 1).clamp(min=0)} if head == "causal" else {}
-        out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True, **kw)
-        lm = out.logits if head == "causal" else None
-        rows = row_statistics(lm, out.hidden_states[-1], ids, mask, tokenizer.unk_token_id)
-        if head == "classifier":
-            for rec, cls in zip(rows, out.logits.argmax(-1).tolist()):
-                rec["label"] = str(labels.get(cls, cls))
-        records.extend(rows)
+    with progress.bar(len(texts), "inputs", "input statistics") as tick:
+        for start in range(0, len(texts), batch_size):
+            seqs = [render_input(tokenizer, t, head)[:max_length] for t in texts[start:start + batch_size]]
+            width = max(len(s) for s in seqs)
+            ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for i, s in enumerate(seqs):  # causal: left padding like the server's batches; encoders: right
+                at = width - len(s) if head == "causal" else 0
+                ids[i, at:at + len(s)], mask[i, at:at + len(s)] = torch.tensor(s, dtype=torch.long), 1
+            kw = {"position_ids": (mask.cumsum(-1) - 1).clamp(min=0)} if head == "causal" else {}
+            out = model(input_ids=ids, attention_mask=mask, output_hidden_states=True, **kw)
+            lm = out.logits if head == "causal" else None
+            rows = row_statistics(lm, out.hidden_states[-1], ids, mask, tokenizer.unk_token_id)
+            if head == "classifier":
+                for rec, cls in zip(rows, out.logits.argmax(-1).tolist()):
+                    rec["label"] = str(labels.get(cls, cls))
+            records.extend(rows)
+            tick(len(seqs))
     return records
 
 

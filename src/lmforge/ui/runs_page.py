@@ -25,12 +25,20 @@ def live_values(ctx: UIContext, row: RunSummary) -> dict:
     step, total = status.get("step") or 0, status.get("total_steps")
     return {"row": row, "phase": status.get("phase") or "?",
             "phase_text": PHASE_TEXT.get(status.get("phase"), status.get("phase") or "?"),
-            "step": step, "total": total, "eta": status.get("eta_s"),
+            "step": step, "total": total, "eta": status.get("eta_s"), "work": _work(status.get("work")),
             "percent": round(100 * step / total) if total else 0,
             "age": time.time() - float(status.get("updated") or time.time()),
             "elapsed": time.time() - float(status.get("started") or time.time()),
             "loss_chart": line_chart(train, title="training loss"),
             "eval_chart": line_chart(evals, title="held-out metrics")}
+
+
+def _work(work) -> dict | None:
+    """The phase's current work from status.json (evaluation, answers, parity, ...), when well-formed."""
+    if not isinstance(work, dict) or not all(isinstance(work.get(k), int) for k in ("done", "total")):
+        return None
+    return {"what": str(work.get("what") or ""), "done": work["done"], "total": work["total"],
+            "unit": str(work.get("unit") or ""), "eta_s": work.get("eta_s") if isinstance(work.get("eta_s"), (int, float)) else None}
 
 
 def live_fragment(ctx: UIContext, row: RunSummary) -> str:

@@ -30,7 +30,8 @@ def runs_dir(tmp_path_factory, tiny_llama_dir) -> Path:
     now = time.time()
     (live / "status.json").write_text(json.dumps(
         {"phase": "train", "step": 5, "total_steps": 20, "eta_s": 12.0, "pid": os.getpid(),
-         "host": socket.gethostname(), "started": now - 10, "updated": now, "error": None, "finished": None}))
+         "host": socket.gethostname(), "started": now - 10, "updated": now, "error": None, "finished": None,
+         "work": {"what": "evaluation", "done": 8, "total": 32, "unit": "examples", "eta_s": 30.0}}))
     broken = write_run(root, "broken", seed=6, html=False)
     (broken / "status.json").write_text(json.dumps(
         {"phase": "failed", "step": 0, "pid": 1, "host": "elsewhere", "started": now - 5, "updated": now - 4,

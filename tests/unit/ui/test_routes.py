@@ -28,6 +28,8 @@ def test_runs_page_lists_every_run_with_state_metric_and_interval(ui, runs_dir):
     assert "data.train: file not found" in body.split('data-run="broken"')[1].split("</tr>")[0]
     live = body.split('data-run="live"', 1)[1]
     assert 'sse-swap="live-live"' in live and '<span class="step">5</span>/<span class="total">20</span>' in live
+    # the validation evaluation inside the training phase, from status.json's work
+    assert '<span class="work">evaluation 8/32 examples</span>' in live and '<span class="work-eta">30s</span>' in live
 
 
 def test_runs_table_fragment(ui):
