@@ -49,7 +49,7 @@ def run_eval(target: str, overrides: Sequence[str] = (), *, base: bool = False, 
         judge_samples(session, report, ["after"], say)
         if generate and session.plan.generative:
             report["generation"] = generation_scores(session, generate)
-        metrics = {**metrics, **{k: v["value"] for k, v in report["generation"].items()}}
+            metrics = {**metrics, **{k: v["value"] for k, v in report["generation"].items()}}
     with atomic_dir(out) as stage:  # the report folder appears whole
         write_report(stage, report)
         write_marker(stage, "eval")
