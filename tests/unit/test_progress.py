@@ -9,14 +9,7 @@ import torch
 
 from lmforge import progress
 from lmforge.status import StatusWriter, read_status, tracking
-
-
-class Clock:
-    def __init__(self, t: float = 1000.0):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
+from tests.unit.test_status import Clock
 
 
 def test_outside_a_phase_nothing_is_shown(capfd):
