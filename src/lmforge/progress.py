@@ -6,8 +6,8 @@ the parity check of an export, the drift baseline) used to run silently: seconds
 minutes on a slow one (3 minutes between "threads: ..." and "before: ..." on a 2-core AVX2 EPYC), with
 nothing saying that the run is alive or how long is left.
 
-The pipeline names the phase (``with progress.phase("before-eval"):``); the code doing the work reports
-what it finished (``with progress.bar(32, "examples", "held-out loss") as tick: ... tick(8)``). A bar
+The pipeline names the phase (``with progress.phase("before"):``); the code doing the work reports
+what it finished (``with progress.bar(32, "examples", "evaluation") as tick: ... tick(8)``). A bar
 is shown (tqdm on stderr, with rate and ETA, like the training bar) only inside a named phase, so the
 same functions stay quiet when a library user or a test calls them. The phase's progress also goes
 to ``<run>/status.json`` through :func:`lmforge.status.set_work` (for ``lmforge ui``). Torch-free.
@@ -26,7 +26,7 @@ _PHASE: contextvars.ContextVar[str | None] = contextvars.ContextVar("lmforge_pro
 
 @contextlib.contextmanager
 def phase(name: str) -> Iterator[None]:
-    """Show the bars of the work done inside the block, labelled ``name`` (e.g. ``before-eval``)."""
+    """Show the bars of the work done inside the block, labelled ``name`` (e.g. ``before``)."""
     token = _PHASE.set(name)
     try:
         yield
@@ -52,7 +52,7 @@ def current() -> str | None:
 
 @contextlib.contextmanager
 def bar(total: int, unit: str, what: str) -> Iterator[Callable[[int], None]]:
-    """A bar over ``total`` ``unit`` (e.g. 32 "examples") of ``what`` (e.g. "held-out loss"); yields
+    """A bar over ``total`` ``unit`` (e.g. 32 "examples") of ``what`` (e.g. "evaluation"); yields
     ``tick(n)``, to call as each ``n`` units finish. Outside a :func:`phase` block ``tick`` does nothing."""
     label = _PHASE.get()
     if label is None or total <= 0:

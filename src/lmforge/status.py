@@ -10,7 +10,7 @@ File fields: ``phase`` (one of :data:`PHASES`), ``step``, ``total_steps``, ``eta
 or null), ``pid``, ``host``, ``started`` / ``updated`` (UNIX seconds; ``updated`` is the
 heartbeat, rewritten every :data:`HEARTBEAT_S` seconds while the process lives), ``error``
 (the message of a failed run), ``finished`` (UNIX seconds of the end), ``work`` (the progress of the
-phase's current piece of work outside the training steps, e.g. ``{"what": "held-out loss", "done": 8,
+phase's current piece of work outside the training steps, e.g. ``{"what": "evaluation", "done": 8,
 "total": 32, "unit": "examples", "eta_s": 41.0}``, or null; reported through :func:`set_work` by
 :mod:`lmforge.progress`). Every write is atomic.
 """
