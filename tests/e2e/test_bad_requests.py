@@ -141,7 +141,7 @@ ROWS = [
     ("stream-a-string", "POST", CHAT, dict(body=chat(stream="yes")), 400, "stream"),
     ("stream-options-a-string", "POST", CHAT, dict(body=chat(stream=True, stream_options="x")), 400, "stream_options"),
     ("seed-past-64-bits", "POST", CHAT, dict(body=chat(seed=2**70)), 400, "seed"),
-    ("logprobs-asked", "POST", CHAT, dict(body=chat(logprobs=True)), 400, "logprobs"),
+    ("logit-bias-asked", "POST", CHAT, dict(body=chat(logit_bias={"5": 10})), 400, "logit_bias"),
     ("tools-asked", "POST", CHAT, dict(body=chat(tools=[{"type": "function", "function": {"name": "f"}}])),
      400, "tools"),
     ("model-empty", "POST", CHAT, dict(body={"model": "", "messages": [{"role": "user", "content": "hi"}]}), 400, "model"),

@@ -41,6 +41,21 @@ OnFinish = Callable[[int, "Generated"], None]
 OnPrefill = Callable[[list[int], Any, torch.Tensor, torch.Tensor], None]
 """on_prefill(rows, output, input_ids, attention_mask): the prefill forward's full output
 (all positions' logits and hidden states), for per-prompt statistics."""
+OnLogprob = Callable[[int, "TokenLogprob"], None]
+"""on_logprob(row, entry) for every generated token of a row that asked for log-probabilities (not for
+the stop id), just before ``on_token`` is called with the same token."""
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """A chosen token's log-probability under the model and the ``top`` most likely tokens with theirs
+    (most likely first, as many as the row asked for). From the log-softmax of the model's raw fp32 logits:
+    before temperature, top_p and repetition penalty, so they describe the model, not the sampler (as
+    vLLM reports them by default)."""
+
+    token: int
+    logprob: float
+    top: tuple[tuple[int, float], ...] = ()
 
 
 @dataclass
@@ -53,12 +68,15 @@ class Generated:
     stop_token: the stop id that ended the row, else None.
     logits: with ``keep_logits``, each step's fp32 next-token logits [vocab] (one per token of
         :attr:`all_tokens`), else empty.
+    logprobs: when the row asked for log-probabilities, one :class:`TokenLogprob` per token of
+        :attr:`tokens` (the stop id has none), else empty.
     """
 
     tokens: list[int] = field(default_factory=list)
     finish_reason: str = "length"
     stop_token: int | None = None
     logits: list[torch.Tensor] = field(default_factory=list)
+    logprobs: list[TokenLogprob] = field(default_factory=list)
 
     @property
     def all_tokens(self) -> list[int]:
@@ -79,6 +97,12 @@ class DecodeOptions:
     on_token: OnToken | None = None
     on_finish: OnFinish | None = None
     on_prefill: OnPrefill | None = None
+    logprobs: Sequence[int | None] | None = None  # per row: None, or how many top alternatives to record
+    on_logprob: OnLogprob | None = None
+
+    def top_logprobs(self, row: int) -> int | None:
+        """How many alternatives ``row`` records with each token's log-probability; None: no log-probabilities."""
+        return None if self.logprobs is None else self.logprobs[row]
 
 
 def decode_batch(model: Any, prompts: dict[int, Sequence[int]], opts: DecodeOptions) -> dict[int, Generated]:
@@ -106,10 +130,13 @@ def decode_batch(model: Any, prompts: dict[int, Sequence[int]], opts: DecodeOpti
     live = rows
     while True:
         samplings = [opts.samplings[r] for r in live]
+        raw = logits
         if any(s.repetition_penalty != 1.0 for s in samplings):
             logits = penalize_repeats(logits, samplings, [[*prompts[r], *results[r].tokens] for r in live])
         tokens = next_tokens(logits, samplings, [opts.generators[r] for r in live])
-        keep = [i for i, r in enumerate(live) if not _advance(results[r], r, int(tokens[i]), logits[i], opts)]
+        entries = token_logprobs(raw, tokens, [opts.top_logprobs(r) for r in live])
+        keep = [i for i, r in enumerate(live)
+                if not _advance(results[r], r, int(tokens[i]), logits[i], opts, entries[i])]
         if not keep:
             return results
         if len(keep) < len(live):  # finished rows leave the batch and its cache
@@ -131,8 +158,28 @@ def decode_batch(model: Any, prompts: dict[int, Sequence[int]], opts: DecodeOpti
         del out
 
 
-def _advance(result: Generated, row: int, token: int, logits: torch.Tensor, opts: DecodeOptions) -> bool:
-    """Record one token for ``row``; True when the row is finished (``on_finish`` was called)."""
+def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, tops: Sequence[int | None]) -> list[TokenLogprob | None]:
+    """Per row of ``logits`` [rows, vocab] (raw model logits): the :class:`TokenLogprob` of its chosen token
+    ``tokens[row]`` with ``tops[row]`` alternatives, or None where ``tops[row]`` is None (no work for them)."""
+    out: list[TokenLogprob | None] = [None] * len(tops)
+    rows = [i for i, k in enumerate(tops) if k is not None]
+    if not rows:
+        return out
+    index = torch.tensor(rows, device=logits.device)
+    logp = torch.log_softmax(logits.index_select(0, index).float(), dim=-1)
+    chosen = logp.gather(1, tokens.index_select(0, index).view(-1, 1).to(logp.device)).squeeze(1).tolist()
+    widest = max(tops[i] for i in rows)
+    best = logp.topk(min(widest, logp.shape[-1]), dim=-1) if widest else None
+    for j, i in enumerate(rows):
+        top = () if best is None else tuple(zip(best.indices[j, : tops[i]].tolist(), best.values[j, : tops[i]].tolist()))
+        out[i] = TokenLogprob(int(tokens[i]), chosen[j], top)
+    return out
+
+
+def _advance(result: Generated, row: int, token: int, logits: torch.Tensor, opts: DecodeOptions,
+             entry: TokenLogprob | None = None) -> bool:
+    """Record one token for ``row`` (with its log-probability ``entry`` when the row asked for them); True when
+    the row is finished (``on_finish`` was called)."""
     if opts.keep_logits:
         result.logits.append(logits.detach().cpu().clone())
     reason = None
@@ -140,6 +187,10 @@ def _advance(result: Generated, row: int, token: int, logits: torch.Tensor, opts
         result.stop_token, reason = token, "stop"
     else:
         result.tokens.append(token)
+        if entry is not None:
+            result.logprobs.append(entry)
+            if opts.on_logprob is not None:
+                opts.on_logprob(row, entry)
         reason = opts.on_token(row, token) if opts.on_token is not None else None
         if reason is None and len(result.tokens) >= opts.max_new_tokens[row]:
             reason = "length"

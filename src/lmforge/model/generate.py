@@ -22,15 +22,15 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import torch
 
 from lmforge import progress
-from lmforge.model.decode import (DecodeOptions, Generated, OnFinish, OnPrefill, OnToken, decode_batch, model_device,
-                                  precision_context)
+from lmforge.model.decode import (DecodeOptions, Generated, OnFinish, OnLogprob, OnPrefill, OnToken, TokenLogprob,
+                                  decode_batch, model_device, precision_context, token_logprobs)
 from lmforge.model.sampling import GREEDY, Sampling
 
 # End-of-turn tokens of common chat templates, used when they are in the vocabulary.
 END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<end_of_turn>", "<|end|>")
 _MARKER = "lmforge-end-of-turn-probe"
 
-__all__ = ["END_OF_TURN", "GREEDY", "Generated", "Sampling", "generate_tokens", "stop_token_ids",
+__all__ = ["END_OF_TURN", "GREEDY", "Generated", "Sampling", "TokenLogprob", "generate_tokens", "stop_token_ids",
            "template_end_of_turn"]
 
 
@@ -39,7 +39,9 @@ def generate_tokens(model: Any, prompts: Sequence[Sequence[int]], *, max_new_tok
                     sampling: Sampling | Sequence[Sampling] = GREEDY,
                     generators: Sequence[torch.Generator | None] | None = None, batch_size: int = 8,
                     precision: str = "auto", keep_logits: bool = False, on_token: OnToken | None = None,
-                    on_finish: OnFinish | None = None, on_prefill: OnPrefill | None = None) -> list[Generated]:
+                    on_finish: OnFinish | None = None, on_prefill: OnPrefill | None = None,
+                    logprobs: int | None | Sequence[int | None] = None,
+                    on_logprob: OnLogprob | None = None) -> list[Generated]:
     """Generate a continuation of every prompt; returns one :class:`Generated` per prompt, in order.
 
     model: a causal LM (transformers, possibly PEFT-wrapped) on any device; it runs in eval mode
@@ -54,8 +56,10 @@ def generate_tokens(model: Any, prompts: Sequence[Sequence[int]], *, max_new_tok
     precision: "auto" (bf16 autocast on a bf16 GPU, see :mod:`lmforge.model.decode`) or "model"
         (the weights' own dtype; parity checks use this).
     keep_logits: record each step's fp32 logits (parity checks compare them).
-    on_token / on_finish / on_prefill: callbacks with the caller's row index (see the types in
+    on_token / on_finish / on_prefill / on_logprob: callbacks with the caller's row index (see the types in
         :mod:`lmforge.model.decode`).
+    logprobs: one for all or one per prompt: None records nothing; k >= 0 records each generated token's
+        log-probability and its k most likely alternatives (:class:`TokenLogprob`, in ``Generated.logprobs``).
     """
     n = len(prompts)
     limits = _per_row(max_new_tokens, n, "max_new_tokens")
@@ -63,6 +67,9 @@ def generate_tokens(model: Any, prompts: Sequence[Sequence[int]], *, max_new_tok
     gens = list(generators) if generators is not None else [None] * n
     if len(gens) != n:
         raise ValueError(f"generators has {len(gens)} entries for {n} prompts")
+    tops = [logprobs] * n if logprobs is None or isinstance(logprobs, int) else list(logprobs)
+    if len(tops) != n:
+        raise ValueError(f"logprobs has {len(tops)} entries for {n} prompts")
     stops = frozenset(int(s) for s in stop_ids)
     if pad_id is None:
         pad_id = min(stops) if stops else 0
@@ -78,7 +85,8 @@ def generate_tokens(model: Any, prompts: Sequence[Sequence[int]], *, max_new_tok
             tick = stack.enter_context(progress.bar(sum(limits[i] for i in todo), "tokens", "answers"))
             on_token, on_finish = _counting(tick, limits, on_token, on_finish)
         opts = DecodeOptions(pad_id=pad_id, stop_ids=stops, max_new_tokens=limits, samplings=samplings, generators=gens,
-                             keep_logits=keep_logits, on_token=on_token, on_finish=on_finish, on_prefill=on_prefill)
+                             keep_logits=keep_logits, on_token=on_token, on_finish=on_finish, on_prefill=on_prefill,
+                             logprobs=tops if any(k is not None for k in tops) else None, on_logprob=on_logprob)
         _decode_all(model, prompts, todo, opts, results, batch_size, precision)
     return [results[i] for i in range(n)]
 
@@ -154,20 +162,29 @@ def _hf_generate_rows(model: Any, prompts: dict[int, Sequence[int]], sampling: S
     from lmforge.model.decode import left_pad
 
     rows = list(prompts)
+    tops = [opts.top_logprobs(r) for r in rows]
     ids, mask = left_pad([prompts[r] for r in rows], opts.pad_id, model_device(model))
     out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max(opts.max_new_tokens[r] for r in rows),
                          do_sample=not sampling.greedy, temperature=None if sampling.greedy else sampling.temperature,
                          top_p=None if sampling.greedy else sampling.top_p, top_k=None,
                          repetition_penalty=None if sampling.repetition_penalty == 1.0 else sampling.repetition_penalty,
-                         eos_token_id=sorted(opts.stop_ids) or None, pad_token_id=opts.pad_id)
+                         eos_token_id=sorted(opts.stop_ids) or None, pad_token_id=opts.pad_id,
+                         # the raw logits of every step (before the sampler's processing), for log-probabilities
+                         output_logits=any(k is not None for k in tops), return_dict_in_generate=True)
+    new = out.sequences[:, ids.shape[1]:]
     results = {}
     for i, r in enumerate(rows):
         result = Generated()
-        for token in out[i, ids.shape[1]:].tolist()[: opts.max_new_tokens[r]]:
+        for step, token in enumerate(new[i].tolist()[: opts.max_new_tokens[r]]):
             if token in opts.stop_ids:
                 result.stop_token, result.finish_reason = token, "stop"
                 break
             result.tokens.append(token)
+            if tops[i] is not None:
+                entry = token_logprobs(out.logits[step][i:i + 1], new[i, step:step + 1], [tops[i]])[0]
+                result.logprobs.append(entry)
+                if opts.on_logprob is not None:
+                    opts.on_logprob(r, entry)
             reason = opts.on_token(r, token) if opts.on_token is not None else None
             if reason is not None:
                 result.finish_reason = reason

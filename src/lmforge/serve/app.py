@@ -26,6 +26,7 @@ from lmforge.serve.apierror import APIError
 from lmforge.serve.drift import DriftRecorder
 from lmforge.serve.engine import Engine
 from lmforge.serve.http import check_auth, read_json
+from lmforge.serve.logprobs import TokenPieces
 from lmforge.serve.metrics import Metrics
 from lmforge.serve.protocol import (AdapterRequest, ChatRequest, ClassifyRequest, CompletionRequest,
                                     EmbeddingRequest, parse_body)
@@ -43,6 +44,7 @@ class ServerState:
     engine: Engine | None
     recorder: DriftRecorder | None
     max_positions: int | None
+    pieces: TokenPieces | None = None  # token text and bytes, for log-probabilities (causal models)
 
 
 def build_state(store: ModelStore, cfg, window_file: Path | None) -> ServerState:
@@ -60,7 +62,8 @@ def build_state(store: ModelStore, cfg, window_file: Path | None) -> ServerState
         engine.on_batch = metrics.batch_size.observe
     log = AccessLog(cfg.log.enabled, cfg.log.file, cfg.log.log_prompts, cfg.log.redact, terms=log_terms(cfg.log))
     max_pos = getattr(store.model.config, "max_position_embeddings", None)
-    return ServerState(store, cfg, cfg.resolved_api_keys(), admission, metrics, log, engine, recorder, max_pos)
+    pieces = TokenPieces(store.tokenizer) if engine is not None else None
+    return ServerState(store, cfg, cfg.resolved_api_keys(), admission, metrics, log, engine, recorder, max_pos, pieces)
 
 
 def create_app(target, serve_cfg, window_file: str | Path | None = None) -> FastAPI:

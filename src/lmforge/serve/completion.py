@@ -14,6 +14,7 @@ from starlette.types import Receive, Scope, Send
 from lmforge.serve.apierror import APIError
 from lmforge.data.records import ROLES
 from lmforge.serve.engine import GenJob
+from lmforge.serve.logprobs import chat_logprobs, completion_logprobs
 from lmforge.serve.protocol import MAX_PROMPTS, ChatRequest, Sampling
 
 
@@ -63,7 +64,7 @@ def start_job(state, req: Sampling, prompt_ids: list[int], max_tokens: int, copy
 
     seed = req.seed if req.seed is None or copy == 0 else (req.seed + copy if req.seed + copy < 2**64 else req.seed - copy)
     job = GenJob(model=req.model, prompt_ids=prompt_ids, max_tokens=max_tokens, temperature=req.temperature,
-                 top_p=req.top_p, stops=req.stop_list(), emit=emit, seed=seed)
+                 top_p=req.top_p, stops=req.stop_list(), emit=emit, seed=seed, logprobs=req.top_logprobs_wanted())
     state.engine.submit(job)
     return job, events
 
@@ -125,18 +126,32 @@ async def answer(state, req: Sampling, prompts: list[list[int]], chat: bool):
     rid, created = uuid.uuid4().hex[:24], int(time.time())
     if chat:
         choices = [{"index": i, "message": {"role": "assistant", "content": d["text"]},
-                    "finish_reason": d["finish_reason"], "logprobs": None} for i, d in enumerate(done)]
+                    "finish_reason": d["finish_reason"], "logprobs": choice_logprobs(state, d, chat)}
+                   for i, d in enumerate(done)]
         body = {"id": f"chatcmpl-{rid}", "object": "chat.completion", "created": created, "model": req.model,
                 "choices": choices, "usage": usage(done, req.n)}
     else:
-        choices = [{"index": i, "text": d["text"], "finish_reason": d["finish_reason"], "logprobs": None}
-                   for i, d in enumerate(done)]
+        choices = [{"index": i, "text": d["text"], "finish_reason": d["finish_reason"],
+                    "logprobs": choice_logprobs(state, d, chat)} for i, d in enumerate(done)]
         body = {"id": f"cmpl-{rid}", "object": "text_completion", "created": created, "model": req.model,
                 "choices": choices, "usage": usage(done, req.n)}
     state.log.write(event="completion", model=req.model, prompt_tokens=body["usage"]["prompt_tokens"],
                     completion_tokens=body["usage"]["completion_tokens"],
                     output=state.log.text(" | ".join(d["text"] for d in done)))
     return JSONResponse(body)
+
+
+def choice_logprobs(state, done: dict, chat: bool, entries: list | None = None) -> dict | None:
+    """A choice's ``logprobs`` field: None unless the request asked; else the answer's tokens (``entries``:
+    [(TokenLogprob, offset)] of one streamed chunk instead of the whole answer) in the endpoint's shape."""
+    if entries is None:
+        if "logprobs" not in done:
+            return None
+        entries = list(zip(done["logprobs"], done["offsets"]))
+    if chat:
+        return chat_logprobs([e for e, _ in entries], state.pieces)
+    end = len(done.get("text", ""))  # a token past a stop string starts where the returned text ends
+    return completion_logprobs([e for e, _ in entries], [min(o, end) for _, o in entries], state.pieces)
 
 
 class OwnedStream(StreamingResponse):
@@ -181,8 +196,9 @@ async def stream(state, req: Sampling, prompt_ids: list[int], max_tokens: int, c
                        media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-def _chunk(base: dict, chat: bool, delta: dict | None, text: str, finish: str | None, index: int = 0) -> str:
-    choice = {"index": index, "finish_reason": finish, "logprobs": None}
+def _chunk(base: dict, chat: bool, delta: dict | None, text: str, finish: str | None, index: int = 0,
+           logprobs: dict | None = None) -> str:
+    choice = {"index": index, "finish_reason": finish, "logprobs": logprobs}
     choice.update({"delta": delta or {}} if chat else {"text": text})
     return f"data: {json.dumps({**base, 'choices': [choice]})}\n\n"
 
@@ -197,6 +213,13 @@ async def sse_events(state, req: Sampling, answers: int, events: asyncio.Queue, 
             "object": "chat.completion.chunk" if chat else "text_completion",
             "created": created, "model": req.model}
     done: dict[int, dict] = {}
+    sent: dict[int, str] = {}  # per choice: the text streamed so far
+    waiting: dict[int, list] = {}  # per choice: (TokenLogprob, offset) of tokens whose text was not sent yet
+
+    def logprobs(index: int, text: str = "") -> dict | None:
+        entries = waiting.pop(index, None)
+        return None if entries is None else choice_logprobs(state, {"text": text}, chat, entries)
+
     try:
         if chat:
             for index in range(answers):
@@ -208,14 +231,17 @@ async def sse_events(state, req: Sampling, answers: int, events: asyncio.Queue, 
                 err = APIError(504, "request timed out", "timeout")
                 yield f"data: {json.dumps(err.body())}\n\n"
                 break
-            if kind == "delta":
-                yield _chunk(base, chat, {"content": payload}, payload, None, index)
+            if kind == "logprobs":
+                waiting.setdefault(index, []).append(payload)
+            elif kind == "delta":
+                sent[index] = sent.get(index, "") + payload
+                yield _chunk(base, chat, {"content": payload}, payload, None, index, logprobs(index, sent[index]))
             elif kind == "error":
                 yield f"data: {json.dumps(APIError(503, payload, 'generation_failed').body())}\n\n"
                 break
             else:
                 done[index] = payload
-                yield _chunk(base, chat, {}, "", payload["finish_reason"], index)
+                yield _chunk(base, chat, {}, "", payload["finish_reason"], index, logprobs(index, payload["text"]))
         if len(done) == answers:
             finished = [done[i] for i in range(answers)]
             account(state, finished, time.monotonic() - start, answers)

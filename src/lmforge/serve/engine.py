@@ -6,7 +6,8 @@ engine (:func:`lmforge.model.generate.generate_tokens`): one batched prefill, th
 step for all live rows with a shared KV cache; finished rows leave the batch. Each row has its
 own temperature, top_p, seed, max_tokens, stop strings and stop token ids (eos + the chat
 template's end-of-turn). Text deltas and the final result are handed to the job's ``emit``
-callback (thread-safe by contract).
+callback (thread-safe by contract); a job that asks for log-probabilities also gets each token's
+(:class:`~lmforge.model.decode.TokenLogprob`, character offset) just before the text it produced.
 """
 
 from __future__ import annotations
@@ -19,14 +20,16 @@ from typing import Any, Callable
 
 import torch
 
-from lmforge.model.generate import Generated, Sampling, generate_tokens, stop_token_ids
+from lmforge.model.generate import Generated, Sampling, TokenLogprob, generate_tokens, stop_token_ids
 from lmforge.serve.textstream import TextTracker
 from lmforge.train.threads import release_openmp_workers
 
 
 @dataclass
 class GenJob:
-    """One generation request. ``emit(kind, payload)``: ("delta", str) then ("done", dict)."""
+    """One generation request. ``emit(kind, payload)``: ("delta", str) then ("done", dict); with ``logprobs``
+    (how many alternatives per token; None: none) also ("logprobs", (TokenLogprob, offset)) per token, before
+    that token's text."""
 
     model: str
     prompt_ids: list[int]
@@ -36,6 +39,7 @@ class GenJob:
     stops: list[str]
     emit: Callable[[str, Any], None]
     seed: int | None = None
+    logprobs: int | None = None
     cancelled: bool = False
     enqueued: float = field(default_factory=time.monotonic)
 
@@ -113,11 +117,17 @@ class Engine:
         """Decode ``jobs`` together through lmforge's generation engine; emits deltas and one "done" per job."""
         tokenizer = self.store.tokenizer
         trackers = [TextTracker(tokenizer, j.stops) for j in jobs]
+        entries: dict[int, TokenLogprob] = {}
+
+        def on_logprob(row: int, entry: TokenLogprob) -> None:
+            entries[row] = entry
 
         def on_token(row: int, token: int) -> str | None:
             if jobs[row].cancelled:
                 return "cancelled"
             delta, hit_stop = trackers[row].add(token)
+            if row in entries:
+                jobs[row].emit("logprobs", (entries.pop(row), trackers[row].offsets[-1]))
             if delta:
                 jobs[row].emit("delta", delta)
             return "stop" if hit_stop else None
@@ -128,8 +138,11 @@ class Engine:
                 delta = tracker.flush()  # text held back for a stop string that never completed
                 if delta:
                     job.emit("delta", delta)
-            job.emit("done", {"finish_reason": result.finish_reason, "text": tracker.text,
-                              "completion_tokens": tracker.count, "prompt_tokens": len(job.prompt_ids)})
+            done = {"finish_reason": result.finish_reason, "text": tracker.text,
+                    "completion_tokens": tracker.count, "prompt_tokens": len(job.prompt_ids)}
+            if job.logprobs is not None:
+                done.update(logprobs=result.logprobs, offsets=tracker.offsets)
+            job.emit("done", done)
 
         def on_prefill(rows: list[int], out, ids, mask) -> None:
             for row, stats in zip(rows, prefill_statistics(out, ids, mask, tokenizer)):
@@ -142,7 +155,7 @@ class Engine:
             batch_size=len(jobs), on_token=on_token, on_finish=on_finish,
             # the weights' own dtype (serve.dtype): under inference_mode autocast keeps no casts, so fp32 weights
             # were cast to bf16 at every step, 2.4x slower per stream than plain fp32 on an AMX CPU (RESULTS.md)
-            precision="model",
+            precision="model", logprobs=[j.logprobs for j in jobs], on_logprob=on_logprob,
             on_prefill=on_prefill if self.on_prefill is not None else None)
 
 

@@ -2,7 +2,7 @@
 
 Types are strict (``"max_tokens": "5"`` or ``"stream": "yes"`` are refused, not guessed). Unknown
 fields are accepted and ignored, as OpenAI clients send many optional ones; but asking for a
-feature this server does not implement (``logprobs: true``, ``tools: [...]``, ``echo: true`` ...)
+feature this server does not implement (``tools: [...]``, ``echo: true``, ``logit_bias`` ...)
 is a 400 naming the field instead of an answer that silently lacks it (see ``UNSUPPORTED``).
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from lmforge.config.serve import adapter_name_problem
 from lmforge.serve.apierror import APIError
@@ -18,6 +18,7 @@ from lmforge.serve.apierror import APIError
 MAX_INPUTS = 2048  # texts per embeddings / classify request (OpenAI's own limit)
 MAX_PROMPTS = 128  # prompts per /v1/completions request (each becomes one generation)
 MAX_CHOICES = 16  # answers per prompt (`n`); prompts x n is at most MAX_PROMPTS generations per request
+MAX_TOP_LOGPROBS = 20  # alternatives per token (OpenAI's chat limit; its legacy completions stop at 5)
 
 Texts = Annotated[list[str], Field(min_length=1, max_length=MAX_INPUTS)]
 
@@ -66,9 +67,12 @@ class Sampling(_Body):
     seed: int | None = Field(default=None, ge=-(2**63), le=2**64 - 1)  # what torch.Generator accepts
     n: int = Field(default=1, ge=1, le=MAX_CHOICES)  # answers per prompt (each sampled on its own)
     UNSUPPORTED: ClassVar[dict[str, tuple]] = {
-        "logprobs": (None, False), "top_logprobs": (None, 0), "logit_bias": (None, {}),
-        "presence_penalty": (None, 0), "frequency_penalty": (None, 0), "best_of": (None, 1),
+        "logit_bias": (None, {}), "presence_penalty": (None, 0), "frequency_penalty": (None, 0), "best_of": (None, 1),
     }
+
+    def top_logprobs_wanted(self) -> int | None:
+        """None: no log-probabilities; k >= 0: each token's log-probability and its k likeliest alternatives."""
+        return None
 
     def stop_list(self) -> list[str]:
         if self.stop is None:
@@ -81,15 +85,31 @@ class Sampling(_Body):
 
 class ChatRequest(Sampling):
     messages: list[Message] = Field(min_length=1)
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)
     UNSUPPORTED: ClassVar[dict[str, tuple]] = {
         **Sampling.UNSUPPORTED, "tools": (None, []), "tool_choice": (None, "none", "auto"), "functions": (None, []),
         "function_call": (None, "none", "auto"), "response_format": (None, {"type": "text"}), "audio": (None,),
     }
 
+    @field_validator("top_logprobs")
+    @classmethod
+    def _top_needs_logprobs(cls, value: int | None, info: ValidationInfo) -> int | None:
+        if value and not info.data.get("logprobs"):  # logprobs is declared first, so it is validated already
+            raise ValueError("top_logprobs needs logprobs: true")
+        return value
+
+    def top_logprobs_wanted(self) -> int | None:
+        return (self.top_logprobs or 0) if self.logprobs else None
+
 
 class CompletionRequest(Sampling):
     prompt: str | Annotated[list[str], Field(min_length=1, max_length=MAX_PROMPTS)]
+    logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)  # the legacy API's k (0: chosen tokens only)
     UNSUPPORTED: ClassVar[dict[str, tuple]] = {**Sampling.UNSUPPORTED, "echo": (None, False), "suffix": (None, "")}
+
+    def top_logprobs_wanted(self) -> int | None:
+        return self.logprobs
 
 
 class EmbeddingRequest(_Body):
@@ -134,7 +154,7 @@ def parse_body(cls: type[_Body], data: Any) -> Any:
 
 
 def _same(value: Any, off: Any) -> bool:
-    """``value == off`` without Python's ``0 == False`` (``logprobs: 0`` is not a boolean)."""
+    """``value == off`` without Python's ``0 == False`` (``presence_penalty: False`` is not the number 0)."""
     return value == off and isinstance(value, bool) == isinstance(off, bool)
 
 

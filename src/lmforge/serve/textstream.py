@@ -14,6 +14,8 @@ class TextTracker:
         self.ids: list[int] = []
         self.text = ""  # final text emitted so far
         self.count = 0  # completion tokens
+        self.offsets: list[int] = []  # each token's character offset in the decoded text
+        self._decoded_chars = 0
 
     def _decoded(self) -> str:
         return self.tokenizer.decode(self.ids, skip_special_tokens=True)
@@ -22,7 +24,9 @@ class TextTracker:
         """Append one token; returns (new final text, stop string hit)."""
         self.ids.append(token)
         self.count += 1
+        self.offsets.append(self._decoded_chars)
         full = self._decoded()
+        self._decoded_chars = len(full.rstrip("\ufffd"))  # an incomplete character starts at the next token
         for stop in self.stops:
             at = full.find(stop)
             if at >= 0:

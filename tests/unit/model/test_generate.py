@@ -183,6 +183,55 @@ def test_prompt_learning_peft_model_generates_through_its_own_generate(tiny_llam
     assert result.tokens == expected[: len(result.tokens)] and len(result.tokens) == 5
 
 
+def test_logprobs_are_the_log_softmax_of_the_uncached_logits(tiny):
+    """Each row's recorded log-probabilities (chosen token and its k likeliest alternatives) are the log-softmax
+    of the logits a full recomputation gives: the logits agree within _bound, and a log-softmax moves each value
+    by at most that plus the same error through its logsumexp, hence 2 x _bound."""
+    model, tok = tiny
+    prompts = _prompts(tok)[:4]
+    stops = set(stop_token_ids(tok, model))
+    order: list[tuple] = []
+    results = generate_tokens(model, prompts, max_new_tokens=6, stop_ids=stops, pad_id=tok.pad_token_id,
+                              batch_size=8, logprobs=[3, None, 0, 5],
+                              on_logprob=lambda row, e: order.append(("logprob", row, e.token)),
+                              on_token=lambda row, t: order.append(("token", row, t)))
+    assert results[1].logprobs == [] and results[0].tokens
+    for row, k in ((0, 3), (2, 0), (3, 5)):
+        tokens, steps = uncached_greedy(model, prompts[row], stops, 6)
+        result = results[row]
+        assert [e.token for e in result.logprobs] == result.tokens == tokens[: len(result.tokens)]
+        for entry, logits in zip(result.logprobs, steps):
+            ref = torch.log_softmax(logits, dim=-1)
+            assert abs(entry.logprob - float(ref[entry.token])) <= 2 * _bound(logits)
+            assert len(entry.top) == k and [t for t, _ in entry.top] == ref.topk(k).indices.tolist()
+            assert all(abs(v - float(ref[t])) <= 2 * _bound(logits) for t, v in entry.top)
+    for i, event in enumerate(order):  # every token of a row with log-probabilities: its entry just before it
+        if event[0] == "token" and event[1] != 1:
+            assert order[i - 1] == ("logprob", event[1], event[2])
+    assert not any(e[0] == "logprob" and e[1] == 1 for e in order)
+
+
+def test_prompt_learning_path_records_logprobs(tiny_llama_dir, tiny):
+    """Through PEFT's own generate (raw per-step logits): the same log-probabilities as its forward pass."""
+    from peft import PromptTuningConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    _, tok = tiny
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32)
+    torch.manual_seed(0)
+    model = get_peft_model(base, PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)).eval()
+    prompt = _prompts(tok)[0]
+    result = generate_tokens(model, [prompt], max_new_tokens=5, logprobs=2)[0]
+    assert len(result.logprobs) == len(result.tokens) == 5
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([prompt + result.tokens])).logits[0, -6:-1].float()
+    ref = torch.log_softmax(logits, dim=-1)
+    for pos, entry in enumerate(result.logprobs):
+        assert entry.token == result.tokens[pos] == entry.top[0][0]  # greedy: the likeliest token
+        assert abs(entry.logprob - float(ref[pos, entry.token])) <= 2 * _bound(logits[pos])
+        assert [t for t, _ in entry.top] == ref[pos].topk(2).indices.tolist()
+
+
 def test_native_bf16_detection_reads_cpu_flags(tiny):
     assert cpu_has_native_bf16("flags : fpu avx512f avx512_bf16 avx512_vnni", environ={})
     assert cpu_has_native_bf16("flags : fpu amx_bf16 amx_tile", environ={})

@@ -1,0 +1,171 @@
+"""Token log-probabilities from the live server (chat ``logprobs``/``top_logprobs``, legacy ``logprobs: k``),
+checked against a plain forward pass of the same model, and the exact bytes of byte-level BPE tokens."""
+
+from __future__ import annotations
+
+import math
+
+import openai
+import pytest
+import torch
+
+from tests.unit.serve.conftest import KEY, LiveServer, http
+
+# The server below keeps fp32 weights on every CPU (serve.dtype: auto would pick bf16 where it is native, and
+# bf16's 8-bit mantissa says nothing about whether the right numbers are reported). It decodes with a KV cache, one token per step; the reference below runs one full forward over the
+# prompt and the answer. Both are fp32 sums over the same products in different orders and groupings: each
+# logit of this 2-layer, hidden-32 model then differs by a few float32 ulps of values of order 1-10 (~1e-6),
+# and a log-softmax adds one logsumexp of the same error. 1e-4 leaves a wide margin over that and is still far
+# below the gaps between different tokens' log-probabilities (>= 1e-3 here), so a wrong position or token fails.
+TOL = 1e-4
+CHAT_KW = dict(model="tiny", messages=[{"role": "user", "content": "what is the interest rate of the bank"}],
+               max_tokens=8)
+
+
+@pytest.fixture(scope="module")
+def server(tiny_llama_dir, models_dir):
+    from lmforge.config.serve import ServeConfig
+    from lmforge.serve import create_app
+
+    cfg = ServeConfig(api_keys=[KEY], model_name="tiny", models_dir=str(models_dir), adapters={"alpha": "alpha"},
+                      dtype="float32", limits={"max_prompt_tokens": 64, "max_tokens": 16, "batch_wait_ms": 20},
+                      log={"enabled": False}, drift={"enabled": False})
+    live = LiveServer(create_app(tiny_llama_dir, cfg))
+    yield live
+    live.stop()
+
+
+@pytest.fixture
+def client(server):
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key=KEY, max_retries=0, timeout=60)
+
+
+def reference(server, prompt_ids: list[int], answer_ids: list[int], name: str = "tiny") -> torch.Tensor:
+    """log-softmax of the served model's (or adapter's) logits over the answer's positions, by one forward pass."""
+    store = server.state.store
+    ids = torch.tensor([prompt_ids + answer_ids])
+    with store.lock, torch.no_grad(), store.activate(name):
+        logits = store.model(input_ids=ids).logits[0, len(prompt_ids) - 1:-1].float()
+    return torch.log_softmax(logits, dim=-1)
+
+
+def chat_prompt(server) -> list[int]:
+    tok = server.state.store.tokenizer
+    text = tok.apply_chat_template(CHAT_KW["messages"], tokenize=False, add_generation_prompt=True)
+    return tok(text, add_special_tokens=False)["input_ids"]
+
+
+def answer_ids(server, tokens: list[str]) -> list[int]:
+    return server.state.store.tokenizer.convert_tokens_to_ids(tokens)
+
+
+@pytest.mark.parametrize("name,temperature", [("tiny", 0.0), ("tiny", 1.5), ("alpha", 0.0)])
+def test_chat_logprobs_are_the_models_own(client, server, name, temperature):
+    r = client.chat.completions.create(logprobs=True, top_logprobs=3, temperature=temperature, seed=3,
+                                       **{**CHAT_KW, "model": name})
+    choice = r.choices[0]
+    content = choice.logprobs.content
+    assert len(content) == r.usage.completion_tokens > 0
+    ids = answer_ids(server, [c.token for c in content])
+    ref = reference(server, chat_prompt(server), ids, name)
+    for pos, entry in enumerate(content):
+        # the raw distribution, before temperature: a sampled token's log-probability is the model's
+        assert abs(entry.logprob - ref[pos, ids[pos]].item()) < TOL
+        assert entry.bytes == list(entry.token.encode())
+        best = ref[pos].topk(3)
+        assert [t.token for t in entry.top_logprobs] == server.state.store.tokenizer.convert_ids_to_tokens(
+            best.indices.tolist())
+        assert all(abs(t.logprob - v) < TOL for t, v in zip(entry.top_logprobs, best.values.tolist()))
+    if temperature == 0:  # greedy picks the most likely token: its entry is the first alternative
+        assert all(e.token == e.top_logprobs[0].token and e.logprob == e.top_logprobs[0].logprob for e in content)
+
+
+def test_chat_without_top_logprobs_and_without_logprobs(client):
+    plain = client.chat.completions.create(temperature=0, **CHAT_KW).choices[0]
+    assert plain.logprobs is None
+    asked = client.chat.completions.create(temperature=0, logprobs=True, **CHAT_KW).choices[0]
+    assert asked.message.content == plain.message.content  # asking changes nothing in the answer
+    assert asked.logprobs.content and all(e.top_logprobs == [] for e in asked.logprobs.content)
+    assert all(e.logprob <= 0 for e in asked.logprobs.content)
+
+
+def test_streamed_logprobs_equal_the_whole_answers(client):
+    kw = dict(temperature=0, logprobs=True, top_logprobs=2, n=2, **CHAT_KW)
+    whole = client.chat.completions.create(**kw)
+    streamed: dict[int, list] = {0: [], 1: []}
+    for chunk in client.chat.completions.create(stream=True, **kw):
+        for c in chunk.choices:
+            if c.logprobs is not None:
+                streamed[c.index].extend(c.logprobs.content)
+    for choice in whole.choices:
+        assert [(e.token, e.logprob, [t.logprob for t in e.top_logprobs]) for e in streamed[choice.index]] == \
+            [(e.token, e.logprob, [t.logprob for t in e.top_logprobs]) for e in choice.logprobs.content]
+
+
+def test_legacy_completion_logprobs(client, server):
+    prompt = "the price of the stock is"
+    r = client.completions.create(model="tiny", prompt=prompt, max_tokens=6, temperature=0, logprobs=2)
+    lp = r.choices[0].logprobs
+    n = r.usage.completion_tokens
+    assert len(lp.tokens) == len(lp.token_logprobs) == len(lp.top_logprobs) == len(lp.text_offset) == n > 0
+    assert lp.text_offset[0] == 0 and lp.text_offset == sorted(lp.text_offset)
+    assert all(o <= len(r.choices[0].text) for o in lp.text_offset)
+    tok = server.state.store.tokenizer
+    ref = reference(server, tok(prompt)["input_ids"], tok.convert_tokens_to_ids(lp.tokens))
+    for pos, (token, value, top) in enumerate(zip(lp.tokens, lp.token_logprobs, lp.top_logprobs)):
+        assert abs(value - ref[pos, tok.convert_tokens_to_ids(token)].item()) < TOL
+        assert len(top) == 2 and max(top.values()) == value  # greedy: the chosen token is the likeliest
+    zero = client.completions.create(model="tiny", prompt=prompt, max_tokens=6, temperature=0, logprobs=0)
+    assert zero.choices[0].logprobs.token_logprobs == lp.token_logprobs
+    assert all(t == {} for t in zero.choices[0].logprobs.top_logprobs)
+
+
+def test_legacy_offsets_end_at_a_stop_string(client, server):
+    prompt = "the price of the stock is"
+    full = client.completions.create(model="tiny", prompt=prompt, max_tokens=8, temperature=0, logprobs=0)
+    words = full.choices[0].text.split()
+    assert len(words) >= 3
+    cut = client.completions.create(model="tiny", prompt=prompt, max_tokens=8, temperature=0, logprobs=0,
+                                    stop=[words[2]])
+    text, lp = cut.choices[0].text, cut.choices[0].logprobs
+    assert cut.choices[0].finish_reason == "stop" and len(text) < len(full.choices[0].text)
+    assert len(lp.tokens) == cut.usage.completion_tokens and max(lp.text_offset) <= len(text)
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"top_logprobs": 2}, "top_logprobs"),  # alternatives without logprobs: true
+    ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+    ({"logprobs": 1}, "logprobs"),  # chat's logprobs is a boolean
+])
+def test_bad_chat_logprobs_fields(server, body, field):
+    status, got = http("POST", f"{server.url}/v1/chat/completions", {**CHAT_KW, **body})
+    assert status == 400 and got["error"]["param"] == field
+
+
+@pytest.mark.parametrize("value", [True, -1, 21, "2"])
+def test_bad_legacy_logprobs(server, value):
+    status, got = http("POST", f"{server.url}/v1/completions", {"model": "tiny", "prompt": "the bank", "logprobs": value})
+    assert status == 400 and got["error"]["param"] == "logprobs"
+
+
+def test_byte_level_tokens_carry_their_exact_bytes(smollm2_dir):
+    from transformers import AutoTokenizer
+
+    from lmforge.serve.logprobs import TokenPieces
+
+    tok = AutoTokenizer.from_pretrained(smollm2_dir)
+    pieces = TokenPieces(tok)
+    assert pieces.byte_level
+    text = "Café ☃ costs 5€ 🙂, said José."
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    parts = [pieces.piece(i) for i in ids]
+    assert any(t.endswith("\ufffd") for t, _ in parts)  # some token holds only part of a character ...
+    assert bytes(b for _, raw in parts for b in raw).decode("utf-8") == text  # ... and its bytes are exact
+    end = tok.convert_tokens_to_ids("<|im_end|>")
+    assert pieces.piece(end) == ("<|im_end|>", list(b"<|im_end|>"))
+
+
+def test_logprobs_sum_to_at_most_one(client):
+    r = client.chat.completions.create(temperature=0, logprobs=True, top_logprobs=20, **CHAT_KW)
+    for entry in r.choices[0].logprobs.content:
+        assert sum(math.exp(t.logprob) for t in entry.top_logprobs) <= 1 + 1e-5
