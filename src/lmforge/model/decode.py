@@ -31,7 +31,7 @@ import torch
 
 from lmforge.hardware import cpu_has_native_bf16
 from lmforge.model.fastdecode import lean_decoder
-from lmforge.model.sampling import Sampling, next_tokens, penalize_repeats
+from lmforge.model.sampling import Sampling, adjust_logits, next_tokens
 
 OnToken = Callable[[int, int], "str | None"]
 """on_token(row, token) for every generated token that is not a stop id; returns a finish reason
@@ -131,8 +131,7 @@ def decode_batch(model: Any, prompts: dict[int, Sequence[int]], opts: DecodeOpti
     while True:
         samplings = [opts.samplings[r] for r in live]
         raw = logits
-        if any(s.repetition_penalty != 1.0 for s in samplings):
-            logits = penalize_repeats(logits, samplings, [[*prompts[r], *results[r].tokens] for r in live])
+        logits = adjust_logits(logits, samplings, [prompts[r] for r in live], [results[r].tokens for r in live])
         tokens = next_tokens(logits, samplings, [opts.generators[r] for r in live])
         entries = token_logprobs(raw, tokens, [opts.top_logprobs(r) for r in live])
         keep = [i for i, r in enumerate(live)

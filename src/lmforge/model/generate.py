@@ -24,7 +24,7 @@ import torch
 from lmforge import progress
 from lmforge.model.decode import (DecodeOptions, Generated, OnFinish, OnLogprob, OnPrefill, OnToken, TokenLogprob,
                                   decode_batch, model_device, precision_context, token_logprobs)
-from lmforge.model.sampling import GREEDY, Sampling
+from lmforge.model.sampling import GREEDY, Sampling, adjust_logits
 
 # End-of-turn tokens of common chat templates, used when they are in the vocabulary.
 END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<end_of_turn>", "<|end|>")
@@ -167,7 +167,7 @@ def _hf_generate_rows(model: Any, prompts: dict[int, Sequence[int]], sampling: S
     out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max(opts.max_new_tokens[r] for r in rows),
                          do_sample=not sampling.greedy, temperature=None if sampling.greedy else sampling.temperature,
                          top_p=None if sampling.greedy else sampling.top_p, top_k=None,
-                         repetition_penalty=None if sampling.repetition_penalty == 1.0 else sampling.repetition_penalty,
+                         logits_processor=_adjusting(sampling, [prompts[r] for r in rows], ids.shape[1]),
                          eos_token_id=sorted(opts.stop_ids) or None, pad_token_id=opts.pad_id,
                          # the raw logits of every step (before the sampler's processing), for log-probabilities
                          output_logits=any(k is not None for k in tops), return_dict_in_generate=True)
@@ -193,6 +193,22 @@ def _hf_generate_rows(model: Any, prompts: dict[int, Sequence[int]], sampling: S
             opts.on_finish(r, result)
         results[r] = result
     return results
+
+
+def _adjusting(sampling: Sampling, prompts: list[Sequence[int]], width: int) -> Any:
+    """The row's penalties and bias as a transformers logits processor (run before temperature and top_p, as
+    :func:`lmforge.model.sampling.adjust_logits` runs in lmforge's own decode loop); None when it has none."""
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    if not sampling.adjusts:
+        return None
+
+    class Adjust(LogitsProcessor):
+        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+            answers = input_ids[:, width:].tolist()
+            return adjust_logits(scores, [sampling] * len(answers), prompts, answers)
+
+    return LogitsProcessorList([Adjust()])
 
 
 def stop_token_ids(tokenizer: Any, model: Any = None) -> list[int]:

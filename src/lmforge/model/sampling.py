@@ -1,5 +1,7 @@
 """Next-token choice per row: greedy at temperature 0, else temperature + nucleus (top_p) sampling,
-after an optional repetition penalty on the tokens the row has already seen."""
+after the row's optional logit adjustments (:func:`adjust_logits`): a repetition penalty on the tokens it
+has already seen, OpenAI's presence and frequency penalties on the tokens of its answer so far, and a
+fixed bias per token id."""
 
 from __future__ import annotations
 
@@ -17,15 +19,31 @@ class Sampling:
 
     ``repetition_penalty`` > 1 makes every token already in the row (prompt and answer so far) less
     likely, as transformers' ``repetition_penalty`` does (Keskar et al. 2019): its logit is divided by
-    the penalty when positive, multiplied when negative. 1 = off."""
+    the penalty when positive, multiplied when negative. 1 = off.
+
+    ``presence_penalty`` / ``frequency_penalty`` are OpenAI's: each token id that already occurs ``c`` > 0
+    times in the row's answer so far (not its prompt, as vLLM counts) has ``presence_penalty + c x
+    frequency_penalty`` subtracted from its logit; negative values make repeats likelier. 0 = off.
+    ``logit_bias``: ``(token id, bias)`` pairs added to those ids' logits (OpenAI's ``logit_bias``: -100
+    bans a token in practice, 100 forces it). All of these apply before temperature and top_p, in the
+    order repetition penalty, presence/frequency, bias."""
 
     temperature: float = 0.0
     top_p: float = 1.0
     repetition_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: tuple[tuple[int, float], ...] = ()
 
     @property
     def greedy(self) -> bool:
         return self.temperature <= 0.0
+
+    @property
+    def adjusts(self) -> bool:
+        """True when the row's logits change before its choice (a penalty or bias is set)."""
+        return (self.repetition_penalty != 1.0 or self.presence_penalty != 0.0 or self.frequency_penalty != 0.0
+                or bool(self.logit_bias))
 
 
 GREEDY = Sampling()
@@ -45,10 +63,35 @@ def penalize_repeats(logits: torch.Tensor, samplings: Sequence[Sampling], seen: 
     return logits
 
 
+def adjust_logits(logits: torch.Tensor, samplings: Sequence[Sampling], prompts: Sequence[Sequence[int]],
+                  answers: Sequence[Sequence[int]]) -> torch.Tensor:
+    """``logits`` [batch, vocab] with each row's penalties and bias applied (see :class:`Sampling`): the
+    repetition penalty over ``prompts[row] + answers[row]``, presence and frequency penalties over
+    ``answers[row]``, then the bias. A new tensor when any row adjusts; the same one otherwise."""
+    if not any(s.adjusts for s in samplings):
+        return logits
+    penalized = penalize_repeats(logits, samplings, [[*p, *a] for p, a in zip(prompts, answers)])
+    rows = [i for i, s in enumerate(samplings)
+            if (s.presence_penalty or s.frequency_penalty) and len(answers[i]) or s.logit_bias]
+    if not rows:
+        return penalized
+    logits = penalized if penalized is not logits else logits.clone()  # never write into the caller's tensor
+    for i in rows:
+        sampling = samplings[i]
+        if (sampling.presence_penalty or sampling.frequency_penalty) and len(answers[i]):
+            ids, counts = torch.as_tensor(list(answers[i]), dtype=torch.long).unique(return_counts=True)
+            penalty = sampling.presence_penalty + sampling.frequency_penalty * counts.to(logits.dtype)
+            logits[i, ids.to(logits.device)] -= penalty.to(logits.device)
+        if sampling.logit_bias:
+            ids = torch.tensor([t for t, _ in sampling.logit_bias], dtype=torch.long, device=logits.device)
+            logits[i, ids] += torch.tensor([b for _, b in sampling.logit_bias], dtype=logits.dtype, device=logits.device)
+    return logits
+
+
 def next_tokens(logits: torch.Tensor, samplings: Sequence[Sampling],
                 generators: Sequence[torch.Generator | None] | None = None) -> torch.Tensor:
-    """logits [batch, vocab] -> token ids [batch] (long, on the logits' device); repetition penalties
-    are applied first by the caller (:func:`penalize_repeats`), which knows each row's tokens.
+    """logits [batch, vocab] -> token ids [batch] (long, on the logits' device); penalties and biases
+    are applied first by the caller (:func:`adjust_logits`), which knows each row's tokens.
 
     One :class:`Sampling` and one optional ``torch.Generator`` per row (None: torch's global RNG,
     so a seeded run repeats). Greedy rows never touch an RNG. Rows that sample without a generator

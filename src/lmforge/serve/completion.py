@@ -45,6 +45,11 @@ def plan_tokens(state, req: Sampling, prompt_ids: list[int], field: str) -> int:
     if wanted > lim.max_tokens:
         raise APIError(400, f"max_tokens {wanted} is above the limit {lim.max_tokens}",
                        "max_tokens_too_large", "max_tokens")
+    vocab = getattr(state.store.model.config, "vocab_size", None)
+    for key in req.logit_bias or {}:
+        if vocab is not None and int(key) >= vocab:
+            raise APIError(400, f"logit_bias.{key}: token id {int(key)} is not in the model's vocabulary "
+                           f"(0..{vocab - 1})", "invalid_request", f"logit_bias.{key}")
     room = state.max_positions - len(prompt_ids) if state.max_positions else wanted
     if room < 1:
         raise APIError(400, "prompt fills the model's context window", "context_length_exceeded", field)
@@ -64,7 +69,9 @@ def start_job(state, req: Sampling, prompt_ids: list[int], max_tokens: int, copy
 
     seed = req.seed if req.seed is None or copy == 0 else (req.seed + copy if req.seed + copy < 2**64 else req.seed - copy)
     job = GenJob(model=req.model, prompt_ids=prompt_ids, max_tokens=max_tokens, temperature=req.temperature,
-                 top_p=req.top_p, stops=req.stop_list(), emit=emit, seed=seed, logprobs=req.top_logprobs_wanted())
+                 top_p=req.top_p, stops=req.stop_list(), emit=emit, seed=seed, logprobs=req.top_logprobs_wanted(),
+                 adjust=dict(presence_penalty=req.presence_penalty, frequency_penalty=req.frequency_penalty,
+                             repetition_penalty=req.repetition_penalty, logit_bias=req.bias()))
     state.engine.submit(job)
     return job, events
 

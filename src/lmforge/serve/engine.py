@@ -40,6 +40,7 @@ class GenJob:
     emit: Callable[[str, Any], None]
     seed: int | None = None
     logprobs: int | None = None
+    adjust: dict = field(default_factory=dict)  # Sampling's penalties and logit_bias (lmforge.model.sampling)
     cancelled: bool = False
     enqueued: float = field(default_factory=time.monotonic)
 
@@ -150,7 +151,7 @@ class Engine:
 
         generate_tokens(
             self.store.model, [j.prompt_ids for j in jobs], max_new_tokens=[j.max_tokens for j in jobs],
-            stop_ids=self.stop_ids, pad_id=self.pad_id, sampling=[Sampling(j.temperature, j.top_p) for j in jobs],
+            stop_ids=self.stop_ids, pad_id=self.pad_id, sampling=[Sampling(j.temperature, j.top_p, **j.adjust) for j in jobs],
             generators=[torch.Generator().manual_seed(j.seed) if j.seed is not None else None for j in jobs],
             batch_size=len(jobs), on_token=on_token, on_finish=on_finish,
             # the weights' own dtype (serve.dtype): under inference_mode autocast keeps no casts, so fp32 weights

@@ -2,7 +2,7 @@
 
 Types are strict (``"max_tokens": "5"`` or ``"stream": "yes"`` are refused, not guessed). Unknown
 fields are accepted and ignored, as OpenAI clients send many optional ones; but asking for a
-feature this server does not implement (``tools: [...]``, ``echo: true``, ``logit_bias`` ...)
+feature this server does not implement (``tools: [...]``, ``echo: true``, ``best_of: 3`` ...)
 is a 400 naming the field instead of an answer that silently lacks it (see ``UNSUPPORTED``).
 """
 
@@ -18,6 +18,7 @@ from lmforge.serve.apierror import APIError
 MAX_INPUTS = 2048  # texts per embeddings / classify request (OpenAI's own limit)
 MAX_PROMPTS = 128  # prompts per /v1/completions request (each becomes one generation)
 MAX_CHOICES = 16  # answers per prompt (`n`); prompts x n is at most MAX_PROMPTS generations per request
+MAX_LOGIT_BIAS = 1024  # token ids biased per request
 MAX_TOP_LOGPROBS = 20  # alternatives per token (OpenAI's chat limit; its legacy completions stop at 5)
 
 Texts = Annotated[list[str], Field(min_length=1, max_length=MAX_INPUTS)]
@@ -66,9 +67,24 @@ class Sampling(_Body):
     stream_options: dict[str, Any] | None = None
     seed: int | None = Field(default=None, ge=-(2**63), le=2**64 - 1)  # what torch.Generator accepts
     n: int = Field(default=1, ge=1, le=MAX_CHOICES)  # answers per prompt (each sampled on its own)
-    UNSUPPORTED: ClassVar[dict[str, tuple]] = {
-        "logit_bias": (None, {}), "presence_penalty": (None, 0), "frequency_penalty": (None, 0), "best_of": (None, 1),
-    }
+    presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
+    frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
+    repetition_penalty: float = Field(default=1.0, gt=0.0, le=10.0)  # not OpenAI's: vLLM's and transformers'
+    logit_bias: dict[str, Annotated[float, Field(ge=-100.0, le=100.0)]] | None = Field(
+        default=None, max_length=MAX_LOGIT_BIAS)
+    UNSUPPORTED: ClassVar[dict[str, tuple]] = {"best_of": (None, 1)}
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _token_ids(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        for key in value or {}:
+            if not (key.isascii() and key.isdigit()) or len(key) > 12:
+                raise ValueError(f"keys are token ids (non-negative integers as strings), not {key[:40]!r}")
+        return value
+
+    def bias(self) -> tuple[tuple[int, float], ...]:
+        """``logit_bias`` as (token id, bias) pairs in id order, one per id (``"7"`` and ``"07"``: the last one)."""
+        return tuple(sorted({int(k): float(v) for k, v in (self.logit_bias or {}).items()}.items()))
 
     def top_logprobs_wanted(self) -> int | None:
         """None: no log-probabilities; k >= 0: each token's log-probability and its k likeliest alternatives."""
@@ -154,7 +170,7 @@ def parse_body(cls: type[_Body], data: Any) -> Any:
 
 
 def _same(value: Any, off: Any) -> bool:
-    """``value == off`` without Python's ``0 == False`` (``presence_penalty: False`` is not the number 0)."""
+    """``value == off`` without Python's ``0 == False`` (``best_of: True`` is not the number 1)."""
     return value == off and isinstance(value, bool) == isinstance(off, bool)
 
 

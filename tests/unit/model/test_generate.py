@@ -302,3 +302,69 @@ def test_auto_precision_decodes_in_the_weights_dtype_on_cpu(tiny, monkeypatch):
     model, _ = tiny
     with precision_context(model, "auto"):
         assert not torch.is_autocast_enabled("cpu")
+
+
+def test_presence_frequency_and_bias_follow_openai_rule():
+    """logit[j] -= presence x [c_j > 0] + frequency x c_j over the answer's counts c, then += bias[j]; the prompt
+    is not counted, rows without settings and the caller's tensor are untouched."""
+    from lmforge.model.sampling import adjust_logits
+
+    logits = torch.zeros(3, 10)
+    rows = [Sampling(presence_penalty=0.5, frequency_penalty=0.25, logit_bias=((7, 2.0), (3, -1.0))),
+            Sampling(), Sampling(presence_penalty=1.0)]
+    out = adjust_logits(logits, rows, prompts=[[5, 9], [3], [4, 4]], answers=[[3, 3, 5], [3], []])
+    expected = torch.zeros(3, 10)
+    expected[0, 3] = -(0.5 + 2 * 0.25) - 1.0
+    expected[0, 5] = -(0.5 + 0.25)
+    expected[0, 7] = 2.0
+    assert torch.equal(out, expected)
+    assert torch.equal(logits, torch.zeros(3, 10)) and out is not logits
+    assert adjust_logits(logits, [Sampling()] * 3, [[1]] * 3, [[1]] * 3) is logits  # nothing set: no copy
+
+
+def _adjusted_greedy(model, prompt: list[int], sampling: Sampling, n: int) -> list[int]:
+    """Greedy by full recomputation, with the penalties and bias written out by hand from their definition."""
+    ids, new = list(prompt), []
+    for _ in range(n):
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([ids]), use_cache=False).logits[0, -1].float()
+        for token in set(new):
+            logits[token] -= sampling.presence_penalty + sampling.frequency_penalty * new.count(token)
+        for token, bias in sampling.logit_bias:
+            logits[token] += bias
+        new.append(int(logits.argmax()))
+        ids.append(new[-1])
+    return new
+
+
+@pytest.mark.parametrize("sampling", [Sampling(frequency_penalty=2.0), Sampling(presence_penalty=2.0),
+                                      Sampling(presence_penalty=-2.0, frequency_penalty=0.5)])
+def test_penalties_decode_as_their_definition(tiny, sampling):
+    model, tok = tiny
+    prompts = _prompts(tok)[:3]
+    results = generate_tokens(model, prompts, max_new_tokens=10, sampling=sampling, batch_size=3, precision="model")
+    plain = generate_tokens(model, prompts, max_new_tokens=10, batch_size=3, precision="model")
+    for prompt, result in zip(prompts, results):
+        assert result.tokens == _adjusted_greedy(model, prompt, sampling, 10)
+    if sampling.frequency_penalty > 0 and sampling.presence_penalty >= 0:
+        assert [r.tokens for r in results] != [r.tokens for r in plain]  # the penalty changed some answer
+
+
+def test_logit_bias_forces_and_bans_tokens_on_both_paths(tiny_llama_dir, tiny):
+    """+100 makes a token every choice, -100 keeps it out, in lmforge's decode loop and through PEFT's generate."""
+    from peft import PromptTuningConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model, tok = tiny
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32)
+    torch.manual_seed(0)
+    prompted = get_peft_model(base, PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)).eval()
+    prompt = _prompts(tok)[0]
+    forced = tok.convert_tokens_to_ids("bank")
+    for m in (model, prompted):
+        plain = generate_tokens(m, [prompt], max_new_tokens=4)[0].tokens
+        assert plain != [forced] * 4
+        assert generate_tokens(m, [prompt], max_new_tokens=4,
+                               sampling=Sampling(logit_bias=((forced, 100.0),)))[0].tokens == [forced] * 4
+        banned = generate_tokens(m, [prompt], max_new_tokens=4, sampling=Sampling(logit_bias=((plain[0], -100.0),)))
+        assert plain[0] not in banned[0].tokens

@@ -119,3 +119,18 @@ def server(tiny_llama_dir, models_dir, tmp_path_factory):
     live = LiveServer(create_app(Path(tiny_llama_dir), cfg, window_file=window))
     yield live
     live.stop()
+
+
+@pytest.fixture(scope="package")
+def fp32_server(tiny_llama_dir, models_dir):
+    """The tiny Llama and adapter alpha with fp32 weights on every CPU (``serve.dtype: auto`` would pick bf16 where
+    it is native), for tests that compare served numbers with a forward pass."""
+    from lmforge.config.serve import ServeConfig
+    from lmforge.serve import create_app
+
+    cfg = ServeConfig(api_keys=[KEY], model_name="tiny", models_dir=str(models_dir), adapters={"alpha": "alpha"},
+                      dtype="float32", limits={"max_prompt_tokens": 64, "max_tokens": 16, "batch_wait_ms": 20},
+                      log={"enabled": False}, drift={"enabled": False})
+    live = LiveServer(create_app(Path(tiny_llama_dir), cfg))
+    yield live
+    live.stop()

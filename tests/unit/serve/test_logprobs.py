@@ -9,11 +9,11 @@ import openai
 import pytest
 import torch
 
-from tests.unit.serve.conftest import KEY, LiveServer, http
+from tests.unit.serve.conftest import KEY, http
 
-# The server below keeps fp32 weights on every CPU (serve.dtype: auto would pick bf16 where it is native, and
-# bf16's 8-bit mantissa says nothing about whether the right numbers are reported). It decodes with a KV cache, one token per step; the reference below runs one full forward over the
-# prompt and the answer. Both are fp32 sums over the same products in different orders and groupings: each
+# The fp32_server fixture keeps fp32 weights on every CPU (serve.dtype: auto would pick bf16 where it is native,
+# and bf16's 8-bit mantissa says nothing about whether the right numbers are reported). It decodes with a KV
+# cache, one token per step; the reference below runs one full forward over the prompt and the answer. Both are fp32 sums over the same products in different orders and groupings: each
 # logit of this 2-layer, hidden-32 model then differs by a few float32 ulps of values of order 1-10 (~1e-6),
 # and a log-softmax adds one logsumexp of the same error. 1e-4 leaves a wide margin over that and is still far
 # below the gaps between different tokens' log-probabilities (>= 1e-3 here), so a wrong position or token fails.
@@ -22,17 +22,9 @@ CHAT_KW = dict(model="tiny", messages=[{"role": "user", "content": "what is the 
                max_tokens=8)
 
 
-@pytest.fixture(scope="module")
-def server(tiny_llama_dir, models_dir):
-    from lmforge.config.serve import ServeConfig
-    from lmforge.serve import create_app
-
-    cfg = ServeConfig(api_keys=[KEY], model_name="tiny", models_dir=str(models_dir), adapters={"alpha": "alpha"},
-                      dtype="float32", limits={"max_prompt_tokens": 64, "max_tokens": 16, "batch_wait_ms": 20},
-                      log={"enabled": False}, drift={"enabled": False})
-    live = LiveServer(create_app(tiny_llama_dir, cfg))
-    yield live
-    live.stop()
+@pytest.fixture
+def server(fp32_server):
+    return fp32_server
 
 
 @pytest.fixture
