@@ -7,7 +7,8 @@ CLI, sets ``OMP_WAIT_POLICY=PASSIVE`` before torch loads when the machine is bus
 
 Each configuration runs in its own process (the wait policy is fixed when torch loads), interleaved,
 with and without a competing job: ``--competitors`` Python busy-loop processes started before the
-worker and stopped after it. Reports the median s/step (wall clock, first step excluded) and what the
+worker and stopped after it; the order of conditions and configurations rotates every round (use 3 rounds
+so that each configuration runs once in each position). Reports the median s/step (wall clock, first step excluded) and what the
 default chose.
 
     .venv/bin/python benchmarks/threads_under_load.py --rounds 3 --steps 8
@@ -120,10 +121,13 @@ def main() -> int:
     print(f"CPUs: {len(os.sched_getaffinity(0))}; load before {os.getloadavg()}")
     results: dict = {}
     for r in range(args.rounds):
-        for cond in conditions:
-            for name in CONFIGS:
+        # rotate the order every round (conditions and configurations), so that no configuration always runs
+        # first or right after the busy loops: one that did ran 13% slower on the Zen 1 guest (RESULTS.md)
+        for cond in conditions[r % len(conditions):] + conditions[:r % len(conditions)]:
+            names = list(CONFIGS)
+            for name in names[r % len(names):] + names[:r % len(names)]:
                 out = run_config(name, args, args.competitors if cond == "busy" else 0)
-                results.setdefault((cond, name), []).append(out)
+                results.setdefault((cond, name), []).append(out)  # (keys in first-run order: the table's rows)
                 print(f"round {r + 1} {cond:<4} {name:<10} {out['step_s']:.3f} s/step  threads {out['threads']}  "
                       f"wait policy {out['wait_policy'] or 'default'}", flush=True)
     print(f"\nload after {os.getloadavg()}\n")
