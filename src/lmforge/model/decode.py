@@ -70,6 +70,8 @@ class Generated:
         :attr:`all_tokens`), else empty.
     logprobs: when the row asked for log-probabilities, one :class:`TokenLogprob` per token of
         :attr:`tokens` (the stop id has none), else empty.
+    prompt_logprobs: when the row asked for its prompt's log-probabilities, one per prompt token after the
+        first (each given the tokens before it; the first has no context to be scored in), else empty.
     """
 
     tokens: list[int] = field(default_factory=list)
@@ -77,6 +79,7 @@ class Generated:
     stop_token: int | None = None
     logits: list[torch.Tensor] = field(default_factory=list)
     logprobs: list[TokenLogprob] = field(default_factory=list)
+    prompt_logprobs: list[TokenLogprob] = field(default_factory=list)
 
     @property
     def all_tokens(self) -> list[int]:
@@ -99,6 +102,7 @@ class DecodeOptions:
     on_prefill: OnPrefill | None = None
     logprobs: Sequence[int | None] | None = None  # per row: None, or how many top alternatives to record
     on_logprob: OnLogprob | None = None
+    prompt_logprobs: Sequence[bool] | None = None  # per row: score the prompt's tokens too (with logprobs' k)
 
     def top_logprobs(self, row: int) -> int | None:
         """How many alternatives ``row`` records with each token's log-probability; None: no log-probabilities."""
@@ -117,10 +121,14 @@ def decode_batch(model: Any, prompts: dict[int, Sequence[int]], opts: DecodeOpti
     ids, mask = left_pad([prompts[r] for r in rows], opts.pad_id, device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     stats = opts.on_prefill is not None
-    extra = {"output_hidden_states": True} if stats else _last_logits_only(model)
+    scored = [r for r in rows if opts.prompt_logprobs is not None and opts.prompt_logprobs[r]]
+    extra = {"output_hidden_states": True} if stats else ({} if scored else _last_logits_only(model))
     out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, **extra)
     if stats:
         opts.on_prefill(rows, out, ids, mask)
+    for r in scored:
+        i = rows.index(r)
+        results[r].prompt_logprobs = prompt_token_logprobs(out.logits[i], ids[i], len(prompts[r]), opts.top_logprobs(r))
     cache, logits = out.past_key_values, out.logits[:, -1, :].float()
     del out
     lean = lean_decoder(model, cache)
@@ -173,6 +181,16 @@ def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, tops: Sequence[in
         top = () if best is None else tuple(zip(best.indices[j, : tops[i]].tolist(), best.values[j, : tops[i]].tolist()))
         out[i] = TokenLogprob(int(tokens[i]), chosen[j], top)
     return out
+
+
+def prompt_token_logprobs(logits: torch.Tensor, ids: torch.Tensor, length: int, top: int | None) -> list[TokenLogprob]:
+    """The :class:`TokenLogprob` of each prompt token after the first, from one left-padded row of a forward's
+    logits [width, vocab] over its ids [width] (the real ``length`` tokens at the end), with ``top`` alternatives."""
+    width = ids.shape[0]
+    if length < 2:
+        return []
+    before = logits[width - length: width - 1]  # position t scores the token at t + 1
+    return token_logprobs(before, ids[width - length + 1:], [top or 0] * (length - 1))
 
 
 def _advance(result: Generated, row: int, token: int, logits: torch.Tensor, opts: DecodeOptions,

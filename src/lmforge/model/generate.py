@@ -23,7 +23,7 @@ import torch
 
 from lmforge import progress
 from lmforge.model.decode import (DecodeOptions, Generated, OnFinish, OnLogprob, OnPrefill, OnToken, TokenLogprob,
-                                  decode_batch, model_device, precision_context, token_logprobs)
+                                  decode_batch, model_device, precision_context, prompt_token_logprobs, token_logprobs)
 from lmforge.model.sampling import GREEDY, Sampling, adjust_logits
 
 # End-of-turn tokens of common chat templates, used when they are in the vocabulary.
@@ -41,7 +41,8 @@ def generate_tokens(model: Any, prompts: Sequence[Sequence[int]], *, max_new_tok
                     precision: str = "auto", keep_logits: bool = False, on_token: OnToken | None = None,
                     on_finish: OnFinish | None = None, on_prefill: OnPrefill | None = None,
                     logprobs: int | None | Sequence[int | None] = None,
-                    on_logprob: OnLogprob | None = None) -> list[Generated]:
+                    on_logprob: OnLogprob | None = None,
+                    prompt_logprobs: bool | Sequence[bool] = False) -> list[Generated]:
     """Generate a continuation of every prompt; returns one :class:`Generated` per prompt, in order.
 
     model: a causal LM (transformers, possibly PEFT-wrapped) on any device; it runs in eval mode
@@ -60,6 +61,8 @@ def generate_tokens(model: Any, prompts: Sequence[Sequence[int]], *, max_new_tok
         :mod:`lmforge.model.decode`).
     logprobs: one for all or one per prompt: None records nothing; k >= 0 records each generated token's
         log-probability and its k most likely alternatives (:class:`TokenLogprob`, in ``Generated.logprobs``).
+    prompt_logprobs: one for all or one per prompt: also score each prompt token after the first the same way
+        (``Generated.prompt_logprobs``; from the prefill's logits at every position, so no second pass).
     """
     n = len(prompts)
     limits = _per_row(max_new_tokens, n, "max_new_tokens")
@@ -70,6 +73,9 @@ def generate_tokens(model: Any, prompts: Sequence[Sequence[int]], *, max_new_tok
     tops = [logprobs] * n if logprobs is None or isinstance(logprobs, int) else list(logprobs)
     if len(tops) != n:
         raise ValueError(f"logprobs has {len(tops)} entries for {n} prompts")
+    scored = [prompt_logprobs] * n if isinstance(prompt_logprobs, bool) else list(prompt_logprobs)
+    if len(scored) != n:
+        raise ValueError(f"prompt_logprobs has {len(scored)} entries for {n} prompts")
     stops = frozenset(int(s) for s in stop_ids)
     if pad_id is None:
         pad_id = min(stops) if stops else 0
@@ -86,7 +92,8 @@ def generate_tokens(model: Any, prompts: Sequence[Sequence[int]], *, max_new_tok
             on_token, on_finish = _counting(tick, limits, on_token, on_finish)
         opts = DecodeOptions(pad_id=pad_id, stop_ids=stops, max_new_tokens=limits, samplings=samplings, generators=gens,
                              keep_logits=keep_logits, on_token=on_token, on_finish=on_finish, on_prefill=on_prefill,
-                             logprobs=tops if any(k is not None for k in tops) else None, on_logprob=on_logprob)
+                             logprobs=tops if any(k is not None for k in tops) else None, on_logprob=on_logprob,
+                             prompt_logprobs=scored if any(scored) else None)
         _decode_all(model, prompts, todo, opts, results, batch_size, precision)
     return [results[i] for i in range(n)]
 
@@ -172,9 +179,15 @@ def _hf_generate_rows(model: Any, prompts: dict[int, Sequence[int]], sampling: S
                          # the raw logits of every step (before the sampler's processing), for log-probabilities
                          output_logits=any(k is not None for k in tops), return_dict_in_generate=True)
     new = out.sequences[:, ids.shape[1]:]
+    scored = [r for r in rows if opts.prompt_logprobs is not None and opts.prompt_logprobs[r]]
+    # the prompt's own scores need the logits at every prompt position: one forward (prompt-learning models prepend
+    # their virtual tokens, so the prompt's positions are the last ones)
+    prompt_logits = model(input_ids=ids, attention_mask=mask).logits[:, -ids.shape[1]:] if scored else None
     results = {}
     for i, r in enumerate(rows):
         result = Generated()
+        if r in scored:
+            result.prompt_logprobs = prompt_token_logprobs(prompt_logits[i], ids[i], len(prompts[r]), tops[i])
         for step, token in enumerate(new[i].tolist()[: opts.max_new_tokens[r]]):
             if token in opts.stop_ids:
                 result.stop_token, result.finish_reason = token, "stop"

@@ -169,8 +169,8 @@ def _routes(app: FastAPI, state: ServerState) -> None:
     async def completions(request: Request):
         req = await body(request, CompletionRequest)
         need_causal()
-        prompts = [req.prompt] if isinstance(req.prompt, str) else req.prompt
-        return await completion.answer(state, req, [store.tokenizer(p)["input_ids"] for p in prompts], False)
+        prompts = completion.completion_prompts(state, req)
+        return await completion.answer(state, req, [p.ids for p in prompts], False, prompts if req.echo else None)
 
     @app.post("/v1/embeddings")
     async def embeddings(request: Request):

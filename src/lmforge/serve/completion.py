@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 import uuid
+from dataclasses import dataclass
 from typing import AsyncIterator
 
 from starlette.responses import JSONResponse, StreamingResponse
@@ -15,7 +16,7 @@ from lmforge.serve.apierror import APIError
 from lmforge.data.records import ROLES
 from lmforge.serve.engine import GenJob
 from lmforge.serve.logprobs import chat_logprobs, completion_logprobs
-from lmforge.serve.protocol import MAX_PROMPTS, ChatRequest, Sampling
+from lmforge.serve.protocol import MAX_PROMPTS, ChatRequest, CompletionRequest, Sampling
 
 
 def chat_prompt_ids(tokenizer, req: ChatRequest) -> list[int]:
@@ -30,6 +31,50 @@ def chat_prompt_ids(tokenizer, req: ChatRequest) -> list[int]:
     except Exception as exc:  # template errors (e.g. role order) are the client's
         raise APIError(400, f"chat template rejected the messages: {exc}", "invalid_messages") from None
     return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One /v1/completions prompt: its token ids, its text (what ``echo`` returns) and each token's character offset
+    in that text (``text_offset`` of echoed log-probabilities)."""
+
+    ids: list[int]
+    text: str
+    offsets: list[int]
+
+
+def completion_prompts(state, req: CompletionRequest) -> list[Prompt]:
+    """The request's prompts: a text is tokenized as the model's tokenizer does by default (offsets from the fast
+    tokenizer's offset mapping); token ids are checked against the vocabulary (400 naming ``prompt`` or
+    ``prompt.I``) and decoded for their text (offsets from each token's bytes: exact for byte-level BPE)."""
+    tokenizer, vocab = state.store.tokenizer, getattr(state.store.model.config, "vocab_size", None)
+    out, many = [], len(req.prompts()) > 1
+    for i, prompt in enumerate(req.prompts()):
+        if isinstance(prompt, str):
+            if getattr(tokenizer, "is_fast", False):
+                enc = tokenizer(prompt, return_offsets_mapping=True)
+                out.append(Prompt(enc["input_ids"], prompt, [start for start, _ in enc["offset_mapping"]]))
+            else:
+                ids = tokenizer(prompt)["input_ids"]
+                out.append(Prompt(ids, prompt, _byte_offsets(state.pieces, ids)))
+            continue
+        bad = next((t for t in prompt if vocab is not None and t >= vocab), None)
+        if bad is not None:
+            field = f"prompt.{i}" if many else "prompt"
+            raise APIError(400, f"{field}: token id {bad} is not in the model's vocabulary (0..{vocab - 1})",
+                           "invalid_request", field)
+        out.append(Prompt(list(prompt), tokenizer.decode(prompt, skip_special_tokens=False),
+                          _byte_offsets(state.pieces, prompt)))
+    return out
+
+
+def _byte_offsets(pieces, ids: list[int]) -> list[int]:
+    """Each token's character offset in the text its bytes make (exact for byte-level BPE vocabularies)."""
+    raw, offsets = b"", []
+    for token in ids:
+        offsets.append(len(raw.decode("utf-8", "ignore")))
+        raw += bytes(pieces.piece(token)[1])
+    return offsets
 
 
 def plan_tokens(state, req: Sampling, prompt_ids: list[int], field: str) -> int:
@@ -57,9 +102,10 @@ def plan_tokens(state, req: Sampling, prompt_ids: list[int], field: str) -> int:
 
 
 def start_job(state, req: Sampling, prompt_ids: list[int], max_tokens: int, copy: int = 0,
-              events: asyncio.Queue | None = None) -> tuple[GenJob, asyncio.Queue]:
+              events: asyncio.Queue | None = None, scored: bool = False) -> tuple[GenJob, asyncio.Queue]:
     """Submit a job to the engine; ``(copy, kind, payload)`` events arrive on the returned queue (``events``
-    when given: the n answers of one streamed prompt share it). ``copy``: which of the request's ``n``
+    when given: the n answers of one streamed prompt share it); ``scored``: with logprobs, the prompt's tokens
+    are scored too (echo). ``copy``: which of the request's ``n``
     answers to this prompt; with a ``seed``, copy j samples with seed + j (reproducible, and not n copies of
     one answer)."""
     loop, events = asyncio.get_running_loop(), events or asyncio.Queue()
@@ -70,6 +116,7 @@ def start_job(state, req: Sampling, prompt_ids: list[int], max_tokens: int, copy
     seed = req.seed if req.seed is None or copy == 0 else (req.seed + copy if req.seed + copy < 2**64 else req.seed - copy)
     job = GenJob(model=req.model, prompt_ids=prompt_ids, max_tokens=max_tokens, temperature=req.temperature,
                  top_p=req.top_p, stops=req.stop_list(), emit=emit, seed=seed, logprobs=req.top_logprobs_wanted(),
+                 prompt_logprobs=scored and req.top_logprobs_wanted() is not None,
                  adjust=dict(presence_penalty=req.presence_penalty, frequency_penalty=req.frequency_penalty,
                              repetition_penalty=req.repetition_penalty, logit_bias=req.bias()))
     state.engine.submit(job)
@@ -105,12 +152,15 @@ def account(state, done: list[dict], seconds: float, n: int = 1) -> None:
         state.metrics.tokens_per_s.observe(u["completion_tokens"] / seconds)
 
 
-async def answer(state, req: Sampling, prompts: list[list[int]], chat: bool):
+async def answer(state, req: Sampling, prompts: list[list[int]], chat: bool, echo: list[Prompt] | None = None):
     """Run ``req.n`` jobs per prompt and build the OpenAI response (JSON, or SSE when req.stream); choices are
-    numbered prompt by prompt, the n answers of each in turn (as OpenAI numbers them).
+    numbered prompt by prompt, the n answers of each in turn (as OpenAI numbers them). ``echo``: the prompts of
+    a completions request with ``echo: true``, returned before each answer (their tokens scored with logprobs).
 
     The request first waits for its turn (state.admission); request_timeout_s counts from arrival."""
     field = "messages" if chat else "prompt"
+    if echo is not None and req.stream:
+        raise APIError(400, "echo is not supported with stream: true (leave one of them out)", "invalid_request", "echo")
     if len(prompts) * req.n > MAX_PROMPTS:
         raise APIError(400, f"{len(prompts)} prompts x n={req.n} answers is over {MAX_PROMPTS} generations per "
                        "request", "invalid_request", "n")
@@ -122,7 +172,8 @@ async def answer(state, req: Sampling, prompts: list[list[int]], chat: bool):
         return await stream(state, req, prompts[0], limits[0], chat, deadline)
     async with state.admission.turn(deadline):
         start = time.monotonic()
-        jobs = [start_job(state, req, ids, n, copy) for ids, n in zip(prompts, limits) for copy in range(req.n)]
+        jobs = [start_job(state, req, ids, n, copy, scored=echo is not None)
+                for ids, n in zip(prompts, limits) for copy in range(req.n)]
         try:
             done = [await collect(job, ev, deadline) for job, ev in jobs]
         except BaseException:
@@ -138,8 +189,9 @@ async def answer(state, req: Sampling, prompts: list[list[int]], chat: bool):
         body = {"id": f"chatcmpl-{rid}", "object": "chat.completion", "created": created, "model": req.model,
                 "choices": choices, "usage": usage(done, req.n)}
     else:
-        choices = [{"index": i, "text": d["text"], "finish_reason": d["finish_reason"],
-                    "logprobs": choice_logprobs(state, d, chat)} for i, d in enumerate(done)]
+        shown = [echo[i // req.n] if echo is not None else None for i in range(len(done))]
+        choices = [{"index": i, "text": (p.text if p else "") + d["text"], "finish_reason": d["finish_reason"],
+                    "logprobs": choice_logprobs(state, d, chat, echo=p)} for i, (d, p) in enumerate(zip(done, shown))]
         body = {"id": f"cmpl-{rid}", "object": "text_completion", "created": created, "model": req.model,
                 "choices": choices, "usage": usage(done, req.n)}
     state.log.write(event="completion", model=req.model, prompt_tokens=body["usage"]["prompt_tokens"],
@@ -148,9 +200,10 @@ async def answer(state, req: Sampling, prompts: list[list[int]], chat: bool):
     return JSONResponse(body)
 
 
-def choice_logprobs(state, done: dict, chat: bool, entries: list | None = None) -> dict | None:
+def choice_logprobs(state, done: dict, chat: bool, entries: list | None = None, echo: Prompt | None = None) -> dict | None:
     """A choice's ``logprobs`` field: None unless the request asked; else the answer's tokens (``entries``:
-    [(TokenLogprob, offset)] of one streamed chunk instead of the whole answer) in the endpoint's shape."""
+    [(TokenLogprob, offset)] of one streamed chunk instead of the whole answer) in the endpoint's shape, after
+    the prompt's own tokens when it is echoed (the first has no log-probability: nothing came before it)."""
     if entries is None:
         if "logprobs" not in done:
             return None
@@ -158,7 +211,12 @@ def choice_logprobs(state, done: dict, chat: bool, entries: list | None = None) 
     if chat:
         return chat_logprobs([e for e, _ in entries], state.pieces)
     end = len(done.get("text", ""))  # a token past a stop string starts where the returned text ends
-    return completion_logprobs([e for e, _ in entries], [min(o, end) for _, o in entries], state.pieces)
+    if echo is None:
+        return completion_logprobs([e for e, _ in entries], [min(o, end) for _, o in entries], state.pieces)
+    shift = len(echo.text)
+    return completion_logprobs(list(done["prompt_logprobs"]) + [e for e, _ in entries],
+                               echo.offsets + [shift + min(o, end) for _, o in entries], state.pieces,
+                               first=echo.ids[0])
 
 
 class OwnedStream(StreamingResponse):

@@ -48,18 +48,23 @@ def chat_logprobs(entries: Sequence[TokenLogprob], pieces: TokenPieces) -> dict:
                         for e in entries]}
 
 
-def completion_logprobs(entries: Sequence[TokenLogprob], offsets: Sequence[int], pieces: TokenPieces) -> dict:
+def completion_logprobs(entries: Sequence[TokenLogprob], offsets: Sequence[int], pieces: TokenPieces,
+                        first: int | None = None) -> dict:
     """``choice.logprobs`` of a text completion (or of one streamed chunk): the legacy columns. ``offsets``: each
-    token's character offset in the completion's text. ``top_logprobs`` maps token text to log-probability,
-    the ``k`` most likely first (two tokens with the same text keep the likelier one)."""
-    tops = []
+    token's character offset in the returned text (``first`` included). ``top_logprobs`` maps token text to
+    log-probability, the ``k`` most likely first (two tokens with the same text keep the likelier one).
+    ``first``: an echoed prompt's first token, which has no log-probability (null, as OpenAI answers it)."""
+    tops: list[dict | None] = []
     for e in entries:
         top: dict[str, float] = {}
         for t, lp in e.top:
             top.setdefault(pieces.piece(t)[0], lp)
         tops.append(top)
-    return {"tokens": [pieces.piece(e.token)[0] for e in entries], "token_logprobs": [e.logprob for e in entries],
-            "top_logprobs": tops, "text_offset": list(offsets)}
+    tokens = [pieces.piece(e.token)[0] for e in entries]
+    values: list[float | None] = [e.logprob for e in entries]
+    if first is not None:
+        tokens, values, tops = [pieces.piece(first)[0], *tokens], [None, *values], [None, *tops]
+    return {"tokens": tokens, "token_logprobs": values, "top_logprobs": tops, "text_offset": list(offsets)}
 
 
 def _bytes_to_unicode() -> dict[int, str]:

@@ -2,7 +2,7 @@
 
 Types are strict (``"max_tokens": "5"`` or ``"stream": "yes"`` are refused, not guessed). Unknown
 fields are accepted and ignored, as OpenAI clients send many optional ones; but asking for a
-feature this server does not implement (``tools: [...]``, ``echo: true``, ``best_of: 3`` ...)
+feature this server does not implement (``tools: [...]``, ``suffix``, ``best_of: 3`` ...)
 is a 400 naming the field instead of an answer that silently lacks it (see ``UNSUPPORTED``).
 """
 
@@ -22,6 +22,7 @@ MAX_LOGIT_BIAS = 1024  # token ids biased per request
 MAX_TOP_LOGPROBS = 20  # alternatives per token (OpenAI's chat limit; its legacy completions stop at 5)
 
 Texts = Annotated[list[str], Field(min_length=1, max_length=MAX_INPUTS)]
+TokenId = Annotated[int, Field(ge=0, le=2**31 - 1)]
 
 
 class _Body(BaseModel):
@@ -120,12 +121,39 @@ class ChatRequest(Sampling):
 
 
 class CompletionRequest(Sampling):
-    prompt: str | Annotated[list[str], Field(min_length=1, max_length=MAX_PROMPTS)]
+    # text, texts, token ids (one prompt) or lists of token ids (several), as OpenAI's legacy endpoint takes them
+    prompt: (str | Annotated[list[str], Field(min_length=1, max_length=MAX_PROMPTS)]
+             | Annotated[list[TokenId], Field(min_length=1)]
+             | Annotated[list[Annotated[list[TokenId], Field(min_length=1)]], Field(min_length=1, max_length=MAX_PROMPTS)])
     logprobs: int | None = Field(default=None, ge=0, le=MAX_TOP_LOGPROBS)  # the legacy API's k (0: chosen tokens only)
-    UNSUPPORTED: ClassVar[dict[str, tuple]] = {**Sampling.UNSUPPORTED, "echo": (None, False), "suffix": (None, "")}
+    echo: bool = False  # the prompt comes back before each answer (with logprobs: its tokens scored too)
+    UNSUPPORTED: ClassVar[dict[str, tuple]] = {**Sampling.UNSUPPORTED, "suffix": (None, "")}
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _prompt_shape(cls, value: Any) -> Any:
+        """Name what is wrong with a prompt that is none of the four shapes (the union's own errors would all
+        say "should be a valid string")."""
+        if not isinstance(value, list) or not value or isinstance(value[0], str):
+            return value  # a string, an empty list or a list of strings: the union's messages are right
+        ids = [value] if isinstance(value[0], int) and not isinstance(value[0], bool) else value
+        for i, prompt in enumerate(ids):
+            where = f"item {i}" if ids is value else "the token ids"
+            if not isinstance(prompt, list) or not prompt:
+                raise ValueError(f"{where}: a prompt is a string, token ids, or a list of either; not {_kind(prompt)}")
+            bad = next((t for t in prompt if not _token_id(t)), None)
+            if bad is not None:
+                raise ValueError(f"{where}: token ids are integers from 0 to {2**31 - 1}, not {str(bad)[:40]!r}")
+        return value
 
     def top_logprobs_wanted(self) -> int | None:
         return self.logprobs
+
+    def prompts(self) -> list[str | list[int]]:
+        """Each prompt: a text, or token ids."""
+        if isinstance(self.prompt, str) or (self.prompt and isinstance(self.prompt[0], int)):
+            return [self.prompt]
+        return list(self.prompt)
 
 
 class EmbeddingRequest(_Body):
@@ -151,6 +179,15 @@ class AdapterRequest(_Body):
         if problem:
             raise ValueError(problem)
         return value
+
+
+def _token_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 2**31 - 1
+
+
+def _kind(value: Any) -> str:
+    names = {bool: "a boolean", int: "a number", float: "a number", str: "a string", dict: "an object", list: "a list"}
+    return "an empty list" if value == [] else names.get(type(value), "null" if value is None else "a value")
 
 
 def parse_body(cls: type[_Body], data: Any) -> Any:

@@ -192,10 +192,20 @@ def test_logprobs_are_the_log_softmax_of_the_uncached_logits(tiny):
     stops = set(stop_token_ids(tok, model))
     order: list[tuple] = []
     results = generate_tokens(model, prompts, max_new_tokens=6, stop_ids=stops, pad_id=tok.pad_token_id,
-                              batch_size=8, logprobs=[3, None, 0, 5],
+                              batch_size=8, logprobs=[3, None, 0, 5], prompt_logprobs=[True, False, False, True],
                               on_logprob=lambda row, e: order.append(("logprob", row, e.token)),
                               on_token=lambda row, t: order.append(("token", row, t)))
     assert results[1].logprobs == [] and results[0].tokens
+    assert results[1].prompt_logprobs == results[2].prompt_logprobs == []
+    for row, k in ((0, 3), (3, 5)):  # prompts of different lengths, left-padded in one batch: scored as alone
+        with torch.no_grad():
+            logits = model(input_ids=torch.tensor([prompts[row]])).logits[0, :-1].float()
+        ref = torch.log_softmax(logits, dim=-1)
+        entries = results[row].prompt_logprobs
+        assert [e.token for e in entries] == prompts[row][1:]
+        for pos, entry in enumerate(entries):
+            assert abs(entry.logprob - float(ref[pos, entry.token])) <= 2 * _bound(logits[pos])
+            assert [t for t, _ in entry.top] == ref[pos].topk(k).indices.tolist()
     for row, k in ((0, 3), (2, 0), (3, 5)):
         tokens, steps = uncached_greedy(model, prompts[row], stops, 6)
         result = results[row]
@@ -221,15 +231,23 @@ def test_prompt_learning_path_records_logprobs(tiny_llama_dir, tiny):
     torch.manual_seed(0)
     model = get_peft_model(base, PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)).eval()
     prompt = _prompts(tok)[0]
-    result = generate_tokens(model, [prompt], max_new_tokens=5, logprobs=2)[0]
+    result = generate_tokens(model, [prompt], max_new_tokens=5, logprobs=2, prompt_logprobs=True)[0]
     assert len(result.logprobs) == len(result.tokens) == 5
     with torch.no_grad():
-        logits = model(input_ids=torch.tensor([prompt + result.tokens])).logits[0, -6:-1].float()
+        full = model(input_ids=torch.tensor([prompt + result.tokens])).logits[0].float()
+    logits = full[-6:-1]
     ref = torch.log_softmax(logits, dim=-1)
     for pos, entry in enumerate(result.logprobs):
         assert entry.token == result.tokens[pos] == entry.top[0][0]  # greedy: the likeliest token
         assert abs(entry.logprob - float(ref[pos, entry.token])) <= 2 * _bound(logits[pos])
         assert [t for t, _ in entry.top] == ref[pos].topk(2).indices.tolist()
+    # the prompt's tokens after the first, scored by a forward over the prompt (virtual tokens in front)
+    assert [e.token for e in result.prompt_logprobs] == prompt[1:]
+    before = full[-len(prompt) - 5:-6]
+    prompt_ref = torch.log_softmax(before, dim=-1)
+    for pos, entry in enumerate(result.prompt_logprobs):
+        assert abs(entry.logprob - float(prompt_ref[pos, entry.token])) <= 2 * _bound(before[pos])
+        assert len(entry.top) == 2
 
 
 def test_native_bf16_detection_reads_cpu_flags(tiny):

@@ -13,10 +13,11 @@ from tests.unit.serve.conftest import KEY, http
 
 # The fp32_server fixture keeps fp32 weights on every CPU (serve.dtype: auto would pick bf16 where it is native,
 # and bf16's 8-bit mantissa says nothing about whether the right numbers are reported). It decodes with a KV
-# cache, one token per step; the reference below runs one full forward over the prompt and the answer. Both are fp32 sums over the same products in different orders and groupings: each
-# logit of this 2-layer, hidden-32 model then differs by a few float32 ulps of values of order 1-10 (~1e-6),
-# and a log-softmax adds one logsumexp of the same error. 1e-4 leaves a wide margin over that and is still far
-# below the gaps between different tokens' log-probabilities (>= 1e-3 here), so a wrong position or token fails.
+# cache, one token per step; the reference below runs one full forward over the prompt and the answer. Both are
+# fp32 sums of the same products in different orders and groupings: this 2-layer, hidden-32 model's logits (below
+# 1 in magnitude) then differ by a few float32 ulps (~1e-7 each), and a log-softmax adds one logsumexp of the same
+# error. 1e-4 leaves a wide margin over that and stays far below the gaps between tokens' log-probabilities (a few
+# 1e-2 here), so a wrong position or token fails. A sum of k such values is within k x 1e-4.
 TOL = 1e-4
 CHAT_KW = dict(model="tiny", messages=[{"role": "user", "content": "what is the interest rate of the bank"}],
                max_tokens=8)
@@ -161,3 +162,62 @@ def test_logprobs_sum_to_at_most_one(client):
     r = client.chat.completions.create(temperature=0, logprobs=True, top_logprobs=20, **CHAT_KW)
     for entry in r.choices[0].logprobs.content:
         assert sum(math.exp(t.logprob) for t in entry.top_logprobs) <= 1 + 1e-5
+
+
+PROMPT = "the price of the stock is"
+
+
+def test_echo_scores_the_prompt_as_lm_eval_asks(client, server):
+    """lm-evaluation-harness' local-completions loglikelihood request: token ids, max_tokens 1, logprobs 1,
+    echo. The prompt's tokens come back scored by the model (the first one null), then the answer's."""
+    tok = server.state.store.tokenizer
+    ids = tok(PROMPT)["input_ids"]
+    body = {"model": "tiny", "prompt": [ids], "max_tokens": 1, "logprobs": 1, "echo": True, "temperature": 0, "seed": 1234}
+    status, got = http("POST", f"{server.url}/v1/completions", body)
+    assert status == 200, got
+    lp = got["choices"][0]["logprobs"]
+    assert len(lp["tokens"]) == len(lp["token_logprobs"]) == len(lp["top_logprobs"]) == len(ids) + 1
+    assert lp["token_logprobs"][0] is None and lp["top_logprobs"][0] is None
+    answer = tok.convert_tokens_to_ids(lp["tokens"][-1])
+    ref = reference(server, ids[:1], ids[1:] + [answer])
+    for pos, value in enumerate(lp["token_logprobs"][1:]):
+        target = (ids[1:] + [answer])[pos]
+        assert abs(value - float(ref[pos, target])) < TOL
+        assert len(lp["top_logprobs"][pos + 1]) == 1
+    ctxlen = 3  # lm-eval sums the continuation's tokens: token_logprobs[ctxlen:-1], here 3 of them
+    continuation = float(sum(ref[p - 1, ids[p]] for p in range(ctxlen, len(ids))))
+    assert abs(sum(lp["token_logprobs"][ctxlen:-1]) - continuation) < 3 * TOL
+
+
+def test_echo_of_text_and_of_token_ids(client, server):
+    tok = server.state.store.tokenizer
+    ids = tok(PROMPT)["input_ids"]
+    plain = client.completions.create(model="tiny", prompt=PROMPT, max_tokens=4, temperature=0, logprobs=2)
+    echoed = client.completions.create(model="tiny", prompt=PROMPT, max_tokens=4, temperature=0, logprobs=2, echo=True)
+    answer = plain.choices[0].text
+    assert echoed.choices[0].text == PROMPT + answer
+    lp = echoed.choices[0].logprobs
+    n = len(ids)
+    assert lp.tokens[n:] == plain.choices[0].logprobs.tokens
+    assert lp.token_logprobs[n:] == plain.choices[0].logprobs.token_logprobs  # asking for the prompt changes nothing
+    offsets = [start for start, _ in tok(PROMPT, return_offsets_mapping=True)["offset_mapping"]]
+    assert lp.text_offset[:n] == offsets
+    assert lp.text_offset[n:] == [len(PROMPT) + o for o in plain.choices[0].logprobs.text_offset]
+    by_ids = client.completions.create(model="tiny", prompt=[ids, ids[:2]], max_tokens=4, temperature=0, logprobs=2,
+                                       echo=True)
+    assert by_ids.choices[0].logprobs.token_logprobs == lp.token_logprobs
+    assert by_ids.choices[1].text.startswith(tok.decode(ids[:2]))
+    no_logprobs = client.completions.create(model="tiny", prompt=PROMPT, max_tokens=4, temperature=0, echo=True)
+    assert no_logprobs.choices[0].text == PROMPT + answer and no_logprobs.choices[0].logprobs is None
+
+
+def test_byte_offsets_of_token_ids_match_the_tokenizers(smollm2_dir):
+    from transformers import AutoTokenizer
+
+    from lmforge.serve.completion import _byte_offsets
+    from lmforge.serve.logprobs import TokenPieces
+
+    tok = AutoTokenizer.from_pretrained(smollm2_dir)
+    text = "Café prices rose 5% (the bank's report) and José said: no."
+    enc = tok(text, return_offsets_mapping=True)
+    assert _byte_offsets(TokenPieces(tok), enc["input_ids"]) == [start for start, _ in enc["offset_mapping"]]
