@@ -72,6 +72,7 @@ class Generated:
         :attr:`tokens` (the stop id has none), else empty.
     prompt_logprobs: when the row asked for its prompt's log-probabilities, one per prompt token after the
         first (each given the tokens before it; the first has no context to be scored in), else empty.
+    stop_logprob: when the row asked for log-probabilities and ended on a stop id, that id's, else None.
     """
 
     tokens: list[int] = field(default_factory=list)
@@ -80,6 +81,7 @@ class Generated:
     logits: list[torch.Tensor] = field(default_factory=list)
     logprobs: list[TokenLogprob] = field(default_factory=list)
     prompt_logprobs: list[TokenLogprob] = field(default_factory=list)
+    stop_logprob: TokenLogprob | None = None
 
     @property
     def all_tokens(self) -> list[int]:
@@ -201,7 +203,7 @@ def _advance(result: Generated, row: int, token: int, logits: torch.Tensor, opts
         result.logits.append(logits.detach().cpu().clone())
     reason = None
     if token in opts.stop_ids:
-        result.stop_token, reason = token, "stop"
+        result.stop_token, result.stop_logprob, reason = token, entry, "stop"
     else:
         result.tokens.append(token)
         if entry is not None:

@@ -189,12 +189,13 @@ def _hf_generate_rows(model: Any, prompts: dict[int, Sequence[int]], sampling: S
         if r in scored:
             result.prompt_logprobs = prompt_token_logprobs(prompt_logits[i], ids[i], len(prompts[r]), tops[i])
         for step, token in enumerate(new[i].tolist()[: opts.max_new_tokens[r]]):
+            entry = None if tops[i] is None else token_logprobs(out.logits[step][i:i + 1], new[i, step:step + 1],
+                                                                [tops[i]])[0]
             if token in opts.stop_ids:
-                result.stop_token, result.finish_reason = token, "stop"
+                result.stop_token, result.stop_logprob, result.finish_reason = token, entry, "stop"
                 break
             result.tokens.append(token)
-            if tops[i] is not None:
-                entry = token_logprobs(out.logits[step][i:i + 1], new[i, step:step + 1], [tops[i]])[0]
+            if entry is not None:
                 result.logprobs.append(entry)
                 if opts.on_logprob is not None:
                     opts.on_logprob(r, entry)

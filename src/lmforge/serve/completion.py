@@ -211,12 +211,20 @@ def choice_logprobs(state, done: dict, chat: bool, entries: list | None = None, 
     if chat:
         return chat_logprobs([e for e, _ in entries], state.pieces)
     end = len(done.get("text", ""))  # a token past a stop string starts where the returned text ends
+    entries = entries + stop_entry(done)
     if echo is None:
         return completion_logprobs([e for e, _ in entries], [min(o, end) for _, o in entries], state.pieces)
     shift = len(echo.text)
     return completion_logprobs(list(done["prompt_logprobs"]) + [e for e, _ in entries],
                                echo.offsets + [shift + min(o, end) for _, o in entries], state.pieces,
                                first=echo.ids[0])
+
+
+def stop_entry(done: dict) -> list:
+    """[(TokenLogprob, offset)] of the end-of-turn / eos token that ended a completion, when it did: the legacy
+    API lists it last (harnesses asking for one token with ``echo`` expect one entry after the prompt's)."""
+    stop = done.get("stop_logprob")
+    return [] if stop is None else [(stop, len(done.get("text", "")))]
 
 
 class OwnedStream(StreamingResponse):
@@ -306,6 +314,8 @@ async def sse_events(state, req: Sampling, answers: int, events: asyncio.Queue, 
                 break
             else:
                 done[index] = payload
+                if not chat and stop_entry(payload):  # the token that ended the answer, in its finish chunk
+                    waiting.setdefault(index, []).extend(stop_entry(payload))
                 yield _chunk(base, chat, {}, "", payload["finish_reason"], index, logprobs(index, payload["text"]))
         if len(done) == answers:
             finished = [done[i] for i in range(answers)]

@@ -143,7 +143,8 @@ class Engine:
             done = {"finish_reason": result.finish_reason, "text": tracker.text,
                     "completion_tokens": tracker.count, "prompt_tokens": len(job.prompt_ids)}
             if job.logprobs is not None:
-                done.update(logprobs=result.logprobs, offsets=tracker.offsets, prompt_logprobs=result.prompt_logprobs)
+                done.update(logprobs=result.logprobs, offsets=tracker.offsets, prompt_logprobs=result.prompt_logprobs,
+                            stop_logprob=result.stop_logprob)
             job.emit("done", done)
 
         def on_prefill(rows: list[int], out, ids, mask) -> None:

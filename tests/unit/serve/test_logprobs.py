@@ -221,3 +221,29 @@ def test_byte_offsets_of_token_ids_match_the_tokenizers(smollm2_dir):
     text = "Café prices rose 5% (the bank's report) and José said: no."
     enc = tok(text, return_offsets_mapping=True)
     assert _byte_offsets(TokenPieces(tok), enc["input_ids"]) == [start for start, _ in enc["offset_mapping"]]
+
+
+def test_a_completion_that_ends_on_eos_lists_it_last(client, server):
+    """With max_tokens 1 a harness expects one entry after the prompt's even when the model ends at once: the
+    legacy API lists the eos / end-of-turn token that ended it (chat's content does not)."""
+    tok = server.state.store.tokenizer
+    ids, eos = tok(PROMPT)["input_ids"], tok.eos_token_id
+    body = {"model": "tiny", "prompt": ids, "max_tokens": 1, "logprobs": 1, "echo": True, "temperature": 0,
+            "logit_bias": {str(eos): 100}}
+    status, got = http("POST", f"{server.url}/v1/completions", body)
+    assert status == 200, got
+    choice = got["choices"][0]
+    assert choice["finish_reason"] == "stop" and got["usage"]["completion_tokens"] == 0
+    lp = choice["logprobs"]
+    assert lp["tokens"][-1] == tok.eos_token and len(lp["tokens"]) == len(ids) + 1
+    ref = reference(server, ids, [eos])
+    assert abs(lp["token_logprobs"][-1] - float(ref[-1, eos])) < TOL  # the raw score, before the bias
+    assert lp["text_offset"][-1] == len(choice["text"])
+    unbiased = http("POST", f"{server.url}/v1/completions", {**body, "logit_bias": None})[1]["choices"][0]["logprobs"]
+    assert lp["token_logprobs"][:-1] == unbiased["token_logprobs"][:-1]  # the prompt's scores: the same either way
+    streamed = [c for c in client.completions.create(model="tiny", prompt=PROMPT, max_tokens=3, temperature=0,
+                                                     logprobs=0, logit_bias={str(eos): 100}, stream=True)
+                if c.choices and c.choices[0].logprobs is not None]
+    assert [t for c in streamed for t in c.choices[0].logprobs.tokens] == [tok.eos_token]
+    chat = client.chat.completions.create(logprobs=True, temperature=0, logit_bias={str(eos): 100}, **CHAT_KW)
+    assert chat.choices[0].message.content == "" and chat.choices[0].logprobs.content == []
