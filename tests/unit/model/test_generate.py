@@ -167,14 +167,19 @@ def test_restores_training_mode_and_leaves_no_inference_tensors(tiny):
         model.zero_grad(set_to_none=True)
 
 
-def test_prompt_learning_peft_model_generates_through_its_own_generate(tiny_llama_dir, tiny):
+@pytest.fixture(scope="module")
+def prompt_tuned(tiny_llama_dir):
+    """The tiny Llama under PEFT prompt tuning (4 virtual tokens): decoded through PEFT's own generate."""
     from peft import PromptTuningConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    _, tok = tiny
     base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32)
     torch.manual_seed(0)
-    model = get_peft_model(base, PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)).eval()
+    return get_peft_model(base, PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)).eval()
+
+
+def test_prompt_learning_peft_model_generates_through_its_own_generate(prompt_tuned, tiny):
+    model, (_, tok) = prompt_tuned, tiny
     prompt = _prompts(tok)[0]
     result = generate_tokens(model, [prompt], max_new_tokens=5)[0]
     ids = torch.tensor([prompt])
@@ -221,15 +226,9 @@ def test_logprobs_are_the_log_softmax_of_the_uncached_logits(tiny):
     assert not any(e[0] == "logprob" and e[1] == 1 for e in order)
 
 
-def test_prompt_learning_path_records_logprobs(tiny_llama_dir, tiny):
+def test_prompt_learning_path_records_logprobs(prompt_tuned, tiny):
     """Through PEFT's own generate (raw per-step logits): the same log-probabilities as its forward pass."""
-    from peft import PromptTuningConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    _, tok = tiny
-    base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32)
-    torch.manual_seed(0)
-    model = get_peft_model(base, PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)).eval()
+    model, (_, tok) = prompt_tuned, tiny
     prompt = _prompts(tok)[0]
     result = generate_tokens(model, [prompt], max_new_tokens=5, logprobs=2, prompt_logprobs=True)[0]
     assert len(result.logprobs) == len(result.tokens) == 5
@@ -368,15 +367,9 @@ def test_penalties_decode_as_their_definition(tiny, sampling):
         assert [r.tokens for r in results] != [r.tokens for r in plain]  # the penalty changed some answer
 
 
-def test_logit_bias_forces_and_bans_tokens_on_both_paths(tiny_llama_dir, tiny):
+def test_logit_bias_forces_and_bans_tokens_on_both_paths(prompt_tuned, tiny):
     """+100 makes a token every choice, -100 keeps it out, in lmforge's decode loop and through PEFT's generate."""
-    from peft import PromptTuningConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    model, tok = tiny
-    base = AutoModelForCausalLM.from_pretrained(tiny_llama_dir, dtype=torch.float32)
-    torch.manual_seed(0)
-    prompted = get_peft_model(base, PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=4)).eval()
+    (model, tok), prompted = tiny, prompt_tuned
     prompt = _prompts(tok)[0]
     forced = tok.convert_tokens_to_ids("bank")
     for m in (model, prompted):
