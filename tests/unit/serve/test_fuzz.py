@@ -214,8 +214,6 @@ def test_fuzzed_requests_never_get_5xx_and_memory_stays_bounded(fuzz_server):
     for _ in range(500):  # abandoned streams wind down
         if state.admission.used == 0 and state.engine.depth() == 0:
             break
-        import time
-
         time.sleep(0.01)
     assert state.admission.used == 0 and state.admission.waiting() == 0 and state.engine.depth() == 0
     assert set(state.store.adapters) == {"alpha"}
