@@ -49,8 +49,8 @@ the stop id), just before ``on_token`` is called with the same token."""
 @dataclass(frozen=True)
 class TokenLogprob:
     """A chosen token's log-probability under the model and the ``top`` most likely tokens with theirs
-    (most likely first, as many as the row asked for). From the log-softmax of the model's raw fp32 logits:
-    before temperature, top_p and repetition penalty, so they describe the model, not the sampler (as
+    (most likely first, as many as the row asked for). From the log-softmax of the model's raw logits (in fp32):
+    before temperature, top_p, penalties and logit bias, so they describe the model, not the sampler (as
     vLLM reports them by default)."""
 
     token: int

@@ -156,7 +156,8 @@ def _needs_hf_generate(model: Any) -> bool:
 
 def _hf_generate(model: Any, prompts: dict[int, Sequence[int]], opts: DecodeOptions) -> dict[int, Generated]:
     """The same contract through ``model.generate``, one call per distinct sampling setting (torch's
-    global RNG; per-row generators and per-step logits are not available on this path)."""
+    global RNG; per-row generators and ``keep_logits`` are not available on this path; log-probabilities
+    are, from ``generate``'s raw per-step logits)."""
     results: dict[int, Generated] = {}
     for sampling in dict.fromkeys(opts.samplings[r] for r in prompts):
         rows = [r for r in prompts if opts.samplings[r] == sampling]
