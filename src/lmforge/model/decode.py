@@ -138,12 +138,17 @@ def decode_batch(model: Any, prompts: dict[int, Sequence[int]], opts: DecodeOpti
         lean.start(cache, extra=max(opts.max_new_tokens[r] for r in rows))
         cache = None
     live = rows
+    adjusting = any(opts.samplings[r].adjusts for r in rows)  # decided once: the step loop stays lean without them
+    scoring = any(opts.top_logprobs(r) is not None for r in rows)
+    entries = [None] * len(rows)
     while True:
         samplings = [opts.samplings[r] for r in live]
         raw = logits
-        logits = adjust_logits(logits, samplings, [prompts[r] for r in live], [results[r].tokens for r in live])
+        if adjusting:
+            logits = adjust_logits(logits, samplings, [prompts[r] for r in live], [results[r].tokens for r in live])
         tokens = next_tokens(logits, samplings, [opts.generators[r] for r in live])
-        entries = token_logprobs(raw, tokens, [opts.top_logprobs(r) for r in live])
+        if scoring:
+            entries = token_logprobs(raw, tokens, [opts.top_logprobs(r) for r in live])
         keep = [i for i, r in enumerate(live)
                 if not _advance(results[r], r, int(tokens[i]), logits[i], opts, entries[i])]
         if not keep:

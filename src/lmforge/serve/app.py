@@ -45,6 +45,7 @@ class ServerState:
     recorder: DriftRecorder | None
     max_positions: int | None
     pieces: TokenPieces | None = None  # token text and bytes, for log-probabilities (causal models)
+    vocab_size: int | None = None  # token ids a request may name (prompt ids, logit_bias)
 
 
 def build_state(store: ModelStore, cfg, window_file: Path | None) -> ServerState:
@@ -63,7 +64,9 @@ def build_state(store: ModelStore, cfg, window_file: Path | None) -> ServerState
     log = AccessLog(cfg.log.enabled, cfg.log.file, cfg.log.log_prompts, cfg.log.redact, terms=log_terms(cfg.log))
     max_pos = getattr(store.model.config, "max_position_embeddings", None)
     pieces = TokenPieces(store.tokenizer) if engine is not None else None
-    return ServerState(store, cfg, cfg.resolved_api_keys(), admission, metrics, log, engine, recorder, max_pos, pieces)
+    vocab = getattr(store.model.config, "vocab_size", None)
+    return ServerState(store, cfg, cfg.resolved_api_keys(), admission, metrics, log, engine, recorder, max_pos, pieces,
+                       vocab)
 
 
 def create_app(target, serve_cfg, window_file: str | Path | None = None) -> FastAPI:

@@ -47,9 +47,9 @@ def completion_prompts(state, req: CompletionRequest) -> list[Prompt]:
     """The request's prompts: a text is tokenized as the model's tokenizer does by default (offsets from the fast
     tokenizer's offset mapping); token ids are checked against the vocabulary (400 naming ``prompt`` or
     ``prompt.I``) and decoded for their text (offsets from each token's bytes: exact for byte-level BPE)."""
-    tokenizer, vocab = state.store.tokenizer, getattr(state.store.model.config, "vocab_size", None)
-    out, many = [], len(req.prompts()) > 1
-    for i, prompt in enumerate(req.prompts()):
+    tokenizer, vocab, prompts = state.store.tokenizer, state.vocab_size, req.prompts()
+    out = []
+    for i, prompt in enumerate(prompts):
         if isinstance(prompt, str):
             if getattr(tokenizer, "is_fast", False):
                 enc = tokenizer(prompt, return_offsets_mapping=True)
@@ -60,7 +60,7 @@ def completion_prompts(state, req: CompletionRequest) -> list[Prompt]:
             continue
         bad = next((t for t in prompt if vocab is not None and t >= vocab), None)
         if bad is not None:
-            field = f"prompt.{i}" if many else "prompt"
+            field = f"prompt.{i}" if len(prompts) > 1 else "prompt"
             raise APIError(400, f"{field}: token id {bad} is not in the model's vocabulary (0..{vocab - 1})",
                            "invalid_request", field)
         out.append(Prompt(list(prompt), tokenizer.decode(prompt, skip_special_tokens=False),
@@ -90,11 +90,6 @@ def plan_tokens(state, req: Sampling, prompt_ids: list[int], field: str) -> int:
     if wanted > lim.max_tokens:
         raise APIError(400, f"max_tokens {wanted} is above the limit {lim.max_tokens}",
                        "max_tokens_too_large", "max_tokens")
-    vocab = getattr(state.store.model.config, "vocab_size", None)
-    for key in req.logit_bias or {}:
-        if vocab is not None and int(key) >= vocab:
-            raise APIError(400, f"logit_bias.{key}: token id {int(key)} is not in the model's vocabulary "
-                           f"(0..{vocab - 1})", "invalid_request", f"logit_bias.{key}")
     room = state.max_positions - len(prompt_ids) if state.max_positions else wanted
     if room < 1:
         raise APIError(400, "prompt fills the model's context window", "context_length_exceeded", field)
@@ -161,6 +156,11 @@ async def answer(state, req: Sampling, prompts: list[list[int]], chat: bool, ech
     field = "messages" if chat else "prompt"
     if echo is not None and req.stream:
         raise APIError(400, "echo is not supported with stream: true (leave one of them out)", "invalid_request", "echo")
+    vocab = state.vocab_size
+    for key in req.logit_bias or {}:  # the request's, once (plan_tokens runs per prompt)
+        if vocab is not None and int(key) >= vocab:
+            raise APIError(400, f"logit_bias.{key}: token id {int(key)} is not in the model's vocabulary "
+                           f"(0..{vocab - 1})", "invalid_request", f"logit_bias.{key}")
     if len(prompts) * req.n > MAX_PROMPTS:
         raise APIError(400, f"{len(prompts)} prompts x n={req.n} answers is over {MAX_PROMPTS} generations per "
                        "request", "invalid_request", "n")

@@ -15,6 +15,8 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any, Sequence
 
+from transformers.convert_slow_tokenizer import bytes_to_unicode
+
 from lmforge.model.decode import TokenLogprob
 
 
@@ -67,16 +69,5 @@ def completion_logprobs(entries: Sequence[TokenLogprob], offsets: Sequence[int],
     return {"tokens": tokens, "token_logprobs": values, "top_logprobs": tops, "text_offset": list(offsets)}
 
 
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's reversible byte -> printable character table, which byte-level BPE vocabularies are written in."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
-        list(range(ord("®"), ord("ÿ") + 1))
-    table, extra = {b: chr(b) for b in printable}, 0
-    for b in range(256):
-        if b not in table:
-            table[b] = chr(256 + extra)
-            extra += 1
-    return table
-
-
-_UNICODE_TO_BYTE = {ch: b for b, ch in _bytes_to_unicode().items()}
+# GPT-2's reversible byte -> printable character table, which byte-level BPE vocabularies are written in
+_UNICODE_TO_BYTE = {ch: b for b, ch in bytes_to_unicode().items()}
