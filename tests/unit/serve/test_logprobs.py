@@ -247,3 +247,27 @@ def test_a_completion_that_ends_on_eos_lists_it_last(client, server):
     assert [t for c in streamed for t in c.choices[0].logprobs.tokens] == [tok.eos_token]
     chat = client.chat.completions.create(logprobs=True, temperature=0, logit_bias={str(eos): 100}, **CHAT_KW)
     assert chat.choices[0].message.content == "" and chat.choices[0].logprobs.content == []
+
+
+def test_example_scoring_config_serves_the_harness_request(tiny_llama_dir):
+    """examples/serve/scoring.yaml validates, and a server built from it answers lm-eval's request in fp32."""
+    from pathlib import Path
+
+    from lmforge.config.serve import load_serve_config
+    from lmforge.serve import create_app
+    from tests.unit.serve.conftest import LiveServer
+
+    example = Path(__file__).resolve().parents[3] / "examples" / "serve" / "scoring.yaml"
+    cfg = load_serve_config(str(example), [])
+    assert cfg.dtype == "float32" and not cfg.drift.enabled and cfg.host == "127.0.0.1"
+    live = LiveServer(create_app(Path(tiny_llama_dir), cfg))
+    try:
+        ids = live.state.store.tokenizer(PROMPT)["input_ids"]
+        status, got = http("POST", f"{live.url}/v1/completions", {"prompt": [ids], "max_tokens": 1, "logprobs": 1,
+                                                                   "echo": True, "temperature": 0}, key=None)
+        assert status == 200, got
+        lp = got["choices"][0]["logprobs"]
+        assert lp["token_logprobs"][0] is None and len(lp["token_logprobs"]) == len(ids) + 1
+        assert next(live.state.store.model.parameters()).dtype == torch.float32 and live.state.recorder is None
+    finally:
+        live.stop()
